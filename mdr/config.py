@@ -1,0 +1,281 @@
+"""Config is data: frozen dataclasses, loaded from YAML, hashed into run ids.
+
+Every run is described by one :class:`RunConfig`. It is built from a YAML file
+(``benchmarks/configs/*.yaml``), optionally with dotted overrides
+(``{"loss.eta": 0.0}``: this is how ablations are expressed), and resolved
+into a plain dict that is written beside every result.
+
+Unknown keys are an error (a typo in a config must never be silently ignored),
+and :func:`config_hash` is stable across Python sessions and key order.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import yaml
+
+T = TypeVar("T")
+
+SlotKind = Literal["visual_dominant", "text_dominant", "visual_only", "text_only"]
+SLOT_KINDS: tuple[str, ...] = typing.get_args(SlotKind)
+
+
+class ConfigError(ValueError):
+    """A config file or override that does not match the schema."""
+
+
+# --------------------------------------------------------------------------- schema
+
+
+@dataclass(frozen=True)
+class SlotConfig:
+    """One named, explainable attribute slot of the fused representation (Algorithm 1).
+
+    ``kind`` decides the fusion rule; ``dim`` is the slot's width in the image
+    factors ``s`` and/or the text factors ``z``; ``label`` names the weak label
+    (a key of the prepared dataset's ``labels.npz``) that supervises the slot's
+    image dimensions (Eq. 12-13), or ``None`` for an unsupervised slot.
+    """
+
+    name: str
+    kind: SlotKind
+    dim: int = 4
+    label: str | None = None
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture. ``name`` is looked up in :mod:`mdr.registry`."""
+
+    name: str = "mdr"
+    slots: tuple[SlotConfig, ...] = (
+        SlotConfig("colour", "visual_dominant", 4, "colour"),
+        SlotConfig("size", "text_dominant", 4, None),
+        SlotConfig("shape", "visual_only", 4, "shape"),
+        SlotConfig("material", "text_only", 4, None),
+    )
+    image_blackbox_dim: int = 8  # s_blackbox width
+    text_blackbox_dim: int = 8  # z_blackbox width
+    blackbox_out_dim: int = 8  # r_blackbox width
+    fusion: Literal["algorithm1", "concat"] = "algorithm1"
+    alpha: float = 0.5  # Algorithm 1, lines 3-4
+    use_image: bool = True
+    use_text: bool = True
+    use_id_embedding: bool = False  # off reproduces the paper
+    id_dim: int = 16
+    image_channels: tuple[int, ...] = (32, 32, 64, 64)
+    text_hidden: int = 32  # width of each attribute extractor AE_j (Eq. 3)
+    n_aspects: int = 15  # rows of D (Eq. 14); Figure 5 shows 15
+    max_text_len: int = 64
+    att_hidden: tuple[int, ...] = (36,)  # DIN attention MLP (Eq. 18)
+    mlp_hidden: tuple[int, ...] = (80, 40)  # DIN prediction MLP (Eq. 20)
+    unique_item_encoding: bool = True  # encode each unique item of a batch once
+    weak_supervision: bool = True  # Eq. 12-13 classifiers on labelled slots
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """Weights of the joint objective, Eq. 22."""
+
+    gamma: float = 1.0  # prediction loss (Eq. 21)
+    beta: float = 1.0  # KL weight inside loss_visual (Eq. 11)
+    eta: float = 1e-3  # information constraint (Eq. 4)
+    mu: float = 1.0  # weak supervision (Eq. 13)
+    visual: float = 1.0  # weight of loss_visual (1 in the paper)
+    text: float = 1.0  # weight of loss_text (1 in the paper)
+    n_text_neg: int = 5  # g in Eq. 15
+    ortho: float = 1.0  # weight of ||D D^T - I|| inside loss_text (1 in the paper)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 10
+    batch_size: int = 256
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    patience: int = 3  # early stopping on validation GAUC
+    max_hist: int = 20
+    n_train_neg: int = 1  # negatives per positive, resampled each epoch
+    eval_batch_size: int = 512
+    device: str = "cpu"
+    amp: bool = False  # bf16 autocast on CUDA
+    max_steps_per_epoch: int | None = None  # for smoke runs
+    num_threads: int | None = None
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    seed: int = 0
+
+
+# --------------------------------------------------------------------------- (de)serialisation
+
+
+def _convert(tp: Any, value: Any, where: str) -> Any:
+    """Convert a YAML value to the annotated type ``tp`` (recursively)."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if tp is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _convert(a, value, where)
+            except ConfigError as e:
+                errors.append(str(e))
+        raise ConfigError(f"{where}: {value!r} matches none of {args}")
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"{where}: {value!r} is not one of {list(args)}")
+        return value
+    if origin is tuple:
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_convert(args[0], v, f"{where}[{i}]") for i, v in enumerate(value))
+        if len(args) != len(value):
+            raise ConfigError(f"{where}: expected {len(args)} items, got {len(value)}")
+        return tuple(_convert(a, v, f"{where}[{i}]") for i, (a, v) in enumerate(zip(args, value)))
+    if origin is dict:
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        return dict(value)
+    if is_dataclass(tp):
+        if isinstance(value, tp):
+            return value
+        return from_dict(tp, value, where)
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true/false, got {value!r}")
+        return value
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a string, got {value!r}")
+        return value
+    raise ConfigError(f"{where}: unsupported type {tp}")
+
+
+def from_dict(cls: type[T], data: Mapping[str, Any] | None, where: str = "config") -> T:
+    """Build dataclass ``cls`` from a mapping; unknown keys raise :class:`ConfigError`."""
+    data = dict(data or {})
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {unknown}; known: {sorted(names)}")
+    kwargs = {k: _convert(hints[k], v, f"{where}.{k}") for k, v in data.items()}
+    try:
+        return cls(**kwargs)
+    except TypeError as e:
+        raise ConfigError(f"{where}: {e}") from e
+
+
+def to_dict(obj: Any) -> Any:
+    """A plain, YAML/JSON-able view of a (nested) dataclass; tuples become lists."""
+    if is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: to_dict(getattr(obj, f.name)) for f in fields(obj)}
+    if isinstance(obj, list | tuple):
+        return [to_dict(v) for v in obj]
+    if isinstance(obj, dict):
+        return {k: to_dict(v) for k, v in obj.items()}
+    return obj
+
+
+def config_hash(obj: Any, length: int = 12) -> str:
+    """Stable short hash of a config (dataclass or plain data)."""
+    blob = json.dumps(to_dict(obj), sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:length]
+
+
+def apply_overrides(cfg: T, overrides: Mapping[str, Any]) -> T:
+    """Return ``cfg`` with dotted-key overrides applied, e.g. ``{"loss.eta": 0}``.
+
+    Overrides go through the same validation as YAML files.
+    """
+    data = to_dict(cfg)
+    for key, value in overrides.items():
+        node = data
+        parts = key.split(".")
+        for p in parts[:-1]:
+            if not isinstance(node, dict) or p not in node:
+                raise ConfigError(f"override {key!r}: no section {p!r}")
+            node = node[p]
+        if not isinstance(node, dict) or parts[-1] not in node:
+            raise ConfigError(f"override {key!r}: unknown key {parts[-1]!r}")
+        node[parts[-1]] = value
+    return from_dict(type(cfg), data)
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: invalid YAML: {e}") from e
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: top level must be a mapping")
+    return data
+
+
+def load_run_config(
+    path: str | Path | None = None, overrides: Mapping[str, Any] | None = None
+) -> RunConfig:
+    """Load a :class:`RunConfig` from YAML (or defaults) and apply dotted overrides.
+
+    A YAML file may hold an ``ablations:`` section (named override sets, see
+    :func:`ablation_overrides`); it is not part of the run config itself.
+    """
+    data = load_yaml(path) if path is not None else {}
+    data.pop("ablations", None)
+    data.pop("description", None)
+    cfg = from_dict(RunConfig, data, where=str(path) if path else "config")
+    return apply_overrides(cfg, overrides or {})
+
+
+def ablation_overrides(path: str | Path, name: str) -> dict[str, Any]:
+    """The named override set ``name`` from a config file's ``ablations:`` section."""
+    data = load_yaml(path)
+    table = data.get("ablations") or {}
+    if name not in table:
+        raise ConfigError(f"{path}: no ablation named {name!r}; known: {sorted(table)}")
+    return dict(table[name] or {})
+
+
+def dump_yaml(data: Any) -> str:
+    return yaml.safe_dump(to_dict(data), sort_keys=False)
+
+
+def replace(obj: T, **changes: Any) -> T:
+    """``dataclasses.replace`` re-exported for callers that build configs in code."""
+    return dataclasses.replace(obj, **changes)  # type: ignore[type-var]

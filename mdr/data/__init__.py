@@ -1,0 +1,1 @@
+"""Data: download, parse, synthesise and prepare datasets; batches for training."""

@@ -1,0 +1,224 @@
+"""The prepared-dataset folder (``mdr data prepare`` writes it; everything else reads it).
+
+One format for the real Amazon data and the synthetic shop. Item ids are
+``0..n_items-1``, user ids ``0..n_users-1``, both in a stable order.
+
+=====================  =====================================================
+file                   content
+=====================  =====================================================
+``dataset.json``       manifest: name, source (format, category, input
+                       sha256), counts (users, items, categories, behaviors,
+                       sparsity_percent), skips (reason -> count, examples),
+                       config (image_size, n_neg, seed, ...), labels (name ->
+                       class names), factors (synthetic only). Written LAST:
+                       a folder without it is not a dataset.
+``users.txt``          original user id, one a line (line i = user i)
+``items.jsonl``        {"asin", "title", "category", "brand"}, line i = item i
+``categories.txt``     leaf category names, line c = category id c
+``items.npz``          ``category`` int32 [I]
+``behaviors.npz``      ``user`` int32 [B], ``item`` int32 [B], ``time`` int64
+                       [B], ``split`` int8 [B] (0 train, 1 valid, 2 test);
+                       sorted by user, then time, then a deterministic
+                       tie-break (file line). Each user's last behaviour is
+                       test, the one before valid, the rest train.
+``eval_lists.npz``     ``valid``/``test`` int32 [U, 1 + n_neg]: column 0 the
+                       held-out positive, then n_neg sampled negatives never
+                       in the user's history; drawn once with a fixed seed.
+``vocab.txt``          token per line; line 0 ``<pad>``, line 1 ``<unk>``
+``text.npz``           ``tokens`` int32 [I, L] (0 = pad), ``lengths`` int32
+                       [I]: each item's text from TRAINING reviews only.
+``word2vec.npy``       float32 [V, d] aligned with vocab.txt (row 0 zeros);
+``word2vec.model``     the gensim model it came from.
+``images.npy``         uint8 [I, S, S, 3] RGB, padded to square and resized
+``image_mask.npy``     bool [I]: True where the item has a usable image
+``labels.npz``         weak labels: name -> int64 [I], -1 = unlabelled
+                       (the labelled-fraction budget already applied)
+``factors.npz``        synthetic only: ground-truth factor -> int64 [I]
+=====================  =====================================================
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mdr.data.parse import DataError
+
+FORMAT_VERSION = 1
+TRAIN, VALID, TEST = 0, 1, 2
+PAD, UNK = 0, 1
+
+REQUIRED_FILES = (
+    "dataset.json",
+    "users.txt",
+    "items.jsonl",
+    "categories.txt",
+    "items.npz",
+    "behaviors.npz",
+    "eval_lists.npz",
+    "vocab.txt",
+    "text.npz",
+    "word2vec.npy",
+    "images.npy",
+    "image_mask.npy",
+    "labels.npz",
+)
+
+
+@dataclass
+class ProcessedDataset:
+    """Read-only view of a prepared dataset folder; arrays load lazily and are cached."""
+
+    root: Path
+
+    @classmethod
+    def open(cls, root: str | Path) -> ProcessedDataset:
+        root = Path(root)
+        if not root.is_dir():
+            raise DataError(f"{root}: prepared dataset folder not found")
+        if not (root / "dataset.json").is_file():
+            raise DataError(
+                f"{root}: no dataset.json - not a prepared dataset, or an interrupted prepare "
+                "(run `mdr data prepare` again)"
+            )
+        missing = [f for f in REQUIRED_FILES if not (root / f).is_file()]
+        if missing:
+            raise DataError(f"{root}: incomplete prepared dataset, missing {missing}")
+        ds = cls(root)
+        if ds.manifest.get("format_version") != FORMAT_VERSION:
+            raise DataError(
+                f"{root}/dataset.json: format_version {ds.manifest.get('format_version')!r}, "
+                f"expected {FORMAT_VERSION}; prepare it again"
+            )
+        return ds
+
+    # ------------------------------------------------------------------ metadata
+    @functools.cached_property
+    def manifest(self) -> dict[str, Any]:
+        try:
+            return json.loads((self.root / "dataset.json").read_text(encoding="utf-8"))
+        except json.JSONDecodeError as e:
+            raise DataError(f"{self.root}/dataset.json: corrupt ({e})") from e
+
+    @property
+    def name(self) -> str:
+        return str(self.manifest["name"])
+
+    @property
+    def n_users(self) -> int:
+        return int(self.manifest["counts"]["users"])
+
+    @property
+    def n_items(self) -> int:
+        return int(self.manifest["counts"]["items"])
+
+    @property
+    def n_categories(self) -> int:
+        return int(self.manifest["counts"]["categories"])
+
+    @property
+    def is_synthetic(self) -> bool:
+        return bool(self.manifest.get("synthetic", False))
+
+    @functools.cached_property
+    def vocab(self) -> list[str]:
+        return (self.root / "vocab.txt").read_text(encoding="utf-8").splitlines()
+
+    @functools.cached_property
+    def items(self) -> list[dict[str, Any]]:
+        with (self.root / "items.jsonl").open(encoding="utf-8") as fh:
+            return [json.loads(line) for line in fh]
+
+    @functools.cached_property
+    def category_names(self) -> list[str]:
+        return (self.root / "categories.txt").read_text(encoding="utf-8").splitlines()
+
+    @functools.cached_property
+    def user_ids(self) -> list[str]:
+        return (self.root / "users.txt").read_text(encoding="utf-8").splitlines()
+
+    @property
+    def label_names(self) -> dict[str, list[str]]:
+        """Weak-label name -> class names."""
+        return dict(self.manifest.get("labels", {}))
+
+    # ------------------------------------------------------------------ arrays
+    def _npz(self, name: str) -> dict[str, np.ndarray]:
+        with np.load(self.root / name, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+
+    @functools.cached_property
+    def behaviors(self) -> dict[str, np.ndarray]:
+        return self._npz("behaviors.npz")
+
+    @functools.cached_property
+    def item_category(self) -> np.ndarray:
+        return self._npz("items.npz")["category"]
+
+    @functools.cached_property
+    def eval_lists(self) -> dict[str, np.ndarray]:
+        return self._npz("eval_lists.npz")
+
+    @functools.cached_property
+    def text(self) -> dict[str, np.ndarray]:
+        return self._npz("text.npz")
+
+    @functools.cached_property
+    def word_vectors(self) -> np.ndarray:
+        return np.load(self.root / "word2vec.npy", allow_pickle=False)
+
+    @functools.cached_property
+    def images(self) -> np.ndarray:
+        """uint8 [I, S, S, 3], memory-mapped (the Cloth images do not need to fit in RAM)."""
+        return np.load(self.root / "images.npy", mmap_mode="r", allow_pickle=False)
+
+    @functools.cached_property
+    def image_mask(self) -> np.ndarray:
+        return np.load(self.root / "image_mask.npy", allow_pickle=False)
+
+    @functools.cached_property
+    def labels(self) -> dict[str, np.ndarray]:
+        return self._npz("labels.npz")
+
+    @functools.cached_property
+    def factors(self) -> dict[str, np.ndarray]:
+        """Ground-truth factors (synthetic data only; empty dict otherwise)."""
+        path = self.root / "factors.npz"
+        return self._npz("factors.npz") if path.is_file() else {}
+
+    # ------------------------------------------------------------------ derived
+    @functools.cached_property
+    def user_sequences(self) -> list[np.ndarray]:
+        """Per user, item ids of all behaviours in time order (train, then valid, then test)."""
+        b = self.behaviors
+        bounds = np.flatnonzero(np.diff(b["user"])) + 1
+        return np.split(b["item"], bounds)
+
+    @functools.cached_property
+    def train_sequences(self) -> list[np.ndarray]:
+        """Per user, item ids of the training behaviours in time order."""
+        b = self.behaviors
+        user, item = b["user"][b["split"] == TRAIN], b["item"][b["split"] == TRAIN]
+        out: list[np.ndarray] = [np.empty(0, np.int32)] * self.n_users
+        bounds = np.flatnonzero(np.diff(user)) + 1
+        for seq_user, seq in zip(user[np.r_[0, bounds]], np.split(item, bounds)):
+            out[int(seq_user)] = seq
+        return out
+
+    def stats(self) -> dict[str, Any]:
+        """The Table 1 figures plus skip counts."""
+        c = self.manifest["counts"]
+        return {
+            "dataset": self.name,
+            "users": int(c["users"]),
+            "items": int(c["items"]),
+            "categories": int(c["categories"]),
+            "behaviors": int(c["behaviors"]),
+            "sparsity_percent": float(c["sparsity_percent"]),
+            "skips": self.manifest.get("skips", {}).get("counts", {}),
+        }

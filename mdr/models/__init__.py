@@ -1,0 +1,1 @@
+"""Models: image VAE, text aspect encoder, disentangled fusion, DIN, and MDR itself."""

@@ -1,0 +1,64 @@
+"""What every result carries: git commit, package versions, device, date."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import platform
+import subprocess
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+_PACKAGES = ("mdr-companion", "torch", "torchvision", "numpy", "gensim", "scikit-learn",
+             "deepctr-torch", "pandas")
+
+
+def git_commit(cwd: str | Path | None = None) -> str | None:
+    """The commit of the working tree (``+dirty`` when it has changes), or None."""
+    cwd = Path(cwd) if cwd else Path(__file__).resolve().parent.parent
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True,
+                             text=True, timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=cwd, capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return sha + ("+dirty" if dirty else "")
+
+
+def versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for name in _PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def device_name(device: str = "cpu") -> str:
+    import torch
+
+    if device.startswith("cuda") and torch.cuda.is_available():
+        return torch.cuda.get_device_name(torch.device(device))
+    return f"cpu: {platform.processor() or platform.machine()} x{_cpu_count()}"
+
+
+def _cpu_count() -> int:
+    import os
+
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def manifest(**extra: Any) -> dict[str, Any]:
+    """A run manifest: provenance plus whatever the caller adds (config, seed, wall time)."""
+    return {
+        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        "git_commit": git_commit(),
+        "versions": versions(),
+        "platform": platform.platform(),
+        **extra,
+    }
