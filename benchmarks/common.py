@@ -1,0 +1,64 @@
+"""Shared plumbing of the benchmark scripts: datasets, result folders, manifests, tables.
+
+Benchmarks live beside the package (they import :mod:`mdr`, never the reverse).
+Each writes ``results/<dataset>/<name>.csv`` and ``.md`` plus a manifest
+``<name>.manifest.json`` (git commit, versions, config, wall time), atomically.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from mdr import io as mio
+from mdr.provenance import manifest
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "results"
+REPORTED = RESULTS / "reported"
+CONFIGS = Path(__file__).resolve().parent / "configs"
+
+# the paper's dataset names for our catalog names
+PAPER_NAME = {"cloth": "Cloth", "toys": "Toys", "office": "Office"}
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))
+
+
+def to_csv(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(columns), extrasaction="ignore", lineterminator="\n")
+    w.writeheader()
+    for r in rows:
+        w.writerow(r)
+    return buf.getvalue()
+
+
+def to_markdown(rows: Sequence[dict[str, Any]], columns: Sequence[str],
+                headers: Sequence[str] | None = None) -> str:
+    headers = list(headers or columns)
+    out = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    for r in rows:
+        out.append("| " + " | ".join(_fmt(r.get(c, "")) for c in columns) + " |")
+    return "\n".join(out) + "\n"
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}" if abs(v) < 1e-3 and v != 0 else f"{v:.4f}".rstrip("0").rstrip(".")
+    return str(v)
+
+
+def write_result(dataset: str, name: str, csv_text: str, md_text: str,
+                 results_dir: Path = RESULTS, **manifest_extra: Any) -> Path:
+    """Write ``<results>/<dataset>/<name>.csv``/``.md``/``.manifest.json`` atomically."""
+    folder = results_dir / dataset
+    mio.write_text(folder / f"{name}.csv", csv_text)
+    mio.write_text(folder / f"{name}.md", md_text)
+    mio.write_json(folder / f"{name}.manifest.json", manifest(dataset=dataset, **manifest_extra))
+    return folder

@@ -1,0 +1,225 @@
+"""The ``mdr`` command.
+
+::
+
+    mdr data synth    --size {tiny,small,cloth} --seed N --out DIR
+    mdr data download --category CAT --out DIR [--year 2014|2018] [--base-url URL] [--no-images]
+    mdr data prepare  --raw DIR --category CAT --out PROC [--image-size 64] [--n-neg 100] [--seed 0]
+    mdr data stats    PROC [--json]
+    mdr train         --config CFG --data PROC --out RUN [--seed S] [--epochs N] [--device D] [--resume]
+    mdr evaluate      RUN [--split valid|test] [--full-ranking] [--json]
+
+Every subcommand exits with status 2 and one clear line on bad input (a
+missing file, a malformed config, an unknown dataset) instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+
+def _print_json(obj: Any) -> None:
+    print(json.dumps(obj, indent=2, sort_keys=False, default=str))
+
+
+# --------------------------------------------------------------------------- data
+
+
+def _cmd_synth(a: argparse.Namespace) -> int:
+    from mdr.data.synthetic import generate
+
+    summary = generate(a.size, seed=a.seed, out=a.out, progress=not a.quiet)
+    _print_json(summary)
+    return 0
+
+
+def _cmd_download(a: argparse.Namespace) -> int:
+    from mdr.data.download import download
+
+    report = download(a.category, a.out, year=a.year, base_url=a.base_url,
+                      images=not a.no_images, workers=a.workers, progress=not a.quiet)
+    _print_json(report)
+    return 0
+
+
+def _cmd_prepare(a: argparse.Namespace) -> int:
+    from mdr.data.download import resolve_category
+    from mdr.data.preprocess import PrepareConfig, prepare
+
+    cfg = replace(PrepareConfig(), image_size=a.image_size, n_neg=a.n_neg, seed=a.seed,
+                  label_fraction=a.label_fraction)
+    category = a.category if a.category == "Synthetic" else resolve_category(a.category)
+    manifest = prepare(a.raw, category, a.out, cfg, images_dir=a.images_dir, strict=a.strict,
+                       name=a.name, progress=not a.quiet)
+    counts = manifest["counts"]
+    skips = manifest.get("skips", {}).get("counts", {})
+    print(f"prepared {manifest['name']} -> {a.out}: {counts['users']} users, "
+          f"{counts['items']} items, {counts['behaviors']} behaviours")
+    if skips:
+        print("skipped: " + ", ".join(f"{k}: {v}" for k, v in skips.items()))
+    return 0
+
+
+def _cmd_stats(a: argparse.Namespace) -> int:
+    from mdr.data.dataset import ProcessedDataset
+
+    stats = ProcessedDataset.open(a.proc).stats()
+    if a.json:
+        _print_json(stats)
+    else:
+        for k, v in stats.items():
+            print(f"{k:>18}: {v}")
+    return 0
+
+
+# --------------------------------------------------------------------------- train / evaluate
+
+
+def _cmd_train(a: argparse.Namespace) -> int:
+    from mdr.config import load_run_config
+    from mdr.data.catalog import resolve
+    from mdr.train import train
+
+    overrides: dict[str, Any] = {}
+    if a.model:
+        overrides["model.name"] = a.model
+    if a.epochs is not None:
+        overrides["train.epochs"] = a.epochs
+    if a.device:
+        overrides["train.device"] = a.device
+    if a.seed is not None:
+        overrides["seed"] = a.seed
+    if a.max_steps is not None:
+        overrides["train.max_steps_per_epoch"] = a.max_steps
+    for item in a.set or []:
+        key, _, value = item.partition("=")
+        import yaml
+
+        overrides[key] = yaml.safe_load(value)
+    cfg = load_run_config(a.config, overrides)
+    data = resolve(a.data, progress=not a.quiet)
+    result = train(cfg, data, a.out, resume=a.resume, progress=not a.quiet)
+    _print_json(result)
+    return 0
+
+
+def _cmd_evaluate(a: argparse.Namespace) -> int:
+    from mdr.evaluate import evaluate_run
+
+    result = evaluate_run(a.run, data=a.data, split=a.split, full_ranking=a.full_ranking,
+                          device=a.device)
+    if a.json:
+        _print_json(result)
+    else:
+        for k, v in result.items():
+            print(f"{k:>16}: {v}")
+    return 0
+
+
+# --------------------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="mdr", description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+
+    data = sub.add_parser("data", help="create, download, prepare and inspect datasets")
+    dsub = data.add_subparsers(dest="data_command", required=True)
+
+    s = dsub.add_parser("synth", parents=[common], help="write the embedded synthetic shop (Amazon 2014 layout)")
+    s.add_argument("--size", choices=["tiny", "small", "cloth"], default="small")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--out", required=True, type=Path)
+    s.set_defaults(func=_cmd_synth)
+
+    d = dsub.add_parser("download", parents=[common], help="download an Amazon 5-core category and its images")
+    d.add_argument("--category", required=True,
+                   help="e.g. Clothing_Shoes_and_Jewelry, or cloth/toys/office")
+    d.add_argument("--out", required=True, type=Path)
+    d.add_argument("--year", type=int, choices=[2014, 2018], default=2014)
+    d.add_argument("--base-url", default=None, help="fetch both files from this URL prefix")
+    d.add_argument("--no-images", action="store_true")
+    d.add_argument("--workers", type=int, default=8, help="parallel image downloads")
+    d.set_defaults(func=_cmd_download)
+
+    r = dsub.add_parser("prepare", parents=[common], help="5-core, splits, evaluation lists, text, images, labels")
+    r.add_argument("--raw", required=True, type=Path)
+    r.add_argument("--category", required=True)
+    r.add_argument("--out", required=True, type=Path)
+    r.add_argument("--image-size", type=int, default=64)
+    r.add_argument("--n-neg", type=int, default=100, help="sampled negatives per evaluation list")
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--label-fraction", type=float, default=0.1,
+                   help="fraction of labelled items kept for weak supervision")
+    r.add_argument("--images-dir", type=Path, default=None, help="images already on disk")
+    r.add_argument("--name", default=None, help="dataset name (default: derived)")
+    r.add_argument("--strict", action="store_true", help="fail on the first malformed line")
+    r.set_defaults(func=_cmd_prepare)
+
+    st = dsub.add_parser("stats", parents=[common], help="Table 1 figures of a prepared dataset")
+    st.add_argument("proc", type=Path)
+    st.add_argument("--json", action="store_true")
+    st.set_defaults(func=_cmd_stats)
+
+    t = sub.add_parser("train", parents=[common], help="train MDR or a representation baseline")
+    t.add_argument("--config", type=Path, default=None, help="YAML run config")
+    t.add_argument("--data", required=True, help="prepared folder or dataset name")
+    t.add_argument("--out", required=True, type=Path, help="run folder")
+    t.add_argument("--model", default=None, help="model name (overrides the config)")
+    t.add_argument("--seed", type=int, default=None)
+    t.add_argument("--epochs", type=int, default=None)
+    t.add_argument("--device", default=None, help="cpu or cuda")
+    t.add_argument("--max-steps", type=int, default=None, help="cap steps per epoch (smoke)")
+    t.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="dotted config override, e.g. loss.eta=0 (repeatable)")
+    t.add_argument("--resume", action="store_true", help="continue from RUN/checkpoint.pt")
+    t.set_defaults(func=_cmd_train)
+
+    e = sub.add_parser("evaluate", parents=[common], help="re-score a finished run")
+    e.add_argument("run", type=Path)
+    e.add_argument("--data", default=None, help="prepared folder (default: the run's)")
+    e.add_argument("--split", choices=["valid", "test"], default="test")
+    e.add_argument("--full-ranking", action="store_true")
+    e.add_argument("--device", default="cpu")
+    e.add_argument("--json", action="store_true")
+    e.set_defaults(func=_cmd_evaluate)
+    return p
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from mdr.config import ConfigError
+    from mdr.data.parse import DataError
+
+    errors: list[type[BaseException]] = [ConfigError, DataError, FileNotFoundError]
+    try:
+        from mdr.train import RunError  # type: ignore[attr-defined]
+
+        errors.append(RunError)
+    except ImportError:
+        pass
+    return tuple(errors)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except _user_errors() as e:
+        print(f"mdr: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("mdr: interrupted (a run resumes with --resume)", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
