@@ -93,3 +93,17 @@ def speed_data(session: nox.Session) -> None:
     """Measure synth and prepare of the Cloth-sized shop (wall time, peak memory)."""
     env = _env(session)
     _py(session, "benchmarks/speed_data.py", *session.posargs, env=env)
+
+
+@nox.session(name="reproduce-table2")
+def reproduce_table2(session: nox.Session) -> None:
+    """Regenerate Table 2 (every model x 3 seeds); default: the embedded `small` shop."""
+    env = _env(session)
+    _py(session, "benchmarks/table2.py", *session.posargs, env=env)
+
+
+@nox.session(name="reproduce-table3")
+def reproduce_table3(session: nox.Session) -> None:
+    """Regenerate Table 3 (MDR with and without the information constraint)."""
+    env = _env(session)
+    _py(session, "benchmarks/table3.py", *session.posargs, env=env)

@@ -97,6 +97,8 @@ def _cmd_train(a: argparse.Namespace) -> int:
         overrides["seed"] = a.seed
     if a.max_steps is not None:
         overrides["train.max_steps_per_epoch"] = a.max_steps
+    if a.threads is not None:
+        overrides["train.num_threads"] = a.threads
     for item in a.set or []:
         key, _, value = item.partition("=")
         import yaml
@@ -178,6 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--epochs", type=int, default=None)
     t.add_argument("--device", default=None, help="cpu or cuda")
     t.add_argument("--max-steps", type=int, default=None, help="cap steps per epoch (smoke)")
+    t.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     t.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="dotted config override, e.g. loss.eta=0 (repeatable)")
     t.add_argument("--resume", action="store_true", help="continue from RUN/checkpoint.pt")

@@ -248,28 +248,46 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
+VARIANT_SECTIONS = ("baselines", "ablations")
+
+
 def load_run_config(
     path: str | Path | None = None, overrides: Mapping[str, Any] | None = None
 ) -> RunConfig:
     """Load a :class:`RunConfig` from YAML (or defaults) and apply dotted overrides.
 
-    A YAML file may hold an ``ablations:`` section (named override sets, see
-    :func:`ablation_overrides`); it is not part of the run config itself.
+    A YAML file may hold ``baselines:`` and ``ablations:`` sections (named
+    override sets, see :func:`variant_overrides`) and a ``description``; they
+    are not part of the run config itself.
     """
     data = load_yaml(path) if path is not None else {}
-    data.pop("ablations", None)
-    data.pop("description", None)
+    for key in (*VARIANT_SECTIONS, "description"):
+        data.pop(key, None)
     cfg = from_dict(RunConfig, data, where=str(path) if path else "config")
     return apply_overrides(cfg, overrides or {})
 
 
-def ablation_overrides(path: str | Path, name: str) -> dict[str, Any]:
-    """The named override set ``name`` from a config file's ``ablations:`` section."""
+def variant_names(path: str | Path) -> dict[str, list[str]]:
+    """Section -> names of the named override sets a config file defines."""
     data = load_yaml(path)
-    table = data.get("ablations") or {}
-    if name not in table:
-        raise ConfigError(f"{path}: no ablation named {name!r}; known: {sorted(table)}")
-    return dict(table[name] or {})
+    return {s: list(data.get(s) or {}) for s in VARIANT_SECTIONS}
+
+
+def variant_overrides(path: str | Path, name: str) -> dict[str, Any]:
+    """The named override set ``name`` (a baseline or an ablation) of a config file.
+
+    ``mdr`` itself is the empty override set. A new ablation is a few lines of
+    YAML: ``ablations: {my_ablation: {loss.eta: 0.0}}``.
+    """
+    if name == "mdr":
+        return {}
+    data = load_yaml(path)
+    for section in VARIANT_SECTIONS:
+        table = data.get(section) or {}
+        if name in table:
+            return dict(table[name] or {})
+    known = ["mdr"] + [n for s in VARIANT_SECTIONS for n in (data.get(s) or {})]
+    raise ConfigError(f"{path}: no variant named {name!r}; known: {known}")
 
 
 def dump_yaml(data: Any) -> str:

@@ -12,13 +12,14 @@ from mdr.config import (
     ModelConfig,
     RunConfig,
     SlotConfig,
-    ablation_overrides,
     apply_overrides,
     config_hash,
     dump_yaml,
     from_dict,
     load_run_config,
     to_dict,
+    variant_names,
+    variant_overrides,
 )
 
 CONFIGS = Path(__file__).resolve().parent.parent / "benchmarks" / "configs"
@@ -83,10 +84,20 @@ def test_missing_config_file_is_a_clear_error(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("path", sorted(CONFIGS.glob("*.yaml")), ids=lambda p: p.name)
-def test_shipped_configs_load_with_their_ablations(path: Path) -> None:
+def test_shipped_configs_load_with_their_variants(path: Path) -> None:
     cfg = load_run_config(path)
     assert isinstance(cfg, RunConfig)
-    from mdr.config import load_yaml
+    names = [n for section in variant_names(path).values() for n in section]
+    for name in names:
+        variant = load_run_config(path, variant_overrides(path, name))
+        assert isinstance(variant, RunConfig)
+    if "mdr_wo_ic" in names:  # Table 3's ablation switches off exactly the information constraint
+        wo_ic = load_run_config(path, variant_overrides(path, "mdr_wo_ic"))
+        assert wo_ic.loss.eta == 0.0 and cfg.loss.eta > 0
+        assert wo_ic.model == cfg.model
 
-    for name in (load_yaml(path).get("ablations") or {}):
-        assert isinstance(load_run_config(path, ablation_overrides(path, name)), RunConfig)
+
+def test_unknown_variant_lists_the_known_ones() -> None:
+    path = CONFIGS / "mdr_synthetic.yaml"
+    with pytest.raises(ConfigError, match="mdr_wo_ic"):
+        variant_overrides(path, "mdr_wo_everything")
