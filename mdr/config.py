@@ -261,7 +261,7 @@ def load_run_config(
     are not part of the run config itself.
     """
     data = load_yaml(path) if path is not None else {}
-    for key in (*VARIANT_SECTIONS, "description"):
+    for key in (*VARIANT_SECTIONS, "description", "provenance"):
         data.pop(key, None)
     cfg = from_dict(RunConfig, data, where=str(path) if path else "config")
     return apply_overrides(cfg, overrides or {})
