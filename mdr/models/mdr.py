@@ -1,0 +1,341 @@
+"""MDR: multimodal disentangled item representations under a DIN head (Eq. 1-22).
+
+:class:`MDRRecommender` implements the :class:`mdr.models.base.RecModel` protocol.
+Every model variant is a config, not a subclass:
+
+=====================================  ======================================
+config                                 model
+=====================================  ======================================
+defaults                               MDR (Algorithm 1 fusion)
+``fusion: concat``                     no-fusion ablation / DIN++ (r = [s, z])
+``use_text: false``                    beta-VAE-like image-only representation
+``use_image: false``                   ABAE-like text-only representation
+``use_image/use_text: false`` + ids    plain DIN on item-id embeddings
+=====================================  ======================================
+
+The joint objective (Eq. 22), each term logged on its own:
+
+  loss = gamma * pred + visual * (rec + beta * kl) + text * (hinge + ortho * ortho_term)
+         + eta * reg + mu * ws
+
+Eq. 22 sums the item losses over the history items and the candidate of each
+sample. We encode each UNIQUE item of a batch once and AVERAGE the item losses
+over the batch's unique items: that is our estimator of Eq. 22's sum (it
+differs by the per-batch constant factor |unique items| and by counting a
+repeated item once). Precisely: rec and kl average over unique items with an
+image (``image_mask``); the hinge over unique items with at least one token;
+ws = sum over labelled slots and labelled items of the CE, divided by the
+number of unique items with an image (Eq. 13 sums over the labelled attributes
+of each item; unlabelled items contribute zero); reg and ortho do not depend on
+the item, so their average is the term itself. With
+``unique_item_encoding: false`` every history position and candidate is
+encoded separately and the item losses average over the real positions (the
+naive baseline of the speed benchmark; same logits in eval mode).
+
+Scales (see :mod:`mdr.models.image_vae`): rec is the squared L2 error summed over
+the 3*S*S pixels of an image; kl AVERAGES over the N image-factor dims, as Eq. 10
+writes it (so ``beta`` here equals a textbook beta-VAE's beta times N).
+The text term uses t' = sum_j softmax(p)_j d_j (Eq. 14) and the ABAE hinge of
+Eq. 15 with ``n_text_neg`` = g negatives per item.
+
+In training mode the image factors are sampled (reparameterisation); in eval
+mode, and always in :meth:`MDRRecommender.encode_items`, the posterior mean f
+is used, so evaluation is deterministic.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from mdr.config import LossConfig, ModelConfig
+from mdr.models.base import ItemFeatures
+from mdr.models.din import DINHead, prediction_loss
+from mdr.models.fusion import IMAGE_KINDS, DisentangledFusion, FactorLayout
+from mdr.models.image_vae import (
+    ImageDecoder,
+    ImageEncoder,
+    images_to_float,
+    kl_divergence,
+    reconstruction_loss,
+    reparameterize,
+)
+from mdr.models.text_aspects import (
+    PAD,
+    TextAspectModel,
+    aspect_hinge_loss,
+    mean_word_vectors,
+)
+
+LOSS_TERMS = ("pred", "rec", "kl", "text", "ortho", "reg", "ws")
+
+
+def _masked_mean(values: Tensor, mask: Tensor) -> Tensor:
+    """Mean of ``values`` (n,) over ``mask`` (n,); zero when the mask is empty."""
+    maskf = mask.float()
+    return (values.float() * maskf).sum() / maskf.sum().clamp_min(1.0)
+
+
+class MDRRecommender(nn.Module):
+    """Multimodal disentangled representation + DIN recommender (Eq. 1-22)."""
+
+    def __init__(
+        self, model_cfg: ModelConfig, loss_cfg: LossConfig, features: ItemFeatures, seed: int = 0
+    ) -> None:
+        super().__init__()
+        self.cfg, self.loss_cfg = model_cfg, loss_cfg
+        self.n_items = features.n_items
+        self._validate(model_cfg, features)
+        # Parameters are initialised from `seed` alone, without touching the global RNG.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            self._build(model_cfg, features, seed)
+
+    # ------------------------------------------------------------------ construction
+    @staticmethod
+    def _validate(cfg: ModelConfig, feats: ItemFeatures) -> None:
+        if not (cfg.use_image or cfg.use_text or cfg.use_id_embedding):
+            raise ValueError("model: enable at least one of use_image, use_text, use_id_embedding")
+        if cfg.use_image and (feats.images is None or feats.image_mask is None):
+            raise ValueError("model.use_image is true but the features carry no images")
+        if cfg.use_text and (feats.tokens is None or feats.word_vectors is None):
+            raise ValueError("model.use_text is true but the features carry no text")
+        names = [s.name for s in cfg.slots]
+        if len(set(names)) != len(names) or "blackbox" in names:
+            raise ValueError(f"model.slots: names must be unique and not 'blackbox': {names}")
+        for s in cfg.slots:
+            if s.dim < 1:
+                raise ValueError(f"model.slots[{s.name}]: dim must be positive, got {s.dim}")
+        if cfg.use_image and cfg.weak_supervision:
+            for s in cfg.slots:
+                if s.label is None:
+                    continue
+                if s.kind not in IMAGE_KINDS:
+                    raise ValueError(
+                        f"model.slots[{s.name}]: label {s.label!r} on a "
+                        f"{s.kind} slot, which has no image dimensions"
+                    )
+                if s.label not in feats.labels or s.label not in feats.label_classes:
+                    raise ValueError(
+                        f"model.slots[{s.name}]: weak label {s.label!r} not in "
+                        f"the dataset's labels {sorted(feats.labels)}"
+                    )
+
+    def _build(self, cfg: ModelConfig, feats: ItemFeatures, seed: int) -> None:
+        self.layout = FactorLayout(
+            cfg.slots, cfg.image_blackbox_dim, cfg.text_blackbox_dim, cfg.use_image, cfg.use_text
+        )
+        self.fusion = DisentangledFusion(self.layout, cfg.fusion, cfg.alpha, cfg.blackbox_out_dim)
+        has_content = cfg.use_image or cfg.use_text
+        if has_content and self.fusion.r_dim == 0:
+            raise ValueError("model: the content representation r is empty (no slots)")
+        self.image_enc: ImageEncoder | None = None
+        self.image_dec: ImageDecoder | None = None
+        if cfg.use_image:
+            assert feats.images is not None and feats.image_mask is not None
+            size = feats.images.shape[1]
+            self.register_buffer("images", feats.images, persistent=False)  # uint8 (I,S,S,3)
+            self.register_buffer("image_mask", feats.image_mask.bool(), persistent=False)
+            self.image_enc = ImageEncoder(size, self.layout.s_dim, cfg.image_channels)
+            self.image_dec = ImageDecoder(size, len(self.fusion.visual_index), cfg.image_channels)
+        self.text: TextAspectModel | None = None
+        if cfg.use_text:
+            self._build_text(cfg, feats, seed)
+        self.classifiers = nn.ModuleDict()
+        self._label_buffers: dict[str, str] = {}
+        if cfg.use_image and cfg.weak_supervision:
+            s_sl = self.layout.s_slices()
+            for slot in cfg.slots:
+                if slot.label is None:
+                    continue
+                n_cls = feats.label_classes[slot.label]
+                self.classifiers[slot.name] = nn.Linear(slot.dim, n_cls)  # Eq. 12
+                buf = f"label_{slot.name}"
+                self.register_buffer(buf, feats.labels[slot.label].long(), persistent=False)
+                self._label_buffers[slot.name] = buf
+                assert s_sl[slot.name].stop <= self.layout.s_dim
+        self.id_emb = nn.Embedding(feats.n_items, cfg.id_dim) if cfg.use_id_embedding else None
+        self.rep_dim = (self.fusion.r_dim if has_content else 0) + (
+            cfg.id_dim if cfg.use_id_embedding else 0
+        )
+        self.din = DINHead(self.rep_dim, cfg.att_hidden, cfg.mlp_hidden)
+
+    def _build_text(self, cfg: ModelConfig, feats: ItemFeatures, seed: int) -> None:
+        assert feats.tokens is not None and feats.word_vectors is not None
+        tokens = feats.tokens[:, : cfg.max_text_len].long()
+        wv = feats.word_vectors.float()
+        out_dims = [s.dim for s in self.layout.text_slots] + [self.layout.z_bb]
+        self.text = TextAspectModel(
+            wv, out_dims, cfg.text_hidden, cfg.n_aspects, len(self.fusion.text_index), seed
+        )
+        self.register_buffer("tokens", tokens, persistent=False)  # (I, L)
+        has_text = (tokens != PAD).any(dim=1)
+        text_items = torch.nonzero(has_text).squeeze(1)
+        if len(text_items) < 2:
+            raise ValueError(
+                "model.use_text: need at least two items with text for the "
+                "negative sentences of Eq. 15"
+            )
+        rank = torch.full((feats.n_items,), -1, dtype=torch.long)
+        rank[text_items] = torch.arange(len(text_items))
+        self.register_buffer("has_text", has_text, persistent=False)
+        self.register_buffer("text_items", text_items, persistent=False)
+        self.register_buffer("text_rank", rank, persistent=False)
+        # n_j of Eq. 15: the mean word vector of each item's text (word vectors are frozen)
+        self.register_buffer("mean_wv", mean_word_vectors(tokens, wv), persistent=False)
+
+    # ------------------------------------------------------------------ item encoding
+    def _encode(self, items: Tensor, sample: bool) -> dict[str, Tensor]:
+        """Encode items (n,) -> dict with r (n, rep_dim) and the intermediates the item
+        losses need (x, f, logvar, r_content, t)."""
+        out: dict[str, Tensor] = {}
+        s = z = None
+        if self.image_enc is not None:
+            x = images_to_float(self.images[items])  # (n, 3, S, S)
+            f, logvar = self.image_enc(x)  # (n, N) each, Eq. 1
+            s = reparameterize(f, logvar) if sample else f
+            out.update(x=x, f=f, logvar=logvar)
+        if self.text is not None:
+            t, z = self.text.encode(self.tokens[items])  # (n, d), (n, q), Eq. 2-3
+            out["t"] = t
+        parts = []
+        if s is not None or z is not None:
+            r = self.fusion(s, z)  # (n, r_dim), Algorithm 1
+            out["r_content"] = r
+            parts.append(r)
+        if self.id_emb is not None:
+            parts.append(self.id_emb(items))  # (n, id_dim)
+        out["r"] = torch.cat(parts, dim=-1) if len(parts) > 1 else parts[0]
+        return out
+
+    def encode_items(self, items: Tensor, chunk: int = 2048) -> Tensor:
+        """Deterministic representations (posterior mean f, no sampling): (n, rep_dim)."""
+        reps = [
+            self._encode(items[i : i + chunk], sample=False)["r"]
+            for i in range(0, items.shape[0], chunk)
+        ]
+        if not reps:
+            return torch.zeros((0, self.rep_dim), device=items.device)
+        return torch.cat(reps)
+
+    # ------------------------------------------------------------------ item losses
+    def _sample_negatives(self, items: Tensor, g: int) -> Tensor:
+        """g random OTHER items with text per item (n, g), for n_j in Eq. 15."""
+        n_text = self.text_items.shape[0]
+        k = torch.randint(0, n_text - 1, (items.shape[0], g), device=items.device)
+        own = self.text_rank[items].unsqueeze(1)  # (n, 1); -1 when the item has no text
+        k = k + ((own >= 0) & (k >= own)).long()  # skip the item itself
+        return self.text_items[k]
+
+    def _item_losses(
+        self, items: Tensor, enc: dict[str, Tensor], valid: Tensor
+    ) -> dict[str, Tensor]:
+        """rec, kl, text (hinge), ortho, reg, ws, averaged as the module docstring says."""
+        zero = enc["r"].new_zeros((), dtype=torch.float32)
+        out = dict.fromkeys(("rec", "kl", "text", "ortho", "reg", "ws"), zero)
+        r = enc.get("r_content")
+        if self.image_enc is not None and self.image_dec is not None and r is not None:
+            img = valid & self.image_mask[items]  # (n,)
+            x_rec = self.image_dec(r[:, self.fusion.visual_index])  # (n, 3, S, S), Eq. 9
+            out["rec"] = _masked_mean(reconstruction_loss(enc["x"], x_rec), img)
+            out["kl"] = _masked_mean(kl_divergence(enc["f"], enc["logvar"]), img)  # Eq. 10
+            out["ws"] = self._weak_supervision(items, enc["f"], img)
+        if self.text is not None and r is not None:
+            txt = valid & self.has_text[items]
+            t_rec = self.text.reconstruct(r[:, self.fusion.text_index])  # (n, d), Eq. 14
+            neg = self.mean_wv[self._sample_negatives(items, self.loss_cfg.n_text_neg)]
+            out["text"] = _masked_mean(aspect_hinge_loss(t_rec, enc["t"], neg), txt)  # Eq. 15
+            out["ortho"] = self.text.orthogonality()
+        if self.fusion.blackbox is not None:
+            out["reg"] = self.fusion.information_constraint()  # Eq. 4
+        return out
+
+    def _weak_supervision(self, items: Tensor, f: Tensor, img: Tensor) -> Tensor:
+        """Eq. 12-13: CE of a classifier on each labelled slot's image means c_j, summed
+        over labelled (slot, item) pairs, divided by the number of items with an image."""
+        total = f.new_zeros((), dtype=torch.float32)
+        s_sl = self.layout.s_slices()
+        for name, clf in self.classifiers.items():
+            y = getattr(self, self._label_buffers[name])[items]  # (n,), -1 unlabelled
+            keep = img & (y >= 0)
+            if not bool(keep.any()):
+                continue
+            logits = clf(f[keep][:, s_sl[name]]).float()  # (m, n_classes), Eq. 12
+            total = total + F.cross_entropy(logits, y[keep], reduction="sum")
+        return total / img.float().sum().clamp_min(1.0)
+
+    # ------------------------------------------------------------------ batches
+    def _batch_reps(
+        self, batch: dict[str, Tensor]
+    ) -> tuple[Tensor, Tensor, Tensor, dict[str, Tensor], Tensor]:
+        """Encode a batch's items; returns h_hist (B,H,D), h_cand (B,D), the encoded
+        items, their encodings and the mask of items that count in the item losses."""
+        hist, mask, cand = batch["hist"], batch["hist_mask"].bool(), batch["cand"]
+        B, H = hist.shape
+        sample = self.training
+        if self.cfg.unique_item_encoding:
+            items, inverse = torch.unique(torch.cat([hist[mask], cand]), return_inverse=True)
+            enc = self._encode(items, sample)
+            reps = enc["r"]  # (n_unique, D)
+            n_hist = int(mask.sum())
+            h_hist = reps.new_zeros((B, H, reps.shape[1]))
+            h_hist[mask] = reps[inverse[:n_hist]]  # (B, H, D)
+            h_cand = reps[inverse[n_hist:]]  # (B, D)
+            valid = torch.ones_like(items, dtype=torch.bool)
+        else:  # naive: every position encoded on its own
+            items = torch.cat([hist.reshape(-1), cand])
+            enc = self._encode(items, sample)
+            reps = enc["r"]
+            h_hist = reps[: B * H].view(B, H, -1)
+            h_cand = reps[B * H :]
+            valid = torch.cat([mask.reshape(-1), torch.ones_like(cand, dtype=torch.bool)])
+        return h_hist, h_cand, items, enc, valid
+
+    def loss_terms(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Every term of Eq. 22, undetached (fp32 scalars), plus the logits."""
+        h_hist, h_cand, items, enc, valid = self._batch_reps(batch)
+        logits = self.din(h_hist, batch["hist_mask"].bool(), h_cand.unsqueeze(1))[:, 0]
+        terms = {"pred": prediction_loss(logits, batch["label"])}  # Eq. 21
+        terms.update(self._item_losses(items, enc, valid))
+        terms["logits"] = logits
+        return terms
+
+    def combine(self, terms: dict[str, Tensor]) -> Tensor:
+        """The joint objective of Eq. 22 (with Eq. 11 and Eq. 15 inside)."""
+        lc = self.loss_cfg
+        return (
+            lc.gamma * terms["pred"]
+            + lc.visual * (terms["rec"] + lc.beta * terms["kl"])
+            + lc.text * (terms["text"] + lc.ortho * terms["ortho"])
+            + lc.eta * terms["reg"]
+            + lc.mu * terms["ws"]
+        )
+
+    def calculate_loss(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        """``{"loss": Eq. 22}`` plus each term detached: pred rec kl text ortho reg ws."""
+        terms = self.loss_terms(batch)
+        out = {"loss": self.combine(terms)}
+        out.update({k: terms[k].detach() for k in LOSS_TERMS})
+        return out
+
+    def predict(self, batch: dict[str, Tensor]) -> Tensor:
+        """Logits (B,) of the batch's (history, candidate) pairs."""
+        h_hist, h_cand, _, _, _ = self._batch_reps(batch)
+        return self.din(h_hist, batch["hist_mask"].bool(), h_cand.unsqueeze(1))[:, 0]
+
+    def score(
+        self,
+        reps: Tensor,
+        hist: Tensor,
+        hist_mask: Tensor,
+        cands: Tensor,
+        user: Tensor | None = None,
+    ) -> Tensor:
+        """Logits (B, C) of ``cands`` (B, C) given ``hist`` (B, H), from cached ``reps``
+        (I, D) of :meth:`encode_items`. ``user`` is unused (DIN has no user id)."""
+        h_hist = reps[hist]  # (B, H, D); padded positions get weight 0 in Eq. 18
+        return self.din(h_hist, hist_mask.bool(), reps[cands])  # (B, C)
+
+
+__all__ = ["LOSS_TERMS", "MDRRecommender"]
