@@ -74,6 +74,7 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.partial-", dir=path.parent))
+    os.chmod(tmp, 0o755)  # mkdtemp makes it 0700; the result is an ordinary folder
     try:
         yield tmp
         if path.exists():
