@@ -194,7 +194,8 @@ def iter_meta(
         try:
             obj = ast.literal_eval(line) if fmt == "amazon2014" else json.loads(line)
         except (ValueError, SyntaxError, MemoryError, RecursionError) as e:
-            _fail(strict, skips, "malformed meta line", path, lineno, str(e)[:80])
+            detail = type(e).__name__ + (f": {e}"[:80] if isinstance(e, SyntaxError) else "")
+            _fail(strict, skips, "malformed meta line", path, lineno, detail)
             continue
         if not isinstance(obj, dict) or not isinstance(obj.get("asin"), str):
             _fail(strict, skips, "meta line without asin", path, lineno, line[:60])
