@@ -81,34 +81,60 @@ def _cmd_stats(a: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- train / evaluate
 
 
-def _cmd_train(a: argparse.Namespace) -> int:
-    from mdr.config import load_run_config
-    from mdr.data.catalog import resolve
-    from mdr.train import train
+def _train_overrides(a: argparse.Namespace) -> dict[str, Any]:
+    """Dotted config overrides from the command line (``--epochs`` -> ``train.epochs``...)."""
+    import yaml
 
     overrides: dict[str, Any] = {}
-    if a.model:
-        overrides["model.name"] = a.model
-    if a.epochs is not None:
-        overrides["train.epochs"] = a.epochs
-    if a.device:
-        overrides["train.device"] = a.device
-    if a.seed is not None:
-        overrides["seed"] = a.seed
-    if a.max_steps is not None:
-        overrides["train.max_steps_per_epoch"] = a.max_steps
-    if a.threads is not None:
-        overrides["train.num_threads"] = a.threads
-    for item in a.set or []:
-        key, _, value = item.partition("=")
-        import yaml
+    variant = False
+    if a.model and a.config is not None and a.model not in _DEEPCTR_MODELS:
+        # a baseline or ablation named in the config file: its override set, by name
+        from mdr.config import variant_names, variant_overrides
 
+        known = {n for names in variant_names(a.config).values() for n in names}
+        if a.model in known:
+            overrides.update(variant_overrides(a.config, a.model))
+            variant = True
+    # a variant brings its own model.name (an ablation keeps the config's, e.g. mdr)
+    flags = {"model.name": None if variant else a.model, "train.epochs": a.epochs, "train.device": a.device,
+             "seed": a.seed, "train.max_steps_per_epoch": a.max_steps,
+             "train.num_threads": a.threads}
+    overrides.update({k: v for k, v in flags.items() if v is not None})
+    for item in a.set or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            from mdr.config import ConfigError
+
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE")
         overrides[key] = yaml.safe_load(value)
-    cfg = load_run_config(a.config, overrides)
+    return overrides
+
+
+def _cmd_train(a: argparse.Namespace) -> int:
+    from mdr.data.catalog import resolve
+
+    overrides = _train_overrides(a)
     data = resolve(a.data, progress=not a.quiet)
-    result = train(cfg, data, a.out, resume=a.resume, progress=not a.quiet)
+    if a.model in _DEEPCTR_MODELS:  # Wide&Deep, PNN, DeepFM: their own runner, same protocol
+        from dataclasses import asdict
+
+        from baselines.deepctr_models import load_deepctr_config, run_deepctr
+
+        dcfg = load_deepctr_config(a.config, a.model, overrides)
+        result = run_deepctr(a.model, data, a.out, seed=a.seed or 0, resume=a.resume,
+                             progress=not a.quiet, **asdict(dcfg))
+    else:
+        from mdr.config import load_run_config
+        from mdr.train import train
+
+        cfg = load_run_config(a.config, overrides)
+        result = train(cfg, data, a.out, resume=a.resume, progress=not a.quiet,
+                       overwrite=a.overwrite)
     _print_json(result)
     return 0
+
+
+_DEEPCTR_MODELS = ("wide_deep", "pnn", "deepfm")
 
 
 def _cmd_evaluate(a: argparse.Namespace) -> int:
@@ -128,7 +154,9 @@ def _cmd_evaluate(a: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="mdr", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(
+        prog="mdr", description="MDR companion: data, training and evaluation for "
+        "Multimodal Disentangled Representation for Recommendation (ICME 2021)")
     sub = p.add_subparsers(dest="command", required=True)
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
@@ -175,7 +203,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--config", type=Path, default=None, help="YAML run config")
     t.add_argument("--data", required=True, help="prepared folder or dataset name")
     t.add_argument("--out", required=True, type=Path, help="run folder")
-    t.add_argument("--model", default=None, help="model name (overrides the config)")
+    t.add_argument("--model", default=None,
+                   help="mdr, beta_vae, abae, din_pp, din (the trainer) or wide_deep, pnn, "
+                        "deepfm (deepctr-torch); default: the config's model.name")
     t.add_argument("--seed", type=int, default=None)
     t.add_argument("--epochs", type=int, default=None)
     t.add_argument("--device", default=None, help="cpu or cuda")
@@ -184,6 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="dotted config override, e.g. loss.eta=0 (repeatable)")
     t.add_argument("--resume", action="store_true", help="continue from RUN/checkpoint.pt")
+    t.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
     t.set_defaults(func=_cmd_train)
 
     e = sub.add_parser("evaluate", parents=[common], help="re-score a finished run")

@@ -102,6 +102,7 @@ class TrainConfig:
     batch_size: int = 256
     lr: float = 1e-3
     weight_decay: float = 0.0
+    grad_clip: float | None = None  # max global L2 norm of the gradients (None: no clipping)
     patience: int = 3  # early stopping on validation GAUC
     max_hist: int = 20
     n_train_neg: int = 1  # negatives per positive, resampled each epoch
@@ -109,6 +110,10 @@ class TrainConfig:
     device: str = "cpu"
     amp: bool = False  # bf16 autocast on CUDA
     max_steps_per_epoch: int | None = None  # for smoke runs
+    full_ranking: bool = True  # test.json: NDCG@10/HR@10 ranking all items, beside the lists
+    # full ranking of a fixed random subset of this many users (None: all users); the same
+    # subset for every model of a dataset (seeded), so full-ranking numbers stay comparable
+    full_rank_users: int | None = None
     num_threads: int | None = None
 
 

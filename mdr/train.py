@@ -237,6 +237,8 @@ def _train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, ds: Process
         loss = out["loss"]
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if t.grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
         optimizer.step()
         state.step += 1
         n_samples += len(batch["label"])
@@ -299,7 +301,8 @@ def _finish(model: nn.Module, ds: ProcessedDataset, cfg: RunConfig, run: RunFold
     model.to(device)
     t = cfg.train
     test = evaluate_model(model, ds, "test", t.max_hist, t.eval_batch_size, device,
-                          full_ranking=True, amp=t.amp, progress=progress)
+                          full_ranking=t.full_ranking, amp=t.amp, progress=progress,
+                          full_rank_users=t.full_rank_users)
     result = {
         "dataset": ds.name, "n_users": ds.n_users, "model": cfg.model.name, "seed": cfg.seed,
         "best_epoch": best["epoch"], "best_valid_gauc": best["valid_gauc"],

@@ -299,8 +299,8 @@ def test_full_ranking_matches_brute_force(data: Path, monkeypatch: pytest.Monkey
     ds = ProcessedDataset.open(data)
     torch.manual_seed(0)
     model = TinyRec(make_cfg(), item_features(ds))
-    # budget 3 * 2 = 6 pairs per call: one user at a time, items in chunks of 6
-    monkeypatch.setattr(evaluate_mod, "_PAIRS_PER_USER_BATCH", 2)
+    # blocks of 2 users x 6 items: users and items both split across calls
+    monkeypatch.setattr(evaluate_mod, "_FULL_RANK_BLOCK", {"cpu": (2, 6)})
     got = evaluate_model(model, ds, "test", max_hist=5, batch_size=3, full_ranking=True)
     model.eval()
     s = eval_samples(ds, "test", 5)

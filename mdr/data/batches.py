@@ -249,3 +249,19 @@ class BatchIterator:
 
 __all__ = ["BatchIterator", "eval_samples", "shuffle_generator", "training_samples",
            "user_seen"]
+
+
+def full_rank_user_subset(n_users: int, limit: int | None) -> np.ndarray | None:
+    """Users scored by full ranking: all (None) or a fixed, sorted random subset of ``limit``.
+
+    The subset depends only on ``n_users`` and ``limit`` (not on a run's seed), so every
+    model of a dataset is ranked on the same users.
+    """
+    if limit is None or limit >= n_users:
+        return None
+    return np.sort(rng(0, "full-rank-users").choice(n_users, size=limit, replace=False))
+
+
+def subset_rows(samples: dict[str, np.ndarray], rows: np.ndarray | None) -> dict[str, np.ndarray]:
+    """The same sample dict restricted to ``rows`` (all rows when None)."""
+    return samples if rows is None else {k: v[rows] for k, v in samples.items()}
