@@ -60,7 +60,8 @@ def main(argv: list[str] | None = None) -> int:
         synth = _measure([*mdr, "data", "synth", "-q", "--size", a.size, "--seed", "0",
                           "--out", str(raw)])
         prep = _measure([*mdr, "data", "prepare", "-q", "--raw", str(raw), "--category",
-                         "Synthetic", "--out", str(proc), "--image-size", str(a.image_size)])
+                         "Synthetic", "--out", str(proc), "--image-size", str(a.image_size),
+                         "--n-neg", "50" if a.size == "tiny" else "100"])
         from mdr.data.dataset import ProcessedDataset
 
         stats = ProcessedDataset.open(proc).stats()
