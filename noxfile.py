@@ -107,3 +107,10 @@ def reproduce_table3(session: nox.Session) -> None:
     """Regenerate Table 3 (MDR with and without the information constraint)."""
     env = _env(session)
     _py(session, "benchmarks/table3.py", *session.posargs, env=env)
+
+
+@nox.session(name="speed-train")
+def speed_train(session: nox.Session) -> None:
+    """Measure MDR training samples/s (unique-item vs per-position encoding) and evaluation."""
+    env = _env(session)
+    _py(session, "benchmarks/speed_train.py", *session.posargs, env=env)
