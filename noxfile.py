@@ -81,36 +81,28 @@ def lint(session: nox.Session) -> None:
     session.run(str(BIN / "ruff"), "check", ".", *session.posargs, env=env, external=True)
 
 
-@nox.session(name="reproduce-table1")
-def reproduce_table1(session: nox.Session) -> None:
-    """Regenerate Table 1 (dataset statistics); default: the embedded `small` shop."""
-    env = _env(session)
-    _py(session, "benchmarks/table1.py", *session.posargs, env=env)
+def _script_session(name: str, script: str, doc: str) -> None:
+    """Register a session that runs ``benchmarks/<script>`` in the shared environment."""
+
+    def session_func(session: nox.Session) -> None:
+        env = _env(session)
+        _py(session, f"benchmarks/{script}", *session.posargs, env=env)
+
+    session_func.__doc__ = doc
+    session_func.__name__ = name.replace("-", "_")
+    nox.session(name=name)(session_func)
 
 
-@nox.session(name="speed-data")
-def speed_data(session: nox.Session) -> None:
-    """Measure synth and prepare of the Cloth-sized shop (wall time, peak memory)."""
-    env = _env(session)
-    _py(session, "benchmarks/speed_data.py", *session.posargs, env=env)
-
-
-@nox.session(name="reproduce-table2")
-def reproduce_table2(session: nox.Session) -> None:
-    """Regenerate Table 2 (every model x 3 seeds); default: the embedded `small` shop."""
-    env = _env(session)
-    _py(session, "benchmarks/table2.py", *session.posargs, env=env)
-
-
-@nox.session(name="reproduce-table3")
-def reproduce_table3(session: nox.Session) -> None:
-    """Regenerate Table 3 (MDR with and without the information constraint)."""
-    env = _env(session)
-    _py(session, "benchmarks/table3.py", *session.posargs, env=env)
-
-
-@nox.session(name="speed-train")
-def speed_train(session: nox.Session) -> None:
-    """Measure MDR training samples/s (unique-item vs per-position encoding) and evaluation."""
-    env = _env(session)
-    _py(session, "benchmarks/speed_train.py", *session.posargs, env=env)
+for _name, _script, _doc in [
+    ("reproduce-table1", "table1.py",
+     "Regenerate Table 1 (dataset statistics); default: the embedded `small` shop."),
+    ("reproduce-table2", "table2.py",
+     "Regenerate Table 2 (every model x 3 seeds); default: the embedded `small` shop."),
+    ("reproduce-table3", "table3.py",
+     "Regenerate Table 3 (MDR with and without the information constraint)."),
+    ("speed-data", "speed_data.py",
+     "Measure synth and prepare of the Cloth-sized shop (wall time, peak memory)."),
+    ("speed-train", "speed_train.py",
+     "Measure MDR training samples/s (unique-item vs per-position encoding) and evaluation."),
+]:
+    _script_session(_name, _script, _doc)

@@ -28,6 +28,16 @@ def _print_json(obj: Any) -> None:
     print(json.dumps(obj, indent=2, sort_keys=False, default=str))
 
 
+def _print_result(result: dict[str, Any], as_json: bool) -> None:
+    """A result dict as JSON, or as aligned ``key: value`` lines for people."""
+    if as_json:
+        _print_json(result)
+        return
+    width = max((len(k) for k in result), default=0)
+    for k, v in result.items():
+        print(f"{k:>{width}}: {v}")
+
+
 # --------------------------------------------------------------------------- data
 
 
@@ -69,12 +79,7 @@ def _cmd_prepare(a: argparse.Namespace) -> int:
 def _cmd_stats(a: argparse.Namespace) -> int:
     from mdr.data.dataset import ProcessedDataset
 
-    stats = ProcessedDataset.open(a.proc).stats()
-    if a.json:
-        _print_json(stats)
-    else:
-        for k, v in stats.items():
-            print(f"{k:>18}: {v}")
+    _print_result(ProcessedDataset.open(a.proc).stats(), a.json)
     return 0
 
 
@@ -142,11 +147,7 @@ def _cmd_evaluate(a: argparse.Namespace) -> int:
 
     result = evaluate_run(a.run, data=a.data, split=a.split, full_ranking=a.full_ranking,
                           device=a.device)
-    if a.json:
-        _print_json(result)
-    else:
-        for k, v in result.items():
-            print(f"{k:>16}: {v}")
+    _print_result(result, a.json)
     return 0
 
 
