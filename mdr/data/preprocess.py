@@ -7,9 +7,10 @@ layout plus ``factors.json``). The steps, in order:
    counted skips naming ``file:line`` (``strict=True`` raises instead). Exact
    duplicates (same user, item, time and text; the 2018 files repeat reviews)
    are dropped, and when a user reviewed the same item more than once only
-   the earliest review is kept (ties by file line); both are counted. Applied
-   to both releases (McAuley's 2014 files are already deduplicated, so it
-   changes nothing there); ``dedupe=False`` turns it off.
+   the earliest review is kept (ties by file line); both are counted. By
+   default (``dedupe=None``) applied to the 2018 release only, so that the 2014
+   5-core files give the paper's Table 1 counts exactly; ``dedupe=True/False``
+   forces it either way.
 2. **k-core** (:func:`k_core`): users and items with fewer than ``k`` behaviours
    are removed, repeatedly, until none is left. The manifest says whether the
    input already was k-core and how much was removed.
@@ -105,7 +106,7 @@ class PrepareConfig:
     label_fraction: float = 0.1
     shape_top_k: int = 15
     image_workers: int = 2
-    dedupe: bool = True  # drop repeated reviews (a no-op on the 2014 files, needed for 2018)
+    dedupe: bool | None = None  # drop repeated reviews; None: for the 2018 release only
 
     def __post_init__(self) -> None:
         checks = {
@@ -443,7 +444,7 @@ def prepare(
             raise DataError(f"{reviews_path}: no usable review lines")
         n_parsed = len(reviews)
         dup_counts = {"exact_duplicates_removed": 0, "repeated_pairs_removed": 0}
-        if cfg.dedupe:
+        if cfg.dedupe if cfg.dedupe is not None else fmt == "amazon2018":
             reviews, dup_counts = drop_duplicates(reviews, skips)
 
     with _timed(timings, "k_core", progress):
