@@ -79,6 +79,9 @@ class ModelConfig:
     att_hidden: tuple[int, ...] = (36,)  # DIN attention MLP (Eq. 18)
     mlp_hidden: tuple[int, ...] = (80, 40)  # DIN prediction MLP (Eq. 20)
     unique_item_encoding: bool = True  # encode each unique item of a batch once
+    # the DIN head reads the posterior mean f (as at evaluation); True feeds it the
+    # training-time sample s ~ N(f, exp(lambda)) that the decoders reconstruct from
+    recommend_from_sample: bool = False
     weak_supervision: bool = True  # Eq. 12-13 classifiers on labelled slots
 
 
@@ -94,6 +97,9 @@ class LossConfig:
     text: float = 1.0  # weight of loss_text (1 in the paper)
     n_text_neg: int = 5  # g in Eq. 15
     ortho: float = 1.0  # weight of ||D D^T - I|| inside loss_text (1 in the paper)
+    # decode at most this many of a batch's unique items for loss_rec (None: all); a random
+    # subset is an unbiased estimate of the same average and spares the decoder
+    max_recon_items: int | None = None
 
 
 @dataclass(frozen=True)

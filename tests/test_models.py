@@ -380,8 +380,22 @@ def test_eval_is_deterministic_train_samples(feats):
     items = torch.arange(N_ITEMS)
     with torch.no_grad():
         assert torch.equal(m.encode_items(items), m.encode_items(items))
-        m.train()
-        assert not torch.equal(m.predict(tiny_batch()), m.predict(tiny_batch()))
+        m.train()  # the recommender reads the posterior mean in training too
+        assert torch.equal(m.predict(tiny_batch()), m.predict(tiny_batch()))
+    sampled = MDRRecommender(dataclasses.replace(tiny_cfg(), recommend_from_sample=True),
+                             LossConfig(), feats).train()
+    with torch.no_grad():
+        assert not torch.equal(sampled.predict(tiny_batch()), sampled.predict(tiny_batch()))
+
+
+def test_reconstruction_subset_caps_decoded_items(feats):
+    m = MDRRecommender(tiny_cfg(), dataclasses.replace(LossConfig(), max_recon_items=3), feats)
+    img = torch.ones(10, dtype=torch.bool)
+    img[4] = False
+    idx = m._recon_subset(img)
+    assert len(idx) == 3 and 4 not in idx.tolist()
+    full = MDRRecommender(tiny_cfg(), LossConfig(), feats)._recon_subset(img)
+    assert full.tolist() == [0, 1, 2, 3, 5, 6, 7, 8, 9]
 
 
 def test_every_loss_term_has_a_gradient(feats):
