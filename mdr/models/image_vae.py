@@ -152,10 +152,10 @@ def images_to_float(images: Tensor) -> Tensor:
 
 __all__ = [
     "ImageDecoder",
-    "pixel_statistics",
     "ImageEncoder",
     "images_to_float",
     "kl_divergence",
+    "pixel_statistics",
     "reconstruction_loss",
     "reparameterize",
     "visual_loss",

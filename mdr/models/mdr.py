@@ -57,8 +57,8 @@ from mdr.models.image_vae import (
     ImageDecoder,
     ImageEncoder,
     images_to_float,
-    pixel_statistics,
     kl_divergence,
+    pixel_statistics,
     reconstruction_loss,
     reparameterize,
 )
