@@ -523,3 +523,17 @@ def test_prepare_config_validation() -> None:
         pp.PrepareConfig(label_fraction=1.5)
     d = pp.PrepareConfig()
     assert (d.image_size, d.n_neg, d.seed, d.w2v_workers) == (64, 100, 0, 1)
+
+
+def test_2014_reviews_are_kept_as_is_unless_deduplication_is_asked(tmp_path: Path) -> None:
+    """Default: the 2014 5-core file's reviews all count (Table 1's exact behaviours);
+    ``dedupe=True`` removes a repeated line, as it does by default for 2018."""
+    raw = fx.write_raw_2014(tmp_path / "raw", malformed_review=False)
+    with gzip.open(raw.reviews_file, "rt") as fh:
+        lines = fh.read().splitlines()
+    with gzip.open(raw.reviews_file, "wt") as fh:
+        fh.write("\n".join([*lines, lines[0]]) + "\n")  # one exact duplicate review
+    kept = _prepare(raw, tmp_path / "kept")["counts"]
+    assert kept["exact_duplicates_removed"] == 0 and kept["behaviors"] == raw.n_behaviors + 1
+    dedup = _prepare(raw, tmp_path / "dedup", replace(CFG, dedupe=True))["counts"]
+    assert dedup["exact_duplicates_removed"] == 1 and dedup["behaviors"] == raw.n_behaviors
