@@ -484,22 +484,8 @@ def full_ranking(model: DeepCTRBaseline, samples: Mapping[str, np.ndarray], seen
 _FILES = ("metrics.jsonl", "checkpoint.pt", "best.pt", "test.json", "config.yaml")
 
 
-def _save(path: Path, obj: Any) -> None:
-    with mdr_io.atomic_path(path) as tmp:
-        torch.save(obj, tmp)
-
-
 def _load(path: Path) -> dict[str, Any]:
     return torch.load(path, map_location="cpu", weights_only=True)
-
-
-def _truncate_metrics(path: Path, last_epoch: int) -> None:
-    """Keep only the metrics lines of epochs <= ``last_epoch`` (those a checkpoint covers)."""
-    if not path.is_file():
-        return
-    lines = [ln for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
-    keep = [ln for ln in lines if json.loads(ln)["epoch"] <= last_epoch]
-    mdr_io.write_text(path, "".join(ln + "\n" for ln in keep))
 
 
 def run_deepctr(kind: Kind | str, data: str | Path, out: str | Path, seed: int = 0,
@@ -584,7 +570,7 @@ def _run(kind: str, data: str | Path, out: str | Path, seed: int, epochs: int, p
                              f"is {chash}; use another folder or resume=False")
         model.load_state_dict(ckpt["model"])
         loop = dict(ckpt["loop"])
-    _truncate_metrics(out / "metrics.jsonl", loop["epoch"])
+    mdr_io.truncate_jsonl_epochs(out / "metrics.jsonl", loop["epoch"])
 
     valid = eval_samples(ds, "valid", max_hist=max_hist)
     bar = tqdm(total=epochs, initial=loop["epoch"], desc=f"{kind} seed {seed}",
@@ -601,13 +587,13 @@ def _run(kind: str, data: str | Path, out: str | Path, seed: int, epochs: int, p
         loop["wall_s"] += epoch_s
         if metrics["gauc"] > loop["best_gauc"]:
             loop.update(best_gauc=metrics["gauc"], best_epoch=loop["epoch"], bad_epochs=0)
-            _save(out / "best.pt", {"epoch": loop["epoch"], "model": model.state_dict()})
+            mdr_io.write_torch(out / "best.pt", {"epoch": loop["epoch"], "model": model.state_dict()})
         else:
             loop["bad_epochs"] += 1
         mdr_io.append_jsonl(out / "metrics.jsonl", {
             "epoch": loop["epoch"], "loss": loss, "valid": metrics,
             "epoch_s": round(epoch_s, 3), "wall_s": round(loop["wall_s"], 3)})
-        _save(ckpt_path, {"config_hash": chash, "loop": loop, "model": model.state_dict()})
+        mdr_io.write_torch(ckpt_path, {"config_hash": chash, "loop": loop, "model": model.state_dict()})
         bar.update(1)
         bar.set_postfix(loss=f"{loss:.4f}", valid_gauc=f"{metrics['gauc']:.4f}")
     bar.close()

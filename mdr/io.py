@@ -54,6 +54,33 @@ def append_jsonl(path: str | Path, obj: Any) -> None:
         os.fsync(fh.fileno())
 
 
+def write_torch(path: str | Path, obj: Any) -> None:
+    """``torch.save`` atomically (checkpoints: a kill never leaves half a file)."""
+    import torch
+
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+
+
+def truncate_jsonl_epochs(path: str | Path, last_epoch: int) -> None:
+    """Keep the lines of a per-epoch log (``metrics.jsonl``) with ``epoch <= last_epoch``.
+
+    Used on resume: lines after the checkpoint's epoch are redone. A line cut by a
+    kill (not valid JSON) belongs to an epoch that is re-run, so it goes too.
+    """
+    path = Path(path)
+    if not path.is_file():
+        return
+    keep = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            if json.loads(line)["epoch"] <= last_epoch:
+                keep.append(line + "\n")
+        except (json.JSONDecodeError, KeyError, TypeError):
+            continue
+    write_text(path, "".join(keep))
+
+
 def write_npy(path: str | Path, array: np.ndarray) -> None:
     with atomic_path(path) as tmp, tmp.open("wb") as fh:
         np.save(fh, array, allow_pickle=False)

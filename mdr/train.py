@@ -65,7 +65,7 @@ from mdr.evaluate import (
     load_torch_file,
     resolve_device,
 )
-from mdr.io import append_jsonl, atomic_path, write_json, write_text
+from mdr.io import append_jsonl, truncate_jsonl_epochs, write_json, write_text, write_torch
 from mdr.models.base import to_device
 from mdr.provenance import device_name, manifest
 from mdr.seeding import seed_everything
@@ -124,18 +124,13 @@ def set_rng_states(states: dict[str, Any]) -> None:
 # --------------------------------------------------------------------------- run folder
 
 
-def _save_torch(path: Path, obj: dict[str, Any]) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
-
-
 def _cpu_state(model: nn.Module) -> dict[str, Tensor]:
     return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
 
 
 def save_checkpoint(run: RunFolder, cfg: RunConfig, model: nn.Module,
                     optimizer: torch.optim.Optimizer, state: TrainState) -> None:
-    _save_torch(run.checkpoint, {
+    write_torch(run.checkpoint, {
         "format": CHECKPOINT_FORMAT, "version": FORMAT_VERSION,
         "model": _cpu_state(model), "optimizer": optimizer.state_dict(),
         "rng": rng_states(), "state": dataclasses.asdict(state), "config": to_dict(cfg),
@@ -143,7 +138,7 @@ def save_checkpoint(run: RunFolder, cfg: RunConfig, model: nn.Module,
 
 
 def save_best(run: RunFolder, model: nn.Module, epoch: int, gauc: float) -> None:
-    _save_torch(run.best, {"format": WEIGHTS_FORMAT, "version": FORMAT_VERSION,
+    write_torch(run.best, {"format": WEIGHTS_FORMAT, "version": FORMAT_VERSION,
                            "epoch": epoch, "valid_gauc": gauc, "model": _cpu_state(model)})
 
 
@@ -174,20 +169,6 @@ def read_checkpoint(run: RunFolder, cfg: RunConfig) -> dict[str, Any]:
 def _remove(*paths: Path) -> None:
     for p in paths:
         p.unlink(missing_ok=True)
-
-
-def _truncate_metrics(path: Path, epoch: int) -> None:
-    """Keep only the metrics.jsonl lines of epochs <= ``epoch`` (those the checkpoint has)."""
-    if not path.is_file():
-        return
-    keep = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            if json.loads(line)["epoch"] <= epoch:
-                keep.append(line + "\n")
-        except (json.JSONDecodeError, KeyError, TypeError):
-            continue  # a line cut by a kill: it belongs to an epoch that is re-run
-    write_text(path, "".join(keep))
 
 
 def _check_folder(run: RunFolder, resume: bool, overwrite: bool) -> None:
@@ -350,7 +331,7 @@ def train(cfg: RunConfig, data: str | Path, out: str | Path, resume: bool = Fals
         load_model_state(model, ckpt["model"], run.checkpoint)
         optimizer.load_state_dict(ckpt["optimizer"])
         set_rng_states(ckpt["rng"])
-        _truncate_metrics(run.metrics, state.epoch)
+        truncate_jsonl_epochs(run.metrics, state.epoch)
     else:
         _remove(run.metrics, run.best, run.checkpoint)
     write_config(cfg, run, ds, data, resumed_from_epoch=state.epoch if ckpt else None)
