@@ -288,12 +288,26 @@ class RunFolder:
         return {k: v for k, v in obj.items() if k != "model"}
 
 
-def evaluate_run(run_dir: str | Path, data: str | Path | None = None, split: Split = "test",
-                 full_ranking: bool = False, device: str = "cpu",
-                 progress: bool = True) -> dict[str, Any]:
-    """Re-score a finished run from ``RUN/best.pt`` and ``RUN/config.yaml``.
+@dataclass(frozen=True)
+class LoadedRun:
+    """A finished run, ready to use: its config, its prepared data, and the model at
+    its best validation epoch (in eval mode)."""
+
+    folder: RunFolder
+    cfg: RunConfig
+    ds: ProcessedDataset
+    model: nn.Module
+    best: dict[str, Any]  # best.pt's metadata: epoch, valid_gauc
+    device: torch.device
+
+
+def load_run(run_dir: str | Path, data: str | Path | None = None,
+             device: str = "cpu") -> LoadedRun:
+    """Rebuild a run's model from ``RUN/config.yaml`` and load ``RUN/best.pt`` into it.
 
     ``data`` defaults to the prepared folder recorded in the run's config.yaml.
+    The model is built for any registered representation model (not the deepctr
+    baselines, whose runs hold a different weights format).
     """
     run = RunFolder(Path(run_dir))
     cfg, recorded = run.read_config()
@@ -302,7 +316,20 @@ def evaluate_run(run_dir: str | Path, data: str | Path | None = None, split: Spl
     torch.manual_seed(cfg.seed)
     model = build(cfg, ds, dev)
     best = run.load_best(model)
-    result = evaluate_model(model, ds, split, cfg.train.max_hist, cfg.train.eval_batch_size,
-                            dev, full_ranking, amp=cfg.train.amp, progress=progress)
+    model.eval()
+    return LoadedRun(run, cfg, ds, model, best, dev)
+
+
+def evaluate_run(run_dir: str | Path, data: str | Path | None = None, split: Split = "test",
+                 full_ranking: bool = False, device: str = "cpu",
+                 progress: bool = True) -> dict[str, Any]:
+    """Re-score a finished run from ``RUN/best.pt`` and ``RUN/config.yaml``.
+
+    ``data`` defaults to the prepared folder recorded in the run's config.yaml.
+    """
+    lr = load_run(run_dir, data, device)
+    cfg, ds = lr.cfg, lr.ds
+    result = evaluate_model(lr.model, ds, split, cfg.train.max_hist, cfg.train.eval_batch_size,
+                            lr.device, full_ranking, amp=cfg.train.amp, progress=progress)
     return {"split": split, "dataset": ds.name, "n_users": ds.n_users,
-            "best_epoch": best["epoch"], **result}
+            "best_epoch": lr.best["epoch"], **result}

@@ -537,3 +537,25 @@ def test_same_seed_same_losses(feats):
         torch.manual_seed(5)
         outs.append({k: float(v.detach()) for k, v in m.calculate_loss(tiny_batch()).items()})
     assert outs[0] == outs[1]
+
+
+def test_r_columns_cover_r_once_in_every_fusion_mode() -> None:
+    """r_columns() names every column of r exactly once, for each fusion mode."""
+    from mdr.config import SlotConfig
+    from mdr.models.fusion import DisentangledFusion, FactorLayout
+
+    slots = (SlotConfig("colour", "visual_dominant", 2), SlotConfig("size", "text_dominant", 3),
+             SlotConfig("shape", "visual_only", 1), SlotConfig("brand", "text_only", 2))
+    for mode, img, txt in [("algorithm1", True, True), ("concat", True, True),
+                           ("concat", True, False), ("concat", False, True)]:
+        fusion = DisentangledFusion(FactorLayout(slots, 4, 3, img, txt), mode, 0.5, 5)
+        cols = fusion.r_columns()
+        flat = sorted(c for v in cols.values() for c in v)
+        assert flat == list(range(fusion.r_dim)), (mode, img, txt)
+    alg = DisentangledFusion(FactorLayout(slots, 4, 3, True, True), "algorithm1", 0.5, 5)
+    assert alg.r_columns() == {"colour": [0, 1], "size": [2, 3, 4], "shape": [5],
+                               "brand": [6, 7], "blackbox": [8, 9, 10, 11, 12]}
+    cat = DisentangledFusion(FactorLayout(slots, 4, 3, True, True), "concat", 0.5, 5)
+    # s = [colour 2, size 3, shape 1, bb 4] (10), z = [colour 2, size 3, brand 2, bb 3]
+    assert cat.r_columns()["colour"] == [0, 1, 10, 11]
+    assert cat.r_columns()["brand"] == [15, 16]

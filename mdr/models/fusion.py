@@ -149,6 +149,27 @@ class DisentangledFusion(nn.Module):
         self.register_buffer("visual_index", torch.tensor(vis, dtype=torch.long), persistent=False)
         self.register_buffer("text_index", torch.tensor(txt, dtype=torch.long), persistent=False)
 
+    def r_columns(self) -> dict[str, list[int]]:
+        """Slot name -> the columns of r that carry it (``"blackbox"`` for the black box).
+
+        Algorithm 1: each slot's r_j, and r_blackbox. Concat or one modality
+        (r = [s, z]): a slot's image part u_j and its text part v_j together.
+        """
+        lay = self.layout
+        if self.mode == "algorithm1":
+            out, start = {}, 0
+            for s in lay.slots:
+                out[s.name] = list(range(start, start + s.dim))
+                start += s.dim
+            out["blackbox"] = list(range(start, self.r_dim))
+            return out
+        cols: dict[str, list[int]] = {}
+        for part, offset in ((lay.s_slices(), 0), (lay.z_slices(), lay.s_dim)):
+            for name, sl in part.items():
+                cols.setdefault(name, []).extend(range(offset + sl.start, offset + sl.stop))
+        order = [s.name for s in lay.slots] + ["blackbox"]
+        return {n: cols[n] for n in order if cols.get(n)}
+
     # ------------------------------------------------------------------ forward
     def forward(self, s: Tensor | None, z: Tensor | None) -> Tensor:
         """``s`` (n, s_dim) image factors, ``z`` (n, z_dim) text factors -> r (n, r_dim)."""
