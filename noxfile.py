@@ -93,6 +93,14 @@ def _script_session(name: str, script: str, doc: str) -> None:
     nox.session(name=name)(session_func)
 
 
+@nox.session
+def figures(session: nox.Session) -> None:
+    """Regenerate Figures 3, 4 and 5 from the Table 2 runs (arguments go to each script)."""
+    env = _env(session)
+    for script in ("figure3.py", "figure4.py", "figure5.py"):
+        _py(session, f"benchmarks/{script}", *session.posargs, env=env)
+
+
 for _name, _script, _doc in [
     ("reproduce-table1", "table1.py",
      "Regenerate Table 1 (dataset statistics); default: the embedded `small` shop."),
@@ -100,6 +108,14 @@ for _name, _script, _doc in [
      "Regenerate Table 2 (every model x 3 seeds); default: the embedded `small` shop."),
     ("reproduce-table3", "table3.py",
      "Regenerate Table 3 (MDR with and without the information constraint)."),
+    ("disentanglement", "disentanglement.py",
+     "Score disentanglement (DCI, MIG, slot probe) of every representation run of Table 2/3."),
+    ("fashion", "fashion.py",
+     "Real product photos: prepare, train the image side with weak labels, Figure 4 + scores."),
+    ("notebooks", "notebooks.py",
+     "Execute the jupytext notebooks on results/ into HTML (results/notebooks/)."),
+    ("speed", "speed.py",
+     "The speed suite on this machine: data, training, evaluation, FLOP efficiency."),
     ("speed-data", "speed_data.py",
      "Measure synth and prepare of the Cloth-sized shop (wall time, peak memory)."),
     ("speed-train", "speed_train.py",

@@ -290,17 +290,23 @@ def parse_options(argv: list[str] | None, doc: str) -> Options:
     p.add_argument("--jobs", type=int, default=2,
                    help="runs in parallel processes, each with cores/jobs torch threads "
                         "(default 2: on 2 cores two single-threaded runs beat one with 2 threads)")
+    p.add_argument("--tag", default="",
+                   help="suffix for the outputs (table2_<tag>.csv ...), e.g. --epochs 6 --tag e6 "
+                        "for the CTR baselines on the representation models' epoch budget, "
+                        "beside the default table instead of over it")
     p.add_argument("--force", action="store_true", help="rerun finished runs")
     p.add_argument("--results", type=Path, default=RESULTS)
     p.add_argument("-q", "--quiet", action="store_true")
     a = p.parse_args(argv)
     opts = Options(dataset=a.dataset, seeds=a.seeds, epochs=a.epochs, max_steps=a.max_steps,
                    jobs=a.jobs, force=a.force, quiet=a.quiet, results=a.results)
+    if a.tag:
+        opts.suffix = f"_{a.tag}"
     if a.quick:
         opts.seeds = 1 if a.seeds == 3 else a.seeds
         opts.epochs = a.epochs or 1
         opts.max_steps = a.max_steps or 8
         opts.jobs = max(a.jobs, 2)
         opts.extra = {"train.full_ranking": False}
-        opts.suffix = "_quick"
+        opts.suffix = "_quick" + opts.suffix
     return opts

@@ -90,3 +90,15 @@ def test_finished_runs_are_reused(table_results: Path, data_root: Path) -> None:
     env = {**os.environ, "MDR_DATA": str(data_root)}
     again = script("table3.py", *SMOKE, "--results", str(table_results.parent), env=env)
     assert "2 run(s) reused, 0 to run" in again.stdout
+
+
+def test_tag_and_quick_suffixes_never_overwrite_the_default_table() -> None:
+    sys.path.insert(0, str(BENCH))
+    try:
+        from tables import parse_options
+    finally:
+        sys.path.remove(str(BENCH))
+    assert parse_options([], "doc").suffix == ""
+    equal = parse_options(["--epochs", "6", "--tag", "e6"], "doc")
+    assert (equal.suffix, equal.epochs) == ("_e6", 6)
+    assert parse_options(["--quick", "--tag", "x"], "doc").suffix == "_quick_x"
