@@ -8,6 +8,7 @@
     mdr data stats    PROC [--json]
     mdr train         --config CFG --data PROC --out RUN [--seed S] [--epochs N] [--device D] [--resume]
     mdr evaluate      RUN [--split valid|test] [--full-ranking] [--json]
+    mdr explain       RUN --user U --item I [--top K] [--json]
 
 Every subcommand exits with status 2 and one clear line on bad input (a
 missing file, a malformed config, an unknown dataset) instead of a traceback.
@@ -151,6 +152,12 @@ def _cmd_evaluate(a: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_explain(a: argparse.Namespace) -> int:
+    from mdr.explain.attribution import explain_cli
+
+    return explain_cli(a)
+
+
 # --------------------------------------------------------------------------- parser
 
 
@@ -226,6 +233,18 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--device", default="cpu")
     e.add_argument("--json", action="store_true")
     e.set_defaults(func=_cmd_evaluate)
+
+    x = sub.add_parser("explain", parents=[common],
+                       help="why a run recommends an item to a user: slots, attention, words")
+    x.add_argument("run", type=Path, help="run folder (with config.yaml and best.pt)")
+    x.add_argument("--user", required=True,
+                   help="reviewerID, or an index (#N is always an index)")
+    x.add_argument("--item", required=True, help="asin, or an index (#N is always an index)")
+    x.add_argument("--top", type=int, default=5, help="history items to show (default 5)")
+    x.add_argument("--data", default=None, help="prepared folder (default: the run's)")
+    x.add_argument("--device", default="cpu")
+    x.add_argument("--json", action="store_true")
+    x.set_defaults(func=_cmd_explain)
     return p
 
 
@@ -234,12 +253,9 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from mdr.data.parse import DataError
 
     errors: list[type[BaseException]] = [ConfigError, DataError, FileNotFoundError]
-    try:
-        from mdr.train import RunError  # type: ignore[attr-defined]
+    from mdr.evaluate import RunError
 
-        errors.append(RunError)
-    except ImportError:
-        pass
+    errors.append(RunError)
     return tuple(errors)
 
 
