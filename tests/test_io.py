@@ -45,3 +45,15 @@ def test_named_rng_streams_are_reproducible_and_independent() -> None:
     assert a.tolist() == rng(0, "train-neg", 1).integers(0, 1000, 5).tolist()
     assert a.tolist() != rng(0, "train-neg", 2).integers(0, 1000, 5).tolist()
     assert a.tolist() != rng(1, "train-neg", 1).integers(0, 1000, 5).tolist()
+
+
+def test_atomic_files_get_the_usual_mode_not_mkstemps_0600(tmp_path) -> None:
+    import os
+    import stat
+
+    from mdr.io import write_text
+
+    mask = os.umask(0)
+    os.umask(mask)
+    write_text(tmp_path / "a.txt", "x")
+    assert stat.S_IMODE((tmp_path / "a.txt").stat().st_mode) == 0o666 & ~mask != 0o600
