@@ -29,6 +29,24 @@ Resuming (``resume=True``) restores the checkpoint and continues; because the
 training samples and the shuffle order are pure functions of (seed, epoch)
 and every other random state is checkpointed, a run killed at any moment and
 resumed ends with exactly the metrics of an uninterrupted run on the CPU.
+
+Several processes (``torchrun --nproc_per_node=N -m mdr.cli train ...``, see
+:mod:`mdr.distributed`): the model is wrapped in DistributedDataParallel (gloo
+on the CPU, nccl on CUDA); every rank trains on its part of each global batch
+of ``train.batch_size`` rows (the single-process sample order, split by rank),
+gradients are averaged over ranks; rank 0 validates, logs the epoch (loss
+means and sample counts over all ranks) and alone reads and writes the run
+folder while the other ranks wait (they receive the checkpoint to resume and
+the final result from it); the checkpoint holds every rank's RNG state, so
+``--resume`` restores all of them. Rank 0 keeps the random streams
+of a single process; rank r > 0 draws its own (:func:`mdr.distributed.seed_rank`).
+Without torchrun nothing of this applies and the numbers are exactly those above.
+
+The GPU path (``train.device: cuda``): batches are pinned and copied with
+``non_blocking``, ``train.amp`` runs forward passes under bf16 autocast (no
+loss scaling needed; refused on a GPU without bf16), evaluation encodes every
+item once and scores from that cache (:func:`mdr.evaluate.item_representations`).
+On the CPU ``train.amp`` changes nothing.
 """
 
 from __future__ import annotations
@@ -48,6 +66,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from mdr import distributed
 from mdr.config import RunConfig, config_hash, dump_yaml, to_dict
 from mdr.data.batches import BatchIterator, training_samples
 from mdr.data.dataset import ProcessedDataset
@@ -95,8 +114,9 @@ class TrainState:
 # --------------------------------------------------------------------------- RNG states
 
 
-def rng_states() -> dict[str, Any]:
-    """Python, NumPy and torch RNG states as plain types and tensors (``weights_only``-safe)."""
+def rng_states(device: torch.device | None = None) -> dict[str, Any]:
+    """Python, NumPy and torch RNG states as plain types and tensors (``weights_only``-safe);
+    with a CUDA ``device`` also that device's generator (the one its kernels draw from)."""
     version, mt, gauss = random.getstate()
     name, keys, pos, has_gauss, cached = np.random.get_state()  # noqa: NPY002
     out: dict[str, Any] = {
@@ -105,20 +125,25 @@ def rng_states() -> dict[str, Any]:
                   "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
         "torch": torch.get_rng_state(),
     }
-    if torch.cuda.is_available():
-        out["cuda"] = torch.cuda.get_rng_state_all()
+    if device is not None and device.type == "cuda":
+        out["cuda"] = torch.cuda.get_rng_state(device)
     return out
 
 
-def set_rng_states(states: dict[str, Any]) -> None:
+def set_rng_states(states: dict[str, Any], device: torch.device | None = None) -> None:
+    """Restore :func:`rng_states`; the CUDA generator only when training on CUDA."""
     version, mt, gauss = states["python"]
     random.setstate((version, tuple(mt), gauss))
     n = states["numpy"]
     np.random.set_state((n["name"], n["keys"].numpy().astype(np.uint32), n["pos"],  # noqa: NPY002
                          n["has_gauss"], n["cached_gaussian"]))
     torch.set_rng_state(states["torch"])
-    if "cuda" in states and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(states["cuda"])
+    cuda = states.get("cuda")
+    if cuda is not None and device is not None and device.type == "cuda":
+        if isinstance(cuda, list | tuple):  # older checkpoints: every device's state
+            torch.cuda.set_rng_state_all(cuda)
+        else:
+            torch.cuda.set_rng_state(cuda, device)
 
 
 # --------------------------------------------------------------------------- run folder
@@ -129,12 +154,19 @@ def _cpu_state(model: nn.Module) -> dict[str, Tensor]:
 
 
 def save_checkpoint(run: RunFolder, cfg: RunConfig, model: nn.Module,
-                    optimizer: torch.optim.Optimizer, state: TrainState) -> None:
-    write_torch(run.checkpoint, {
+                    optimizer: torch.optim.Optimizer, state: TrainState,
+                    device: torch.device | None = None,
+                    rng_ranks: list[dict[str, Any]] | None = None) -> None:
+    """RUN/checkpoint.pt; under torchrun ``rng_ranks`` (every rank's RNG states, rank 0's
+    replaced by its current ones) is stored too, so a resumed run restores every rank."""
+    ckpt = {
         "format": CHECKPOINT_FORMAT, "version": FORMAT_VERSION,
         "model": _cpu_state(model), "optimizer": optimizer.state_dict(),
-        "rng": rng_states(), "state": dataclasses.asdict(state), "config": to_dict(cfg),
-    })
+        "rng": rng_states(device), "state": dataclasses.asdict(state), "config": to_dict(cfg),
+    }
+    if rng_ranks is not None:
+        ckpt["rng_ranks"] = [ckpt["rng"], *rng_ranks[1:]]
+    write_torch(run.checkpoint, ckpt)
 
 
 def save_best(run: RunFolder, model: nn.Module, epoch: int, gauc: float) -> None:
@@ -199,28 +231,65 @@ def write_config(cfg: RunConfig, run: RunFolder, ds: ProcessedDataset, data: Pat
 # --------------------------------------------------------------------------- epochs
 
 
-def _train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, ds: ProcessedDataset,
-                 cfg: RunConfig, epoch: int, device: torch.device, state: TrainState,
-                 progress: bool, on_step: StepHook | None) -> tuple[dict[str, float], int]:
-    """One pass over the epoch's samples; returns per-term loss means and the sample count."""
-    t = cfg.train
-    samples = training_samples(ds, epoch, cfg.seed, t.n_train_neg, t.max_hist)
-    batches = BatchIterator(samples, t.batch_size, shuffle=True, seed=cfg.seed, epoch=epoch,
-                            pin_memory=device.type == "cuda", max_batches=t.max_steps_per_epoch)
-    model.train()
+@dataclass
+class _Job:
+    """What every epoch of one run needs (one object instead of ten arguments)."""
+
+    cfg: RunConfig
+    ds: ProcessedDataset
+    run: RunFolder
+    model: nn.Module  # the bare model: evaluation and checkpoints
+    optimizer: torch.optim.Optimizer
+    device: torch.device
+    ctx: distributed.DistContext
+    net: nn.Module | None = None  # the DDP wrapper under torchrun (forward = calculate_loss)
+    progress: bool = True
+    on_step: StepHook | None = None
+
+    def loss(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        """One training forward pass: through DDP under torchrun, directly otherwise."""
+        if self.net is not None:
+            return self.net(batch)
+        return self.model.calculate_loss(batch)
+
+
+def _epoch_batches(samples: dict[str, np.ndarray], job: _Job, epoch: int) -> BatchIterator:
+    """This process's batches of the epoch: all of them in one process; under torchrun the
+    rank's part of every global batch (:func:`mdr.distributed.shard_rows`)."""
+    t, ctx = job.cfg.train, job.ctx
+    pin = job.device.type == "cuda"  # pinned pages let the copy to the GPU run asynchronously
+    if not ctx.enabled:
+        return BatchIterator(samples, t.batch_size, shuffle=True, seed=job.cfg.seed, epoch=epoch,
+                             pin_memory=pin, max_batches=t.max_steps_per_epoch)
+    order = BatchIterator(samples, t.batch_size, shuffle=True, seed=job.cfg.seed,
+                          epoch=epoch).order()
+    rows, local = distributed.shard_rows(order, t.batch_size, ctx.rank, ctx.world_size)
+    if t.max_steps_per_epoch is not None:
+        rows = rows[:t.max_steps_per_epoch * local]
+    return BatchIterator({k: v[rows] for k, v in samples.items()}, local, pin_memory=pin,
+                         max_batches=t.max_steps_per_epoch)
+
+
+def _train_epoch(job: _Job, epoch: int, state: TrainState) -> tuple[dict[str, float], int]:
+    """One pass over the epoch's samples; returns per-term loss means and the sample count
+    (over all ranks under torchrun)."""
+    t = job.cfg.train
+    samples = training_samples(job.ds, epoch, job.cfg.seed, t.n_train_neg, t.max_hist)
+    batches = _epoch_batches(samples, job, epoch)
+    (job.net or job.model).train()
     sums: dict[str, Tensor] = {}
     n_samples = 0
-    bar = tqdm(batches, desc=f"epoch {epoch}/{t.epochs}", disable=not progress, leave=False)
+    bar = tqdm(batches, desc=f"epoch {epoch}/{t.epochs}", disable=not job.progress, leave=False)
     for i, batch in enumerate(bar):
-        b = to_device(batch, device)
-        with autocast(device, t.amp):
-            out = model.calculate_loss(b)
+        b = to_device(batch, job.device)
+        with autocast(job.device, t.amp):
+            out = job.loss(b)
         loss = out["loss"]
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        job.optimizer.zero_grad(set_to_none=True)
+        loss.backward()  # under DDP: gradients averaged over ranks here
         if t.grad_clip is not None:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
-        optimizer.step()
+            torch.nn.utils.clip_grad_norm_(job.model.parameters(), t.grad_clip)
+        job.optimizer.step()
         state.step += 1
         n_samples += len(batch["label"])
         for k, v in out.items():
@@ -232,24 +301,50 @@ def _train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, ds: Process
                 raise RunError(f"non-finite loss {value} at epoch {epoch}, step {state.step}; "
                                "lower train.lr or check the data")
             bar.set_postfix(loss=f"{value:.4f}")
-        if on_step is not None:
-            on_step(epoch, state.step)
-    means = {k: float(v) / max(len(batches), 1) for k, v in sums.items()}
-    return means, n_samples
+        if job.on_step is not None:
+            job.on_step(epoch, state.step)
+    return _epoch_means(sums, len(batches), n_samples, job.ctx)
 
 
-def _run_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, ds: ProcessedDataset,
-               cfg: RunConfig, run: RunFolder, device: torch.device, state: TrainState,
-               progress: bool, on_step: StepHook | None) -> dict[str, Any]:
-    """Train, validate, update early stopping, log and checkpoint one epoch."""
-    t = cfg.train
+def _epoch_means(sums: dict[str, Tensor], steps: int, n_samples: int,
+                 ctx: distributed.DistContext) -> tuple[dict[str, float], int]:
+    """Mean of each loss term over the epoch's steps (of every rank) and the sample count."""
+    if not ctx.enabled:
+        return {k: float(v) / max(steps, 1) for k, v in sums.items()}, n_samples
+    local = ({k: float(v) for k, v in sums.items()}, steps, n_samples)
+    ranks = distributed.all_gather_object(local, ctx)  # rank order: a deterministic sum
+    total_steps = max(sum(r[1] for r in ranks), 1)
+    means = {k: sum(r[0][k] for r in ranks) / total_steps for k in local[0]}
+    return means, sum(r[2] for r in ranks)
+
+
+def _run_epoch(job: _Job, state: TrainState) -> dict[str, Any] | None:
+    """Train one epoch; then rank 0 validates, logs and checkpoints while the other ranks
+    wait, and every rank takes rank 0's state (early stopping). Returns rank 0's line."""
     epoch = state.epoch + 1
     t0 = time.perf_counter()
-    losses, n_samples = _train_epoch(model, optimizer, ds, cfg, epoch, device, state,
-                                     progress, on_step)
+    losses, n_samples = _train_epoch(job, epoch, state)
+    ctx = job.ctx
+    rng_ranks = (distributed.all_gather_object(rng_states(job.device), ctx) if ctx.enabled
+                 else None)
     t1 = time.perf_counter()
-    valid = evaluate_model(model, ds, "valid", t.max_hist, t.eval_batch_size, device,
-                           amp=t.amp, progress=progress)
+    line = None
+    if ctx.is_main:
+        line = _validate_and_log(job, state, epoch, losses, n_samples, (t0, t1), rng_ranks)
+    if ctx.enabled:  # the barrier while rank 0 validates; then one state everywhere
+        for k, v in distributed.broadcast_object(dataclasses.asdict(state), ctx).items():
+            setattr(state, k, v)
+    return line
+
+
+def _validate_and_log(job: _Job, state: TrainState, epoch: int, losses: dict[str, float],
+                      n_samples: int, times: tuple[float, float],
+                      rng_ranks: list[dict[str, Any]] | None) -> dict[str, Any]:
+    """Validate, update early stopping, append the metrics line and checkpoint one epoch."""
+    t, run, model = job.cfg.train, job.run, job.model
+    t0, t1 = times
+    valid = evaluate_model(model, job.ds, "valid", t.max_hist, t.eval_batch_size, job.device,
+                           amp=t.amp, progress=job.progress)
     t2 = time.perf_counter()
     gauc = valid["gauc"]
     improved = state.best_epoch == 0 or gauc > state.best_gauc  # NaN never improves
@@ -271,22 +366,21 @@ def _run_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, ds: Processed
         "samples_per_s": n_samples / max(t1 - t0, 1e-9),
     }
     append_jsonl(run.metrics, line)
-    save_checkpoint(run, cfg, model, optimizer, state)
+    save_checkpoint(run, job.cfg, model, job.optimizer, state, job.device, rng_ranks)
     return line
 
 
-def _finish(model: nn.Module, ds: ProcessedDataset, cfg: RunConfig, run: RunFolder,
-            device: torch.device, state: TrainState, progress: bool) -> dict[str, Any]:
+def _finish(job: _Job, state: TrainState) -> dict[str, Any]:
     """Score ``best.pt`` on the test lists and by full ranking; write test.json, then DONE."""
+    model, run, ds, t = job.model, job.run, job.ds, job.cfg.train
     best = run.load_best(model)
-    model.to(device)
-    t = cfg.train
-    test = evaluate_model(model, ds, "test", t.max_hist, t.eval_batch_size, device,
-                          full_ranking=t.full_ranking, amp=t.amp, progress=progress,
+    model.to(job.device)
+    test = evaluate_model(model, ds, "test", t.max_hist, t.eval_batch_size, job.device,
+                          full_ranking=t.full_ranking, amp=t.amp, progress=job.progress,
                           full_rank_users=t.full_rank_users)
     result = {
-        "dataset": ds.name, "n_users": ds.n_users, "model": cfg.model.name, "seed": cfg.seed,
-        "best_epoch": best["epoch"], "best_valid_gauc": best["valid_gauc"],
+        "dataset": ds.name, "n_users": ds.n_users, "model": job.cfg.model.name,
+        "seed": job.cfg.seed, "best_epoch": best["epoch"], "best_valid_gauc": best["valid_gauc"],
         "epochs_run": state.epoch, "stopped_early": state.stopped, "step": state.step,
         **test,
     }
@@ -309,40 +403,109 @@ def train(cfg: RunConfig, data: str | Path, out: str | Path, resume: bool = Fals
     ``cfg.train.epochs``; a finished run just returns its result). A finished or
     started run is never overwritten unless ``overwrite``. ``on_step(epoch, step)``
     is called after every optimiser step (a hook for tests and monitoring).
+
+    Under torchrun (see the module docstring) every rank calls this; each returns
+    the same result, progress shows on rank 0 only, and a failing rank names itself
+    on stderr before torchrun stops the group.
     """
-    data = Path(data)
+    device = resolve_device(cfg.train.device)
+    ctx = distributed.init(device)
+    failed = True
+    try:
+        result = _train(cfg, Path(data), RunFolder(Path(out)), ctx,
+                        distributed.local_device(device, ctx), resume=resume,
+                        overwrite=overwrite, progress=progress and ctx.is_main, on_step=on_step)
+        failed = False
+        return result
+    except BaseException as e:
+        distributed.report_failure(ctx, e)
+        raise
+    finally:
+        distributed.cleanup(ctx, failed=failed)
+
+
+def _check_amp(cfg: RunConfig, device: torch.device) -> None:
+    """bf16 autocast needs a GPU with native bf16 (Ampere or newer)."""
+    if (cfg.train.amp and device.type == "cuda"
+            and not torch.cuda.is_bf16_supported(including_emulation=False)):
+        raise RunError(f"train.amp: {torch.cuda.get_device_name(device)} has no native bf16; "
+                       "set train.amp=false")
+
+
+def _restore(job: _Job, ckpt: dict[str, Any], state: TrainState) -> None:
+    """Weights, optimiser and this rank's RNG states from a checkpoint."""
+    load_model_state(job.model, ckpt["model"], job.run.checkpoint)
+    job.optimizer.load_state_dict(ckpt["optimizer"])
+    ctx, ranks = job.ctx, ckpt.get("rng_ranks")
+    if ctx.rank == 0:
+        set_rng_states(ckpt["rng"], job.device)
+    elif ranks is not None and len(ranks) == ctx.world_size:
+        set_rng_states(ranks[ctx.rank], job.device)
+    else:  # resumed with more ranks than the checkpoint holds: fresh, seeded streams
+        distributed.seed_rank(job.cfg.seed, ctx.rank, state.epoch)
+
+
+def _train(cfg: RunConfig, data: Path, run: RunFolder, ctx: distributed.DistContext,
+           device: torch.device, *, resume: bool, overwrite: bool, progress: bool,
+           on_step: StepHook | None) -> dict[str, Any]:
+    """:func:`train` inside the process group (a no-op group in one process)."""
     ds = ProcessedDataset.open(data)
-    run = RunFolder(Path(out))
-    _check_folder(run, resume, overwrite)
-    ckpt = read_checkpoint(run, cfg) if resume and run.checkpoint.is_file() else None
+    ckpt, finished = _open_run(run, cfg, resume, overwrite, ctx)
+    if finished is not None:
+        return finished
     state = TrainState(**ckpt["state"]) if ckpt else TrainState()
-    if ckpt and state.complete(cfg.train.epochs) and run.is_finished():
-        return json.loads(run.test.read_text(encoding="utf-8"))
-    _remove(run.done, run.test)
+    _check_amp(cfg, device)
 
     seed_everything(cfg.seed)
     if cfg.train.num_threads:
         torch.set_num_threads(cfg.train.num_threads)
-    device = resolve_device(cfg.train.device)
-    model = build(cfg, ds, device)
+    model = build(cfg, ds, device)  # the same initial weights on every rank
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.train.lr,
                                  weight_decay=cfg.train.weight_decay)
+    job = _Job(cfg, ds, run, model, optimizer, device, ctx, progress=progress, on_step=on_step)
     if ckpt:
-        load_model_state(model, ckpt["model"], run.checkpoint)
-        optimizer.load_state_dict(ckpt["optimizer"])
-        set_rng_states(ckpt["rng"])
-        truncate_jsonl_epochs(run.metrics, state.epoch)
+        _restore(job, ckpt, state)
+        if ctx.is_main:
+            truncate_jsonl_epochs(run.metrics, state.epoch)
     else:
-        _remove(run.metrics, run.best, run.checkpoint)
-    write_config(cfg, run, ds, data, resumed_from_epoch=state.epoch if ckpt else None)
+        if ctx.is_main:
+            _remove(run.metrics, run.best, run.checkpoint)
+        if ctx.rank > 0:
+            distributed.seed_rank(cfg.seed, ctx.rank)
+    if ctx.is_main:
+        extra = {"world_size": ctx.world_size, "backend": ctx.backend} if ctx.enabled else {}
+        write_config(cfg, run, ds, data, resumed_from_epoch=state.epoch if ckpt else None,
+                     **extra)
+    if ctx.enabled:
+        job.net = distributed.wrap_ddp(model, ctx, device)
 
     while not state.complete(cfg.train.epochs):
-        line = _run_epoch(model, optimizer, ds, cfg, run, device, state, progress, on_step)
-        if progress:
+        line = _run_epoch(job, state)
+        if progress and line is not None:
             tqdm.write(f"epoch {line['epoch']}: loss {line.get('train/loss', float('nan')):.4f}"
                        f"  valid gauc {line['valid/gauc']:.4f}  ndcg@10 "
                        f"{line['valid/ndcg@10']:.4f}  ({line['samples_per_s']:.0f} samples/s)")
-    return _finish(model, ds, cfg, run, device, state, progress)
+    result = _finish(job, state) if ctx.is_main else None
+    return distributed.broadcast_object(result, ctx)  # the other ranks wait for test.json
+
+
+def _open_run(run: RunFolder, cfg: RunConfig, resume: bool, overwrite: bool,
+              ctx: distributed.DistContext) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """Rank 0 checks the run folder and reads the checkpoint to resume; every rank gets
+    ``(checkpoint or None, the finished run's result or None)``. Only rank 0 touches the
+    folder, so under torchrun it need not be visible from the other nodes."""
+    opened = None
+    if ctx.is_main:
+        _check_folder(run, resume, overwrite)
+        ckpt = read_checkpoint(run, cfg) if resume and run.checkpoint.is_file() else None
+        finished = None
+        if (ckpt and TrainState(**ckpt["state"]).complete(cfg.train.epochs)
+                and run.is_finished()):
+            finished = json.loads(run.test.read_text(encoding="utf-8"))
+        else:
+            _remove(run.done, run.test)
+        opened = (ckpt, finished)
+    return distributed.broadcast_object(opened, ctx)
 
 
 __all__ = ["RESUMABLE_CHANGES", "RunError", "TrainState", "item_features", "read_checkpoint",

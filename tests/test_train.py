@@ -370,3 +370,31 @@ def test_mdr_resume_equality(data: Path, tmp_path: Path) -> None:
         train(cfg, data, tmp_path / "resumed", progress=False, on_step=kill_at(2, 2, 3))
     assert train(cfg, data, tmp_path / "resumed", resume=True, progress=False) == full
     assert lines(tmp_path / "resumed") == lines(tmp_path / "full")
+
+
+# --------------------------------------------------------------------------- RNG states, amp
+
+
+def test_rng_states_round_trip_on_the_cpu() -> None:
+    import random
+
+    from mdr.train import rng_states, set_rng_states
+
+    torch.manual_seed(11)
+    states = rng_states()
+    assert "cuda" not in states  # the CUDA generator is saved only when training on CUDA
+    draws = (random.random(), np.random.rand(), torch.rand(2))  # noqa: NPY002
+    # a checkpoint of an older version kept every CUDA device's state: ignored on the CPU
+    set_rng_states(states | {"cuda": [torch.zeros(8, dtype=torch.uint8)]},
+                   torch.device("cpu"))
+    again = (random.random(), np.random.rand(), torch.rand(2))  # noqa: NPY002
+    assert draws[:2] == again[:2] and torch.equal(draws[2], again[2])
+
+
+def test_amp_changes_nothing_on_the_cpu(data: Path, tmp_path: Path) -> None:
+    cfg = make_cfg(**{"train.epochs": 1})
+    plain = train(cfg, data, tmp_path / "fp32", progress=False)
+    amp = train(apply_overrides(cfg, {"train.amp": True}), data, tmp_path / "amp",
+                progress=False)
+    assert amp == plain
+    assert lines(tmp_path / "amp") == lines(tmp_path / "fp32")
