@@ -116,11 +116,33 @@ def _train_overrides(a: argparse.Namespace) -> dict[str, Any]:
     return overrides
 
 
+def _resolve_data(spec: str, quiet: bool) -> Path:
+    """The prepared folder for ``--data``. Under torchrun, rank 0 alone creates a named
+    dataset on first use; the other ranks wait for its ``dataset.json``."""
+    from mdr import distributed
+    from mdr.data.catalog import SYNTHETIC, data_root, resolve
+
+    if distributed.is_main() or spec not in SYNTHETIC:  # real data: prepared beforehand
+        return resolve(spec, progress=not quiet and distributed.is_main())
+    import time
+
+    ready = data_root() / "proc" / spec / "dataset.json"
+    deadline = time.monotonic() + distributed.timeout().total_seconds()
+    while not ready.is_file():
+        if time.monotonic() > deadline:
+            from mdr.data.parse import DataError
+
+            raise DataError(f"rank {distributed.rank()}: gave up waiting for rank 0 to prepare "
+                            f"{spec!r} ({ready})")
+        time.sleep(2.0)
+    return resolve(spec, progress=False)
+
+
 def _cmd_train(a: argparse.Namespace) -> int:
-    from mdr.data.catalog import resolve
+    from mdr import distributed
 
     overrides = _train_overrides(a)
-    data = resolve(a.data, progress=not a.quiet)
+    data = _resolve_data(a.data, a.quiet)
     if a.model in _DEEPCTR_MODELS:  # Wide&Deep, PNN, DeepFM: their own runner, same protocol
         from dataclasses import asdict
 
@@ -136,7 +158,8 @@ def _cmd_train(a: argparse.Namespace) -> int:
         cfg = load_run_config(a.config, overrides)
         result = train(cfg, data, a.out, resume=a.resume, progress=not a.quiet,
                        overwrite=a.overwrite)
-    _print_json(result)
+    if distributed.is_main():  # under torchrun: one result, not one per rank
+        _print_json(result)
     return 0
 
 

@@ -69,3 +69,17 @@ def test_train_then_evaluate_each_model_kind(model: str, tiny_proc: Path, tmp_pa
         again = mdr("evaluate", str(run), "--json", env=cli_env)
         assert again.returncode == 0, again.stderr
         assert json.loads(again.stdout)["gauc"] == pytest.approx(test["gauc"])
+
+
+def test_non_zero_ranks_wait_for_rank_0_to_prepare_a_named_dataset(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under torchrun only rank 0 creates a named dataset; rank 1 waits, then gives up clearly."""
+    from mdr.cli import _resolve_data
+    from mdr.data.parse import DataError
+
+    monkeypatch.setenv("MDR_DATA", str(tmp_path))
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("MDR_DIST_TIMEOUT_MIN", "0.001")
+    with pytest.raises(DataError, match="rank 1: gave up waiting for rank 0"):
+        _resolve_data("synthetic-tiny", quiet=True)
+    assert not (tmp_path / "raw").exists()  # rank 1 never started a preparation of its own
