@@ -6,6 +6,7 @@
     mdr data download --category CAT --out DIR [--year 2014|2018] [--base-url URL] [--no-images]
     mdr data prepare  --raw DIR --category CAT --out PROC [--image-size 64] [--n-neg 100] [--seed 0]
     mdr data stats    PROC [--json]
+    mdr data fashion-images [--dir DIR] --out PROC [--image-size 64] [--limit N]
     mdr train         --config CFG --data PROC --out RUN [--seed S] [--epochs N] [--device D] [--resume]
     mdr evaluate      RUN [--split valid|test] [--full-ranking] [--json]
     mdr explain       RUN --user U --item I [--top K] [--json]
@@ -75,6 +76,12 @@ def _cmd_prepare(a: argparse.Namespace) -> int:
     if skips:
         print("skipped: " + ", ".join(f"{k}: {v}" for k, v in skips.items()))
     return 0
+
+
+def _cmd_fashion_images(a: argparse.Namespace) -> int:
+    from mdr.data.fashion import cli_fashion_images
+
+    return cli_fashion_images(a)
 
 
 def _cmd_stats(a: argparse.Namespace) -> int:
@@ -224,6 +231,24 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--name", default=None, help="dataset name (default: derived)")
     r.add_argument("--strict", action="store_true", help="fail on the first malformed line")
     r.set_defaults(func=_cmd_prepare)
+
+    fa = dsub.add_parser("fashion-images", parents=[common],
+                         help="real product photos (Fashion Product Images, small) for the "
+                              "image side: images, weak colour/article labels, ground truth")
+    fa.add_argument("--dir", type=Path, default=None,
+                    help="the corpus folder (default: $MDR_FASHION_DIR, then "
+                         "../shared/data/fashion-product-images-small)")
+    fa.add_argument("--out", required=True, type=Path)
+    fa.add_argument("--image-size", type=int, default=64)
+    fa.add_argument("--limit", type=int, default=None, help="first N photographed rows only")
+    fa.add_argument("--min-count", type=int, default=None,
+                    help="classes rarer than this become 'other' (default 50)")
+    fa.add_argument("--label-fraction", type=float, default=None,
+                    help="fraction of items whose weak labels training may see (default 0.1)")
+    fa.add_argument("--seed", type=int, default=None)
+    fa.add_argument("--rare", choices=["other", "drop"], default=None)
+    fa.add_argument("--strict", action="store_true", help="fail on the first malformed row")
+    fa.set_defaults(func=_cmd_fashion_images)
 
     st = dsub.add_parser("stats", parents=[common], help="Table 1 figures of a prepared dataset")
     st.add_argument("proc", type=Path)
