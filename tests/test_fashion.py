@@ -25,7 +25,6 @@ from mdr.data.fashion import (
     OTHER,
     FashionImages,
     class_names,
-    cli_fashion_images,
     default_fashion_dir,
     prepare_fashion,
 )
