@@ -286,15 +286,25 @@ def test_information_constraint_is_l2_norm_of_blackbox_params():
 # --------------------------------------------------------------------------- DIN
 
 
-def test_din_blockwise_first_layer_equals_concat():
+@pytest.mark.parametrize("n_cands", [1, 3, 12])  # both paths: C <= A (7) and C > A
+def test_din_blockwise_first_layer_equals_concat(n_cands: int):
     torch.manual_seed(0)
     att = DINAttention(5, (7, 3))
-    hh, hc = torch.randn(2, 4, 5), torch.randn(2, 3, 5)
+    hh, hc = torch.randn(2, 4, 5), torch.randn(2, n_cands, 5)
     got = att.first_layer(hh, hc)  # (B, C, H, A)
-    k = hh.unsqueeze(1).expand(2, 3, 4, 5)
-    i = hc.unsqueeze(2).expand(2, 3, 4, 5)
+    k = hh.unsqueeze(1).expand(2, n_cands, 4, 5)
+    i = hc.unsqueeze(2).expand(2, n_cands, 4, 5)
     ref = att.first(torch.cat([k, i, k - i, k * i], -1))
     torch.testing.assert_close(got, ref)
+
+
+def test_prelu_matches_its_definition():
+    from mdr.models.din import PReLU
+
+    act = PReLU(3, init=0.25)
+    x = torch.tensor([[[-2.0, 0.0, 3.0], [1.0, -1.0, -4.0]]])  # (1, 2, 3): any leading dims
+    want = torch.tensor([[[-0.5, 0.0, 3.0], [1.0, -0.25, -1.0]]])
+    torch.testing.assert_close(act(x), want)
 
 
 def test_din_padding_has_no_effect_and_candidates_independent():

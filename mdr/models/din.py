@@ -10,7 +10,9 @@ The head scores C candidates per user at once (``h_cand`` (B, C, D)); the
 history is broadcast, never copied C times. The attention's first layer is an
 ordinary ``nn.Linear(4D, A)``, evaluated blockwise:
 W [h_k; h_i; h_k - h_i; h_k * h_i] = (W1 + W3) h_k + (W2 - W3) h_i + W4 (h_k * h_i),
-so the (B, C, H, 4D) concatenation is never built.
+so the (B, C, H, 4D) concatenation is never built (and for few candidates per row, as in
+training, the product term is taken candidate-first: measured 2.5x faster MDR training
+steps on the CPU, `nox -s speed`).
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ class PReLU(nn.Module):
         self.weight = nn.Parameter(torch.full((width,), init))
 
     def forward(self, x: Tensor) -> Tensor:
-        return torch.where(x >= 0, x, self.weight.to(x.dtype) * x)
+        # one fused kernel (torch.where built three (B, C, H, A) temporaries)
+        return F.prelu(x.reshape(-1, x.shape[-1]), self.weight.to(x.dtype)).view(x.shape)
 
 
 def _mlp(in_dim: int, hidden: tuple[int, ...]) -> tuple[nn.Sequential, int]:
@@ -65,9 +68,12 @@ class DINAttention(nn.Module):
         A = W.shape[0]
         hist_term = h_hist @ (W1 + W3).T  # (B, H, A)
         cand_term = h_cand @ (W2 - W3).T  # (B, C, A)
-        G = h_hist.unsqueeze(2) * W4  # (B, H, A, D)
-        prod_term = torch.bmm(G.reshape(B, H * A, D), h_cand.transpose(1, 2))  # (B, H*A, C)
-        prod_term = prod_term.view(B, H, A, C).permute(0, 3, 1, 2)  # (B, C, H, A)
+        if C <= A:  # few candidates (training: one): multiply first, (B, C, H, D) is small
+            prod_term = (h_cand.unsqueeze(2) * h_hist.unsqueeze(1)) @ W4.T  # (B, C, H, A)
+        else:  # many candidates (ranking): never build (B, C, H, D); (B, H, A, D) instead
+            G = h_hist.unsqueeze(2) * W4  # (B, H, A, D)
+            prod_term = torch.bmm(G.reshape(B, H * A, D), h_cand.transpose(1, 2))  # (B,H*A,C)
+            prod_term = prod_term.view(B, H, A, C).permute(0, 3, 1, 2)  # (B, C, H, A)
         return (
             prod_term
             + hist_term.unsqueeze(1)
