@@ -26,7 +26,7 @@ from mdr import io as mio
 from mdr.provenance import manifest
 
 
-def _measure(cmd: list[str]) -> dict:
+def measure_step(cmd: list[str]) -> dict:
     """Run ``cmd`` in a child process; return wall seconds and its peak RSS in MB."""
     t0 = time.perf_counter()
     # ru_maxrss of RUSAGE_CHILDREN is a maximum over all children so far, so each step runs
@@ -57,11 +57,11 @@ def main(argv: list[str] | None = None) -> int:
     mdr = [sys.executable, "-m", "mdr.cli"]
     raw, proc = work / "raw", work / "proc"
     try:
-        synth = _measure([*mdr, "data", "synth", "-q", "--size", a.size, "--seed", "0",
-                          "--out", str(raw)])
-        prep = _measure([*mdr, "data", "prepare", "-q", "--raw", str(raw), "--category",
-                         "Synthetic", "--out", str(proc), "--image-size", str(a.image_size),
-                         "--n-neg", "50" if a.size == "tiny" else "100"])
+        synth = measure_step([*mdr, "data", "synth", "-q", "--size", a.size, "--seed", "0",
+                              "--out", str(raw)])
+        prep = measure_step([*mdr, "data", "prepare", "-q", "--raw", str(raw), "--category",
+                             "Synthetic", "--out", str(proc), "--image-size",
+                             str(a.image_size), "--n-neg", "50" if a.size == "tiny" else "100"])
         from mdr.data.dataset import ProcessedDataset
 
         stats = ProcessedDataset.open(proc).stats()

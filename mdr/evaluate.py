@@ -52,6 +52,19 @@ K = 10
 _FULL_RANK_BLOCK = {"cpu": (16, 256), "cuda": (256, 8192)}
 
 
+def _pairs_per_call(device: torch.device) -> int:
+    """(user, candidate) pairs one ``model.score`` call should score on ``device``."""
+    users, items = _FULL_RANK_BLOCK.get(device.type, _FULL_RANK_BLOCK["cpu"])
+    return users * items
+
+
+def _list_users_per_call(device: torch.device, batch_size: int, n_cands: int) -> int:
+    """Users per ``model.score`` call for lists of ``n_cands``: at most ``batch_size``, and
+    no more pairs than a full-ranking block (DIN's (users, C, H, A) activations of 512 users x
+    101 candidates are ~150 MB; 40 users stay in cache: 4x faster on the CPU, same scores)."""
+    return max(1, min(batch_size, _pairs_per_call(device) // max(n_cands, 1)))
+
+
 @contextlib.contextmanager
 def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
     """``model.eval()`` under ``torch.no_grad()``, restoring the previous mode afterwards."""
@@ -86,9 +99,15 @@ def item_representations(model: nn.Module, n_items: int, batch_size: int,
 def sampled_scores(model: nn.Module, reps: Tensor, samples: dict[str, np.ndarray],
                    batch_size: int, device: torch.device, amp: bool = False,
                    progress: bool = False) -> np.ndarray:
-    """Scores float64 [U, C] of each user's candidate list ``samples["cands"]``."""
+    """Scores float64 [U, C] of each user's candidate list ``samples["cands"]``.
+
+    Users are scored in blocks of at most ``batch_size`` (fewer on the CPU, see
+    :func:`_list_users_per_call`); each user's scores do not depend on the block.
+    """
+    device = torch.device(device)
     out = []
-    batches = BatchIterator(samples, batch_size)
+    n_cands = samples["cands"].shape[1] if samples["cands"].ndim == 2 else 1
+    batches = BatchIterator(samples, _list_users_per_call(device, batch_size, n_cands))
     with eval_mode(model), autocast(device, amp):
         for batch in tqdm(batches, desc="score lists", disable=not progress, leave=False):
             b = to_device(batch, device)
