@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import csv
 import io
+import json
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from mdr import io as mio
+from mdr.data.parse import DataError
 from mdr.provenance import manifest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -62,3 +65,27 @@ def write_result(dataset: str, name: str, csv_text: str, md_text: str,
     mio.write_text(folder / f"{name}.md", md_text)
     mio.write_json(folder / f"{name}.manifest.json", manifest(dataset=dataset, **manifest_extra))
     return folder
+
+
+class FigureError(RuntimeError):
+    """No runs to draw, or a run folder that cannot be used for the figure asked."""
+
+
+def default_run(results: Path, dataset: str, manifest: str = "table2", model: str = "mdr",
+                seed: int = 0) -> Path:
+    """The finished ``model`` run with ``seed`` listed in ``<dataset>/<manifest>.manifest.json``."""
+    path = results / dataset / f"{manifest}.manifest.json"
+    if not path.is_file():
+        raise FigureError(f"{path}: not found - run benchmarks/{manifest}.py --dataset {dataset} "
+                          "first, or give --run DIR")
+    try:
+        runs = json.loads(path.read_text(encoding="utf-8")).get("runs") or {}
+    except json.JSONDecodeError as e:
+        raise DataError(f"{path}:{e.lineno}: not valid JSON ({e.msg})") from e
+    pattern = re.compile(rf"^{re.escape(model)}-[0-9a-f]+-s{seed}$")
+    for name in runs:
+        run_dir = results / dataset / "runs" / name
+        if pattern.match(name) and (run_dir / "test.json").is_file():
+            return run_dir
+    raise FigureError(f"{path}: no finished {model!r} run with seed {seed} under "
+                      f"{results / dataset / 'runs'}; give --run DIR")

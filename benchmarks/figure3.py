@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from common import RESULTS, to_csv
+from common import RESULTS, FigureError, to_csv
 from plotting import model_colour, model_label, new_figure, save_figure, style
 
 from mdr import io as mio
@@ -38,10 +38,6 @@ from mdr.provenance import manifest
 
 RUN_NAME = re.compile(r"^(?P<model>.+)-(?P<hash>[0-9a-f]+)-s(?P<seed>\d+)$")
 CSV_COLUMNS = ("dataset", "model", "label", "split", "epoch", "gauc_mean", "gauc_std", "n")
-
-
-class FigureError(RuntimeError):
-    """No runs to draw, or a run folder that cannot be read."""
 
 
 @dataclass(frozen=True)

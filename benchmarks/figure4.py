@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 import time
 from dataclasses import dataclass
@@ -40,7 +39,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from common import RESULTS, to_csv, to_markdown, write_result
+from common import RESULTS, FigureError, default_run, to_csv, to_markdown, write_result
 from plotting import save_figure, style
 
 from mdr.config import ConfigError
@@ -66,9 +65,6 @@ from mdr.seeding import rng
 DEEPCTR = ("wide_deep", "pnn", "deepfm")
 
 
-class FigureError(RuntimeError):
-    """No run to read, or a run without an image decoder."""
-
 
 @dataclass(frozen=True)
 class Options:
@@ -88,26 +84,6 @@ class Options:
 
 
 # --------------------------------------------------------------------------- runs
-
-
-def default_run(results: Path, dataset: str, model: str = "mdr", seed: int = 0,
-                manifest: str = "table2") -> Path:
-    """The finished ``model`` run with ``seed`` listed in ``<dataset>/<manifest>.manifest.json``."""
-    path = results / dataset / f"{manifest}.manifest.json"
-    if not path.is_file():
-        raise FigureError(f"{path}: not found - run benchmarks/{manifest}.py --dataset {dataset} "
-                          "first, or give --run DIR")
-    try:
-        runs = json.loads(path.read_text(encoding="utf-8")).get("runs") or {}
-    except json.JSONDecodeError as e:
-        raise DataError(f"{path}:{e.lineno}: not valid JSON ({e.msg})") from e
-    pattern = re.compile(rf"^{re.escape(model)}-[0-9a-f]+-s{seed}$")
-    for name in runs:
-        run_dir = results / dataset / "runs" / name
-        if pattern.match(name) and (run_dir / "test.json").is_file():
-            return run_dir
-    raise FigureError(f"{path}: no finished {model!r} run with seed {seed} under "
-                      f"{results / dataset / 'runs'}; give --run DIR")
 
 
 def check_image_run(run_dir: Path) -> None:
@@ -318,7 +294,7 @@ def resolve_runs(opts: Options) -> tuple[str | None, Path, list[Path]]:
         compare = list(opts.compare)
     elif opts.run is None:
         try:
-            compare = [default_run(opts.results, dataset or DEFAULT_DATASET, "beta_vae")]
+            compare = [default_run(opts.results, dataset or DEFAULT_DATASET, model="beta_vae")]
         except FigureError:
             compare = []
     else:

@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from common import RESULTS, to_csv, to_markdown, write_result
+from common import RESULTS, FigureError, default_run, to_csv, to_markdown, write_result
 from plotting import new_figure, save_figure, style
 
 from mdr.data.parse import DataError
@@ -45,9 +45,6 @@ QUALITY = "quality"  # the shop's quality factor shows in text only through sent
 _SENTIMENT_BANKS = ("pos", "neg", "neu", "feeling", "bad_feeling")
 _PEOPLE_FIELDS = ("who", "she", "her")
 
-
-class FigureError(RuntimeError):
-    """No run to read, or a run without text aspects."""
 
 
 @dataclass(frozen=True)
@@ -156,26 +153,6 @@ def factor_columns(words: list[str], table: dict[str, WordFactor], order: list[s
 
 
 # --------------------------------------------------------------------------- the run
-
-
-def default_run(results: Path, dataset: str, manifest: str = "table2", model: str = "mdr",
-                seed: int = 0) -> Path:
-    """The finished ``model`` run with ``seed`` listed in ``<dataset>/<manifest>.manifest.json``."""
-    path = results / dataset / f"{manifest}.manifest.json"
-    if not path.is_file():
-        raise FigureError(f"{path}: not found - run benchmarks/{manifest}.py --dataset {dataset} "
-                          "first, or give --run DIR")
-    try:
-        runs = json.loads(path.read_text(encoding="utf-8")).get("runs") or {}
-    except json.JSONDecodeError as e:
-        raise DataError(f"{path}:{e.lineno}: not valid JSON ({e.msg})") from e
-    pattern = re.compile(rf"^{re.escape(model)}-[0-9a-f]+-s{seed}$")
-    for name in runs:
-        run_dir = results / dataset / "runs" / name
-        if pattern.match(name) and (run_dir / "test.json").is_file():
-            return run_dir
-    raise FigureError(f"{path}: no finished {model!r} run with seed {seed} under "
-                      f"{results / dataset / 'runs'}; give --run DIR")
 
 
 def open_run(run_dir: Path, data: Path | None) -> LoadedRun:

@@ -19,21 +19,13 @@
 # `results/`) and `DATASET` (env `MDR_DATASET`, default `synthetic-small`).
 
 # %%
-import os
 from pathlib import Path
 
+from mdr.results import dataset_name, results_dir
 
-def find_results() -> Path:
-    """The repository's results/ folder, found from this notebook's folder or the cwd."""
-    here = Path(globals().get("__file__", Path.cwd() / "notebook")).resolve().parent
-    for base in (here, *here.parents, Path.cwd(), *Path.cwd().parents):
-        if (base / "results" / "reported").is_dir():
-            return base / "results"
-    return Path("results")
-
-
-RESULTS = Path(os.environ.get("MDR_RESULTS") or find_results())
-DATASET = os.environ.get("MDR_DATASET") or "synthetic-small"
+# the notebook's folder (when run as a script) or the current one, searched upwards
+RESULTS = results_dir([Path(globals().get("__file__", "notebook")).resolve().parent])
+DATASET = dataset_name()
 print(f"RESULTS = {RESULTS}\nDATASET = {DATASET}")
 
 # %%

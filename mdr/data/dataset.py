@@ -70,6 +70,14 @@ REQUIRED_FILES = (
 )
 
 
+def read_manifest(root: Path) -> dict[str, Any]:
+    """``ROOT/dataset.json`` of a prepared folder; a corrupt one is a DataError naming it."""
+    try:
+        return json.loads((root / "dataset.json").read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise DataError(f"{root}/dataset.json: corrupt ({e})") from e
+
+
 @dataclass
 class ProcessedDataset:
     """Read-only view of a prepared dataset folder; arrays load lazily and are cached."""
@@ -100,10 +108,7 @@ class ProcessedDataset:
     # ------------------------------------------------------------------ metadata
     @functools.cached_property
     def manifest(self) -> dict[str, Any]:
-        try:
-            return json.loads((self.root / "dataset.json").read_text(encoding="utf-8"))
-        except json.JSONDecodeError as e:
-            raise DataError(f"{self.root}/dataset.json: corrupt ({e})") from e
+        return read_manifest(self.root)
 
     @property
     def name(self) -> str:

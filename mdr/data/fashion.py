@@ -67,6 +67,7 @@ from typing import Any, Literal
 import numpy as np
 
 from mdr import io as mio
+from mdr.data.dataset import read_manifest
 from mdr.data.images import load_images
 from mdr.data.parse import DataError, SkipLog
 from mdr.data.preprocess import sha256, write_npz
@@ -440,10 +441,7 @@ class FashionImages:
 
     @functools.cached_property
     def manifest(self) -> dict[str, Any]:
-        try:
-            return json.loads((self.root / "dataset.json").read_text(encoding="utf-8"))
-        except json.JSONDecodeError as e:
-            raise DataError(f"{self.root}/dataset.json: corrupt ({e})") from e
+        return read_manifest(self.root)
 
     @property
     def name(self) -> str:
