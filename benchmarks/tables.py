@@ -55,6 +55,8 @@ class Options:
     dataset: str = DEFAULT_DATASET
     seeds: int = 3
     epochs: int | None = None
+    patience: int | None = None
+    models: tuple[str, ...] = ()  # a subset of the table's models (default: all)
     max_steps: int | None = None
     jobs: int = 2
     force: bool = False
@@ -78,6 +80,8 @@ def plan(models: Sequence[str], opts: Options, proc: Path, short: str) -> list[J
         overrides = {} if model in DEEPCTR else variant_overrides(base, model)
         if opts.epochs is not None:
             overrides = {**overrides, "train.epochs": opts.epochs}
+        if opts.patience is not None:
+            overrides = {**overrides, "train.patience": opts.patience}
         if opts.max_steps is not None:
             overrides = {**overrides, "train.max_steps_per_epoch": opts.max_steps}
         overrides = {**overrides, **opts.extra}
@@ -248,6 +252,11 @@ def run_table(name: str, title: str, models: Sequence[str], reported: str, opts:
     t0 = time.perf_counter()
     proc = resolve(opts.dataset, progress=not opts.quiet)
     short = dataset_name(opts.dataset)
+    if opts.models:
+        unknown = sorted(set(opts.models) - set(models))
+        if unknown:
+            raise SystemExit(f"{name}: --models {unknown} not in this table ({list(models)})")
+        models = [m for m in models if m in opts.models]
     jobs = plan(models, opts, proc, short)
     run_jobs(jobs, proc, opts)
     results = collect(jobs)
@@ -256,7 +265,7 @@ def run_table(name: str, title: str, models: Sequence[str], reported: str, opts:
     candidates = [m for m in others if m in results]
     best_other = max(candidates, key=lambda m: np.mean([r["gauc"] for r in results[m]]),
                      default=None)
-    test = paired_test(results, ours, best_other) if best_other else {}
+    test = paired_test(results, ours, best_other) if best_other and ours in results else {}
     from mdr.data.dataset import ProcessedDataset
 
     synthetic = ProcessedDataset.open(proc).is_synthetic
@@ -283,6 +292,11 @@ def parse_options(argv: list[str] | None, doc: str) -> Options:
                         "prepared folder")
     p.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 (default 3)")
     p.add_argument("--epochs", type=int, default=None, help="override the configs' epochs")
+    p.add_argument("--patience", type=int, default=None,
+                   help="every model's early-stopping patience (epochs without a better "
+                        "validation GAUC)")
+    p.add_argument("--models", nargs="+", default=(),
+                   help="run only these of the table's models (a partial table; use --tag)")
     p.add_argument("--max-steps", type=int, default=None, help="cap steps per epoch")
     p.add_argument("--quick", action="store_true",
                    help="1 seed, 1 epoch of 8 steps, no full ranking, 2 jobs: a pipeline check "
@@ -298,7 +312,8 @@ def parse_options(argv: list[str] | None, doc: str) -> Options:
     p.add_argument("--results", type=Path, default=RESULTS)
     p.add_argument("-q", "--quiet", action="store_true")
     a = p.parse_args(argv)
-    opts = Options(dataset=a.dataset, seeds=a.seeds, epochs=a.epochs, max_steps=a.max_steps,
+    opts = Options(dataset=a.dataset, seeds=a.seeds, epochs=a.epochs, patience=a.patience,
+                   models=tuple(a.models), max_steps=a.max_steps,
                    jobs=a.jobs, force=a.force, quiet=a.quiet, results=a.results)
     if a.tag:
         opts.suffix = f"_{a.tag}"

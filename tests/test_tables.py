@@ -102,3 +102,6 @@ def test_tag_and_quick_suffixes_never_overwrite_the_default_table() -> None:
     equal = parse_options(["--epochs", "6", "--tag", "e6"], "doc")
     assert (equal.suffix, equal.epochs) == ("_e6", 6)
     assert parse_options(["--quick", "--tag", "x"], "doc").suffix == "_quick_x"
+    budget = parse_options(["--models", "pnn", "mdr", "--epochs", "20", "--patience", "3",
+                            "--tag", "e20"], "doc")
+    assert (budget.models, budget.patience, budget.suffix) == (("pnn", "mdr"), 3, "_e20")
