@@ -118,7 +118,5 @@ for _name, _script, _doc in [
      "The speed suite on this machine: data, training, evaluation, FLOP efficiency."),
     ("speed-data", "speed_data.py",
      "Measure synth and prepare of the Cloth-sized shop (wall time, peak memory)."),
-    ("speed-train", "speed_train.py",
-     "Measure MDR training samples/s (unique-item vs per-position encoding) and evaluation."),
 ]:
     _script_session(_name, _script, _doc)

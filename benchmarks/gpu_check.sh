@@ -10,8 +10,7 @@
 # 4. a few steps under torchrun with DistributedDataParallel (nccl; MDR_GPU_NPROC processes,
 # default 1), then --resume for one more epoch. A summary lands in
 # RESULTS_DIR/gpu-check-<gpu>.json before 5. the speed suite (benchmarks/speed.py --device cuda
-# --skip-data, --quick in a dry run; benchmarks/speed_train.py when speed.py is absent) writes
-# its figures into RESULTS_DIR.
+# --skip-data, --quick in a dry run) writes its figures into RESULTS_DIR.
 # Wheels in .whl/ (gensim, smart_open, deepctr-torch) are installed first when the machine
 # lacks gensim.
 #
@@ -104,17 +103,11 @@ PY
 
 if [ "${MDR_SKIP_SPEED:-0}" = 1 ]; then
   echo "== 5. speed suite skipped (MDR_SKIP_SPEED=1)"
-elif [ -f benchmarks/speed.py ]; then
+else
   echo "== 5. speed suite: benchmarks/speed.py --device $DEVICE (data timed in step 1)"
   SPEED=(--skip-data); [ "$SIZE" = tiny ] && SPEED+=(--quick)
   # shellcheck disable=SC2086  # MDR_SPEED_ARGS is a list of words
   $PY benchmarks/speed.py --device "$DEVICE" --results "$RESULTS" "${SPEED[@]}" \
       ${MDR_SPEED_ARGS:-}
-elif [ -f benchmarks/speed_train.py ]; then
-  echo "== 5. benchmarks/speed.py is absent: speed_train.py on the small shop instead"
-  $PY benchmarks/speed_train.py --dataset synthetic-small --device "$DEVICE" --amp \
-      --steps 10 --naive-steps 2 --full-users 3000 --results "$RESULTS"
-else
-  echo "== 5. no speed suite here (benchmarks/speed.py absent): speed figures still missing"
 fi
 echo "gpu_check: done, figures in $RESULTS"
