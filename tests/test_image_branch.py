@@ -1,0 +1,58 @@
+"""The image-branch diagnostics: known answers, and an end-to-end run on the tiny shop."""
+
+from __future__ import annotations
+
+import csv
+import math
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
+sys.path.insert(0, str(BENCH))
+import image_branch  # noqa: E402
+
+sys.path.remove(str(BENCH))
+
+
+def test_reconstruction_stats_known_answers() -> None:
+    x = torch.zeros(2, 3, 4, 4)
+    x[1] = 1.0  # two images: black and white; the mean image is 0.5 everywhere
+    same = image_branch.reconstruction_stats(x, x.clone())
+    assert same["mse_per_pixel"] == 0.0 and same["mean_image_mse_per_pixel"] == 0.25
+    grey = image_branch.reconstruction_stats(x, torch.full_like(x, 0.5))
+    assert grey["mse_per_pixel"] == pytest.approx(0.25) and grey["across_item_std"] == 0.0
+
+
+def test_dead_fraction_counts_units_that_never_fire() -> None:
+    from mdr.models.image_vae import ImageDecoder
+
+    dec = ImageDecoder(8, 3, (4, 4), hidden=5)
+    codes = torch.randn(16, 3)
+    with torch.no_grad():
+        for m in dec.modules():
+            if isinstance(m, (torch.nn.Linear, torch.nn.ConvTranspose2d)):
+                m.weight.zero_()
+                m.bias.fill_(-1.0)  # every pre-activation is -1: every ReLU unit is dead
+    assert image_branch.dead_fraction(dec, codes) == 1.0
+    with torch.no_grad():
+        for m in dec.modules():
+            if isinstance(m, (torch.nn.Linear, torch.nn.ConvTranspose2d)):
+                m.bias.fill_(1.0)
+    assert image_branch.dead_fraction(dec, codes) == 0.0
+
+
+def test_image_branch_on_the_tiny_run(tiny_mdr_run: Path, tmp_path: Path) -> None:
+    assert image_branch.main(["--run", str(tiny_mdr_run), "--vae-steps", "4", "--batch", "16",
+                              "--threads", "1", "--results", str(tmp_path)]) == 0
+    (folder,) = [p for p in tmp_path.iterdir() if p.is_dir()]
+    with (folder / "image_branch.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["source"] for r in rows] == ["run", "vae alone"]
+    for r in rows:
+        for k in ("mse_per_pixel", "mean_image_mse_per_pixel", "across_item_std",
+                  "dead_relu_fraction"):
+            assert math.isfinite(float(r[k])) and float(r[k]) >= 0.0
+    assert "Image branch diagnostics" in (folder / "image_branch.md").read_text()
