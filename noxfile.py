@@ -110,6 +110,8 @@ for _name, _script, _doc in [
      "Regenerate Table 3 (MDR with and without the information constraint)."),
     ("disentanglement", "disentanglement.py",
      "Score disentanglement (DCI, MIG, slot probe) of every representation run of Table 2/3."),
+    ("image-branch", "image_branch.py",
+     "Diagnose a run's image decoder (error vs the mean image, dead units) vs a VAE alone."),
     ("fashion", "fashion.py",
      "Real product photos: prepare, train the image side with weak labels, Figure 4 + scores."),
     ("notebooks", "notebooks.py",
