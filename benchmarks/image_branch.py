@@ -8,7 +8,8 @@ For each run (default: the seed-0 ``mdr`` and ``beta_vae`` runs of
 code and reports: the squared error per pixel of the reconstructions, the same for the
 mean image (what a decoder that ignores its input can at best reach), how much the
 decoded images vary across items, and the fraction of the decoder's hidden ReLU units
-that are zero for every item (dead units pass no gradient). Then, as the reference,
+that are zero for every item (dead units pass no gradient), and the fraction of output
+pixels whose sigmoid is saturated (input beyond +-10). Then, as the reference,
 the same encoder/decoder architecture is trained ALONE on the same images (Eq. 9-11
 only, Adam at the run's learning rate) for ``--vae-steps`` steps, and its
 reconstruction error is reported along the way.
@@ -42,7 +43,7 @@ from mdr.models.image_vae import (
 from mdr.seeding import seed_everything
 
 COLUMNS = ("source", "model", "step", "mse_per_pixel", "mean_image_mse_per_pixel",
-           "across_item_std", "dead_relu_fraction")
+           "across_item_std", "dead_relu_fraction", "saturated_fraction")
 
 
 def _relu_outputs(decoder: ImageDecoder, r_visual: Tensor) -> list[Tensor]:
@@ -66,6 +67,19 @@ def dead_fraction(decoder: ImageDecoder, r_visual: Tensor) -> float:
         dead += int((per_unit.amax(dim=1) <= 0).sum())
         total += per_unit.shape[0]
     return dead / max(total, 1)
+
+
+def saturated_fraction(decoder: ImageDecoder, r_visual: Tensor, limit: float = 10.0) -> float:
+    """Share of output pixel values whose sigmoid input exceeds ``limit`` in size (the
+    sigmoid's gradient there is below 5e-5: reconstruction sends almost nothing back)."""
+    seen: list[Tensor] = []
+    sigmoid = [m for m in decoder.modules() if isinstance(m, nn.Sigmoid)][-1]
+    hook = sigmoid.register_forward_hook(lambda _m, i, _o: seen.append(i[0].detach()))
+    try:
+        decoder(r_visual)
+    finally:
+        hook.remove()
+    return float((seen[0].abs() > limit).float().mean())
 
 
 def reconstruction_stats(x: Tensor, x_rec: Tensor) -> dict[str, float]:
@@ -94,6 +108,7 @@ def decoder_diagnostics(run: LoadedRun) -> dict[str, Any]:
     x = images_to_float(model.images[items])  # (n, 3, S, S)
     stats = reconstruction_stats(x, model.image_dec(r_visual))
     stats["dead_relu_fraction"] = dead_fraction(model.image_dec, r_visual)
+    stats["saturated_fraction"] = saturated_fraction(model.image_dec, r_visual)
     return stats
 
 
@@ -125,6 +140,7 @@ def train_vae_alone(run: LoadedRun, steps: int, batch: int, seed: int = 0,
                 f_all, _ = enc(x_all)
                 stats = reconstruction_stats(x_all, dec(f_all))
                 stats["dead_relu_fraction"] = dead_fraction(dec, f_all)
+                stats["saturated_fraction"] = saturated_fraction(dec, f_all)
             rows.append({"step": step, **stats})
     return rows
 
@@ -168,7 +184,8 @@ def main(argv: list[str] | None = None) -> int:
           "squared error per pixel value; mean_image_mse_per_pixel: the same for the mean "
           "image, the best a decoder that ignores its input can do; across_item_std: how "
           "much the decoded images differ between items; dead_relu_fraction: the decoder's "
-          "ReLU units that are zero for every item (they pass no gradient).\n\n"
+          "ReLU units that are zero for every item (they pass no gradient); saturated_fraction: "
+          "output pixel values whose sigmoid input is beyond +-10 (no gradient either).\n\n"
           + to_markdown(rows, COLUMNS))
     write_result(short, "image_branch", to_csv(rows, COLUMNS), md, results_dir=a.results,
                  runs=[str(r) for r in runs], vae_steps=a.vae_steps, batch=a.batch,

@@ -42,6 +42,9 @@ def test_dead_fraction_counts_units_that_never_fire() -> None:
             if isinstance(m, (torch.nn.Linear, torch.nn.ConvTranspose2d)):
                 m.bias.fill_(1.0)
     assert image_branch.dead_fraction(dec, codes) == 0.0
+    with torch.no_grad():
+        [m for m in dec.modules() if isinstance(m, torch.nn.ConvTranspose2d)][-1].bias.fill_(50.0)
+    assert image_branch.saturated_fraction(dec, codes) == 1.0  # sigmoid input >= 50 everywhere
 
 
 def test_image_branch_on_the_tiny_run(tiny_mdr_run: Path, tmp_path: Path) -> None:
@@ -53,6 +56,6 @@ def test_image_branch_on_the_tiny_run(tiny_mdr_run: Path, tmp_path: Path) -> Non
     assert [r["source"] for r in rows] == ["run", "vae alone"]
     for r in rows:
         for k in ("mse_per_pixel", "mean_image_mse_per_pixel", "across_item_std",
-                  "dead_relu_fraction"):
+                  "dead_relu_fraction", "saturated_fraction"):
             assert math.isfinite(float(r[k])) and float(r[k]) >= 0.0
     assert "Image branch diagnostics" in (folder / "image_branch.md").read_text()
