@@ -73,8 +73,10 @@ def saturated_fraction(decoder: ImageDecoder, r_visual: Tensor, limit: float = 1
     """Share of output pixel values whose sigmoid input exceeds ``limit`` in size (the
     sigmoid's gradient there is below 5e-5: reconstruction sends almost nothing back)."""
     seen: list[Tensor] = []
-    sigmoid = [m for m in decoder.modules() if isinstance(m, nn.Sigmoid)][-1]
-    hook = sigmoid.register_forward_hook(lambda _m, i, _o: seen.append(i[0].detach()))
+    sigmoids = [m for m in decoder.modules() if isinstance(m, nn.Sigmoid)]
+    if not sigmoids:  # a linear ("standardised") output layer cannot saturate
+        return 0.0
+    hook = sigmoids[-1].register_forward_hook(lambda _m, i, _o: seen.append(i[0].detach()))
     try:
         decoder(r_visual)
     finally:
@@ -122,7 +124,8 @@ def train_vae_alone(run: LoadedRun, steps: int, batch: int, seed: int = 0,
     dim = model.layout.s_dim
     enc = ImageEncoder(images.shape[1], dim, cfg.model.image_channels,
                        pixel_stats=pixel_statistics(images))
-    dec = ImageDecoder(images.shape[1], dim, cfg.model.image_channels)
+    dec = ImageDecoder(images.shape[1], dim, cfg.model.image_channels,
+                       output=cfg.model.decoder_output, pixel_stats=pixel_statistics(images))
     opt = torch.optim.Adam([*enc.parameters(), *dec.parameters()], lr=cfg.train.lr)
     gen = torch.Generator().manual_seed(seed)
     rows = []

@@ -73,6 +73,9 @@ class ModelConfig:
     use_id_embedding: bool = False  # off reproduces the paper
     id_dim: int = 16
     image_channels: tuple[int, ...] = (32, 32, 64, 64)
+    # the image decoder's last layer (mdr.models.image_vae.ImageDecoder): "sigmoid" into
+    # [0, 1], or "standardised" (linear, in the encoder's standardised pixel space)
+    decoder_output: Literal["sigmoid", "standardised"] = "sigmoid"
     text_hidden: int = 32  # width of each attribute extractor AE_j (Eq. 3)
     n_aspects: int = 15  # rows of D (Eq. 14); Figure 5 shows 15
     max_text_len: int = 64

@@ -569,3 +569,21 @@ def test_r_columns_cover_r_once_in_every_fusion_mode() -> None:
     # s = [colour 2, size 3, shape 1, bb 4] (10), z = [colour 2, size 3, brand 2, bb 3]
     assert cat.r_columns()["colour"] == [0, 1, 10, 11]
     assert cat.r_columns()["brand"] == [15, 16]
+
+
+def test_standardised_decoder_output_maps_back_to_pixels():
+    """A linear last layer in standardised space: zero output -> the per-channel pixel mean."""
+    from mdr.models.image_vae import ImageDecoder
+
+    mean, std = torch.tensor([0.9, 0.8, 0.7]), torch.tensor([0.2, 0.3, 0.4])
+    dec = ImageDecoder(8, 3, (4, 4), hidden=5, output="standardised", pixel_stats=(mean, std))
+    assert not any(isinstance(m, torch.nn.Sigmoid) for m in dec.modules())
+    with torch.no_grad():
+        last = [m for m in dec.modules() if isinstance(m, torch.nn.ConvTranspose2d)][-1]
+        last.weight.zero_()
+        last.bias.copy_(torch.tensor([1.0, 0.0, -1.0]))  # +1 std, 0, -1 std
+    out = dec(torch.randn(2, 3))
+    want = torch.tensor([0.9 + 0.2, 0.8, 0.7 - 0.4]).view(1, 3, 1, 1).expand(2, 3, 8, 8)
+    torch.testing.assert_close(out, want)
+    with pytest.raises(ValueError, match="decoder output 'tanh'"):
+        ImageDecoder(8, 3, (4, 4), output="tanh")

@@ -159,9 +159,9 @@ def mdr_decoder(model: nn.Module) -> Decoder:
     """r (n, r_dim) -> images (n, 3, S, S) in [0, 1] through the model's image decoder.
 
     The decoder of Eq. 9 reads ``r[:, model.fusion.visual_index]`` (the slots with an
-    image part plus r_blackbox; all of r = s for an image-only model). Its Sigmoid output
-    is already in pixel units [0, 1] (only the ENCODER standardises its input), so there
-    is nothing to de-standardise. Raises :class:`NoImageDecoderError` for models without
+    image part plus r_blackbox; all of r = s for an image-only model). The decoder returns
+    pixel units (it undoes its own standardisation); the images are clamped to [0, 1]
+    for display and probing. Raises :class:`NoImageDecoderError` for models without
     an image side (ABAE, DIN).
     """
     dec = getattr(model, "image_dec", None)
@@ -175,7 +175,7 @@ def mdr_decoder(model: nn.Module) -> Decoder:
 
     def decode(r: Tensor) -> Tensor:
         r = r.to(index.device)
-        return dec(r[:, index])  # (n, 3, S, S), Eq. 9
+        return dec(r[:, index]).clamp(0.0, 1.0)  # (n, 3, S, S), Eq. 9
 
     return decode
 

@@ -108,6 +108,10 @@ class ImageEncoder(nn.Module):
         # NHWC convolutions: ~1.4x faster on the CPU (and what bf16 kernels want on a GPU)
         self.conv.to(memory_format=torch.channels_last)
 
+    def pixel_stats(self) -> tuple[Tensor, Tensor]:
+        """The per-channel pixel mean and std (3,) the input is standardised with."""
+        return self.pixel_mean.view(3), self.pixel_std.view(3)
+
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """``x`` (n, 3, S, S) in [0, 1] -> mean f (n, N), log-variance lambda (n, N)."""
         x = ((x - self.pixel_mean) / self.pixel_std).contiguous(memory_format=torch.channels_last)
@@ -117,12 +121,28 @@ class ImageEncoder(nn.Module):
 
 
 class ImageDecoder(nn.Module):
-    """x' = ImageDecoder(r_visual) (Eq. 9): fc layers, then 4x4 stride-2 transposed convs."""
+    """x' = ImageDecoder(r_visual) (Eq. 9): fc layers, then 4x4 stride-2 transposed convs.
+
+    ``output``: ``"sigmoid"`` squashes the last layer into [0, 1]; ``"standardised"``
+    predicts the standardised pixels (the encoder's input space, ``pixel_stats``) with a
+    linear last layer and maps them back, ``x' = out * std + mean``. The second has no
+    asymptote at the white background (1.0, most of a product photo's pixels): with a
+    sigmoid, Adam keeps pushing the background towards 1 until every output saturates
+    (measured on the embedded shop: 99.8 % of outputs saturated, no gradient left;
+    ``benchmarks/image_branch.py``).
+    """
 
     def __init__(
-        self, image_size: int, in_dim: int, channels: tuple[int, ...], hidden: int = 256
+        self, image_size: int, in_dim: int, channels: tuple[int, ...], hidden: int = 256,
+        output: str = "sigmoid", pixel_stats: tuple[Tensor, Tensor] | None = None,
     ) -> None:
         super().__init__()
+        if output not in ("sigmoid", "standardised"):
+            raise ValueError(f"decoder output {output!r}: use 'sigmoid' or 'standardised'")
+        self.output = output
+        mean, std = pixel_stats if pixel_stats is not None else (torch.zeros(3), torch.ones(3))
+        self.register_buffer("pixel_mean", mean.view(1, 3, 1, 1).float(), persistent=False)
+        self.register_buffer("pixel_std", std.view(1, 3, 1, 1).float(), persistent=False)
         self.side = _check_size(image_size, len(channels))
         self.c_top = channels[-1]
         self.fc = nn.Sequential(
@@ -135,14 +155,21 @@ class ImageDecoder(nn.Module):
         rev = list(reversed(channels))
         for c_in, c_out in zip(rev, [*rev[1:], 3]):
             layers.append(nn.ConvTranspose2d(c_in, c_out, kernel_size=4, stride=2, padding=1))
-            layers.append(nn.ReLU() if c_out != 3 else nn.Sigmoid())
+            if c_out != 3:
+                layers.append(nn.ReLU())
+            elif output == "sigmoid":
+                layers.append(nn.Sigmoid())
         self.deconv = nn.Sequential(*layers)
         self.deconv.to(memory_format=torch.channels_last)
 
     def forward(self, r_visual: Tensor) -> Tensor:
-        """``r_visual`` (n, Dv) -> reconstructed image (n, 3, S, S) in [0, 1]."""
+        """``r_visual`` (n, Dv) -> reconstructed image (n, 3, S, S) in pixel units
+        ([0, 1] with a sigmoid; unclamped with ``standardised``: clamp for display)."""
         h = self.fc(r_visual).view(-1, self.c_top, self.side, self.side)
-        return self.deconv(h.contiguous(memory_format=torch.channels_last))
+        out = self.deconv(h.contiguous(memory_format=torch.channels_last))
+        if self.output == "standardised":
+            out = out * self.pixel_std + self.pixel_mean
+        return out
 
 
 def images_to_float(images: Tensor) -> Tensor:

@@ -140,7 +140,9 @@ class MDRRecommender(nn.Module):
             self.register_buffer("image_mask", feats.image_mask.bool(), persistent=False)
             self.image_enc = ImageEncoder(size, self.layout.s_dim, cfg.image_channels,
                                           pixel_stats=pixel_statistics(feats.images))
-            self.image_dec = ImageDecoder(size, len(self.fusion.visual_index), cfg.image_channels)
+            self.image_dec = ImageDecoder(size, len(self.fusion.visual_index), cfg.image_channels,
+                                          output=cfg.decoder_output,
+                                          pixel_stats=self.image_enc.pixel_stats())
         self.text: TextAspectModel | None = None
         if cfg.use_text:
             self._build_text(cfg, feats, seed)
