@@ -48,6 +48,13 @@ def _reps(run: LoadedRun) -> torch.Tensor:
         return run.model.encode_items(torch.arange(run.ds.n_items))  # (I, D)
 
 
+def _list_scores(run: LoadedRun, user: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Evaluation's own scores of ``user``'s stored test list (C,), and the list's row."""
+    samples = eval_samples(run.ds, "test", run.cfg.train.max_hist)
+    row = {k: v[user:user + 1] for k, v in samples.items()}
+    return sampled_scores(run.model, _reps(run), row, 8, torch.device("cpu"))[0], row
+
+
 def _din_logit(run: LoadedRun, h_hist: torch.Tensor, mask: torch.Tensor,
                h_cand: torch.Tensor) -> float:
     """The DIN head on explicit representations: (H, D), (H,), (D,) -> logit."""
@@ -56,9 +63,7 @@ def _din_logit(run: LoadedRun, h_hist: torch.Tensor, mask: torch.Tensor,
 
 
 def test_score_and_rank_match_evaluation(run: LoadedRun) -> None:
-    samples = eval_samples(run.ds, "test", run.cfg.train.max_hist)
-    row = {k: v[USER:USER + 1] for k, v in samples.items()}
-    scores = sampled_scores(run.model, _reps(run), row, 8, torch.device("cpu"))[0]  # (C,)
+    scores, row = _list_scores(run, USER)  # (C,)
     pos = int(row["cands"][0, 0])
     e = explain(run, USER, pos)
     assert e.logit == pytest.approx(scores[0], abs=1e-5)
@@ -76,7 +81,8 @@ def test_item_outside_the_list_gets_its_rank_if_added(run: LoadedRun) -> None:
     outside = next(i for i in range(run.ds.n_items) if i not in set(cands.tolist()))
     e = explain(run, USER, outside)
     assert not e.in_list and e.list_size == cands.size + 1
-    assert 1 <= e.rank <= cands.size + 1
+    scores, _ = _list_scores(run, USER)  # (C,)
+    assert e.rank == 1 + int((scores >= e.logit - 1e-6).sum())  # its place if added
 
 
 def test_slot_drop_is_the_recomputed_score_difference(run: LoadedRun) -> None:
