@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -70,6 +71,31 @@ REQUIRED_FILES = (
 )
 
 
+def check_prepared(root: Path, required: Sequence[str], format_version: int,
+                   how: str) -> dict[str, Any]:
+    """Check that ``root`` is a complete prepared folder of ``format_version``; returns its
+    manifest. ``how`` tells the user what makes one (e.g. "run `mdr data prepare` again")."""
+    if not root.is_dir():
+        raise DataError(f"{root}: prepared dataset folder not found")
+    if not (root / "dataset.json").is_file():
+        raise DataError(f"{root}: no dataset.json - not a prepared dataset, or an interrupted "
+                        f"one ({how})")
+    missing = [f for f in required if not (root / f).is_file()]
+    if missing:
+        raise DataError(f"{root}: incomplete prepared dataset, missing {missing}")
+    manifest = read_manifest(root)
+    if manifest.get("format_version") != format_version:
+        raise DataError(f"{root}/dataset.json: format_version "
+                        f"{manifest.get('format_version')!r}, expected {format_version}; {how}")
+    return manifest
+
+
+def load_npz(path: Path) -> dict[str, np.ndarray]:
+    """Every array of an ``.npz`` file, loaded (no pickles)."""
+    with np.load(path, allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}
+
+
 def read_manifest(root: Path) -> dict[str, Any]:
     """``ROOT/dataset.json`` of a prepared folder; a corrupt one is a DataError naming it."""
     try:
@@ -87,23 +113,8 @@ class ProcessedDataset:
     @classmethod
     def open(cls, root: str | Path) -> ProcessedDataset:
         root = Path(root)
-        if not root.is_dir():
-            raise DataError(f"{root}: prepared dataset folder not found")
-        if not (root / "dataset.json").is_file():
-            raise DataError(
-                f"{root}: no dataset.json - not a prepared dataset, or an interrupted prepare "
-                "(run `mdr data prepare` again)"
-            )
-        missing = [f for f in REQUIRED_FILES if not (root / f).is_file()]
-        if missing:
-            raise DataError(f"{root}: incomplete prepared dataset, missing {missing}")
-        ds = cls(root)
-        if ds.manifest.get("format_version") != FORMAT_VERSION:
-            raise DataError(
-                f"{root}/dataset.json: format_version {ds.manifest.get('format_version')!r}, "
-                f"expected {FORMAT_VERSION}; prepare it again"
-            )
-        return ds
+        check_prepared(root, REQUIRED_FILES, FORMAT_VERSION, "run `mdr data prepare` again")
+        return cls(root)
 
     # ------------------------------------------------------------------ metadata
     @functools.cached_property
@@ -154,8 +165,7 @@ class ProcessedDataset:
 
     # ------------------------------------------------------------------ arrays
     def _npz(self, name: str) -> dict[str, np.ndarray]:
-        with np.load(self.root / name, allow_pickle=False) as z:
-            return {k: z[k] for k in z.files}
+        return load_npz(self.root / name)
 
     @functools.cached_property
     def behaviors(self) -> dict[str, np.ndarray]:

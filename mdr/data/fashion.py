@@ -67,7 +67,7 @@ from typing import Any, Literal
 import numpy as np
 
 from mdr import io as mio
-from mdr.data.dataset import read_manifest
+from mdr.data.dataset import check_prepared, load_npz, read_manifest
 from mdr.data.images import load_images
 from mdr.data.parse import DataError, SkipLog
 from mdr.data.preprocess import sha256, write_npz
@@ -424,20 +424,12 @@ class FashionImages:
     @classmethod
     def open(cls, root: str | Path) -> FashionImages:
         root = Path(root)
-        if not (root / "dataset.json").is_file():
-            raise DataError(f"{root}: no dataset.json - not a prepared fashion-images folder "
-                            "(run `mdr data fashion-images` first)")
-        missing = [f for f in REQUIRED_FILES if not (root / f).is_file()]
-        if missing:
-            raise DataError(f"{root}: incomplete prepared dataset, missing {missing}")
-        ds = cls(root)
-        if ds.manifest.get("kind") != KIND:
-            raise DataError(f"{root}/dataset.json: kind {ds.manifest.get('kind')!r}, "
+        manifest = check_prepared(root, REQUIRED_FILES, FORMAT_VERSION,
+                                  "run `mdr data fashion-images` first")
+        if manifest.get("kind") != KIND:
+            raise DataError(f"{root}/dataset.json: kind {manifest.get('kind')!r}, "
                             f"expected {KIND!r}")
-        if ds.manifest.get("format_version") != FORMAT_VERSION:
-            raise DataError(f"{root}/dataset.json: format_version "
-                            f"{ds.manifest.get('format_version')!r}, expected {FORMAT_VERSION}")
-        return ds
+        return cls(root)
 
     @functools.cached_property
     def manifest(self) -> dict[str, Any]:
@@ -466,8 +458,7 @@ class FashionImages:
         return {k: list(v) for k, v in self.manifest["factors"].items()}
 
     def _npz(self, name: str) -> dict[str, np.ndarray]:
-        with np.load(self.root / name, allow_pickle=False) as z:
-            return {k: z[k] for k in z.files}
+        return load_npz(self.root / name)
 
     @functools.cached_property
     def images(self) -> np.ndarray:
