@@ -33,14 +33,12 @@ from typing import Any
 
 import numpy as np
 from common import RESULTS, to_csv, write_result
-from tables import DEEPCTR, LABELS, _mean_std
+from tables import LABELS, _mean_std
 
 from mdr.data.catalog import DEFAULT_DATASET, dataset_name
 from mdr.seeding import rng
 
 RUN_NAME = re.compile(r"^(?P<model>.+)-(?P<hash>[0-9a-f]{12})-s(?P<seed>\d+)$")
-SKIP = {**{m: "deepctr-torch baseline: no item representation" for m in DEEPCTR},
-        "din": "id embeddings: no content representation to score"}
 TABLES = ("table2", "table3")
 SUMMARY = (
     ("dci_disentanglement", "DCI D"), ("dci_completeness", "DCI C"),
@@ -48,7 +46,6 @@ SUMMARY = (
     ("probe_accuracy", "probe own"), ("probe_best_other", "probe best other"),
     ("probe_margin", "probe margin"), ("probe_wins", "slots won"),
 )
-EXTRA = ("dci_informativeness_train",)
 
 
 class BenchmarkError(RuntimeError):
@@ -115,11 +112,14 @@ def score_run(run_dir: Path, data: Path | None, factor_names: list[str] | None,
     """score_codes of one run; a string (the reason) when the run has nothing to score."""
     import torch
 
-    from mdr.evaluate import eval_mode, load_run
+    from mdr.evaluate import eval_mode
     from mdr.explain.disentanglement import score_codes
+    from mdr.runs import load_run
 
     lr = load_run(run_dir, data)
     mcfg = lr.cfg.model
+    if not hasattr(lr.model, "r_columns"):
+        return f"{mcfg.name}: a CTR baseline on id features, no item representation to score"
     if mcfg.use_id_embedding or not (mcfg.use_image or mcfg.use_text):
         return "id embeddings: no content representation to score"
     items = item_subset(lr.ds.n_items, max_items, seed)
@@ -130,7 +130,7 @@ def score_run(run_dir: Path, data: Path | None, factor_names: list[str] | None,
     ys = {f: v[items] for f, v in truth.items()}
     constant = [f for f, y in ys.items() if np.unique(y).size < 2]
     ys = {f: y for f, y in ys.items() if f not in constant}
-    slot_columns = lr.model.fusion.r_columns()
+    slot_columns = lr.model.r_columns()
     slot_factor = {s: s for s in slot_columns if s in ys}
     out = score_codes(codes, ys, slot_columns, slot_factor, seed=seed)
     out["constant_factors_dropped"] = constant
@@ -298,11 +298,7 @@ def score_all(args: argparse.Namespace) -> tuple[dict[str, dict[str, Any]], dict
     scores: dict[str, dict[str, Any]] = {}
     skipped: dict[str, str] = {}
     for name in names:
-        model, _ = parse_run_name(name)
         run_dir = runs_dir / name
-        if model in SKIP:
-            skipped[name] = SKIP[model]
-            continue
         if not (run_dir / "test.json").is_file() or not (run_dir / "best.pt").is_file():
             skipped[name] = f"not a finished run ({run_dir} has no test.json/best.pt)"
             continue

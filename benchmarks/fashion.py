@@ -9,9 +9,11 @@ One command, resumable (rerunning it skips what is done):
    or ``../shared/data/fashion-product-images-small``) into
    ``$MDR_DATA/proc/fashion-images`` unless it is there with the same settings
    (:func:`mdr.data.fashion.prepare_fashion`);
-2. train the image side of MDR (:mod:`mdr.image_train`) for each variant: ``image``
-   (weak colour/article labels on 10 % of the items, Eq. 12-13) and ``image_wo_ws``
-   (the same VAE without them), into ``results/fashion-images/runs/<variant>-<hash>-s<seed>``;
+2. train the image side of MDR (model ``image_factors``, :mod:`mdr.models.image_factors`)
+   with the one trainer (:mod:`mdr.train`, the ``images`` task of :mod:`mdr.tasks`) for
+   each variant: ``image`` (weak colour/article labels on 10 % of the items, Eq. 12-13)
+   and ``image_wo_ws`` (the same VAE without them), into
+   ``results/fashion-images/runs/<variant>-<hash>-s<seed>``;
 3. score each variant's codes (posterior means of every photo) against the ground-truth
    colour and article type with DCI, MIG and the slot probe
    (:func:`mdr.explain.disentanglement.score_codes`);
@@ -46,7 +48,15 @@ import torch
 from common import CONFIGS, RESULTS, ROOT, to_csv, to_markdown, write_result
 
 from mdr import io as mio
-from mdr.config import apply_overrides, config_hash, to_dict, variant_overrides
+from mdr.config import (
+    ConfigError,
+    RunConfig,
+    apply_overrides,
+    config_hash,
+    load_run_config,
+    load_yaml,
+    to_dict,
+)
 from mdr.data.catalog import data_root
 from mdr.data.fashion import FashionImages, default_fashion_dir, prepare_fashion
 from mdr.explain.disentanglement import score_codes
@@ -55,19 +65,15 @@ from mdr.explain.traversal import (
     describe_effect,
     draw_traversal,
     fit_probe,
+    image_decoder,
     traversal_effect,
     traverse,
 )
-from mdr.image_train import (
-    ImageRunConfig,
-    load_image_config,
-    load_image_model,
-    split_items,
-    train_images,
-)
 from mdr.models.image_factors import ImageFactorModel
 from mdr.provenance import manifest
+from mdr.runs import load_run
 from mdr.seeding import rng
+from mdr.train import train
 
 DATASET = "fashion-images"
 MAIN = "image"
@@ -81,19 +87,30 @@ PROBE_ITEMS = 4000  # training photos whose reconstructions train the probe
 # --------------------------------------------------------------------------- data and runs
 
 
-def proc_folder(cfg: ImageRunConfig, root: Path) -> Path:
+PREPARE_DEFAULTS = {"image_size": 32, "min_count": 50, "label_fraction": 0.1, "limit": None}
+
+
+def prepare_settings(cfg_path: Path, limit: int | None) -> dict[str, Any]:
+    """The config file's ``prepare:`` section (how the corpus is prepared), with ``limit``."""
+    given = load_yaml(cfg_path).get("prepare") or {}
+    unknown = sorted(set(given) - set(PREPARE_DEFAULTS))
+    if unknown:
+        raise ConfigError(f"{cfg_path}: prepare: unknown key(s) {unknown}; "
+                          f"known: {sorted(PREPARE_DEFAULTS)}")
+    return {**PREPARE_DEFAULTS, **given, **({} if limit is None else {"limit": limit})}
+
+
+def proc_folder(settings: dict[str, Any], root: Path) -> Path:
     """``<root>/proc/fashion-images`` for the default settings, else a suffixed name."""
-    d = cfg.data
-    suffix = "" if d.image_size == 32 else f"-{d.image_size}"
-    suffix += "" if d.limit is None else f"-limit{d.limit}"
+    suffix = "" if settings["image_size"] == 32 else f"-{settings['image_size']}"
+    suffix += "" if settings["limit"] is None else f"-limit{settings['limit']}"
     return root / "proc" / f"{DATASET}{suffix}"
 
 
-def ensure_prepared(src: Path, proc: Path, cfg: ImageRunConfig, progress: bool) -> Path:
+def ensure_prepared(src: Path, proc: Path, settings: dict[str, Any], seed: int,
+                    progress: bool) -> Path:
     """Prepare unless ``proc`` already holds the corpus with the same settings."""
-    d = cfg.data
-    want = {"image_size": d.image_size, "min_count": d.min_count,
-            "label_fraction": d.label_fraction, "seed": cfg.seed, "limit": d.limit}
+    want = {**settings, "seed": seed}
     if (proc / "dataset.json").is_file():
         have = FashionImages.open(proc).manifest["config"]
         if all(have.get(k) == v for k, v in want.items()):
@@ -102,16 +119,14 @@ def ensure_prepared(src: Path, proc: Path, cfg: ImageRunConfig, progress: bool) 
     return proc
 
 
-def variant_config(cfg_path: Path, name: str, epochs: int | None) -> ImageRunConfig:
-    overrides = {} if name == MAIN else variant_overrides(cfg_path, name)
-    if epochs is not None:
-        overrides["train.epochs"] = epochs
-    return load_image_config(cfg_path, overrides)
+def variant_config(cfg_path: Path, name: str, epochs: int | None) -> RunConfig:
+    overrides: dict[str, Any] = {} if epochs is None else {"train.epochs": epochs}
+    return load_run_config(cfg_path, overrides, model=None if name == MAIN else name)
 
 
-def run_dir(results: Path, name: str, cfg: ImageRunConfig) -> Path:
+def run_dir(results: Path, name: str, cfg: RunConfig) -> Path:
     # the epoch budget may grow on resume: it is not part of the run's identity
-    key = config_hash(apply_overrides(cfg, {"train.epochs": 0}))
+    key = config_hash(apply_overrides(cfg, {"train.epochs": 1}))
     return results / DATASET / "runs" / f"{name}-{key}-s{cfg.seed}"
 
 
@@ -120,14 +135,16 @@ def run_dir(results: Path, name: str, cfg: ImageRunConfig) -> Path:
 
 def codes_of(model: ImageFactorModel, ds: FashionImages) -> np.ndarray:
     """Posterior means f of every photo: (n, N)."""
-    return model.encode(ds.images).numpy()
+    items = torch.arange(ds.n_items, device=model.images.device)
+    with torch.no_grad():
+        return model.encode_items(items).cpu().numpy()
 
 
 def score_variant(name: str, model: ImageFactorModel, ds: FashionImages, codes: np.ndarray,
                   result: dict[str, Any], seed: int) -> tuple[dict[str, Any], dict[str, Any]]:
     """One row of disentanglement.csv, and the full score_codes output."""
     factors = {f: ds.factors[f] for f in ("colour", "article")}
-    s = score_codes(codes, factors, model.slot_columns(), SLOT_FACTOR, seed=seed)
+    s = score_codes(codes, factors, model.r_columns(), SLOT_FACTOR, seed=seed)
     row: dict[str, Any] = {
         "variant": name,
         "dci_disentanglement": s["dci"]["disentanglement"],
@@ -142,8 +159,8 @@ def score_variant(name: str, model: ImageFactorModel, ds: FashionImages, codes: 
         row[f"{slot}_margin"] = p["margin"]
         row[f"{slot}_chance"] = p["chance"]
     for slot in SLOT_FACTOR:
-        row[f"{slot}_heldout_clf_acc"] = result.get(f"valid/acc_{slot}")
-    row["valid_rec"] = result.get("valid/rec")
+        row[f"{slot}_heldout_clf_acc"] = result.get(f"acc_{slot}")
+    row["valid_rec"] = result.get("rec")
     return row, s
 
 
@@ -194,13 +211,14 @@ def figure_items(ds: FashionImages, valid: np.ndarray, k: int) -> list[int]:
 def draw_figure4(name: str, model: ImageFactorModel, ds: FashionImages, codes: np.ndarray,
                  items: list[int], folder: Path) -> list[str]:
     """One PNG per item: the colour slot's dims, then the shape slot's, 10 steps each."""
-    cols = model.slot_columns()
+    cols = model.r_columns()
     ref = torch.from_numpy(codes)
     paths = []
     for i in items:
         grids, labels = [], []
         for slot in SLOT_FACTOR:
-            grids.append(traverse(model.decode, ref[i], cols[slot], n_steps=10, reference=ref))
+            grids.append(traverse(image_decoder(model), ref[i], cols[slot], n_steps=10,
+                                  reference=ref))
             labels += [f"{slot} dim {j + 1}" for j in range(len(cols[slot]))]
         it = ds.items[i]
         title = (f"{name}: photo {it['id']} ({it['baseColour']} {it['articleType']}); "
@@ -218,7 +236,8 @@ def measure_effect(name: str, model: ImageFactorModel, ds: FashionImages, codes:
     """traversal_effect of every slot on held-out photos, with a probe fit on reconstructions."""
     factors = {f: ds.factors[f] for f in ("colour", "article")}
     probe_idx = np.sort(rng(seed, "fashion-probe-items").permutation(train)[:PROBE_ITEMS])
-    recon = model.decode(torch.from_numpy(codes[probe_idx]))  # (m, 3, S, S)
+    decode = image_decoder(model)
+    recon = decode(torch.from_numpy(codes[probe_idx]))  # (m, 3, S, S)
     probe = fit_probe(recon, {f: y[probe_idx] for f, y in factors.items()}, epochs=8,
                       seed=seed)
     items = np.sort(rng(seed, "fashion-effect-items").permutation(valid)[:N_EFFECT_ITEMS])
@@ -227,8 +246,8 @@ def measure_effect(name: str, model: ImageFactorModel, ds: FashionImages, codes:
     real = probe.predict_proba(as_images(np.array(ds.images[valid])))
     probe.holdout_accuracy = {f: float((real[f].argmax(1) == y[valid]).mean())
                               for f, y in factors.items()}
-    effect = traversal_effect(model.decode, torch.from_numpy(codes), items,
-                              model.slot_columns(), probe, labels=factors)
+    effect = traversal_effect(decode, torch.from_numpy(codes), items,
+                              model.r_columns(), probe, labels=factors)
     rows = [{"variant": name, **r,
              **{f"recon_acc_{f}": effect.recon_accuracy[f] for f in effect.factors},
              **{f"recon_majority_{f}": effect.recon_baseline[f] for f in effect.factors}}
@@ -266,16 +285,21 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     names = [v.strip() for v in args.variants.split(",") if v.strip()]
-    cfgs = {n: variant_config(args.config, n, args.epochs) for n in names}
-    if args.limit is not None:
-        cfgs = {n: apply_overrides(c, {"data.limit": args.limit}) for n, c in cfgs.items()}
+    try:
+        cfgs = {n: variant_config(args.config, n, args.epochs) for n in names}
+        settings = prepare_settings(args.config, args.limit)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     base = cfgs[names[0]]
-    if any(c.data != base.data or c.seed != base.seed for c in cfgs.values()):
-        print("variants must share the data settings and seed", file=sys.stderr)
+    if any(c.seed != base.seed for c in cfgs.values()):
+        print("variants must share the seed (it also seeds the labelled fraction)",
+              file=sys.stderr)
         return 2
     timings: dict[str, float] = {}
     t = time.perf_counter()
-    proc = ensure_prepared(src, proc_folder(base, data_root()), base, progress)
+    proc = ensure_prepared(src, proc_folder(settings, data_root()), settings, base.seed,
+                           progress)
     timings["prepare_s"] = time.perf_counter() - t
     out = args.results / DATASET
     figures = out / "figures"
@@ -283,12 +307,14 @@ def main(argv: list[str] | None = None) -> int:
     for name, cfg in cfgs.items():
         run = run_dir(args.results, name, cfg)
         t = time.perf_counter()
-        result = train_images(cfg, proc, run, resume=True, progress=progress)
+        result = train(cfg, proc, run, resume=(run / "checkpoint.pt").is_file(),
+                       progress=progress)
         timings[f"train_{name}_s"] = time.perf_counter() - t
         t = time.perf_counter()
-        _, model, ds = load_image_model(run, proc)
+        loaded = load_run(run, proc)
+        model, ds = loaded.model, loaded.ds
         codes = codes_of(model, ds)
-        train, valid = split_items(ds.n_items, cfg.train.valid_fraction, cfg.seed)
+        train_items, valid = loaded.task.train_items, loaded.task.valid_items
         row, details[name] = score_variant(name, model, ds, codes, result, cfg.seed)
         score_rows.append({**row, "run": str(run.relative_to(ROOT))
                            if run.is_relative_to(ROOT) else str(run)})
@@ -296,14 +322,15 @@ def main(argv: list[str] | None = None) -> int:
         t = time.perf_counter()
         figs[name] = draw_figure4(name, model, ds, codes,
                                   figure_items(ds, valid, N_FIGURE_ITEMS.get(name, 2)), figures)
-        rows, notes[name] = measure_effect(name, model, ds, codes, train, valid, cfg.seed)
+        rows, notes[name] = measure_effect(name, model, ds, codes, train_items, valid, cfg.seed)
         effect_rows += rows
         timings[f"figure4_{name}_s"] = time.perf_counter() - t
         if progress:
             print(json.dumps({k: v for k, v in row.items() if not isinstance(v, str)},
                              indent=None, default=float))
     ds = FashionImages.open(proc)
-    common = {"data": str(proc), "config": to_dict(base), "config_path": str(args.config)}
+    common = {"data": str(proc), "config": to_dict(base), "config_path": str(args.config),
+              "prepare": settings}
     write_result(DATASET, "disentanglement", to_csv(score_rows, [*SCORE_COLUMNS, "run"]),
                  scores_markdown(score_rows, ds, details[names[0]]["dci"]["importance_method"]),
                  results_dir=args.results, **common,

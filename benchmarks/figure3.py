@@ -56,14 +56,10 @@ class RunCurve:
 
 
 def _valid_gauc(record: dict, where: str) -> float:
-    """The validation GAUC of one metrics.jsonl line, in either trainer's layout:
-    ``"valid/gauc"`` (mdr.train) or ``"valid": {"gauc": ...}`` (the deepctr runner)."""
-    if "valid/gauc" in record:
-        return float(record["valid/gauc"])
-    valid = record.get("valid")
-    if isinstance(valid, dict) and "gauc" in valid:
-        return float(valid["gauc"])
-    raise DataError(f"{where}: no validation GAUC ('valid/gauc' or 'valid.gauc')")
+    """The validation GAUC (``"valid/gauc"``) of one metrics.jsonl line."""
+    if "valid/gauc" not in record:
+        raise DataError(f"{where}: no validation GAUC ('valid/gauc')")
+    return float(record["valid/gauc"])
 
 
 def read_valid_curve(path: Path) -> tuple[tuple[int, ...], tuple[float, ...]]:

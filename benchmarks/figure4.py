@@ -30,7 +30,6 @@ the PNGs. Datasets without ground-truth factors get the pictures only.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from dataclasses import dataclass
@@ -46,24 +45,21 @@ from mdr.config import ConfigError
 from mdr.data.catalog import DEFAULT_DATASET, resolve
 from mdr.data.dataset import ProcessedDataset
 from mdr.data.parse import DataError
-from mdr.evaluate import LoadedRun, RunError, RunFolder, load_run
 from mdr.explain.traversal import (
     CNNProbe,
     TraversalEffect,
     as_images,
     describe_effect,
     fit_probe,
+    image_decoder,
     item_codes,
-    mdr_decoder,
     slot_columns,
     traversal_effect,
     traversal_figure,
     traverse,
 )
+from mdr.runs import LoadedRun, RunError, RunFolder, load_run
 from mdr.seeding import rng
-
-DEEPCTR = ("wide_deep", "pnn", "deepfm")
-
 
 
 @dataclass(frozen=True)
@@ -86,41 +82,31 @@ class Options:
 # --------------------------------------------------------------------------- runs
 
 
-def check_image_run(run_dir: Path) -> None:
-    """A clear error for runs whose model has no image decoder (ABAE, DIN, deepctr)."""
-    test = run_dir / "test.json"
-    if test.is_file():
-        model = json.loads(test.read_text(encoding="utf-8")).get("model")
-        if model in DEEPCTR:
-            raise FigureError(f"{run_dir}: a {model} run has no image decoder to traverse")
-    try:
-        cfg, _ = RunFolder(run_dir).read_config()
-    except ConfigError as e:
-        raise FigureError(f"{run_dir}: not a representation-model run ({e})") from e
-    if not cfg.model.use_image:
-        raise FigureError(
-            f"{run_dir}: model {cfg.model.name!r} has no image decoder (model.use_image: "
-            "false); Figure 4 traverses the image decoder: give an mdr, beta_vae, din_pp or "
-            "image ablation run"
-        )
-
-
 def run_data(run_dir: Path, data: Path | None, dataset: str | None) -> Path:
     """The prepared data of a run: ``--data``, else the folder its config recorded, else the
     catalog dataset (under $MDR_DATA)."""
     if data is not None:
         return data
-    _, recorded = RunFolder(run_dir).read_config()
-    if (Path(recorded) / "dataset.json").is_file():
-        return Path(recorded)
+    try:
+        _, provenance = RunFolder(run_dir).read_config()
+    except ConfigError as e:
+        raise FigureError(f"{run_dir}: not a run folder this version can read ({e})") from e
+    recorded = Path(provenance["data"])
+    if (recorded / "dataset.json").is_file():
+        return recorded
     if dataset is None:
         raise FigureError(f"{run_dir}: its data {recorded} is gone; give --data or --dataset")
     return resolve(dataset, progress=False)
 
 
 def open_run(run_dir: Path, opts: Options) -> LoadedRun:
-    check_image_run(run_dir)
-    return load_run(run_dir, run_data(run_dir, opts.data, opts.dataset))
+    """A finished run whose model has an image decoder (Figure 4 traverses it)."""
+    lr = load_run(run_dir, run_data(run_dir, opts.data, opts.dataset))
+    if getattr(lr.model, "image", None) is None:
+        raise FigureError(
+            f"{run_dir}: model {lr.cfg.model.name!r} has no image decoder; Figure 4 "
+            "traverses the image decoder: give an mdr, beta_vae, din_pp or image ablation run")
+    return lr
 
 
 # --------------------------------------------------------------------------- items and probe
@@ -162,7 +148,7 @@ def train_probe(ds: ProcessedDataset, labels: dict[str, np.ndarray], opts: Optio
 def draw_items(lr: LoadedRun, codes: torch.Tensor, items: list[int],
                slots: dict[str, list[int]], opts: Options, folder: Path) -> list[Path]:
     """One PNG per (slot, item): rows = the slot's dims, columns = traversal steps."""
-    decode = mdr_decoder(lr.model)
+    decode = image_decoder(lr.model)
     images = np.asarray(lr.ds.images)
     paths = []
     for slot, cols in slots.items():
@@ -328,7 +314,7 @@ def main(argv: list[str] | None = None) -> int:
                                       f"{lr.ds.root}; compare runs of one dataset")  # fmt: skip
                 run_slots = slot_columns(run.model, opts.slots)
                 run_codes = codes if run is lr else item_codes(run.model)
-                effect = traversal_effect(mdr_decoder(run.model), run_codes, items, run_slots,
+                effect = traversal_effect(image_decoder(run.model), run_codes, items, run_slots,
                                           probe, labels, n_steps=opts.steps)  # fmt: skip
                 rows += effect_rows(run, effect, run_slots, role)
                 sentences[f"{run.cfg.model.name} ({run.folder.root.name})"] = (

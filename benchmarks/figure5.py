@@ -22,7 +22,6 @@ and ``results/<dataset>/figures/figure5.png`` (the table drawn by matplotlib).
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import string
 import sys
@@ -37,8 +36,8 @@ from common import RESULTS, FigureError, default_run, to_csv, to_markdown, write
 from plotting import new_figure, save_figure, style
 
 from mdr.data.parse import DataError
-from mdr.evaluate import LoadedRun, RunError, load_run
 from mdr.explain.aspects import aspect_words, group_purity, model_aspect_slots
+from mdr.runs import LoadedRun, RunError, load_run
 
 _TOKEN = re.compile(r"[a-z]+")  # the shop's tokens (mdr.data.synthetic: lower-case [a-z]+)
 QUALITY = "quality"  # the shop's quality factor shows in text only through sentiment
@@ -157,15 +156,10 @@ def factor_columns(words: list[str], table: dict[str, WordFactor], order: list[s
 
 def open_run(run_dir: Path, data: Path | None) -> LoadedRun:
     """Reopen a run at its best epoch; a clear error for runs without text aspects."""
-    test = run_dir / "test.json"
-    if test.is_file():
-        model = json.loads(test.read_text(encoding="utf-8")).get("model")
-        if model in ("wide_deep", "pnn", "deepfm"):
-            raise FigureError(f"{run_dir}: a {model} run has no text aspects")
     lr = load_run(run_dir, data)
     if getattr(lr.model, "text", None) is None:
-        raise FigureError(f"{run_dir}: model {lr.cfg.model.name!r} has no text side "
-                          "(model.use_text: false), so no aspects")
+        raise FigureError(f"{run_dir}: model {lr.cfg.model.name!r} has no text aspects (no "
+                          "text side: a CTR baseline, DIN, or model.use_text: false)")
     return lr
 
 

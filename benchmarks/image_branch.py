@@ -1,6 +1,6 @@
 """Is the image branch learning? Diagnostics of a run's image decoder beside a VAE trained alone.
 
-    python benchmarks/image_branch.py [--dataset NAME] [--run DIR ...] [--vae-steps 300]
+    python benchmarks/image_branch.py [--dataset NAME] [--run DIR ...] [--vae-epochs 10]
                                       [--batch 512] [--threads N] [--results DIR]
 
 For each run (default: the seed-0 ``mdr`` and ``beta_vae`` runs of
@@ -8,11 +8,12 @@ For each run (default: the seed-0 ``mdr`` and ``beta_vae`` runs of
 code and reports: the squared error per pixel of the reconstructions, the same for the
 mean image (what a decoder that ignores its input can at best reach), how much the
 decoded images vary across items, and the fraction of the decoder's hidden ReLU units
-that are zero for every item (dead units pass no gradient), and the fraction of output
-pixels whose sigmoid is saturated (input beyond +-10). Then, as the reference,
-the same encoder/decoder architecture is trained ALONE on the same images (Eq. 9-11
-only, Adam at the run's learning rate) for ``--vae-steps`` steps, and its
-reconstruction error is reported along the way.
+that are zero for every item (dead units pass no gradient). Then, as the reference,
+the same image branch is trained ALONE on the same images (model ``image_factors``
+without weak labels: Eq. 9-11 only, the run's learning rate and beta) by the one
+trainer, for ``--vae-epochs`` epochs into ``results/<dataset>/runs/vae-alone-*``
+(reused on a rerun); its held-out reconstruction error is reported by epoch, and the
+same diagnostics for its best epoch.
 
 Output: ``results/<dataset>/image_branch.csv``, ``.md`` and ``.manifest.json``.
 """
@@ -20,6 +21,7 @@ Output: ``results/<dataset>/image_branch.csv``, ``.md`` and ``.manifest.json``.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -29,21 +31,14 @@ import torch
 from common import RESULTS, FigureError, default_run, to_csv, to_markdown, write_result
 from torch import Tensor, nn
 
+from mdr.config import apply_overrides, config_hash
 from mdr.data.catalog import DEFAULT_DATASET
-from mdr.evaluate import LoadedRun, RunError, load_run
-from mdr.models.image_vae import (
-    ImageDecoder,
-    ImageEncoder,
-    images_to_float,
-    kl_divergence,
-    pixel_statistics,
-    reconstruction_loss,
-    reparameterize,
-)
-from mdr.seeding import seed_everything
+from mdr.models.image_vae import ImageDecoder, images_to_float, reconstruction_loss
+from mdr.runs import LoadedRun, RunError, load_run
+from mdr.train import train
 
-COLUMNS = ("source", "model", "step", "mse_per_pixel", "mean_image_mse_per_pixel",
-           "across_item_std", "dead_relu_fraction", "saturated_fraction")
+COLUMNS = ("source", "model", "epoch", "mse_per_pixel", "mean_image_mse_per_pixel",
+           "across_item_std", "dead_relu_fraction")
 
 
 def _relu_outputs(decoder: ImageDecoder, r_visual: Tensor) -> list[Tensor]:
@@ -69,21 +64,6 @@ def dead_fraction(decoder: ImageDecoder, r_visual: Tensor) -> float:
     return dead / max(total, 1)
 
 
-def saturated_fraction(decoder: ImageDecoder, r_visual: Tensor, limit: float = 10.0) -> float:
-    """Share of output pixel values whose sigmoid input exceeds ``limit`` in size (the
-    sigmoid's gradient there is below 5e-5: reconstruction sends almost nothing back)."""
-    seen: list[Tensor] = []
-    sigmoids = [m for m in decoder.modules() if isinstance(m, nn.Sigmoid)]
-    if not sigmoids:  # a linear ("standardised") output layer cannot saturate
-        return 0.0
-    hook = sigmoids[-1].register_forward_hook(lambda _m, i, _o: seen.append(i[0].detach()))
-    try:
-        decoder(r_visual)
-    finally:
-        hook.remove()
-    return float((seen[0].abs() > limit).float().mean())
-
-
 def reconstruction_stats(x: Tensor, x_rec: Tensor) -> dict[str, float]:
     """Squared error per pixel of ``x_rec`` and of the mean image, and the std across items."""
     n_pix = x[0].numel()
@@ -100,52 +80,34 @@ def reconstruction_stats(x: Tensor, x_rec: Tensor) -> dict[str, float]:
 def decoder_diagnostics(run: LoadedRun) -> dict[str, Any]:
     """Reconstructions of every item with an image by the run's decoder (posterior means)."""
     model: Any = run.model
-    if getattr(model, "image_dec", None) is None:
+    if getattr(model, "image", None) is None:
         raise FigureError(f"{run.folder.root}: the model has no image decoder")
     items = torch.nonzero(model.image_mask, as_tuple=True)[0]
-    r = model.encode_items(items)  # (n, rep_dim), posterior means
-    if model.id_emb is not None:
-        r = r[:, : model.fusion.r_dim]
-    r_visual = r[:, model.fusion.visual_index]  # (n, Dv)
+    codes = model.encode_items(items)  # (n, D), posterior means
     x = images_to_float(model.images[items])  # (n, 3, S, S)
-    stats = reconstruction_stats(x, model.image_dec(r_visual))
-    stats["dead_relu_fraction"] = dead_fraction(model.image_dec, r_visual)
-    stats["saturated_fraction"] = saturated_fraction(model.image_dec, r_visual)
+    stats = reconstruction_stats(x, model.decode_images(codes))
+    stats["dead_relu_fraction"] = dead_fraction(model.image.decoder,
+                                                codes[:, model.image_columns])
     return stats
 
 
-def train_vae_alone(run: LoadedRun, steps: int, batch: int, seed: int = 0,
-                    every: int = 50) -> list[dict[str, Any]]:
-    """The run's image encoder/decoder architecture trained alone (Eq. 9-11) on its images."""
-    model: Any = run.model
-    cfg = run.cfg
-    images = model.images[torch.nonzero(model.image_mask, as_tuple=True)[0]]  # uint8
-    seed_everything(seed)
-    dim = model.layout.s_dim
-    enc = ImageEncoder(images.shape[1], dim, cfg.model.image_channels,
-                       pixel_stats=pixel_statistics(images))
-    dec = ImageDecoder(images.shape[1], dim, cfg.model.image_channels,
-                       output=cfg.model.decoder_output, pixel_stats=pixel_statistics(images))
-    opt = torch.optim.Adam([*enc.parameters(), *dec.parameters()], lr=cfg.train.lr)
-    gen = torch.Generator().manual_seed(seed)
+def train_vae_alone(run: LoadedRun, results: Path, epochs: int, batch: int,
+                    threads: int | None) -> tuple[LoadedRun, list[dict[str, Any]]]:
+    """The run's image branch trained alone (Eq. 9-11) on its images by the one trainer;
+    the finished run and its per-epoch held-out reconstruction error."""
+    cfg = apply_overrides(run.cfg, {
+        "model.name": "image_factors", "model.use_text": False,
+        "model.weak_supervision": False, "loss.mu": 0.0, "seed": 0,
+        "train.batch_size": batch, "train.epochs": epochs, "train.patience": 0,
+        "train.num_threads": threads})
+    out = results / run.ds.name / "runs" / f"vae-alone-{config_hash(cfg)}-s0"
+    train(cfg, run.task.root, out, resume=(out / "checkpoint.pt").is_file(), progress=False)
+    n_pix = 3 * run.ds.images.shape[1] * run.ds.images.shape[2]
     rows = []
-    for step in range(1, steps + 1):
-        x = images_to_float(images[torch.randint(0, len(images), (batch,), generator=gen)])
-        f, logvar = enc(x)
-        loss = (reconstruction_loss(x, dec(reparameterize(f, logvar)))
-                + cfg.loss.beta * kl_divergence(f, logvar)).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        if step % every == 0 or step == steps:
-            with torch.no_grad():
-                x_all = images_to_float(images[:2048])
-                f_all, _ = enc(x_all)
-                stats = reconstruction_stats(x_all, dec(f_all))
-                stats["dead_relu_fraction"] = dead_fraction(dec, f_all)
-                stats["saturated_fraction"] = saturated_fraction(dec, f_all)
-            rows.append({"step": step, **stats})
-    return rows
+    for line in (out / "metrics.jsonl").read_text(encoding="utf-8").splitlines():
+        m = json.loads(line)
+        rows.append({"epoch": m["epoch"], "mse_per_pixel": m["valid/rec"] / n_pix})
+    return load_run(out), rows
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -153,8 +115,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--dataset", default=DEFAULT_DATASET)
     p.add_argument("--run", type=Path, action="append", default=None,
                    help="run folder(s) (default: the seed-0 mdr and beta_vae runs of Table 2)")
-    p.add_argument("--vae-steps", type=int, default=300,
-                   help="steps of the VAE trained alone (0: skip)")
+    p.add_argument("--vae-epochs", type=int, default=10,
+                   help="epochs of the image branch trained alone (0: skip)")
     p.add_argument("--batch", type=int, default=512)
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--results", type=Path, default=RESULTS)
@@ -172,26 +134,30 @@ def main(argv: list[str] | None = None) -> int:
         rows: list[dict[str, Any]] = []
         for run in loaded:
             rows.append({"source": "run", "model": run.folder.root.name,
-                         "step": run.best["epoch"], **decoder_diagnostics(run)})
-        if a.vae_steps > 0:
-            for r in train_vae_alone(loaded[0], a.vae_steps, a.batch):
-                rows.append({"source": "vae alone", "model": "same architecture", **r})
+                         "epoch": run.best["epoch"], **decoder_diagnostics(run)})
+        if a.vae_epochs > 0:
+            alone, by_epoch = train_vae_alone(loaded[0], a.results, a.vae_epochs, a.batch,
+                                              a.threads)
+            rows += [{"source": "vae alone (held out)", "model": alone.folder.root.name, **r}
+                     for r in by_epoch]
+            rows.append({"source": "vae alone", "model": alone.folder.root.name,
+                         "epoch": alone.best["epoch"], **decoder_diagnostics(alone)})
     except (FigureError, RunError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     short = loaded[0].ds.name
     md = (f"# Image branch diagnostics ({short})\n\n"
-          "`run` rows: each run's decoder on every item's posterior-mean code (step = best "
-          "epoch). `vae alone` rows: the same encoder/decoder trained alone on the same "
-          "images (Eq. 9-11, the run's learning rate and beta), by step. mse_per_pixel: "
-          "squared error per pixel value; mean_image_mse_per_pixel: the same for the mean "
-          "image, the best a decoder that ignores its input can do; across_item_std: how "
-          "much the decoded images differ between items; dead_relu_fraction: the decoder's "
-          "ReLU units that are zero for every item (they pass no gradient); saturated_fraction: "
-          "output pixel values whose sigmoid input is beyond +-10 (no gradient either).\n\n"
-          + to_markdown(rows, COLUMNS))
+          "`run` rows: each run's decoder on every item's posterior-mean code (epoch = best "
+          "epoch). `vae alone` rows: the same image branch trained alone on the same images "
+          "(model image_factors without weak labels: Eq. 9-11, the run's learning rate and "
+          "beta) by the one trainer: its held-out reconstruction error by epoch, then the "
+          "diagnostics of its best epoch on every item. mse_per_pixel: squared error per "
+          "pixel value; mean_image_mse_per_pixel: the same for the mean image, the best a "
+          "decoder that ignores its input can do; across_item_std: how much the decoded "
+          "images differ between items; dead_relu_fraction: the decoder's ReLU units that are "
+          "zero for every item (they pass no gradient).\n\n" + to_markdown(rows, COLUMNS))
     write_result(short, "image_branch", to_csv(rows, COLUMNS), md, results_dir=a.results,
-                 runs=[str(r) for r in runs], vae_steps=a.vae_steps, batch=a.batch,
+                 runs=[str(r) for r in runs], vae_epochs=a.vae_epochs, batch=a.batch,
                  wall_time_s=round(time.perf_counter() - t0, 1))
     print(md)
     return 0

@@ -66,7 +66,7 @@ from mdr.models.base import ItemFeatures, to_device
 from mdr.provenance import device_name, manifest
 from mdr.registry import build_model
 from mdr.seeding import seed_everything
-from mdr.train import item_features
+from mdr.tasks import item_features
 
 CONFIG = CONFIGS / "mdr_synthetic.yaml"
 StepFn = Callable[[int], None]

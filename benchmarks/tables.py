@@ -29,11 +29,9 @@ from typing import Any
 import numpy as np
 from common import CONFIGS, PAPER_NAME, REPORTED, RESULTS, read_csv, to_csv, write_result
 
-from mdr.config import config_hash, load_run_config, to_dict, variant_overrides
+from mdr.config import config_hash, load_run_config, to_dict
 from mdr.data.catalog import DEFAULT_DATASET, dataset_name, resolve
 
-# the deepctr-torch baselines train through their own runner (same samples, same lists)
-DEEPCTR = ("wide_deep", "pnn", "deepfm")
 LABELS = {
     "wide_deep": "Wide&Deep", "pnn": "PNN", "deepfm": "DeepFM", "beta_vae": "beta-VAE",
     "abae": "ABAE", "din_pp": "DIN++", "din": "DIN (ids)", "mdr": "MDR", "mdr_wo_ic": "w/o IC",
@@ -66,52 +64,44 @@ class Options:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def config_for(dataset: str) -> Path:
-    """The default config of a dataset: ``mdr_amazon_<name>.yaml`` or ``mdr_synthetic.yaml``."""
-    real = CONFIGS / f"mdr_amazon_{dataset}.yaml"
-    return real if real.is_file() else CONFIGS / "mdr_synthetic.yaml"
+def config_for(proc: Path) -> Path:
+    """The config of a prepared dataset: ``mdr_synthetic.yaml`` for the embedded shop,
+    ``mdr_amazon.yaml`` for real data. Every model of a table comes from this one file."""
+    from mdr.data.dataset import ProcessedDataset
+
+    synthetic = ProcessedDataset.open(proc).is_synthetic
+    return CONFIGS / ("mdr_synthetic.yaml" if synthetic else "mdr_amazon.yaml")
 
 
 def plan(models: Sequence[str], opts: Options, proc: Path, short: str) -> list[Job]:
+    """One job per (model, seed): the model's resolved config (by name, from the dataset's
+    config file) plus the table's own overrides (epochs, patience, steps)."""
     jobs = []
-    base = config_for(short)
+    cfg_path = config_for(proc)
+    extra: dict[str, Any] = {}
+    if opts.epochs is not None:
+        extra["train.epochs"] = opts.epochs
+    if opts.patience is not None:
+        extra["train.patience"] = opts.patience
+    if opts.max_steps is not None:
+        extra["train.max_steps_per_epoch"] = opts.max_steps
+    extra.update(opts.extra)
     for model in models:
-        cfg_path = CONFIGS / "deepctr.yaml" if model in DEEPCTR else base
-        overrides = {} if model in DEEPCTR else variant_overrides(base, model)
-        if opts.epochs is not None:
-            overrides = {**overrides, "train.epochs": opts.epochs}
-        if opts.patience is not None:
-            overrides = {**overrides, "train.patience": opts.patience}
-        if opts.max_steps is not None:
-            overrides = {**overrides, "train.max_steps_per_epoch": opts.max_steps}
-        overrides = {**overrides, **opts.extra}
         for seed in range(opts.seeds):
-            key = _run_key(model, cfg_path, overrides, seed, short)
+            resolved = load_run_config(cfg_path, {**extra, "seed": seed}, model=model)
+            key = config_hash({"model": model, "config": to_dict(resolved), "dataset": short})
             run_dir = opts.results / short / "runs" / f"{model}-{key}-s{seed}"
-            jobs.append(Job(model, seed, cfg_path, overrides, run_dir))
+            jobs.append(Job(model, seed, cfg_path, extra, run_dir))
     return jobs
 
 
-def _run_key(model: str, cfg_path: Path, overrides: dict, seed: int, dataset: str) -> str:
-    if model in DEEPCTR:
-        from baselines.deepctr_models import load_deepctr_config
-
-        resolved: Any = load_deepctr_config(cfg_path, model, overrides)
-    else:
-        resolved = to_dict(load_run_config(cfg_path, {**overrides, "seed": seed}))
-    return config_hash({"model": model, "config": resolved, "dataset": dataset})
-
-
 def _command(job: Job, proc: Path, threads: int) -> list[str]:
+    """``mdr train`` for a job: the model by name, the table's overrides as ``--set``."""
     cmd = [sys.executable, "-m", "mdr.cli", "train", "-q", "--config", str(job.config),
            "--data", str(proc), "--out", str(job.run_dir), "--model", job.model,
            "--seed", str(job.seed), "--threads", str(threads)]
-    # the variant's own overrides come from the config file by name; only the
-    # table's extra overrides (epochs, steps) travel on the command line
-    variant = {} if job.model in DEEPCTR else variant_overrides(job.config, job.model)
     for k, v in job.overrides.items():
-        if k not in variant:
-            cmd += ["--set", f"{k}={json.dumps(v)}"]
+        cmd += ["--set", f"{k}={json.dumps(v)}"]
     if (job.run_dir / "checkpoint.pt").is_file():
         cmd.append("--resume")
     return cmd
@@ -177,6 +167,7 @@ def summary_rows(results: dict[str, list[dict]], short: str, reported: str) -> l
         row["paper_auc"] = float(p["auc"]) if p else None
         row["paper_ndcg@10"] = float(p["ndcg@10"]) if p else None
         row["best_epochs"] = ";".join(str(r.get("best_epoch")) for r in runs)
+        row["epochs_run"] = ";".join(str(r.get("epochs_run")) for r in runs)
         rows.append(row)
     return rows
 
@@ -271,7 +262,7 @@ def run_table(name: str, title: str, models: Sequence[str], reported: str, opts:
     synthetic = ProcessedDataset.open(proc).is_synthetic
     md, tex = render(rows, title, short, test, synthetic, opts.seeds)
     columns = ["model", "label", "seeds"] + [f"{m}_{s}" for m in METRICS for s in ("mean", "std")]
-    columns += ["paper_auc", "paper_ndcg@10", "best_epochs"]
+    columns += ["paper_auc", "paper_ndcg@10", "best_epochs", "epochs_run"]
     name = name + opts.suffix
     folder = write_result(
         short, name, to_csv(rows, columns), md, results_dir=opts.results,

@@ -7,7 +7,8 @@
     mdr data prepare  --raw DIR --category CAT --out PROC [--image-size 64] [--n-neg 100] [--seed 0]
     mdr data stats    PROC [--json]
     mdr data fashion-images [--dir DIR] --out PROC [--image-size 64] [--limit N]
-    mdr train         --config CFG --data PROC --out RUN [--seed S] [--epochs N] [--device D] [--resume]
+    mdr train         --config CFG --data PROC --out RUN [--model M] [--seed S] [--epochs N]
+                      [--device D] [--set KEY=VALUE] [--resume] [--overwrite]
     mdr evaluate      RUN [--split valid|test] [--full-ranking] [--json]
     mdr explain       RUN --user U --item I [--top K] [--json]
 
@@ -96,30 +97,16 @@ def _cmd_stats(a: argparse.Namespace) -> int:
 
 def _train_overrides(a: argparse.Namespace) -> dict[str, Any]:
     """Dotted config overrides from the command line (``--epochs`` -> ``train.epochs``...)."""
-    import yaml
+    from mdr.config import ConfigError, parse_value
 
-    overrides: dict[str, Any] = {}
-    variant = False
-    if a.model and a.config is not None and a.model not in _DEEPCTR_MODELS:
-        # a baseline or ablation named in the config file: its override set, by name
-        from mdr.config import variant_names, variant_overrides
-
-        known = {n for names in variant_names(a.config).values() for n in names}
-        if a.model in known:
-            overrides.update(variant_overrides(a.config, a.model))
-            variant = True
-    # a variant brings its own model.name (an ablation keeps the config's, e.g. mdr)
-    flags = {"model.name": None if variant else a.model, "train.epochs": a.epochs, "train.device": a.device,
-             "seed": a.seed, "train.max_steps_per_epoch": a.max_steps,
-             "train.num_threads": a.threads}
-    overrides.update({k: v for k, v in flags.items() if v is not None})
+    flags = {"train.epochs": a.epochs, "train.device": a.device, "seed": a.seed,
+             "train.max_steps_per_epoch": a.max_steps, "train.num_threads": a.threads}
+    overrides = {k: v for k, v in flags.items() if v is not None}
     for item in a.set or []:
         key, sep, value = item.partition("=")
-        if not sep:
-            from mdr.config import ConfigError
-
+        if not sep or not key:
             raise ConfigError(f"--set {item!r}: expected KEY=VALUE")
-        overrides[key] = yaml.safe_load(value)
+        overrides[key] = parse_value(value)
     return overrides
 
 
@@ -147,45 +134,80 @@ def _resolve_data(spec: str, quiet: bool) -> Path:
 
 def _cmd_train(a: argparse.Namespace) -> int:
     from mdr import distributed
+    from mdr.config import load_run_config
+    from mdr.train import train
 
-    overrides = _train_overrides(a)
+    # the config (and every override) is checked before any data or folder is touched
+    cfg = load_run_config(a.config, _train_overrides(a), model=a.model)
     data = _resolve_data(a.data, a.quiet)
-    if a.model in _DEEPCTR_MODELS:  # Wide&Deep, PNN, DeepFM: their own runner, same protocol
-        from dataclasses import asdict
-
-        from baselines.deepctr_models import load_deepctr_config, run_deepctr
-
-        dcfg = load_deepctr_config(a.config, a.model, overrides)
-        result = run_deepctr(a.model, data, a.out, seed=a.seed or 0, resume=a.resume,
-                             progress=not a.quiet, **asdict(dcfg))
-    else:
-        from mdr.config import load_run_config
-        from mdr.train import train
-
-        cfg = load_run_config(a.config, overrides)
-        result = train(cfg, data, a.out, resume=a.resume, progress=not a.quiet,
-                       overwrite=a.overwrite)
+    result = train(cfg, data, a.out, resume=a.resume, progress=not a.quiet,
+                   overwrite=a.overwrite, allow_other_data=a.allow_other_data)
     if distributed.is_main():  # under torchrun: one result, not one per rank
         _print_json(result)
     return 0
 
 
-_DEEPCTR_MODELS = ("wide_deep", "pnn", "deepfm")
+def _run_data(spec: str | None, quiet: bool) -> Path | None:
+    """``--data`` of evaluate/explain: a prepared folder or a dataset name (None: the run's)."""
+    if spec is None:
+        return None
+    from mdr.data.catalog import resolve
+
+    return resolve(spec, progress=not quiet)
 
 
 def _cmd_evaluate(a: argparse.Namespace) -> int:
-    from mdr.evaluate import evaluate_run
+    from mdr.runs import evaluate_run
 
-    result = evaluate_run(a.run, data=a.data, split=a.split, full_ranking=a.full_ranking,
-                          device=a.device)
+    result = evaluate_run(a.run, data=_run_data(a.data, a.quiet), split=a.split,
+                          full_ranking=a.full_ranking, device=a.device, progress=not a.quiet,
+                          allow_other_data=a.allow_other_data,
+                          allow_unfinished=a.allow_unfinished)
+    if result.get("unfinished"):
+        print(f"mdr: warning: {a.run} is an unfinished run; these are its best epoch so far",
+              file=sys.stderr)
     _print_result(result, a.json)
     return 0
 
 
 def _cmd_explain(a: argparse.Namespace) -> int:
-    from mdr.explain.attribution import explain_cli
+    from mdr.explain.attribution import explain, open_run, resolve_item, resolve_user
 
-    return explain_cli(a)
+    run = open_run(a.run, _run_data(a.data, a.quiet), a.device,
+                   allow_other_data=a.allow_other_data, allow_unfinished=a.allow_unfinished)
+    if not run.folder.is_finished():
+        print(f"mdr: warning: {a.run} is an unfinished run; explaining its best epoch so far",
+              file=sys.stderr)
+    user = resolve_user(a.user, run.ds, run.folder.root)
+    item = resolve_item(a.item, run.ds, run.folder.root)
+    e = explain(run, user, item, top_history=a.top)
+    if a.json:
+        _print_json(e.to_dict())
+    else:
+        print(e.to_text())
+    return 0
+
+
+def _positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    """argparse type: an integer >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
 
 
 # --------------------------------------------------------------------------- parser
@@ -255,43 +277,55 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--json", action="store_true")
     st.set_defaults(func=_cmd_stats)
 
-    t = sub.add_parser("train", parents=[common], help="train MDR or a representation baseline")
+    t = sub.add_parser("train", parents=[common],
+                       help="train any model (MDR, its baselines and ablations, the CTR "
+                            "baselines, the image side alone) with the one trainer")
     t.add_argument("--config", type=Path, default=None, help="YAML run config")
     t.add_argument("--data", required=True, help="prepared folder or dataset name")
     t.add_argument("--out", required=True, type=Path, help="run folder")
     t.add_argument("--model", default=None,
-                   help="mdr, beta_vae, abae, din_pp, din (the trainer) or wide_deep, pnn, "
-                        "deepfm (deepctr-torch); default: the config's model.name")
-    t.add_argument("--seed", type=int, default=None)
-    t.add_argument("--epochs", type=int, default=None)
-    t.add_argument("--device", default=None, help="cpu or cuda")
-    t.add_argument("--max-steps", type=int, default=None, help="cap steps per epoch (smoke)")
-    t.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+                   help="a registered model (mdr, beta_vae, abae, din_pp, din, wide_deep, pnn, "
+                        "deepfm, image_factors) or a baseline/ablation named in the config; "
+                        "default: the config's model.name")
+    t.add_argument("--seed", type=_non_negative_int, default=None)
+    t.add_argument("--epochs", type=_positive_int, default=None)
+    t.add_argument("--device", default=None, help="cpu, cuda, cuda:N or auto")
+    t.add_argument("--max-steps", type=_positive_int, default=None,
+                   help="cap steps per epoch (smoke)")
+    t.add_argument("--threads", type=_positive_int, default=None, help="torch CPU threads")
     t.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="dotted config override, e.g. loss.eta=0 (repeatable)")
     t.add_argument("--resume", action="store_true", help="continue from RUN/checkpoint.pt")
-    t.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
+    t.add_argument("--overwrite", action="store_true",
+                   help="replace the run in RUN (only a run folder's own files are removed)")
+    t.add_argument("--allow-other-data", action="store_true",
+                   help="resume on data other than the run's (its fingerprint differs)")
     t.set_defaults(func=_cmd_train)
 
-    e = sub.add_parser("evaluate", parents=[common], help="re-score a finished run")
+    run_args = argparse.ArgumentParser(add_help=False)
+    run_args.add_argument("--data", default=None,
+                          help="prepared folder or dataset name (default: the run's)")
+    run_args.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
+    run_args.add_argument("--json", action="store_true")
+    run_args.add_argument("--allow-other-data", action="store_true",
+                          help="use data other than the run's (its fingerprint differs)")
+    run_args.add_argument("--allow-unfinished", action="store_true",
+                          help="use an unfinished run's best epoch so far")
+
+    e = sub.add_parser("evaluate", parents=[common, run_args], help="re-score a finished run")
     e.add_argument("run", type=Path)
-    e.add_argument("--data", default=None, help="prepared folder (default: the run's)")
     e.add_argument("--split", choices=["valid", "test"], default="test")
     e.add_argument("--full-ranking", action="store_true")
-    e.add_argument("--device", default="cpu")
-    e.add_argument("--json", action="store_true")
     e.set_defaults(func=_cmd_evaluate)
 
-    x = sub.add_parser("explain", parents=[common],
+    x = sub.add_parser("explain", parents=[common, run_args],
                        help="why a run recommends an item to a user: slots, attention, words")
     x.add_argument("run", type=Path, help="run folder (with config.yaml and best.pt)")
     x.add_argument("--user", required=True,
                    help="reviewerID, or an index (#N is always an index)")
     x.add_argument("--item", required=True, help="asin, or an index (#N is always an index)")
-    x.add_argument("--top", type=int, default=5, help="history items to show (default 5)")
-    x.add_argument("--data", default=None, help="prepared folder (default: the run's)")
-    x.add_argument("--device", default="cpu")
-    x.add_argument("--json", action="store_true")
+    x.add_argument("--top", type=_non_negative_int, default=5,
+                   help="history items to show (default 5)")
     x.set_defaults(func=_cmd_explain)
     return p
 
@@ -301,7 +335,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from mdr.data.parse import DataError
 
     errors: list[type[BaseException]] = [ConfigError, DataError, FileNotFoundError]
-    from mdr.evaluate import RunError
+    from mdr.runs import RunError
 
     errors.append(RunError)
     return tuple(errors)

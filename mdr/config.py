@@ -14,6 +14,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
+import re
 import types
 import typing
 from collections.abc import Mapping
@@ -26,11 +28,22 @@ import yaml
 T = TypeVar("T")
 
 SlotKind = Literal["visual_dominant", "text_dominant", "visual_only", "text_only"]
-SLOT_KINDS: tuple[str, ...] = typing.get_args(SlotKind)
 
 
 class ConfigError(ValueError):
     """A config file or override that does not match the schema."""
+
+
+def _check(checks: Mapping[str, bool]) -> None:
+    """Raise one :class:`ConfigError` naming every failed check (``"epochs >= 1"`` ...);
+    :func:`from_dict` puts the section (and file) in front."""
+    bad = [k for k, ok in checks.items() if not ok]
+    if bad:
+        raise _InvalidValues(f"need {'; '.join(bad)}")
+
+
+class _InvalidValues(ConfigError):
+    """Values of the right types that break a rule of their dataclass."""
 
 
 # --------------------------------------------------------------------------- schema
@@ -73,9 +86,6 @@ class ModelConfig:
     use_id_embedding: bool = False  # off reproduces the paper
     id_dim: int = 16
     image_channels: tuple[int, ...] = (32, 32, 64, 64)
-    # the image decoder's last layer (mdr.models.image_vae.ImageDecoder): "sigmoid" into
-    # [0, 1], or "standardised" (linear, in the encoder's standardised pixel space)
-    decoder_output: Literal["sigmoid", "standardised"] = "sigmoid"
     text_hidden: int = 32  # width of each attribute extractor AE_j (Eq. 3)
     n_aspects: int = 15  # rows of D (Eq. 14); Figure 5 shows 15
     max_text_len: int = 64
@@ -104,6 +114,19 @@ class LossConfig:
     # subset is an unbiased estimate of the same average and spares the decoder
     max_recon_items: int | None = None
 
+    def __post_init__(self) -> None:
+        weights = ("gamma", "beta", "eta", "mu", "visual", "text", "ortho")
+        _check({
+            **{f"{w} a finite number >= 0 (got {getattr(self, w)})":
+               math.isfinite(getattr(self, w)) and getattr(self, w) >= 0 for w in weights},
+            f"n_text_neg >= 1 (got {self.n_text_neg})": self.n_text_neg >= 1,
+            f"max_recon_items null or >= 1 (got {self.max_recon_items})":
+                self.max_recon_items is None or self.max_recon_items >= 1,
+        })
+
+
+_DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -112,11 +135,11 @@ class TrainConfig:
     lr: float = 1e-3
     weight_decay: float = 0.0
     grad_clip: float | None = None  # max global L2 norm of the gradients (None: no clipping)
-    patience: int = 3  # early stopping on validation GAUC
+    patience: int = 3  # early stopping on the validation metric (0: never stop early)
     max_hist: int = 20
     n_train_neg: int = 1  # negatives per positive, resampled each epoch
     eval_batch_size: int = 512
-    device: str = "cpu"
+    device: str = "cpu"  # cpu, cuda, cuda:N, or auto (CUDA when present, else the CPU)
     amp: bool = False  # bf16 autocast on CUDA
     max_steps_per_epoch: int | None = None  # for smoke runs
     full_ranking: bool = True  # test.json: NDCG@10/HR@10 ranking all items, beside the lists
@@ -124,6 +147,33 @@ class TrainConfig:
     # subset for every model of a dataset (seeded), so full-ranking numbers stay comparable
     full_rank_users: int | None = None
     num_threads: int | None = None
+    # image corpora without users (the image side trained alone): the seeded share of the
+    # photos held out for validation; recommendation data is split by time instead
+    valid_fraction: float = 0.1
+
+    def __post_init__(self) -> None:
+        _check({
+            f"epochs >= 1 (got {self.epochs})": self.epochs >= 1,
+            f"batch_size >= 1 (got {self.batch_size})": self.batch_size >= 1,
+            f"lr a positive number (got {self.lr})": math.isfinite(self.lr) and self.lr > 0,
+            f"weight_decay >= 0 (got {self.weight_decay})": self.weight_decay >= 0,
+            f"grad_clip null or > 0 (got {self.grad_clip})":
+                self.grad_clip is None or self.grad_clip > 0,
+            f"patience >= 0 (got {self.patience})": self.patience >= 0,
+            f"max_hist >= 1 (got {self.max_hist})": self.max_hist >= 1,
+            f"n_train_neg >= 1 (got {self.n_train_neg})": self.n_train_neg >= 1,
+            f"eval_batch_size >= 1 (got {self.eval_batch_size})": self.eval_batch_size >= 1,
+            f"device cpu, cuda, cuda:N or auto (got {self.device!r})":
+                bool(_DEVICE.match(self.device)),
+            f"max_steps_per_epoch null or >= 1 (got {self.max_steps_per_epoch})":
+                self.max_steps_per_epoch is None or self.max_steps_per_epoch >= 1,
+            f"full_rank_users null or >= 1 (got {self.full_rank_users})":
+                self.full_rank_users is None or self.full_rank_users >= 1,
+            f"num_threads null or >= 1 (got {self.num_threads})":
+                self.num_threads is None or self.num_threads >= 1,
+            f"0 < valid_fraction < 1 (got {self.valid_fraction})":
+                0.0 < self.valid_fraction < 1.0,
+        })
 
 
 @dataclass(frozen=True)
@@ -132,6 +182,9 @@ class RunConfig:
     loss: LossConfig = field(default_factory=LossConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        _check({f"seed >= 0 (got {self.seed})": self.seed >= 0})
 
 
 # --------------------------------------------------------------------------- (de)serialisation
@@ -207,7 +260,7 @@ def from_dict(cls: type[T], data: Mapping[str, Any] | None, where: str = "config
     kwargs = {k: _convert(hints[k], v, f"{where}.{k}") for k, v in data.items()}
     try:
         return cls(**kwargs)
-    except TypeError as e:
+    except (TypeError, _InvalidValues) as e:
         raise ConfigError(f"{where}: {e}") from e
 
 
@@ -247,12 +300,41 @@ def apply_overrides(cfg: T, overrides: Mapping[str, Any]) -> T:
     return from_dict(type(cfg), data)
 
 
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader with YAML 1.2 floats: ``1e-3`` is a number, not the string
+    that YAML 1.1 (PyYAML's default) makes of it."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+                |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+                |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+                |[-+]?\.(?:inf|Inf|INF)
+                |\.(?:nan|NaN|NAN))$""", re.X),
+    list("-+0123456789."))
+
+
+def parse_value(text: str) -> Any:
+    """A scalar or list as written on a command line (``--set key=VALUE``), read as YAML."""
+    try:
+        return yaml.load(text, Loader=_Loader)  # a SafeLoader subclass
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{text!r}: not a YAML value ({e})") from e
+
+
 def load_yaml(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not a UTF-8 text file (byte {e.start}: {e.reason})") from e
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read ({e.strerror or e})") from e
+    try:
+        data = yaml.load(text, Loader=_Loader)  # a SafeLoader subclass
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: invalid YAML: {e}") from e
     if data is None:
@@ -263,22 +345,28 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
 
 
 VARIANT_SECTIONS = ("baselines", "ablations")
+# top-level sections of a config file that are not part of the run config itself
+_NOT_RUN_CONFIG = (*VARIANT_SECTIONS, "description", "provenance", "prepare")
 
 
 def load_run_config(
-    path: str | Path | None = None, overrides: Mapping[str, Any] | None = None
+    path: str | Path | None = None, overrides: Mapping[str, Any] | None = None,
+    model: str | None = None,
 ) -> RunConfig:
-    """Load a :class:`RunConfig` from YAML (or defaults) and apply dotted overrides.
+    """Load a :class:`RunConfig` from YAML (or defaults), select ``model`` and apply overrides.
 
-    A YAML file may hold ``baselines:`` and ``ablations:`` sections (named
-    override sets, see :func:`variant_overrides`) and a ``description``; they
-    are not part of the run config itself.
+    ``model`` names a baseline or an ablation of the file, or any registered model
+    (:func:`model_overrides`); ``overrides`` (dotted keys) come last. A YAML file may
+    hold ``baselines:`` and ``ablations:`` sections (named override sets), a
+    ``description`` and a ``prepare:`` section (how its data is made); they are not part
+    of the run config itself.
     """
     data = load_yaml(path) if path is not None else {}
-    for key in (*VARIANT_SECTIONS, "description", "provenance"):
+    for key in _NOT_RUN_CONFIG:
         data.pop(key, None)
     cfg = from_dict(RunConfig, data, where=str(path) if path else "config")
-    return apply_overrides(cfg, overrides or {})
+    chosen = model_overrides(path, model) if model else {}
+    return apply_overrides(cfg, {**chosen, **(overrides or {})})
 
 
 def variant_names(path: str | Path) -> dict[str, list[str]]:
@@ -302,6 +390,22 @@ def variant_overrides(path: str | Path, name: str) -> dict[str, Any]:
             return dict(table[name] or {})
     known = ["mdr"] + [n for s in VARIANT_SECTIONS for n in (data.get(s) or {})]
     raise ConfigError(f"{path}: no variant named {name!r}; known: {known}")
+
+
+def model_overrides(path: str | Path | None, name: str) -> dict[str, Any]:
+    """What makes a config train the model called ``name``: the one place names resolve.
+
+    A baseline or ablation defined in the file ``path`` gives its named override set
+    (a baseline brings its ``model.name``; an ablation keeps the file's, e.g. ``mdr``);
+    any other name is taken as a registered model, ``{"model.name": name}``, which the
+    registry checks when the model is built. The CLI (``mdr train --model``) and the
+    table scripts both resolve names here.
+    """
+    if path is not None and name != "mdr":
+        known = {n for names in variant_names(path).values() for n in names}
+        if name in known:
+            return variant_overrides(path, name)
+    return {"model.name": name}
 
 
 def dump_yaml(data: Any) -> str:

@@ -39,7 +39,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from mdr.evaluate import RunError
+from mdr.runs import RunError
 from mdr.seeding import rng
 
 ENV_BACKEND = "MDR_DIST_BACKEND"
@@ -248,13 +248,6 @@ def split_sizes(n: int, world_size: int) -> np.ndarray:
     return n // world_size + (r < n % world_size).astype(np.int64)
 
 
-def global_steps(n: int, batch_size: int, world_size: int) -> int:
-    """Optimiser steps of an epoch of ``n`` rows: ceil(n / batch_size), less a final partial
-    batch with fewer rows than ranks."""
-    full, tail = divmod(n, batch_size)
-    return full + int(tail >= world_size and tail > 0)
-
-
 def shard_rows(order: np.ndarray, batch_size: int, rank: int,
                world_size: int) -> tuple[np.ndarray, int]:
     """Rank ``rank``'s rows of every global batch of ``order`` (int64 [N], the epoch's
@@ -330,6 +323,6 @@ def wrap_ddp(model: nn.Module, ctx: DistContext, device: torch.device) -> nn.Mod
 
 __all__ = ["DEFAULT_TIMEOUT_MIN", "ENV_BACKEND", "ENV_TIMEOUT", "DistContext", "LossForward",
            "all_gather_object", "backend_for", "barrier", "broadcast_object", "cleanup",
-           "constant_buffers", "env_ranks", "global_steps", "init", "is_main",
+           "constant_buffers", "env_ranks", "init", "is_main",
            "launched_by_torchrun", "local_device", "rank", "rank_seed", "report_failure",
            "seed_rank", "shard_rows", "split_sizes", "timeout", "world_size", "wrap_ddp"]

@@ -12,16 +12,15 @@ scored with ``model.score``:
   stays rankable) -> ``full_ndcg@k``, ``full_hr@k``
   (:func:`mdr.metrics.full_rank_metrics`).
 
-It also reads finished runs (:class:`RunFolder`, :func:`evaluate_run`): the
-trainer (:mod:`mdr.train`) sits above this module and writes them.
+The functions take a model and a prepared dataset, never a run folder: the run layer
+(:mod:`mdr.runs`) reopens finished runs, the trainer (:mod:`mdr.train`) validates with
+them.
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -30,7 +29,6 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from mdr import metrics
-from mdr.config import RunConfig, from_dict, load_yaml
 from mdr.data.batches import (
     BatchIterator,
     Split,
@@ -40,8 +38,7 @@ from mdr.data.batches import (
     user_seen,
 )
 from mdr.data.dataset import ProcessedDataset
-from mdr.models.base import ItemFeatures, to_device
-from mdr.registry import build_model
+from mdr.models.base import to_device
 
 K = 10
 # Full ranking calls model.score on blocks of (users x items). DIN materialises
@@ -164,191 +161,5 @@ def evaluate_model(model: nn.Module, ds: ProcessedDataset, split: Split = "valid
     return result
 
 
-# --------------------------------------------------------------------------- finished runs
-
-
-class RunError(RuntimeError):
-    """A run folder or checkpoint that cannot be used as asked (exit status 2 in the CLI)."""
-
-
-CHECKPOINT_FORMAT = "mdr-checkpoint"
-WEIGHTS_FORMAT = "mdr-weights"
-FORMAT_VERSION = 1
-
-
-def load_torch_file(path: Path, fmt: str) -> dict[str, Any]:
-    """Load a checkpoint written by the trainer with ``torch.load(weights_only=True)``.
-
-    A missing, corrupt or foreign file raises :class:`RunError` naming the file.
-    """
-    if not path.is_file():
-        raise RunError(f"{path}: file not found")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch raises many types for corrupt/unsafe files
-        raise RunError(f"{path}: not a readable checkpoint ({type(e).__name__}: "
-                       f"{str(e).splitlines()[0] if str(e) else ''})") from e
-    if not isinstance(obj, dict) or obj.get("format") != fmt:
-        found = obj.get("format") if isinstance(obj, dict) else type(obj).__name__
-        raise RunError(f"{path}: not an MDR {fmt!r} file (found {found!r})")
-    if obj.get("version") != FORMAT_VERSION:
-        raise RunError(f"{path}: {fmt} version {obj.get('version')!r}, "
-                       f"expected {FORMAT_VERSION}")
-    return obj
-
-
-def load_model_state(model: nn.Module, state: dict[str, Tensor], path: Path) -> None:
-    """``model.load_state_dict(state)``; a mismatch raises :class:`RunError` naming ``path``."""
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as e:
-        raise RunError(f"{path}: weights do not fit the model "
-                       f"({str(e).splitlines()[0]})") from e
-
-
-def item_features(ds: ProcessedDataset) -> ItemFeatures:
-    """Everything a content model may use about the items, as CPU tensors (built once)."""
-    text = ds.text
-    labels = {k: torch.from_numpy(v.astype(np.int64)) for k, v in ds.labels.items()}
-    classes = {name: len(names) for name, names in ds.label_names.items()}
-    for name, y in labels.items():  # labels without class names in the manifest
-        classes.setdefault(name, int(y.max()) + 1 if y.numel() else 0)
-    return ItemFeatures(
-        n_items=ds.n_items,
-        n_users=ds.n_users,
-        images=torch.from_numpy(np.array(ds.images)),  # uint8 (I, S, S, 3), copied from the mmap
-        image_mask=torch.from_numpy(ds.image_mask.astype(bool)),
-        tokens=torch.from_numpy(text["tokens"].astype(np.int64)),  # (I, L)
-        lengths=torch.from_numpy(text["lengths"].astype(np.int64)),
-        word_vectors=torch.from_numpy(ds.word_vectors.astype(np.float32)),  # (V, d)
-        labels=labels,
-        label_classes=classes,
-        category=torch.from_numpy(ds.item_category.astype(np.int64)),
-        n_categories=ds.n_categories,
-    )
-
-
-def resolve_device(name: str) -> torch.device:
-    """``torch.device(name)``; CUDA asked for but unavailable raises :class:`RunError`."""
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise RunError(f"device {name!r} asked for, but CUDA is not available here")
-    return device
-
-
-def build(cfg: RunConfig, ds: ProcessedDataset, device: torch.device) -> nn.Module:
-    """The registered model of ``cfg.model.name`` on ``device`` (consumes torch RNG for init)."""
-    model = build_model(None, cfg, item_features(ds))
-    missing = [m for m in ("calculate_loss", "predict", "encode_items", "score")
-               if not callable(getattr(model, m, None))]
-    if missing:
-        raise RunError(f"model {cfg.model.name!r} lacks RecModel method(s) {missing}")
-    return model.to(device)
-
-
-@dataclass(frozen=True)
-class RunFolder:
-    """The files of a run folder (the trainer writes them; :func:`evaluate_run` reads them).
-
-    ``config.yaml``: the resolved RunConfig at top level plus a ``provenance:``
-    block (git commit, versions, dataset, data path, device, ...);
-    ``metrics.jsonl``: one line per epoch; ``checkpoint.pt``: everything to
-    resume; ``best.pt``: weights at the best validation GAUC; ``test.json``:
-    the final metrics; ``DONE``: written last, marks a finished run.
-    """
-
-    root: Path
-
-    @property
-    def config(self) -> Path:
-        return self.root / "config.yaml"
-
-    @property
-    def metrics(self) -> Path:
-        return self.root / "metrics.jsonl"
-
-    @property
-    def checkpoint(self) -> Path:
-        return self.root / "checkpoint.pt"
-
-    @property
-    def best(self) -> Path:
-        return self.root / "best.pt"
-
-    @property
-    def test(self) -> Path:
-        return self.root / "test.json"
-
-    @property
-    def done(self) -> Path:
-        return self.root / "DONE"
-
-    def files(self) -> list[Path]:
-        return [self.config, self.metrics, self.checkpoint, self.best, self.test, self.done]
-
-    def is_finished(self) -> bool:
-        return self.done.is_file() and self.test.is_file()
-
-    def read_config(self) -> tuple[RunConfig, str]:
-        """The run's resolved config and the prepared-data path it recorded."""
-        if not self.config.is_file():
-            raise RunError(f"{self.root}: no config.yaml - not a run folder")
-        data = load_yaml(self.config)
-        provenance = data.pop("provenance", None) or {}
-        cfg = from_dict(RunConfig, data, where=str(self.config))
-        if "data" not in provenance:
-            raise RunError(f"{self.config}: no provenance.data (the prepared-data path)")
-        return cfg, str(provenance["data"])
-
-    def load_best(self, model: nn.Module) -> dict[str, Any]:
-        """Load ``best.pt`` into ``model``; returns its metadata (epoch, valid_gauc)."""
-        obj = load_torch_file(self.best, WEIGHTS_FORMAT)
-        load_model_state(model, obj["model"], self.best)
-        return {k: v for k, v in obj.items() if k != "model"}
-
-
-@dataclass(frozen=True)
-class LoadedRun:
-    """A finished run, ready to use: its config, its prepared data, and the model at
-    its best validation epoch (in eval mode)."""
-
-    folder: RunFolder
-    cfg: RunConfig
-    ds: ProcessedDataset
-    model: nn.Module
-    best: dict[str, Any]  # best.pt's metadata: epoch, valid_gauc
-    device: torch.device
-
-
-def load_run(run_dir: str | Path, data: str | Path | None = None,
-             device: str = "cpu") -> LoadedRun:
-    """Rebuild a run's model from ``RUN/config.yaml`` and load ``RUN/best.pt`` into it.
-
-    ``data`` defaults to the prepared folder recorded in the run's config.yaml.
-    The model is built for any registered representation model (not the deepctr
-    baselines, whose runs hold a different weights format).
-    """
-    run = RunFolder(Path(run_dir))
-    cfg, recorded = run.read_config()
-    ds = ProcessedDataset.open(data if data is not None else recorded)
-    dev = resolve_device(device)
-    torch.manual_seed(cfg.seed)
-    model = build(cfg, ds, dev)
-    best = run.load_best(model)
-    model.eval()
-    return LoadedRun(run, cfg, ds, model, best, dev)
-
-
-def evaluate_run(run_dir: str | Path, data: str | Path | None = None, split: Split = "test",
-                 full_ranking: bool = False, device: str = "cpu",
-                 progress: bool = True) -> dict[str, Any]:
-    """Re-score a finished run from ``RUN/best.pt`` and ``RUN/config.yaml``.
-
-    ``data`` defaults to the prepared folder recorded in the run's config.yaml.
-    """
-    lr = load_run(run_dir, data, device)
-    cfg, ds = lr.cfg, lr.ds
-    result = evaluate_model(lr.model, ds, split, cfg.train.max_hist, cfg.train.eval_batch_size,
-                            lr.device, full_ranking, amp=cfg.train.amp, progress=progress)
-    return {"split": split, "dataset": ds.name, "n_users": ds.n_users,
-            "best_epoch": lr.best["epoch"], **result}
+__all__ = ["K", "autocast", "eval_mode", "evaluate_model", "full_ranking_ranks",
+           "item_representations", "sampled_scores"]

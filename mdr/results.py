@@ -11,7 +11,7 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-DEFAULT_DATASET = "synthetic-small"
+from mdr.data.catalog import DEFAULT_DATASET
 
 
 def results_dir(start: Iterable[Path] = ()) -> Path:
@@ -27,6 +27,6 @@ def results_dir(start: Iterable[Path] = ()) -> Path:
     return Path("results")
 
 
-def dataset_name() -> str:
-    """``$MDR_DATASET``, else the embedded default (``synthetic-small``)."""
+def results_dataset() -> str:
+    """The dataset whose results to read: ``$MDR_DATASET``, else the embedded default."""
     return os.environ.get("MDR_DATASET") or DEFAULT_DATASET

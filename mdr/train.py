@@ -1,39 +1,49 @@
-"""One trainer for every representation model (MDR and the baselines under the DIN head).
+"""One trainer for every model: MDR, its baselines, the CTR baselines, the image side alone.
 
-The model comes in through the registry (:mod:`mdr.registry`) and the small
-:class:`~mdr.models.base.RecModel` interface only: ``calculate_loss`` for
-training, ``encode_items`` + ``score`` for evaluation. The trainer never
-imports a concrete model.
+The model comes in through the registry (:mod:`mdr.registry`) and a small
+interface only (``calculate_loss`` for training; the task calls what it needs
+for validation: ``encode_items`` + ``score`` for recommendation); the trainer
+never imports a concrete model. The data comes in as a task (:mod:`mdr.tasks`):
+the epoch's training rows, a validation metric that selects the best epoch,
+and the test. Epochs are numbered from 1 for every model: epoch ``e`` draws the
+negatives ``rng(seed, "train-neg", e)`` and the shuffle ``shuffle_generator(seed, e)``,
+so every model of a table sees the same training samples in the same order.
 
-A run folder ``RUN`` (see :class:`mdr.evaluate.RunFolder`) holds:
+A run folder ``RUN`` (:mod:`mdr.runs`) holds:
 
 - ``config.yaml``   the resolved config plus a ``provenance:`` block (seed, git
-                    commit, package versions, dataset name and path, device)
+                    commit, package versions, the dataset's name, path and
+                    fingerprint, device)
 - ``metrics.jsonl`` one line per epoch: ``epoch``, ``step``, ``train/<term>``
                     (mean of each loss term over the epoch's steps),
-                    ``valid/<metric>`` (GAUC, AUC, NDCG@10, HR@10 on the sampled
-                    validation lists), ``best``, wall times and samples/s
+                    ``valid/<metric>`` (recommendation: GAUC, AUC, NDCG@10,
+                    HR@10 on the sampled validation lists), ``best_epoch``, wall
+                    times and samples/s
 - ``checkpoint.pt`` after every epoch, atomically: model, optimiser, Python /
-                    NumPy / torch RNG states, epoch, step, best validation GAUC
+                    NumPy / torch RNG states, epoch, step, best validation value
                     and its epoch, early-stopping counter
-- ``best.pt``       model weights at the best validation GAUC (model selection
+- ``best.pt``       model weights at the best validation value (model selection
                     never looks at test)
-- ``test.json``     test metrics of ``best.pt``: sampled lists and full ranking
+- ``test.json``     test metrics of ``best.pt`` (recommendation: sampled lists and
+                    full ranking), ``best_epoch`` and ``epochs_run``
 - ``DONE``          written last; a folder with it is a finished run
 
-Model selection: early stopping on validation GAUC after ``train.patience``
-epochs without improvement (``patience <= 0`` disables it); ties keep the
+Model selection: early stopping on the task's validation metric (GAUC for
+recommendation, the held-out loss for the image side) after ``train.patience``
+epochs without improvement (``patience = 0`` disables it); ties keep the
 earlier epoch; the test score is always that of ``best.pt``.
 
 Resuming (``resume=True``) restores the checkpoint and continues; because the
-training samples and the shuffle order are pure functions of (seed, epoch)
-and every other random state is checkpointed, a run killed at any moment and
-resumed ends with exactly the metrics of an uninterrupted run on the CPU.
+training rows and the shuffle order are pure functions of (seed, epoch) and
+every other random state is checkpointed, a run killed at any moment and
+resumed ends with exactly the metrics of an uninterrupted run on the CPU. A
+run is resumed only on the data it was trained on (its fingerprint), unless
+``allow_other_data``.
 
 Several processes (``torchrun --nproc_per_node=N -m mdr.cli train ...``, see
 :mod:`mdr.distributed`): the model is wrapped in DistributedDataParallel (gloo
 on the CPU, nccl on CUDA); every rank trains on its part of each global batch
-of ``train.batch_size`` rows (the single-process sample order, split by rank),
+of ``train.batch_size`` rows (the single-process row order, split by rank),
 gradients are averaged over ranks; rank 0 validates, logs the epoch (loss
 means and sample counts over all ranks) and alone reads and writes the run
 folder while the other ranks wait (they receive the checkpoint to resume and
@@ -42,11 +52,11 @@ the final result from it); the checkpoint holds every rank's RNG state, so
 of a single process; rank r > 0 draws its own (:func:`mdr.distributed.seed_rank`).
 Without torchrun nothing of this applies and the numbers are exactly those above.
 
-The GPU path (``train.device: cuda``): batches are pinned and copied with
-``non_blocking``, ``train.amp`` runs forward passes under bf16 autocast (no
-loss scaling needed; refused on a GPU without bf16), evaluation encodes every
-item once and scores from that cache (:func:`mdr.evaluate.item_representations`).
-On the CPU ``train.amp`` changes nothing.
+The GPU path (``train.device: cuda``, or ``auto`` on a machine with CUDA): batches
+are pinned and copied with ``non_blocking``, ``train.amp`` runs forward passes under
+bf16 autocast (no loss scaling needed; refused on a GPU without bf16), evaluation
+encodes every item once and scores from that cache
+(:func:`mdr.evaluate.item_representations`). On the CPU ``train.amp`` changes nothing.
 """
 
 from __future__ import annotations
@@ -67,27 +77,26 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from mdr import distributed
-from mdr.config import RunConfig, config_hash, dump_yaml, to_dict
-from mdr.data.batches import BatchIterator, training_samples
-from mdr.data.dataset import ProcessedDataset
-from mdr.evaluate import (
+from mdr.config import RunConfig, config_hash, dump_yaml, load_yaml, to_dict
+from mdr.data.batches import BatchIterator
+from mdr.evaluate import autocast
+from mdr.io import append_jsonl, truncate_jsonl_epochs, write_json, write_text, write_torch
+from mdr.models.base import to_device
+from mdr.provenance import device_name, manifest
+from mdr.runs import (
     CHECKPOINT_FORMAT,
     FORMAT_VERSION,
     WEIGHTS_FORMAT,
     RunError,
     RunFolder,
-    autocast,
     build,
-    evaluate_model,
-    item_features,
+    check_data,
     load_model_state,
     load_torch_file,
     resolve_device,
 )
-from mdr.io import append_jsonl, truncate_jsonl_epochs, write_json, write_text, write_torch
-from mdr.models.base import to_device
-from mdr.provenance import device_name, manifest
 from mdr.seeding import seed_everything
+from mdr.tasks import ImageTask, RecommendationTask, open_task
 
 # Config keys that may change between a run and its resumption.
 RESUMABLE_CHANGES = ("train.epochs", "train.device", "train.num_threads")
@@ -101,7 +110,7 @@ class TrainState:
 
     epoch: int = 0  # completed epochs (epochs are numbered from 1)
     step: int = 0  # optimiser steps so far
-    best_gauc: float = -math.inf
+    best_value: float = math.nan  # the best validation value of the task's monitor so far
     best_epoch: int = 0  # 0: no epoch validated yet
     bad_epochs: int = 0  # epochs since the best one (early stopping)
     stopped: bool = False  # early stopping triggered
@@ -140,10 +149,7 @@ def set_rng_states(states: dict[str, Any], device: torch.device | None = None) -
     torch.set_rng_state(states["torch"])
     cuda = states.get("cuda")
     if cuda is not None and device is not None and device.type == "cuda":
-        if isinstance(cuda, list | tuple):  # older checkpoints: every device's state
-            torch.cuda.set_rng_state_all(cuda)
-        else:
-            torch.cuda.set_rng_state(cuda, device)
+        torch.cuda.set_rng_state(cuda, device)
 
 
 # --------------------------------------------------------------------------- run folder
@@ -169,9 +175,10 @@ def save_checkpoint(run: RunFolder, cfg: RunConfig, model: nn.Module,
     write_torch(run.checkpoint, ckpt)
 
 
-def save_best(run: RunFolder, model: nn.Module, epoch: int, gauc: float) -> None:
+def save_best(run: RunFolder, model: nn.Module, epoch: int, monitor: str, value: float) -> None:
     write_torch(run.best, {"format": WEIGHTS_FORMAT, "version": FORMAT_VERSION,
-                           "epoch": epoch, "valid_gauc": gauc, "model": _cpu_state(model)})
+                           "epoch": epoch, "monitor": monitor, "value": value,
+                           "model": _cpu_state(model)})
 
 
 def _config_changes(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
@@ -203,28 +210,13 @@ def _remove(*paths: Path) -> None:
         p.unlink(missing_ok=True)
 
 
-def _check_folder(run: RunFolder, resume: bool, overwrite: bool) -> None:
-    """Refuse to clobber a finished or started run unless asked; clear it when overwriting."""
-    if overwrite:
-        _remove(*run.files())
-        return
-    if resume and run.checkpoint.is_file():
-        return
-    if run.is_finished():
-        raise RunError(f"{run.root}: holds a finished run (test.json, DONE); choose another "
-                       "output folder, resume it to train more epochs, or overwrite it")
-    started = [p.name for p in run.files() if p.exists()]
-    if started and not resume:
-        raise RunError(f"{run.root}: holds a started run ({', '.join(started)}); "
-                       "pass resume to continue it or overwrite to start again")
-
-
-def write_config(cfg: RunConfig, run: RunFolder, ds: ProcessedDataset, data: Path,
-                 **extra: Any) -> None:
+def write_config(cfg: RunConfig, run: RunFolder, task: RecommendationTask | ImageTask,
+                 device: torch.device, **extra: Any) -> None:
     """RUN/config.yaml: the resolved config at top level plus a ``provenance:`` block."""
     prov = manifest(seed=cfg.seed, model=cfg.model.name, config_hash=config_hash(cfg),
-                    dataset=ds.name, data=str(data.resolve()),
-                    device=device_name(cfg.train.device), **extra)
+                    dataset=task.name, data=str(task.root.resolve()),
+                    data_fingerprint=task.fingerprint, task=task.kind,
+                    device=device_name(str(device)), **extra)
     write_text(run.config, dump_yaml({**to_dict(cfg), "provenance": prov}))
 
 
@@ -236,7 +228,7 @@ class _Job:
     """What every epoch of one run needs (one object instead of ten arguments)."""
 
     cfg: RunConfig
-    ds: ProcessedDataset
+    task: RecommendationTask | ImageTask
     run: RunFolder
     model: nn.Module  # the bare model: evaluation and checkpoints
     optimizer: torch.optim.Optimizer
@@ -274,7 +266,7 @@ def _train_epoch(job: _Job, epoch: int, state: TrainState) -> tuple[dict[str, fl
     """One pass over the epoch's samples; returns per-term loss means and the sample count
     (over all ranks under torchrun)."""
     t = job.cfg.train
-    samples = training_samples(job.ds, epoch, job.cfg.seed, t.n_train_neg, t.max_hist)
+    samples = job.task.epoch_rows(epoch)
     batches = _epoch_batches(samples, job, epoch)
     (job.net or job.model).train()
     sums: dict[str, Tensor] = {}
@@ -291,7 +283,7 @@ def _train_epoch(job: _Job, epoch: int, state: TrainState) -> tuple[dict[str, fl
             torch.nn.utils.clip_grad_norm_(job.model.parameters(), t.grad_clip)
         job.optimizer.step()
         state.step += 1
-        n_samples += len(batch["label"])
+        n_samples += len(next(iter(batch.values())))
         for k, v in out.items():
             v = v.detach().float()
             sums[k] = sums[k] + v if k in sums else v
@@ -341,16 +333,17 @@ def _validate_and_log(job: _Job, state: TrainState, epoch: int, losses: dict[str
                       n_samples: int, times: tuple[float, float],
                       rng_ranks: list[dict[str, Any]] | None) -> dict[str, Any]:
     """Validate, update early stopping, append the metrics line and checkpoint one epoch."""
-    t, run, model = job.cfg.train, job.run, job.model
+    t, run, model, task = job.cfg.train, job.run, job.model, job.task
     t0, t1 = times
-    valid = evaluate_model(model, job.ds, "valid", t.max_hist, t.eval_batch_size, job.device,
-                           amp=t.amp, progress=job.progress)
+    valid = task.validate(model, job.device, t.amp, job.progress)
     t2 = time.perf_counter()
-    gauc = valid["gauc"]
-    improved = state.best_epoch == 0 or gauc > state.best_gauc  # NaN never improves
+    value = valid[task.monitor]
+    # NaN never improves; the first epoch always counts, so best.pt exists
+    better = value > state.best_value if task.maximize else value < state.best_value
+    improved = state.best_epoch == 0 or bool(better)
     if improved:
-        state.best_gauc, state.best_epoch, state.bad_epochs = gauc, epoch, 0
-        save_best(run, model, epoch, gauc)
+        state.best_value, state.best_epoch, state.bad_epochs = value, epoch, 0
+        save_best(run, model, epoch, task.monitor, value)
     else:
         state.bad_epochs += 1
     state.epoch = epoch
@@ -371,16 +364,14 @@ def _validate_and_log(job: _Job, state: TrainState, epoch: int, losses: dict[str
 
 
 def _finish(job: _Job, state: TrainState) -> dict[str, Any]:
-    """Score ``best.pt`` on the test lists and by full ranking; write test.json, then DONE."""
-    model, run, ds, t = job.model, job.run, job.ds, job.cfg.train
+    """Score ``best.pt`` on the task's test; write test.json, then DONE."""
+    model, run, task, t = job.model, job.run, job.task, job.cfg.train
     best = run.load_best(model)
     model.to(job.device)
-    test = evaluate_model(model, ds, "test", t.max_hist, t.eval_batch_size, job.device,
-                          full_ranking=t.full_ranking, amp=t.amp, progress=job.progress,
-                          full_rank_users=t.full_rank_users)
+    test = task.test(model, job.device, t.amp, job.progress)
     result = {
-        "dataset": ds.name, "n_users": ds.n_users, "model": job.cfg.model.name,
-        "seed": job.cfg.seed, "best_epoch": best["epoch"], "best_valid_gauc": best["valid_gauc"],
+        "dataset": task.name, "model": job.cfg.model.name, "seed": job.cfg.seed,
+        "best_epoch": best["epoch"], f"best_valid_{best['monitor']}": best["value"],
         "epochs_run": state.epoch, "stopped_early": state.stopped, "step": state.step,
         **test,
     }
@@ -394,15 +385,17 @@ def _finish(job: _Job, state: TrainState) -> dict[str, Any]:
 
 
 def train(cfg: RunConfig, data: str | Path, out: str | Path, resume: bool = False,
-          progress: bool = True, overwrite: bool = False,
+          progress: bool = True, overwrite: bool = False, allow_other_data: bool = False,
           on_step: StepHook | None = None) -> dict[str, Any]:
-    """Train ``cfg.model.name`` on the prepared dataset ``data`` into the run folder ``out``.
+    """Train ``cfg.model.name`` on the prepared folder ``data`` into the run folder ``out``.
 
     Returns the final test metrics (the content of ``RUN/test.json``). With
     ``resume`` an existing ``RUN/checkpoint.pt`` is continued (up to
-    ``cfg.train.epochs``; a finished run just returns its result). A finished or
-    started run is never overwritten unless ``overwrite``. ``on_step(epoch, step)``
-    is called after every optimiser step (a hook for tests and monitoring).
+    ``cfg.train.epochs``; a finished run just returns its result), on the same data
+    only unless ``allow_other_data``. A finished or started run is never overwritten
+    unless ``overwrite``, and a folder that is not a run folder never is.
+    ``on_step(epoch, step)`` is called after every optimiser step (a hook for tests
+    and monitoring).
 
     Under torchrun (see the module docstring) every rank calls this; each returns
     the same result, progress shows on rank 0 only, and a failing rank names itself
@@ -414,7 +407,8 @@ def train(cfg: RunConfig, data: str | Path, out: str | Path, resume: bool = Fals
     try:
         result = _train(cfg, Path(data), RunFolder(Path(out)), ctx,
                         distributed.local_device(device, ctx), resume=resume,
-                        overwrite=overwrite, progress=progress and ctx.is_main, on_step=on_step)
+                        overwrite=overwrite, allow_other_data=allow_other_data,
+                        progress=progress and ctx.is_main, on_step=on_step)
         failed = False
         return result
     except BaseException as e:
@@ -446,11 +440,11 @@ def _restore(job: _Job, ckpt: dict[str, Any], state: TrainState) -> None:
 
 
 def _train(cfg: RunConfig, data: Path, run: RunFolder, ctx: distributed.DistContext,
-           device: torch.device, *, resume: bool, overwrite: bool, progress: bool,
-           on_step: StepHook | None) -> dict[str, Any]:
+           device: torch.device, *, resume: bool, overwrite: bool, allow_other_data: bool,
+           progress: bool, on_step: StepHook | None) -> dict[str, Any]:
     """:func:`train` inside the process group (a no-op group in one process)."""
-    ds = ProcessedDataset.open(data)
-    ckpt, finished = _open_run(run, cfg, resume, overwrite, ctx)
+    task = open_task(cfg, data)
+    ckpt, finished = _open_run(run, cfg, task, resume, overwrite, allow_other_data, ctx)
     if finished is not None:
         return finished
     state = TrainState(**ckpt["state"]) if ckpt else TrainState()
@@ -459,10 +453,11 @@ def _train(cfg: RunConfig, data: Path, run: RunFolder, ctx: distributed.DistCont
     seed_everything(cfg.seed)
     if cfg.train.num_threads:
         torch.set_num_threads(cfg.train.num_threads)
-    model = build(cfg, ds, device)  # the same initial weights on every rank
+    model = build(cfg, task, device)  # the same initial weights on every rank
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.train.lr,
                                  weight_decay=cfg.train.weight_decay)
-    job = _Job(cfg, ds, run, model, optimizer, device, ctx, progress=progress, on_step=on_step)
+    job = _Job(cfg, task, run, model, optimizer, device, ctx, progress=progress,
+               on_step=on_step)
     if ckpt:
         _restore(job, ckpt, state)
         if ctx.is_main:
@@ -474,22 +469,59 @@ def _train(cfg: RunConfig, data: Path, run: RunFolder, ctx: distributed.DistCont
             distributed.seed_rank(cfg.seed, ctx.rank)
     if ctx.is_main:
         extra = {"world_size": ctx.world_size, "backend": ctx.backend} if ctx.enabled else {}
-        write_config(cfg, run, ds, data, resumed_from_epoch=state.epoch if ckpt else None,
+        write_config(cfg, run, task, device, resumed_from_epoch=state.epoch if ckpt else None,
                      **extra)
+        if progress:
+            how = " (train.device: auto)" if cfg.train.device == "auto" else ""
+            tqdm.write(f"training {cfg.model.name} on {task.name} ({task.kind}) on "
+                       f"{device_name(str(device))}{how} -> {run.root}")
     if ctx.enabled:
         job.net = distributed.wrap_ddp(model, ctx, device)
 
     while not state.complete(cfg.train.epochs):
         line = _run_epoch(job, state)
         if progress and line is not None:
+            shown = "  ".join(f"{k[6:]} {v:.4f}" for k, v in line.items()
+                              if k.startswith("valid/") and isinstance(v, float))[:120]
             tqdm.write(f"epoch {line['epoch']}: loss {line.get('train/loss', float('nan')):.4f}"
-                       f"  valid gauc {line['valid/gauc']:.4f}  ndcg@10 "
-                       f"{line['valid/ndcg@10']:.4f}  ({line['samples_per_s']:.0f} samples/s)")
+                       f"  valid {shown}  ({line['samples_per_s']:.0f} samples/s)")
     result = _finish(job, state) if ctx.is_main else None
     return distributed.broadcast_object(result, ctx)  # the other ranks wait for test.json
 
 
-def _open_run(run: RunFolder, cfg: RunConfig, resume: bool, overwrite: bool,
+def _is_run_folder(run: RunFolder) -> bool:
+    """Does ``run.root`` hold a run this trainer wrote (a config.yaml with its provenance)?"""
+    try:
+        return "config_hash" in (load_yaml(run.config).get("provenance") or {})
+    except Exception:  # an unreadable or foreign config.yaml: not ours
+        return False
+
+
+def _check_folder(run: RunFolder, resume: bool, overwrite: bool) -> None:
+    """Refuse to clobber a finished or started run unless asked; never touch a folder that
+    is not a run folder; clear the run's own files when overwriting."""
+    if run.root.exists() and not run.root.is_dir():
+        raise RunError(f"{run.root}: exists and is not a folder; give a run folder to train into")
+    if run.root.is_dir() and any(run.root.iterdir()) and not _is_run_folder(run):
+        present = sorted(p.name for p in run.root.iterdir())[:5]
+        raise RunError(f"{run.root}: not empty and not a run folder (holds {', '.join(present)}"
+                       "...); choose a new or empty folder")
+    if overwrite:
+        _remove(*run.files())
+        return
+    if resume and run.checkpoint.is_file():
+        return
+    if run.is_finished():
+        raise RunError(f"{run.root}: holds a finished run (test.json, DONE); choose another "
+                       "output folder, resume it to train more epochs, or overwrite it")
+    started = [p.name for p in run.files() if p.exists()]
+    if started and not resume:
+        raise RunError(f"{run.root}: holds a started run ({', '.join(started)}); "
+                       "pass resume to continue it or overwrite to start again")
+
+
+def _open_run(run: RunFolder, cfg: RunConfig, task: RecommendationTask | ImageTask,
+              resume: bool, overwrite: bool, allow_other_data: bool,
               ctx: distributed.DistContext) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
     """Rank 0 checks the run folder and reads the checkpoint to resume; every rank gets
     ``(checkpoint or None, the finished run's result or None)``. Only rank 0 touches the
@@ -497,7 +529,11 @@ def _open_run(run: RunFolder, cfg: RunConfig, resume: bool, overwrite: bool,
     opened = None
     if ctx.is_main:
         _check_folder(run, resume, overwrite)
-        ckpt = read_checkpoint(run, cfg) if resume and run.checkpoint.is_file() else None
+        ckpt = None
+        if resume and run.checkpoint.is_file():
+            _, provenance = run.read_config()
+            check_data(run.root, provenance, task, allow_other_data)
+            ckpt = read_checkpoint(run, cfg)
         finished = None
         if (ckpt and TrainState(**ckpt["state"]).complete(cfg.train.epochs)
                 and run.is_finished()):
@@ -508,5 +544,5 @@ def _open_run(run: RunFolder, cfg: RunConfig, resume: bool, overwrite: bool,
     return distributed.broadcast_object(opened, ctx)
 
 
-__all__ = ["RESUMABLE_CHANGES", "RunError", "TrainState", "item_features", "read_checkpoint",
-           "rng_states", "save_checkpoint", "set_rng_states", "train"]
+__all__ = ["RESUMABLE_CHANGES", "RunError", "TrainState", "read_checkpoint", "rng_states",
+           "save_checkpoint", "set_rng_states", "train"]

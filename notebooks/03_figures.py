@@ -22,11 +22,11 @@
 # %%
 from pathlib import Path
 
-from mdr.results import dataset_name, results_dir
+from mdr.results import results_dataset, results_dir
 
 # the notebook's folder (when run as a script) or the current one, searched upwards
 RESULTS = results_dir([Path(globals().get("__file__", "notebook")).resolve().parent])
-DATASET = dataset_name()
+DATASET = results_dataset()
 print(f"RESULTS = {RESULTS}\nDATASET = {DATASET}")
 
 # %%

@@ -25,11 +25,11 @@
 import os
 from pathlib import Path
 
-from mdr.results import dataset_name, results_dir
+from mdr.results import results_dataset, results_dir
 
 # the notebook's folder (when run as a script) or the current one, searched upwards
 RESULTS = results_dir([Path(globals().get("__file__", "notebook")).resolve().parent])
-DATASET = dataset_name()
+DATASET = results_dataset()
 USER = int(os.environ.get("MDR_USER") or 0)
 print(f"RESULTS = {RESULTS}\nDATASET = {DATASET}\nUSER = {USER}")
 
@@ -53,7 +53,7 @@ from tqdm import TqdmWarning
 # mdr.evaluate imports tqdm.auto, which warns in a kernel without ipywidgets (no bars here)
 warnings.filterwarnings("ignore", category=TqdmWarning)
 from mdr.data.parse import DataError
-from mdr.evaluate import RunError, load_run
+from mdr.runs import RunError, load_run
 
 torch.set_num_threads(1)
 OUT = RESULTS / DATASET
@@ -104,7 +104,7 @@ elif run_dir is not None:
         print(f"**Cannot reopen the run:** {e} (is its prepared data here? `mdr data prepare`)")
 if run is not None:
     print(f"run {run.folder.root.name}: best epoch {run.best.get('epoch')}, "
-          f"valid GAUC {run.best.get('valid_gauc', float('nan')):.4f}; data {run.ds.root}")
+          f"valid GAUC {run.best.get('value', float('nan')):.4f}; data {run.ds.root}")
 
 # %% [markdown]
 # ## The user's top-scored item

@@ -55,20 +55,33 @@ def test_unknown_override_and_unknown_model_are_clear_errors(
 def test_train_then_evaluate_each_model_kind(model: str, tiny_proc: Path, tmp_path: Path,
                                              cli_env: dict[str, str]) -> None:
     run = tmp_path / model
-    cfg = REPO / "benchmarks" / "configs" / ("deepctr.yaml" if model == "deepfm"
-                                             else "mdr_synthetic.yaml")
-    res = mdr("train", "-q", "--config", str(cfg), "--data", str(tiny_proc), "--out", str(run),
+    res = mdr("train", "-q", "--config", str(CONFIG), "--data", str(tiny_proc), "--out", str(run),
               "--model", model, "--epochs", "1", "--max-steps", "2", "--seed", "1", env=cli_env)
     assert res.returncode == 0, res.stderr
     test = json.loads((run / "test.json").read_text())
     for key in ("gauc", "auc", "ndcg@10", "hr@10", "full_ndcg@10", "full_hr@10"):
         assert 0.0 <= test[key] <= 1.0, key
+    assert test["seed"] == 1 and test["epochs_run"] == 1
     if model == "mdr_wo_ic":  # the ablation's override reached the run's resolved config
         assert "eta: 0.0" in (run / "config.yaml").read_text()
-    if model != "deepfm":
-        again = mdr("evaluate", str(run), "--json", env=cli_env)
-        assert again.returncode == 0, again.stderr
-        assert json.loads(again.stdout)["gauc"] == pytest.approx(test["gauc"])
+    again = mdr("evaluate", str(run), "--json", env=cli_env)
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["gauc"] == pytest.approx(test["gauc"])
+
+
+def test_every_model_honours_the_seed_and_never_replaces_a_finished_run(
+        tiny_proc: Path, tmp_path: Path, cli_env: dict[str, str]) -> None:
+    run = tmp_path / "run"
+    common = ["train", "-q", "--config", str(CONFIG), "--data", str(tiny_proc), "--epochs", "1",
+              "--max-steps", "2", "--set", "train.full_ranking=false"]
+    res = mdr(*common, "--out", str(run), "--model", "deepfm", "--set", "seed=5", env=cli_env)
+    assert res.returncode == 0, res.stderr
+    assert json.loads((run / "test.json").read_text())["seed"] == 5
+    assert "seed: 5" in (run / "config.yaml").read_text()
+    before = (run / "test.json").read_bytes()
+    res = mdr(*common, "--out", str(run), "--model", "mdr", env=cli_env)
+    assert res.returncode == 2 and "holds a finished run" in res.stderr
+    assert "Traceback" not in res.stderr and (run / "test.json").read_bytes() == before
 
 
 def test_non_zero_ranks_wait_for_rank_0_to_prepare_a_named_dataset(

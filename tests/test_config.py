@@ -103,13 +103,53 @@ def test_unknown_variant_lists_the_known_ones() -> None:
         variant_overrides(path, "mdr_wo_everything")
 
 
-def test_deepctr_config_merges_common_model_section_and_overrides() -> None:
-    from baselines.deepctr_models import load_deepctr_config
+def test_model_names_resolve_in_one_place() -> None:
+    from mdr.config import model_overrides
 
-    path = CONFIGS / "deepctr.yaml"
-    cfg = load_deepctr_config(path, "deepfm", {"train.epochs": 2, "seed": 5, "model.name": "x"})
-    assert cfg.epochs == 2 and cfg.dnn_hidden == (80, 40) and cfg.num_threads == 1
-    with pytest.raises(ConfigError, match="does not apply"):
-        load_deepctr_config(path, "pnn", {"loss.eta": 0.0})
-    with pytest.raises(ConfigError, match="unknown deepctr model"):
-        load_deepctr_config(path, "fm", {})
+    path = CONFIGS / "mdr_synthetic.yaml"
+    # an ablation keeps the file's model; a baseline brings its own; any other name is a model
+    assert model_overrides(path, "mdr_wo_ic") == {"loss.eta": 0.0}
+    assert model_overrides(path, "pnn")["model.name"] == "pnn"
+    assert model_overrides(path, "my_model") == {"model.name": "my_model"}
+    assert model_overrides(None, "deepfm") == {"model.name": "deepfm"}
+    cfg = load_run_config(path, {"train.epochs": 2}, model="deepfm")
+    assert cfg.model.name == "deepfm" and cfg.train.epochs == 2
+    assert cfg.train.batch_size == 256  # the baseline's own override set
+
+
+def test_every_table_model_is_named_in_every_shipped_config() -> None:
+    for path in (CONFIGS / "mdr_synthetic.yaml", CONFIGS / "mdr_amazon.yaml"):
+        names = {n for section in variant_names(path).values() for n in section}
+        assert {"beta_vae", "abae", "din_pp", "din", "wide_deep", "pnn", "deepfm",
+                "mdr_wo_ic"} <= names, path.name
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ({"train.batch_size": 0}, "batch_size >= 1"),
+    ({"train.epochs": 0}, "epochs >= 1"),
+    ({"train.lr": -1.0}, "lr a positive number"),
+    ({"train.device": "gpu"}, "device cpu, cuda"),
+    ({"train.valid_fraction": 1.0}, "valid_fraction"),
+    ({"loss.beta": float("nan")}, "beta a finite number"),
+    ({"seed": -1}, "seed >= 0"),
+])
+def test_impossible_values_are_one_clear_error(override: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        apply_overrides(RunConfig(), override)
+
+
+def test_floats_in_exponent_notation_are_numbers(tmp_path: Path) -> None:
+    from mdr.config import parse_value
+
+    assert parse_value("1e-3") == 0.001 and parse_value("2E5") == 2e5
+    assert parse_value("5") == 5 and parse_value("null") is None and parse_value("x") == "x"
+    path = tmp_path / "c.yaml"
+    path.write_text("train:\n  lr: 1e-3\n")
+    assert load_run_config(path).train.lr == 0.001
+
+
+def test_a_config_that_is_not_utf8_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_bytes(b"train:\n  lr: 0.1 # caf\xe9\n")
+    with pytest.raises(ConfigError, match="not a UTF-8 text file"):
+        load_run_config(path)

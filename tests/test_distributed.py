@@ -29,9 +29,9 @@ from torch import Tensor, nn
 from mdr import distributed
 from mdr.config import RunConfig, apply_overrides
 from mdr.data.batches import BatchIterator
-from mdr.evaluate import RunError
 from mdr.models.base import ItemFeatures
 from mdr.registry import register
+from mdr.runs import RunError
 from mdr.train import _epoch_batches, train
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -74,6 +74,13 @@ def rank_batches(samples: dict[str, np.ndarray], batch_size: int, world: int,
 # --------------------------------------------------------------------------- sharding
 
 
+def global_steps(n: int, batch_size: int, world_size: int) -> int:
+    """Optimiser steps of an epoch of ``n`` rows: ceil(n / batch_size), less a final partial
+    batch with fewer rows than ranks (the contract shard_rows keeps)."""
+    full, tail = divmod(n, batch_size)
+    return full + int(tail >= world_size and tail > 0)
+
+
 def test_shard_rows_known_answers() -> None:
     order = np.arange(10)
     r0, n0 = distributed.shard_rows(order, 4, 0, 2)
@@ -86,7 +93,7 @@ def test_shard_rows_known_answers() -> None:
     r1, n1 = distributed.shard_rows(order, 5, 1, 2)
     assert (n0, n1) == (3, 2)
     assert r0.tolist() == [7, 3, 9, 8, 2, 6] and r1.tolist() == [0, 1, 5, 4]
-    assert distributed.global_steps(11, 5, 2) == 2 and distributed.global_steps(12, 5, 2) == 3
+    assert global_steps(11, 5, 2) == 2 and global_steps(12, 5, 2) == 3
     assert distributed.split_sizes(7, 3).tolist() == [3, 2, 2]
 
 
@@ -96,7 +103,7 @@ def test_ranks_partition_every_global_batch(n: int, batch: int, world: int) -> N
     samples = {"idx": np.arange(n, dtype=np.int64), "label": np.zeros(n, np.float32)}
     single = rank_batches(samples, batch, 0)[0]
     ranks = rank_batches(samples, batch, world)
-    steps = distributed.global_steps(n, batch, world)
+    steps = global_steps(n, batch, world)
     assert [len(b) for b in ranks] == [steps] * world  # every rank steps equally often
     for s in range(steps):  # step s of the ranks, in rank order = step s of one process
         parts = [ranks[r][s]["idx"] for r in range(world)]
@@ -319,6 +326,20 @@ def test_two_cpu_processes_keep_the_single_process_contract(
     assert json.loads((run / "test.json").read_text()) == \
         json.loads((straight / "test.json").read_text())
     assert (run / "DONE").is_file()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", ["pnn", "deepfm"])
+def test_the_ctr_baselines_take_the_same_torchrun_path(
+        model: str, tiny_proc: Path, cli_env: dict[str, str], tmp_path: Path) -> None:
+    """deepctr networks under DDP: PNN leaves its linear part unused, DeepFM uses all."""
+    run = tmp_path / model
+    done = torchrun(cli_train(tiny_proc, run, 2, "--model", model), cli_env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads((run / "test.json").read_text())
+    assert result["model"] == model and result["epochs_run"] == 2 and result["step"] == 6
+    assert 0.0 <= result["gauc"] <= 1.0
+    assert "world_size: 2" in (run / "config.yaml").read_text()
 
 
 FAILING_RANK = textwrap.dedent("""

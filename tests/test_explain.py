@@ -3,7 +3,6 @@ recomputed independently of the module, text, JSON, CLI and errors."""
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 import sys
@@ -14,16 +13,16 @@ import pytest
 import torch
 
 from mdr.data.batches import eval_samples
-from mdr.evaluate import LoadedRun, RunError, load_run, sampled_scores
+from mdr.evaluate import sampled_scores
 from mdr.explain.attribution import (
     Explanation,
     attention_weights,
     explain,
-    explain_cli,
     resolve_item,
     resolve_user,
     slot_drops,
 )
+from mdr.runs import LoadedRun, RunError, load_run
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # importlib mode: conftest by name
 from conftest import train_tiny
@@ -182,13 +181,13 @@ def test_cli_accepts_raw_ids_and_indices(run: LoadedRun, tiny_mdr_run: Path,
     asin, uid = run.ds.items[item]["asin"], run.ds.user_ids[USER]
     assert resolve_user(uid, run.ds) == USER and resolve_user(f"#{USER}", run.ds) == USER
     assert resolve_item(asin, run.ds) == item and resolve_item(str(item), run.ds) == item
-    ns = argparse.Namespace(run=tiny_mdr_run, user=uid, item=f"#{item}", json=True, top=3,
-                            data=None)
-    assert explain_cli(ns) == 0
+    from mdr.cli import main
+
+    assert main(["explain", str(tiny_mdr_run), "--user", uid, "--item", f"#{item}", "--json",
+                 "--top", "3"]) == 0
     got = Explanation.from_dict(json.loads(capsys.readouterr().out))
     assert got == explain(run, USER, item, top_history=3)
-    assert explain_cli(argparse.Namespace(run=tiny_mdr_run, user=str(USER), item=asin,
-                                          json=False, top=None, data=None)) == 0
+    assert main(["explain", str(tiny_mdr_run), "--user", str(USER), "--item", asin]) == 0
     assert "Score: logit" in capsys.readouterr().out
 
 
@@ -201,10 +200,8 @@ def test_unknown_user_or_item_is_a_clear_error(run: LoadedRun, tiny_mdr_run: Pat
         resolve_user("nobody", run.ds, tiny_mdr_run)
     with pytest.raises(RunError, match=r"unknown item '#100000'"):
         resolve_item("#100000", run.ds, tiny_mdr_run)
-    ns = argparse.Namespace(run=tiny_mdr_run, user="0", item="B-NOT-AN-ASIN", json=False,
-                            top=5, data=None)
     with pytest.raises(RunError, match=rf"{tiny_mdr_run.name}.*B-NOT-AN-ASIN"):
-        explain_cli(ns)
+        resolve_item("B-NOT-AN-ASIN", run.ds, tiny_mdr_run)
 
 
 def test_mdr_explain_command(tiny_mdr_run: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -218,24 +215,22 @@ def test_mdr_explain_command(tiny_mdr_run: Path, capsys: pytest.CaptureFixture[s
     assert err.startswith("mdr: error:") and "unknown user 'nobody'" in err
 
 
-def test_runs_that_cannot_be_explained(tiny_mdr_run: Path, tmp_path: Path) -> None:
-    def cli(folder: Path) -> int:
-        return explain_cli(argparse.Namespace(run=folder, user="0", item="0", json=False,
-                                              top=5, data=None))
+def test_runs_that_cannot_be_explained(tiny_mdr_run: Path, tiny_proc: Path,
+                                      tmp_path: Path) -> None:
+    from mdr.explain.attribution import open_run
 
     no_best = tmp_path / "no-best"
     no_best.mkdir()
     shutil.copy(tiny_mdr_run / "config.yaml", no_best / "config.yaml")
-    with pytest.raises(RunError, match=r"no-best: no best\.pt"):
-        cli(no_best)
-    deepctr = tmp_path / "deepfm-s0"
-    deepctr.mkdir()
-    (deepctr / "config.yaml").write_text("model: deepfm\ndeepctr_torch: 0.3.0\nseed: 0\n")
-    (deepctr / "best.pt").write_bytes(b"")
-    with pytest.raises(RunError, match=r"deepfm-s0: a deepctr-torch run \(deepfm\)"):
-        cli(deepctr)
+    with pytest.raises(RunError, match=r"no-best: an unfinished run.*--allow-unfinished"):
+        open_run(no_best)
+    with pytest.raises(RunError, match=r"no-best/best\.pt: file not found"):
+        open_run(no_best, allow_unfinished=True)
+    deepfm = train_tiny(tiny_proc, tmp_path / "deepfm-s0", "deepfm", epochs=1, steps=2)
+    with pytest.raises(RunError, match=r"deepfm-s0: a 'deepfm' run; explain needs"):
+        open_run(deepfm)
     with pytest.raises(RunError, match="run folder not found"):
-        cli(tmp_path / "missing")
+        open_run(tmp_path / "missing")
 
 
 def test_id_embedding_model_is_explained_by_attention_only(tiny_proc: Path,
@@ -265,7 +260,7 @@ def test_real_data_falls_back_to_weak_label_names(tiny_mdr_run: Path, tiny_proc:
     (real / "dataset.json").write_text(json.dumps(manifest))
     from mdr.explain.attribution import item_facts
 
-    lr = load_run(tiny_mdr_run, data=real)
+    lr = load_run(tiny_mdr_run, data=real, allow_other_data=True)  # the same run, "real" data
     facts = item_facts(lr.ds)
     assert facts.source == "labels"
     colour = lr.ds.labels["colour"]

@@ -1,4 +1,5 @@
-"""Real product photos: the fashion-images loader, the image-only model and its trainer.
+"""Real product photos: the fashion-images loader (the image side's model and training on
+them: tests/test_image_side.py).
 
 Most tests use a small FIXTURE corpus in the public layout (styles.csv,
 styles_text.csv, images/<id>.jpg drawn with PIL) with every hazard the real
@@ -12,15 +13,12 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import json
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image, ImageDraw
 
-from mdr.config import ConfigError, SlotConfig
 from mdr.data.fashion import (
     OTHER,
     FashionImages,
@@ -29,9 +27,6 @@ from mdr.data.fashion import (
     prepare_fashion,
 )
 from mdr.data.parse import DataError
-from mdr.evaluate import RunError
-from mdr.image_train import ImageRunConfig, load_image_config, load_image_model, train_images
-from mdr.models.image_factors import ImageFactorModel
 
 REPO = Path(__file__).resolve().parents[1]
 HEADER = ["id", "gender", "masterCategory", "subCategory", "articleType", "baseColour",
@@ -242,102 +237,3 @@ def test_real_corpus_subset(tmp_path: Path) -> None:
         assert (it["articleType"], it["baseColour"]) == table[it["id"]]
     # photos are product shots on a light background
     assert ds.images[:, 0, 0].mean() > 200
-
-
-# --------------------------------------------------------------------------- model
-
-
-def _slots() -> tuple[SlotConfig, ...]:
-    return (SlotConfig("colour", "visual_dominant", 3, "colour"),
-            SlotConfig("shape", "visual_only", 2, "article"),
-            SlotConfig("pattern", "visual_only", 2))
-
-
-def test_model_layout_encode_decode_and_ws() -> None:
-    m = ImageFactorModel(_slots(), 16, {"colour": 4, "article": 2}, blackbox_dim=3,
-                         channels=(4, 4, 4, 4), hidden=16)
-    assert m.slot_columns() == {"colour": [0, 1, 2], "shape": [3, 4], "pattern": [5, 6],
-                                "blackbox": [7, 8, 9]}
-    assert set(m.classifiers) == {"colour", "shape"}
-    x = torch.randint(0, 256, (5, 16, 16, 3), dtype=torch.uint8)
-    f = m.encode(x)
-    assert f.shape == (5, 10) and torch.equal(f, m.encode(x.numpy()))
-    img = m.decode(f)
-    assert img.shape == (5, 3, 16, 16) and img.min() >= 0 and img.max() <= 1
-    none = {"colour": torch.full((5,), -1), "article": torch.full((5,), -1)}
-    assert float(m.loss_terms(x, none)["ws"]) == 0.0
-    # ws = summed CE of the labelled pairs / batch size (Eq. 13), by hand
-    y = {"colour": torch.tensor([0, -1, 2, -1, -1]), "article": torch.tensor([-1, 1, -1, -1, 0])}
-    terms = m.loss_terms(x, y, sample=False)
-    ce_c = torch.nn.functional.cross_entropy(m.classifiers["colour"](f[[0, 2]][:, :3]),
-                                             torch.tensor([0, 2]), reduction="sum")
-    ce_s = torch.nn.functional.cross_entropy(m.classifiers["shape"](f[[1, 4]][:, 3:5]),
-                                             torch.tensor([1, 0]), reduction="sum")
-    assert torch.allclose(terms["ws"], (ce_c + ce_s).detach() / 5, atol=1e-5)
-    same = ImageFactorModel(_slots(), 16, {"colour": 4, "article": 2}, blackbox_dim=3,
-                            channels=(4, 4, 4, 4), hidden=16)
-    assert all(torch.equal(a, b) for a, b in zip(m.state_dict().values(),
-                                                  same.state_dict().values()))
-
-
-def test_model_rejects_bad_slots() -> None:
-    with pytest.raises(ValueError, match="no image dimensions"):
-        ImageFactorModel((SlotConfig("brand", "text_only", 2),), 16, {})
-    with pytest.raises(ValueError, match="weak label 'colour' not in"):
-        ImageFactorModel((SlotConfig("colour", "visual_only", 2, "colour"),), 16, {"x": 3})
-
-
-# --------------------------------------------------------------------------- trainer
-
-
-def _cfg(epochs: int) -> ImageRunConfig:
-    return load_image_config(REPO / "benchmarks" / "configs" / "fashion.yaml", {
-        "data.image_size": 16, "model.channels": [8, 8, 8, 8], "model.hidden": 32,
-        "model.blackbox_dim": 2, "train.epochs": epochs, "train.batch_size": 16,
-        "train.valid_fraction": 0.25, "train.lr": 0.01})
-
-
-def _lines(run: Path) -> list[dict]:
-    drop = ("train_s", "valid_s", "elapsed_s", "images_per_s")
-    return [{k: v for k, v in json.loads(s).items() if k not in drop}
-            for s in (run / "metrics.jsonl").read_text().splitlines()]
-
-
-def test_train_resume_matches_uninterrupted(proc: Path, tmp_path: Path) -> None:
-    full = train_images(_cfg(2), proc, tmp_path / "full", progress=False)
-    half = tmp_path / "half"
-    one = train_images(_cfg(1), proc, half, progress=False)
-    assert one["epochs_run"] == 1 and (half / "checkpoint.pt").is_file()
-    with pytest.raises(RunError, match="finished"):
-        train_images(_cfg(2), proc, half, progress=False)
-    resumed = train_images(_cfg(2), proc, half, resume=True, progress=False)
-    assert _lines(half) == _lines(tmp_path / "full")
-    drop = ("train_s",)
-    assert {k: v for k, v in resumed.items() if k not in drop} == \
-        {k: v for k, v in full.items() if k not in drop}
-    line = _lines(half)[-1]
-    for key in ("train/rec", "train/kl", "train/ws", "valid/loss", "valid/acc_colour",
-                "valid/acc_shape", "valid/chance_colour"):
-        assert np.isfinite(line[key]), key
-    assert 0.0 <= line["valid/acc_shape"] <= 1.0
-    cfg_text = (half / "config.yaml").read_text()
-    assert "provenance:" in cfg_text and "config_hash" in cfg_text
-    with pytest.raises(RunError, match="different config"):
-        train_images(load_image_config(None, {"data.image_size": 16, "train.epochs": 3}),
-                     proc, half, resume=True, progress=False)
-    _, model, ds = load_image_model(half, which="final")
-    assert ds.n_items == N_GOOD and not model.training
-    assert model.encode(ds.images[:3]).shape == (3, 4 + 4 + 4 + 2)  # slots + black box
-
-
-def test_train_learns_colour_from_weak_labels(proc: Path, tmp_path: Path) -> None:
-    """On the fixture a colour is one flat fill: 25 epochs at 16x16 (a few seconds) are
-    enough for the colour slot's classifier to beat the majority rate on held-out items."""
-    result = train_images(_cfg(25), proc, tmp_path / "r", progress=False)
-    assert result["valid/acc_colour"] > result["valid/chance_colour"] + 0.2
-
-
-def test_config_rejects_image_size_mismatch(proc: Path, tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="prepared at 16x16"):
-        train_images(load_image_config(None, {"data.image_size": 32}), proc, tmp_path / "x",
-                     progress=False)

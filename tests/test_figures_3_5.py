@@ -1,5 +1,5 @@
 """Figures 3 and 5: known-answer tests of the pieces, and both scripts end to end on the tiny
-shop (MDR and ABAE x 2 seeds of short runs, plus a hand-written run in the deepctr layout)."""
+shop (MDR and ABAE x 2 seeds of short runs, plus a DeepFM run: every model, one layout)."""
 
 from __future__ import annotations
 
@@ -121,10 +121,10 @@ def test_synthetic_word_factors_follow_the_generator_word_lists() -> None:
 # --------------------------------------------------------------------------- reading runs
 
 
-def test_valid_curves_in_both_trainer_layouts(tmp_path: Path) -> None:
+def test_valid_curves_of_the_run_folder(tmp_path: Path) -> None:
     fig3 = bench("figure3")
     path = tmp_path / "metrics.jsonl"
-    path.write_text('{"epoch": 1, "valid/gauc": 0.6}\n{"epoch": 2, "valid": {"gauc": 0.7}}\n'
+    path.write_text('{"epoch": 1, "valid/gauc": 0.6}\n{"epoch": 2, "valid/gauc": 0.7}\n'
                     '{"epoch": 2, "valid/gauc": 0.65}\n')  # a resumed epoch: the last wins
     assert fig3.read_valid_curve(path) == ((1, 2), (0.6, 0.65))
     path.write_text('{"epoch": 1, "valid/gauc": 0.6}\n{"epoch": 2,\n')
@@ -151,25 +151,15 @@ def test_summary_means_and_stds_over_seeds() -> None:
 # --------------------------------------------------------------------------- end to end
 
 
-def _deepctr_run(folder: Path) -> None:
-    """A run folder in the deepctr runner's layout (nested ``valid``)."""
-    folder.mkdir(parents=True)
-    lines = [{"epoch": e, "loss": 0.6, "valid": {"gauc": g, "auc": g}}
-             for e, g in ((1, 0.55), (2, 0.57), (3, 0.56))]
-    (folder / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
-    (folder / "test.json").write_text(json.dumps(
-        {"model": "deepfm", "dataset": DATASET, "seed": 0, "gauc": 0.555, "best_epoch": 2}))
-
-
 @pytest.fixture(scope="module")
 def results(tmp_path_factory: pytest.TempPathFactory, tiny_proc: Path,
             tiny_mdr_run: Path) -> Path:
-    """results/synthetic-tiny/runs with MDR and ABAE x 2 seeds, a deepctr-layout run, and
+    """results/synthetic-tiny/runs with MDR and ABAE x 2 seeds, a 3-epoch DeepFM run, and
     a table2.manifest.json listing them."""
     root = tmp_path_factory.mktemp("results")
     runs = root / DATASET / "runs"
     names = ["deepfm-000000000001-s0"]
-    _deepctr_run(runs / names[0])
+    train_tiny(tiny_proc, runs / names[0], "deepfm", epochs=3, steps=2)
     for model in ("mdr", "abae"):
         for seed in (0, 1):
             name = f"{model}-00000000000{seed}-s{seed}"
@@ -196,7 +186,9 @@ def test_figure3_end_to_end(results: Path) -> None:
                and math.isfinite(float(r["gauc_std"])) for r in rows)
     tests = {r["model"]: r for r in rows if r["split"] == "test"}
     assert {m: r["n"] for m, r in tests.items()} == {"deepfm": "1", "mdr": "2", "abae": "2"}
-    assert float(tests["deepfm"]["gauc_mean"]) == pytest.approx(0.555)
+    deepfm_test = json.loads((results / DATASET / "runs" / "deepfm-000000000001-s0" /
+                              "test.json").read_text())["gauc"]
+    assert float(tests["deepfm"]["gauc_mean"]) == pytest.approx(deepfm_test)
     mdr_test = [json.loads((results / DATASET / "runs" / f"mdr-00000000000{s}-s{s}" /
                             "test.json").read_text())["gauc"] for s in (0, 1)]
     assert float(tests["mdr"]["gauc_mean"]) == pytest.approx(np.mean(mdr_test))

@@ -17,7 +17,6 @@ from mdr.models.image_vae import (
     ImageEncoder,
     kl_divergence,
     reconstruction_loss,
-    visual_loss,
 )
 from mdr.models.mdr import LOSS_TERMS, MDRRecommender
 from mdr.models.text_aspects import (
@@ -144,14 +143,10 @@ def test_kl_closed_form():
     assert kl_divergence(torch.zeros(4, 5), torch.zeros(4, 5)).abs().max() == 0
 
 
-def test_reconstruction_and_visual_loss():
+def test_reconstruction_loss():
     x = torch.zeros(2, 3, 4, 4)
     x_rec = torch.full((2, 3, 4, 4), 0.5)
     torch.testing.assert_close(reconstruction_loss(x, x_rec), torch.tensor([12.0, 12.0]))
-    mu, lv = torch.ones(2, 3), torch.zeros(2, 3)
-    torch.testing.assert_close(
-        visual_loss(x, x_rec, mu, lv, beta=4.0), torch.tensor([12.0 + 4 * 0.5, 12.0 + 4 * 0.5])
-    )
 
 
 @pytest.mark.parametrize("size", [32, 64])
@@ -162,8 +157,7 @@ def test_vae_shapes(size):
     assert f.shape == lv.shape == (3, 7)
     with torch.no_grad():
         x = dec(torch.randn(3, 5))
-    assert x.shape == (3, 3, size, size)
-    assert float(x.min()) >= 0 and float(x.max()) <= 1
+    assert x.shape == (3, 3, size, size) and bool(torch.isfinite(x).all())
     with pytest.raises(ValueError, match="multiple"):
         ImageEncoder(20, 4, (8, 8, 16))
 
@@ -424,7 +418,7 @@ def test_tiny_batch_overfits_and_terms_move(feats):
     opt = torch.optim.Adam(m.parameters(), lr=3e-3)
     batch = tiny_batch(B=16, H=5, seed=4)
     first = {k: float(v.detach()) for k, v in m.calculate_loss(batch).items()}
-    for _ in range(100):
+    for _ in range(200):
         opt.zero_grad()
         out = m.calculate_loss(batch)
         out["loss"].backward()
@@ -576,7 +570,7 @@ def test_standardised_decoder_output_maps_back_to_pixels():
     from mdr.models.image_vae import ImageDecoder
 
     mean, std = torch.tensor([0.9, 0.8, 0.7]), torch.tensor([0.2, 0.3, 0.4])
-    dec = ImageDecoder(8, 3, (4, 4), hidden=5, output="standardised", pixel_stats=(mean, std))
+    dec = ImageDecoder(8, 3, (4, 4), hidden=5, pixel_stats=(mean, std))
     assert not any(isinstance(m, torch.nn.Sigmoid) for m in dec.modules())
     with torch.no_grad():
         last = [m for m in dec.modules() if isinstance(m, torch.nn.ConvTranspose2d)][-1]
@@ -585,5 +579,3 @@ def test_standardised_decoder_output_maps_back_to_pixels():
     out = dec(torch.randn(2, 3))
     want = torch.tensor([0.9 + 0.2, 0.8, 0.7 - 0.4]).view(1, 3, 1, 1).expand(2, 3, 8, 8)
     torch.testing.assert_close(out, want)
-    with pytest.raises(ValueError, match="decoder output 'tanh'"):
-        ImageDecoder(8, 3, (4, 4), output="tanh")

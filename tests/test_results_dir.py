@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from mdr.results import dataset_name, results_dir
+from mdr.results import results_dataset, results_dir
 
 
 def test_env_wins_then_nearest_results_with_reported(tmp_path: Path,
@@ -24,8 +24,8 @@ def test_env_wins_then_nearest_results_with_reported(tmp_path: Path,
     assert results_dir([deep]) == tmp_path / "mine"
 
 
-def test_dataset_name(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_results_dataset(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("MDR_DATASET", raising=False)
-    assert dataset_name() == "synthetic-small"
+    assert results_dataset() == "synthetic-small"
     monkeypatch.setenv("MDR_DATASET", "cloth")
-    assert dataset_name() == "cloth"
+    assert results_dataset() == "cloth"

@@ -73,8 +73,9 @@ def tiny_model(tiny_proc: Path) -> tuple:
     from mdr.config import load_run_config
     from mdr.data.batches import eval_samples
     from mdr.data.dataset import ProcessedDataset
-    from mdr.evaluate import item_features, item_representations
+    from mdr.evaluate import item_representations
     from mdr.registry import build_model
+    from mdr.tasks import item_features
 
     torch.set_num_threads(1)
     ds = ProcessedDataset.open(tiny_proc)

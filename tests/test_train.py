@@ -18,10 +18,12 @@ from mdr import metrics
 from mdr.config import ConfigError, RunConfig, apply_overrides
 from mdr.data.batches import eval_samples, user_seen
 from mdr.data.dataset import ProcessedDataset
-from mdr.evaluate import RunError, RunFolder, evaluate_model, evaluate_run
+from mdr.evaluate import evaluate_model
 from mdr.models.base import ItemFeatures, RecModel
 from mdr.registry import build_model, known_models, register
-from mdr.train import item_features, train
+from mdr.runs import RunError, RunFolder, evaluate_run, load_run
+from mdr.tasks import data_fingerprint, item_features
+from mdr.train import train
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fixtures_proc import random_sequences, write_tiny_proc
@@ -106,7 +108,8 @@ def read_test_json(run: Path) -> dict[str, Any]:
 
 
 def test_registry_names_and_unknown_model() -> None:
-    assert {"mdr", "beta_vae", "abae", "din_pp", "din", "tiny_test"} <= set(known_models())
+    assert {"mdr", "beta_vae", "abae", "din_pp", "din", "tiny_test", "image_factors",
+            "wide_deep", "pnn", "deepfm"} <= set(known_models())  # the last 3: entry points
     with pytest.raises(ConfigError, match=r"unknown model 'nope'.*abae.*mdr"):
         build_model("nope", RunConfig(), ItemFeatures(n_items=3, n_users=2))
     with pytest.raises(ValueError, match="already registered"):
@@ -156,8 +159,11 @@ def test_run_folder_contents(data: Path, tmp_path: Path) -> None:
     assert result["best_epoch"] == int(np.argmax(gaucs)) + 1
     assert result["gauc"] > 0.6  # the fixture's structure is learnable
     # config.yaml: resolved config + provenance, readable back
-    back, recorded = RunFolder(run).read_config()
-    assert back == cfg and Path(recorded) == data.resolve()
+    back, provenance = RunFolder(run).read_config()
+    assert back == cfg and Path(provenance["data"]) == data.resolve()
+    ds = ProcessedDataset.open(data)
+    assert provenance["data_fingerprint"] == data_fingerprint(ds.manifest)
+    assert provenance["task"] == "recommendation"
     text = (run / "config.yaml").read_text()
     assert "git_commit:" in text and "torch:" in text and "dataset: tiny-fixture" in text
     assert "seed: 3" in text
@@ -384,9 +390,7 @@ def test_rng_states_round_trip_on_the_cpu() -> None:
     states = rng_states()
     assert "cuda" not in states  # the CUDA generator is saved only when training on CUDA
     draws = (random.random(), np.random.rand(), torch.rand(2))  # noqa: NPY002
-    # a checkpoint of an older version kept every CUDA device's state: ignored on the CPU
-    set_rng_states(states | {"cuda": [torch.zeros(8, dtype=torch.uint8)]},
-                   torch.device("cpu"))
+    set_rng_states(states, torch.device("cpu"))
     again = (random.random(), np.random.rand(), torch.rand(2))  # noqa: NPY002
     assert draws[:2] == again[:2] and torch.equal(draws[2], again[2])
 
@@ -398,3 +402,64 @@ def test_amp_changes_nothing_on_the_cpu(data: Path, tmp_path: Path) -> None:
                 progress=False)
     assert amp == plain
     assert lines(tmp_path / "amp") == lines(tmp_path / "fp32")
+
+
+# --------------------------------------------------------------------------- the run's data
+
+
+def _other_data(data: Path, tmp: Path) -> Path:
+    """A copy of the prepared folder ``data`` whose manifest differs (other data)."""
+    import shutil
+
+    other = tmp / "other"
+    shutil.copytree(data, other)
+    manifest = json.loads((other / "dataset.json").read_text())
+    manifest["counts"]["behaviors"] += 1  # what another preparation would change
+    (other / "dataset.json").write_text(json.dumps(manifest))
+    return other
+
+
+def test_a_run_is_tied_to_its_data(data: Path, tmp_path: Path) -> None:
+    cfg = make_cfg(**{"train.epochs": 1})
+    run = tmp_path / "run"
+    train(cfg, data, run, progress=False)
+    other = _other_data(data, tmp_path)
+    with pytest.raises(RunError, match=r"trained on .*fingerprint.*other data.*"
+                                       r"--allow-other-data"):
+        evaluate_run(run, data=other, progress=False)
+    with pytest.raises(RunError, match="other data"):
+        load_run(run, other)
+    with pytest.raises(RunError, match="other data"):
+        train(apply_overrides(cfg, {"train.epochs": 2}), other, run, resume=True,
+              progress=False)
+    assert evaluate_run(run, data=other, progress=False, allow_other_data=True)["gauc"] > 0
+    # the same data elsewhere (a copy of the folder) is the same data
+    import shutil
+
+    shutil.copytree(data, tmp_path / "copy")
+    assert evaluate_run(run, data=tmp_path / "copy", progress=False)["gauc"] == \
+        evaluate_run(run, progress=False)["gauc"]
+
+
+def test_an_unfinished_run_is_refused_unless_asked(data: Path, tmp_path: Path) -> None:
+    steps = -(-2 * sum(len(s) - 3 for s in ProcessedDataset.open(data).user_sequences) // 16)
+    with pytest.raises(Killed):
+        train(make_cfg(), data, tmp_path / "run", progress=False, on_step=kill_at(2, 1, steps))
+    with pytest.raises(RunError, match=r"unfinished run.*--resume.*--allow-unfinished"):
+        evaluate_run(tmp_path / "run", progress=False)
+    got = evaluate_run(tmp_path / "run", progress=False, allow_unfinished=True)
+    assert got["unfinished"] and got["best_epoch"] == 1
+
+
+def test_never_trains_into_a_file_or_a_foreign_folder(data: Path, tmp_path: Path) -> None:
+    cfg = make_cfg(**{"train.epochs": 1})
+    (tmp_path / "a-file").write_text("mine")
+    with pytest.raises(RunError, match="not a folder"):
+        train(cfg, data, tmp_path / "a-file", progress=False, overwrite=True)
+    thesis = tmp_path / "thesis"
+    thesis.mkdir()
+    (thesis / "config.yaml").write_text("chapter: 1\n")
+    with pytest.raises(RunError, match="not a run folder"):
+        train(cfg, data, thesis, progress=False, overwrite=True)
+    assert (thesis / "config.yaml").read_text() == "chapter: 1\n"
+    assert (tmp_path / "a-file").read_text() == "mine"

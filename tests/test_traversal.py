@@ -15,8 +15,8 @@ from mdr.explain.traversal import (
     NoImageDecoderError,
     draw_traversal,
     fit_probe,
+    image_decoder,
     item_codes,
-    mdr_decoder,
     slot_columns,
     traversal_effect,
     traversal_values,
@@ -199,8 +199,8 @@ def test_draw_traversal_writes_a_png(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- MDR runs
 
 
-def test_mdr_decoder_on_the_tiny_run(tiny_mdr_run: Path) -> None:
-    from mdr.evaluate import load_run
+def test_image_decoder_on_the_tiny_run(tiny_mdr_run: Path) -> None:
+    from mdr.runs import load_run
 
     torch.set_num_threads(1)
     lr = load_run(tiny_mdr_run)
@@ -210,12 +210,12 @@ def test_mdr_decoder_on_the_tiny_run(tiny_mdr_run: Path) -> None:
     slots = slot_columns(model, ["colour", "shape"])
     visual = set(model.fusion.visual_index.tolist())
     assert slots["colour"] and set(slots["colour"]) <= visual and set(slots["shape"]) <= visual
-    decode = mdr_decoder(model)
+    decode = image_decoder(model)
     items = torch.arange(5)
     with torch.no_grad():  # the decoder reads exactly what the training loss decodes (Eq. 9)
         enc = model._encode(items, sample=False)
-        want = model.image_dec(enc["r_content"][:, model.fusion.visual_index])
-        assert torch.allclose(decode(codes[:5]), want, atol=1e-6)
+        want = model.image.decode(enc["r_content"][:, model.fusion.visual_index])
+        assert torch.allclose(decode(codes[:5]), want.clamp(0, 1), atol=1e-6)
     grid = traverse(decode, codes[0], slots["colour"], reference=codes)
     size = lr.ds.images.shape[1]
     assert grid.shape == (len(slots["colour"]), 10, 3, size, size)
@@ -226,9 +226,9 @@ def test_mdr_decoder_on_the_tiny_run(tiny_mdr_run: Path) -> None:
         slot_columns(model, ["material"])  # text-only: the image decoder never reads it
 
 
-def test_mdr_decoder_needs_an_image_side() -> None:
+def test_image_decoder_needs_an_image_side() -> None:
     with pytest.raises(NoImageDecoderError, match="no image decoder"):
-        mdr_decoder(torch.nn.Linear(2, 2))
+        image_decoder(torch.nn.Linear(2, 2))
 
 
 @pytest.fixture()

@@ -44,8 +44,6 @@ are all digits), else index 12.
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -54,10 +52,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from mdr.config import load_yaml
 from mdr.data.batches import Split, eval_samples
 from mdr.data.dataset import ProcessedDataset
-from mdr.evaluate import LoadedRun, RunError, RunFolder, item_representations, load_run
+from mdr.evaluate import item_representations
+from mdr.runs import LoadedRun, RunError, load_run
 
 SPLIT: Split = "test"
 NUISANCE = "nuisance"
@@ -459,54 +457,18 @@ def resolve_item(spec: str | int, ds: ProcessedDataset, run: Path = Path(".")) -
     return _resolve(spec, asins, "item", run, ds)
 
 
-def check_run_folder(run_dir: str | Path) -> RunFolder:
-    """A run folder ``explain`` can read, or :class:`RunError` saying why not."""
-    folder = RunFolder(Path(run_dir))
-    if not folder.root.is_dir():
-        raise RunError(f"{folder.root}: run folder not found")
-    if not folder.config.is_file():
-        raise RunError(f"{folder.root}: no config.yaml - not a run folder")
-    raw = load_yaml(folder.config)
-    if isinstance(raw.get("model"), str) or "deepctr_torch" in raw:
-        raise RunError(f"{folder.root}: a deepctr-torch run ({raw.get('model')}); explain needs "
-                       "a representation-model run (mdr, its ablations, beta_vae, abae, din_pp, "
-                       "din)")
-    if not folder.best.is_file():
-        raise RunError(f"{folder.root}: no best.pt (an unfinished run?); nothing to explain")
-    return folder
-
-
-def open_run(run_dir: str | Path, data: str | Path | None = None,
-             device: str = "cpu") -> LoadedRun:
-    """:func:`mdr.evaluate.load_run` after :func:`check_run_folder`; ``data`` is a prepared
-    folder or a dataset name (default: the folder the run recorded)."""
-    folder = check_run_folder(run_dir)
-    if data is not None:
-        from mdr.data.catalog import resolve
-
-        data = resolve(data, progress=False)
-    return load_run(folder.root, data, device)
-
-
-def explain_cli(args: argparse.Namespace) -> int:
-    """``mdr explain RUN --user U --item I [--json] [--top K] [--data PROC] [--device D]``.
-
-    ``args``: ``run`` (path), ``user``, ``item`` (str: raw id or index), ``json`` (bool),
-    ``top`` (int, default 5), ``data`` (str or None), ``device`` (default ``cpu``).
-    Prints the explanation; bad input raises :class:`RunError` (exit status 2).
-    """
-    run = open_run(args.run, getattr(args, "data", None), getattr(args, "device", None) or "cpu")
-    user = resolve_user(args.user, run.ds, run.folder.root)
-    item = resolve_item(args.item, run.ds, run.folder.root)
-    top = getattr(args, "top", None) or 5
-    e = explain(run, user, item, top_history=top)
-    if getattr(args, "json", False):
-        print(json.dumps(e.to_dict(), indent=2))
-    else:
-        print(e.to_text())
-    return 0
+def open_run(run_dir: str | Path, data: str | Path | None = None, device: str = "cpu",
+             allow_other_data: bool = False, allow_unfinished: bool = False) -> LoadedRun:
+    """:func:`mdr.runs.load_run` of a run whose model explains itself: MDR, its ablations
+    and the representation baselines (named slots of r under a DIN head)."""
+    run = load_run(run_dir, data, device, allow_other_data, allow_unfinished)
+    if not (hasattr(run.model, "r_columns") and hasattr(run.model, "din")):
+        raise RunError(f"{run.folder.root}: a {run.cfg.model.name!r} run; explain needs a "
+                       "representation model under the DIN head (mdr, its ablations, beta_vae, "
+                       "abae, din_pp, din)")
+    return run
 
 
 __all__ = ["Explanation", "HistoryWeight", "ItemFacts", "SlotContribution",
-           "attention_weights", "check_run_folder", "explain", "explain_cli", "item_facts",
-           "list_rank", "open_run", "part_columns", "resolve_item", "resolve_user", "slot_drops"]
+           "attention_weights", "explain", "item_facts", "list_rank", "open_run",
+           "part_columns", "resolve_item", "resolve_user", "slot_drops"]

@@ -3,8 +3,8 @@
 A traversal holds an item's code fixed, sweeps ONE dimension over a range, and decodes
 each step: one row of ``n_steps`` images per dimension. Everything here is
 model-agnostic: it takes a ``decode`` function (codes (m, d) -> images (m, 3, S, S) in
-[0, 1]) and codes, so it serves MDR (:func:`mdr_decoder`: the image decoder of Eq. 9
-reading the visual columns of r) as well as any image VAE.
+[0, 1]) and codes; :func:`image_decoder` gives that function for MDR (the image decoder
+of Eq. 9 reading the visual columns of r) and for the image side trained alone.
 
 "The colour dimensions control colour" is then MEASURED, not eyeballed
 (:func:`traversal_effect`): a probe classifier, trained on the real images with their
@@ -155,46 +155,43 @@ def traverse(
 # --------------------------------------------------------------------------- MDR runs
 
 
-def mdr_decoder(model: nn.Module) -> Decoder:
-    """r (n, r_dim) -> images (n, 3, S, S) in [0, 1] through the model's image decoder.
+def image_decoder(model: nn.Module) -> Decoder:
+    """codes (n, d) -> images (n, 3, S, S) in [0, 1] through the model's image decoder.
 
-    The decoder of Eq. 9 reads ``r[:, model.fusion.visual_index]`` (the slots with an
-    image part plus r_blackbox; all of r = s for an image-only model). The decoder returns
-    pixel units (it undoes its own standardisation); the images are clamped to [0, 1]
-    for display and probing. Raises :class:`NoImageDecoderError` for models without
-    an image side (ABAE, DIN).
+    The codes are what ``model.encode_items`` returns (MDR: r, whose visual columns the
+    decoder of Eq. 9 reads; the image side alone: s). The decoder returns pixel units;
+    the images are clamped to [0, 1] for display and probing. Raises
+    :class:`NoImageDecoderError` for models without an image side (ABAE, DIN, the CTR
+    baselines).
     """
-    dec = getattr(model, "image_dec", None)
-    fusion = getattr(model, "fusion", None)
-    if dec is None or fusion is None:
+    if getattr(model, "image", None) is None or not hasattr(model, "decode_images"):
         name = type(model).__name__
         raise NoImageDecoderError(
             f"{name} has no image decoder (model.use_image is false?): nothing to traverse"
         )
-    index = fusion.visual_index
+    device = model.image_columns.device
 
-    def decode(r: Tensor) -> Tensor:
-        r = r.to(index.device)
-        return dec(r[:, index]).clamp(0.0, 1.0)  # (n, 3, S, S), Eq. 9
+    def decode(codes: Tensor) -> Tensor:
+        return model.decode_images(codes.to(device)).clamp(0.0, 1.0)  # (n, 3, S, S), Eq. 9
 
     return decode
 
 
 def item_codes(model: Any, batch_size: int = 2048) -> Tensor:
-    """Every item's deterministic representation r (posterior mean): (I, rep_dim), CPU."""
-    items = torch.arange(model.n_items, device=model.fusion.visual_index.device)
+    """Every item's deterministic code (posterior mean): (I, d), CPU."""
+    items = torch.arange(model.n_items, device=model.image_columns.device)
     with torch.no_grad():
         return model.encode_items(items, chunk=batch_size).float().cpu()
 
 
 def slot_columns(model: Any, slots: Sequence[str]) -> dict[str, list[int]]:
-    """Slot name -> the columns of r that carry it AND feed the image decoder.
+    """Slot name -> the columns of the code that carry it AND feed the image decoder.
 
     In concat mode a slot's text part sits in r too; it is not read by the image decoder,
     so traversing it could not change an image and is left out.
     """
-    cols = model.fusion.r_columns()
-    visual = set(model.fusion.visual_index.tolist())
+    cols = model.r_columns()
+    visual = set(model.image_columns.tolist())
     out: dict[str, list[int]] = {}
     for name in slots:
         if name not in cols:
@@ -599,8 +596,8 @@ __all__ = [
     "describe_effect",
     "draw_traversal",
     "fit_probe",
+    "image_decoder",
     "item_codes",
-    "mdr_decoder",
     "slot_columns",
     "traversal_codes",
     "traversal_effect",

@@ -1,4 +1,8 @@
-"""Image side of MDR: a convolutional VAE (Eq. 1, 9-11).
+"""Image side of MDR: a convolutional VAE (Eq. 1, 9-11) and its weak supervision (Eq. 12-13).
+
+:class:`ImageVAE` is the one image branch of every model with images (MDR, the
+image-only baselines, the image side trained alone on photo corpora);
+:class:`WeakSupervision` holds the Eq. 12 classifiers of the labelled slots.
 
 The encoder maps an RGB image ``x`` (3, S, S) in [0, 1] to the mean ``f`` and
 the LOG-variance ``lambda`` of a diagonal Gaussian over the image factors ``s``
@@ -14,7 +18,7 @@ Loss conventions (explicit, because the paper's scale is ambiguous):
   corrected Eq. 10 writes it: -1/N sum_k 0.5 (1 + lambda_k - f_k^2 - exp(lambda_k)).
   Relative to the textbook beta-VAE (KL summed over dims) our ``beta`` is
   therefore ``N`` times smaller: beta_textbook = beta / N;
-- :func:`visual_loss` = rec + beta * KL (Eq. 11).
+- loss_visual = rec + beta * KL (Eq. 11) is formed by the models (``combine``).
 
 All three return one value per image ([n]); the caller averages over items.
 """
@@ -22,6 +26,7 @@ All three return one value per image ([n]); the caller averages over items.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 
@@ -37,11 +42,6 @@ def kl_divergence(mu: Tensor, logvar: Tensor) -> Tensor:
 def reconstruction_loss(x: Tensor, x_rec: Tensor) -> Tensor:
     """Squared L2 distance per image, summed over channels and pixels (Eq. 9): (n,)."""
     return (x_rec.float() - x.float()).pow(2).flatten(1).sum(dim=1)
-
-
-def visual_loss(x: Tensor, x_rec: Tensor, mu: Tensor, logvar: Tensor, beta: float) -> Tensor:
-    """loss_visual = loss_rec + beta * loss_KL per image (Eq. 11): (n,)."""
-    return reconstruction_loss(x, x_rec) + beta * kl_divergence(mu, logvar)
 
 
 def reparameterize(mu: Tensor, logvar: Tensor) -> Tensor:
@@ -123,23 +123,18 @@ class ImageEncoder(nn.Module):
 class ImageDecoder(nn.Module):
     """x' = ImageDecoder(r_visual) (Eq. 9): fc layers, then 4x4 stride-2 transposed convs.
 
-    ``output``: ``"sigmoid"`` squashes the last layer into [0, 1]; ``"standardised"``
-    predicts the standardised pixels (the encoder's input space, ``pixel_stats``) with a
-    linear last layer and maps them back, ``x' = out * std + mean``. The second has no
-    asymptote at the white background (1.0, most of a product photo's pixels): with a
-    sigmoid, Adam keeps pushing the background towards 1 until every output saturates
-    (measured on the embedded shop: 99.8 % of outputs saturated, no gradient left;
-    ``benchmarks/image_branch.py``).
+    The last layer is linear and predicts the STANDARDISED pixels (the encoder's input
+    space, ``pixel_stats``), mapped back as ``x' = out * std + mean``. A sigmoid output has
+    an asymptote at the white background (1.0, most of a product photo's pixels) that Adam
+    keeps pushing towards until every output saturates and no gradient is left (measured
+    on the embedded shop: 99.8 % of outputs saturated; ``benchmarks/image_branch.py``).
     """
 
     def __init__(
         self, image_size: int, in_dim: int, channels: tuple[int, ...], hidden: int = 256,
-        output: str = "sigmoid", pixel_stats: tuple[Tensor, Tensor] | None = None,
+        pixel_stats: tuple[Tensor, Tensor] | None = None,
     ) -> None:
         super().__init__()
-        if output not in ("sigmoid", "standardised"):
-            raise ValueError(f"decoder output {output!r}: use 'sigmoid' or 'standardised'")
-        self.output = output
         mean, std = pixel_stats if pixel_stats is not None else (torch.zeros(3), torch.ones(3))
         self.register_buffer("pixel_mean", mean.view(1, 3, 1, 1).float(), persistent=False)
         self.register_buffer("pixel_std", std.view(1, 3, 1, 1).float(), persistent=False)
@@ -157,19 +152,86 @@ class ImageDecoder(nn.Module):
             layers.append(nn.ConvTranspose2d(c_in, c_out, kernel_size=4, stride=2, padding=1))
             if c_out != 3:
                 layers.append(nn.ReLU())
-            elif output == "sigmoid":
-                layers.append(nn.Sigmoid())
         self.deconv = nn.Sequential(*layers)
         self.deconv.to(memory_format=torch.channels_last)
 
     def forward(self, r_visual: Tensor) -> Tensor:
         """``r_visual`` (n, Dv) -> reconstructed image (n, 3, S, S) in pixel units
-        ([0, 1] with a sigmoid; unclamped with ``standardised``: clamp for display)."""
+        (unclamped: clamp to [0, 1] for display)."""
         h = self.fc(r_visual).view(-1, self.c_top, self.side, self.side)
         out = self.deconv(h.contiguous(memory_format=torch.channels_last))
-        if self.output == "standardised":
-            out = out * self.pixel_std + self.pixel_mean
-        return out
+        return out * self.pixel_std + self.pixel_mean
+
+
+class ImageVAE(nn.Module):
+    """The one image branch (Eq. 1, 9-11) of MDR, its image-only baselines and the image
+    side trained alone: the encoder over the image factors ``s`` and the decoder from the
+    visual-related part of ``r``, both standardised by the same pixel statistics.
+
+    ``decoder_in`` is the width the decoder reads: ``latent_dim`` when ``r = s`` (one
+    modality), the visual-related columns of ``r`` after Algorithm 1 otherwise.
+    """
+
+    def __init__(self, images: Tensor, latent_dim: int, decoder_in: int,
+                 channels: tuple[int, ...], hidden: int = 256) -> None:
+        super().__init__()
+        size = images.shape[1]
+        stats = pixel_statistics(images)
+        self.encoder = ImageEncoder(size, latent_dim, channels, hidden, pixel_stats=stats)
+        self.decoder = ImageDecoder(size, decoder_in, channels, hidden, pixel_stats=stats)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """``x`` (n, 3, S, S) in [0, 1] -> f (n, N), log-variance lambda (n, N) (Eq. 1)."""
+        return self.encoder(x)
+
+    def decode(self, r_visual: Tensor) -> Tensor:
+        """``r_visual`` (n, Dv) -> x' (n, 3, S, S) in pixel units (Eq. 9)."""
+        return self.decoder(r_visual)
+
+
+class WeakSupervision(nn.Module):
+    """Eq. 12-13: one linear classifier per labelled slot on that slot's dims of the
+    posterior MEAN f, and the cross-entropy on the labelled items.
+
+    ``slots``: slot name -> (columns of f, number of classes). ``labels`` (item-indexed
+    long tensors, -1 unlabelled) are kept as non-persistent buffers: they come from the
+    prepared data, not from training.
+    """
+
+    def __init__(self, slots: dict[str, tuple[slice, int]], labels: dict[str, Tensor]) -> None:
+        super().__init__()
+        self.columns = {name: cols for name, (cols, _) in slots.items()}
+        self.classifiers = nn.ModuleDict({  # Eq. 12
+            name: nn.Linear(cols.stop - cols.start, n_classes)
+            for name, (cols, n_classes) in slots.items()})
+        for name in slots:
+            self.register_buffer(f"label_{name}", labels[name].long(), persistent=False)
+
+    def labels(self, name: str) -> Tensor:
+        """Item-indexed class ids (I,) of slot ``name``'s label, -1 where unlabelled."""
+        return getattr(self, f"label_{name}")
+
+    def logits(self, name: str, f: Tensor) -> Tensor:
+        """att_j = classifier_j(c_j) (Eq. 12): (n, n_classes) from f (n, N)."""
+        return self.classifiers[name](f[:, self.columns[name]]).float()
+
+    def forward(self, items: Tensor, f: Tensor, counted: Tensor) -> Tensor:
+        """Eq. 13 summed over the labelled (slot, item) pairs among ``counted`` (n,) of
+        ``items`` (n,) with means ``f`` (n, N), divided by the number of counted items
+        (unlabelled items contribute zero)."""
+        total = f.new_zeros((), dtype=torch.float32)
+        for name in self.classifiers:
+            y = self.labels(name)[items]  # (n,), -1 unlabelled
+            keep = counted & (y >= 0)
+            if bool(keep.any()):
+                total = total + F.cross_entropy(self.logits(name, f[keep]), y[keep],
+                                                reduction="sum")
+        return total / counted.float().sum().clamp_min(1.0)
+
+    @torch.no_grad()
+    def predict(self, f: Tensor) -> dict[str, Tensor]:
+        """Slot name -> predicted class ids (n,) of its classifier."""
+        return {name: self.logits(name, f).argmax(-1) for name in self.classifiers}
 
 
 def images_to_float(images: Tensor) -> Tensor:
@@ -180,10 +242,11 @@ def images_to_float(images: Tensor) -> Tensor:
 __all__ = [
     "ImageDecoder",
     "ImageEncoder",
+    "ImageVAE",
+    "WeakSupervision",
     "images_to_float",
     "kl_divergence",
     "pixel_statistics",
     "reconstruction_loss",
     "reparameterize",
-    "visual_loss",
 ]

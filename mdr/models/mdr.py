@@ -46,7 +46,6 @@ is used, so evaluation is deterministic.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mdr.config import LossConfig, ModelConfig
@@ -54,11 +53,10 @@ from mdr.models.base import ItemFeatures
 from mdr.models.din import DINHead, prediction_loss
 from mdr.models.fusion import IMAGE_KINDS, DisentangledFusion, FactorLayout
 from mdr.models.image_vae import (
-    ImageDecoder,
-    ImageEncoder,
+    ImageVAE,
+    WeakSupervision,
     images_to_float,
     kl_divergence,
-    pixel_statistics,
     reconstruction_loss,
     reparameterize,
 )
@@ -131,34 +129,23 @@ class MDRRecommender(nn.Module):
         has_content = cfg.use_image or cfg.use_text
         if has_content and self.fusion.r_dim == 0:
             raise ValueError("model: the content representation r is empty (no slots)")
-        self.image_enc: ImageEncoder | None = None
-        self.image_dec: ImageDecoder | None = None
+        self.image: ImageVAE | None = None
+        self.weak: WeakSupervision | None = None
         if cfg.use_image:
             assert feats.images is not None and feats.image_mask is not None
-            size = feats.images.shape[1]
             self.register_buffer("images", feats.images, persistent=False)  # uint8 (I,S,S,3)
             self.register_buffer("image_mask", feats.image_mask.bool(), persistent=False)
-            self.image_enc = ImageEncoder(size, self.layout.s_dim, cfg.image_channels,
-                                          pixel_stats=pixel_statistics(feats.images))
-            self.image_dec = ImageDecoder(size, len(self.fusion.visual_index), cfg.image_channels,
-                                          output=cfg.decoder_output,
-                                          pixel_stats=self.image_enc.pixel_stats())
+            self.image = ImageVAE(feats.images, self.layout.s_dim,
+                                  len(self.fusion.visual_index), cfg.image_channels)
+            labelled = [slot for slot in cfg.slots if slot.label is not None]
+            if cfg.weak_supervision and labelled:
+                s_sl = self.layout.s_slices()
+                self.weak = WeakSupervision(
+                    {sl.name: (s_sl[sl.name], feats.label_classes[sl.label]) for sl in labelled},
+                    {sl.name: feats.labels[sl.label] for sl in labelled})
         self.text: TextAspectModel | None = None
         if cfg.use_text:
             self._build_text(cfg, feats, seed)
-        self.classifiers = nn.ModuleDict()
-        self._label_buffers: dict[str, str] = {}
-        if cfg.use_image and cfg.weak_supervision:
-            s_sl = self.layout.s_slices()
-            for slot in cfg.slots:
-                if slot.label is None:
-                    continue
-                n_cls = feats.label_classes[slot.label]
-                self.classifiers[slot.name] = nn.Linear(slot.dim, n_cls)  # Eq. 12
-                buf = f"label_{slot.name}"
-                self.register_buffer(buf, feats.labels[slot.label].long(), persistent=False)
-                self._label_buffers[slot.name] = buf
-                assert s_sl[slot.name].stop <= self.layout.s_dim
         self.id_emb = nn.Embedding(feats.n_items, cfg.id_dim) if cfg.use_id_embedding else None
         self.rep_dim = (self.fusion.r_dim if has_content else 0) + (
             cfg.id_dim if cfg.use_id_embedding else 0
@@ -195,9 +182,9 @@ class MDRRecommender(nn.Module):
         losses need (x, f, logvar, r_content, t)."""
         out: dict[str, Tensor] = {}
         s = z = None
-        if self.image_enc is not None:
+        if self.image is not None:
             x = images_to_float(self.images[items])  # (n, 3, S, S)
-            f, logvar = self.image_enc(x)  # (n, N) each, Eq. 1
+            f, logvar = self.image(x)  # (n, N) each, Eq. 1
             s = reparameterize(f, logvar) if sample else f
             out.update(x=x, f=f, logvar=logvar)
         if self.text is not None:
@@ -228,6 +215,22 @@ class MDRRecommender(nn.Module):
             return torch.zeros((0, self.rep_dim), device=items.device)
         return torch.cat(reps)
 
+    def r_columns(self) -> dict[str, list[int]]:
+        """Slot name -> its columns of :meth:`encode_items`' output (``"blackbox"`` too)."""
+        return self.fusion.r_columns()
+
+    @property
+    def image_columns(self) -> Tensor:
+        """The columns of r that the image decoder reads (Eq. 9): long (Dv,)."""
+        return self.fusion.visual_index
+
+    def decode_images(self, r: Tensor) -> Tensor:
+        """Images (n, 3, S, S) in pixel units decoded from representations r (n, rep_dim)
+        (Eq. 9); only for models with an image side."""
+        if self.image is None:
+            raise ValueError("this model has no image side (model.use_image is false)")
+        return self.image.decode(r[:, self.image_columns])
+
     # ------------------------------------------------------------------ item losses
     def _sample_negatives(self, items: Tensor, g: int) -> Tensor:
         """g random OTHER items with text per item (n, g), for n_j in Eq. 15."""
@@ -244,14 +247,15 @@ class MDRRecommender(nn.Module):
         zero = enc["r"].new_zeros((), dtype=torch.float32)
         out = dict.fromkeys(("rec", "kl", "text", "ortho", "reg", "ws"), zero)
         r = enc.get("r_content")
-        if self.image_enc is not None and self.image_dec is not None and r is not None:
+        if self.image is not None and r is not None:
             img = valid & self.image_mask[items]  # (n,)
             rec_idx = self._recon_subset(img)  # items whose image is decoded this step
-            x_rec = self.image_dec(r[rec_idx][:, self.fusion.visual_index])  # (m,3,S,S), Eq. 9
+            x_rec = self.image.decode(r[rec_idx][:, self.fusion.visual_index])  # Eq. 9
             out["rec"] = reconstruction_loss(enc["x"][rec_idx], x_rec).mean() if len(
                 rec_idx) else zero
             out["kl"] = _masked_mean(kl_divergence(enc["f"], enc["logvar"]), img)  # Eq. 10
-            out["ws"] = self._weak_supervision(items, enc["f"], img)
+            if self.weak is not None:
+                out["ws"] = self.weak(items, enc["f"], img)  # Eq. 12-13
         if self.text is not None and r is not None:
             txt = valid & self.has_text[items]
             t_rec = self.text.reconstruct(r[:, self.fusion.text_index])  # (n, d), Eq. 14
@@ -271,20 +275,6 @@ class MDRRecommender(nn.Module):
         if cap is None or len(idx) <= cap:
             return idx
         return idx[torch.randperm(len(idx), device=idx.device)[:cap]]
-
-    def _weak_supervision(self, items: Tensor, f: Tensor, img: Tensor) -> Tensor:
-        """Eq. 12-13: CE of a classifier on each labelled slot's image means c_j, summed
-        over labelled (slot, item) pairs, divided by the number of items with an image."""
-        total = f.new_zeros((), dtype=torch.float32)
-        s_sl = self.layout.s_slices()
-        for name, clf in self.classifiers.items():
-            y = getattr(self, self._label_buffers[name])[items]  # (n,), -1 unlabelled
-            keep = img & (y >= 0)
-            if not bool(keep.any()):
-                continue
-            logits = clf(f[keep][:, s_sl[name]]).float()  # (m, n_classes), Eq. 12
-            total = total + F.cross_entropy(logits, y[keep], reduction="sum")
-        return total / img.float().sum().clamp_min(1.0)
 
     # ------------------------------------------------------------------ batches
     def _batch_reps(
