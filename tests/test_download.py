@@ -474,6 +474,19 @@ def test_mirror_fallback_after_404(shop: Any, tmp_path: Path, caplog: Any) -> No
                and r.getMessage().endswith("; trying second") for r in caplog.records)
 
 
+def test_unreachable_mirror_is_not_asked_again(shop: Any, tmp_path: Path) -> None:
+    _publish(shop, "/ok", shop)
+    port = _closed_port()
+    down = Mirror("down", f"http://127.0.0.1:{port}/r", f"http://127.0.0.1:{port}/m", "test")
+    report = download(CAT, tmp_path / "out", images=False, mirrors=[down, _mirror("ok", shop, "/ok")],
+                      **FAST)
+    reviews, meta = report["files"]["reviews"], report["files"]["meta"]
+    assert (reviews["source"], meta["source"]) == ("ok", "ok")
+    assert reviews["tried"][0]["attempts"] == 3  # retried: a refused connection may be passing
+    assert reviews["tried"][0]["error"].startswith("connection error")
+    assert (meta["tried"][0]["attempts"], meta["tried"][0]["skipped"]) == (0, True)
+
+
 def test_every_mirror_failing_lists_each(shop: Any, tmp_path: Path) -> None:
     shop.fail(f"/second/reviews/reviews_{CAT}_5.json.gz", status=503, times=10)
     mirrors = [_mirror("first", shop, "/first"), _mirror("second", shop, "/second")]

@@ -55,9 +55,10 @@ shorter than their ``Content-Length`` are retried with exponential backoff
 failure (an expired, self-signed or mismatched certificate, a failed
 handshake) is never retried: it is one line naming the host, e.g.
 ``jmcauley.ucsd.edu: TLS certificate verification failed (certificate has
-expired)``, followed by the other mirrors to try, and a host that failed so is
-not asked again for the other file of the same run. A private CA is trusted
-through ``REQUESTS_CA_BUNDLE``, as everywhere in ``requests``.
+expired)``, followed by the other mirrors to try. A host that failed so, or
+that could not be reached at all after the retries, is not asked again for the
+other file of the same run. A private CA is trusted through
+``REQUESTS_CA_BUNDLE``, as everywhere in ``requests``.
 
 Images: the reviews file gives the 5-core item set; the metadata file is
 streamed and only those items are kept. Each item's first image URL (2014
@@ -326,11 +327,16 @@ class RetryPolicy:
 
 
 class _Transient(Exception):
-    """A failure worth retrying (connection, timeout, 5xx, short body, corrupt transfer)."""
+    """A failure worth retrying (connection, timeout, 5xx, short body, corrupt transfer).
 
-    def __init__(self, reason: str, detail: str = ""):
+    ``unreachable``: no connection was made at all (name not resolved, refused,
+    connect timeout), so after the retries the host is taken as down for the run.
+    """
+
+    def __init__(self, reason: str, detail: str = "", unreachable: bool = False):
         super().__init__(f"{reason}: {detail}" if detail else reason)
         self.reason = reason
+        self.unreachable = unreachable
 
 
 class _Permanent(Exception):
@@ -415,11 +421,31 @@ def _classify(exc: Exception, url: str = "") -> Exception:
     if isinstance(exc, requests.Timeout) or "timed out" in text.lower():
         return _Transient("timeout", text)
     if isinstance(exc, requests.exceptions.ChunkedEncodingError | requests.ConnectionError):
-        return _Transient("connection error", text)
+        return _Transient("connection error", text, unreachable=_never_connected(exc))
     if isinstance(exc, requests.exceptions.InvalidURL | requests.exceptions.MissingSchema
                   | requests.exceptions.InvalidSchema):  # fmt: skip
         return _Permanent("bad URL", text)
     return _Transient("request error", text)
+
+
+def _never_connected(exc: BaseException) -> bool:
+    """True when ``exc`` wraps a failure to open the connection (not one that broke later)."""
+    import urllib3
+
+    seen: set[int] = set()
+    stack: list[BaseException] = [exc]
+    while stack:
+        e = stack.pop()
+        if id(e) in seen:
+            continue
+        seen.add(id(e))
+        # NameResolutionError is a NewConnectionError; ConnectTimeoutError covers silent hosts
+        if isinstance(e, urllib3.exceptions.NewConnectionError
+                      | urllib3.exceptions.ConnectTimeoutError):  # fmt: skip
+            return True
+        stack.extend(x for x in (e.__cause__, e.__context__, getattr(e, "reason", None), *e.args)
+                     if isinstance(x, BaseException))
+    return False
 
 
 def _check_status(resp: requests.Response, url: str) -> None:
@@ -527,14 +553,15 @@ def fetch_first(
     policy: RetryPolicy = RetryPolicy(),
     progress: bool = False,
     hint: str = "",
-    tls_failed: dict[str, str] | None = None,
+    failed_hosts: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Download ``dest`` from the first of ``sources`` that serves it; skip a complete ``dest``.
 
     Each source gets the full retry policy for transient failures; a permanent
-    one (4xx, TLS) moves on to the next source at once. ``tls_failed`` maps a
-    ``host:port`` to its TLS failure: such hosts are skipped, and hosts that
-    fail TLS here are added (share it between the files of one job). Returns ``{"file",
+    one (4xx, TLS) moves on to the next source at once. ``failed_hosts`` maps a
+    ``host:port`` to why it is out (its TLS failed, or it could not be reached
+    at all after the retries): such hosts are skipped, and hosts that fail so
+    here are added (share it between the files of one job). Returns ``{"file",
     "url", "source", "status": "skipped"|"fetched", "resumed", "attempts",
     "bytes", "tried"}``: ``url``/``source`` say where the file came from (None
     when it was already complete), ``tried`` lists the sources that failed
@@ -542,7 +569,7 @@ def fetch_first(
     failed, then ``hint``; a single TLS failure is one line naming the host.
     """
     dest = Path(dest)
-    tls_failed = {} if tls_failed is None else tls_failed
+    failed_hosts = {} if failed_hosts is None else failed_hosts
     info: dict[str, Any] = {"file": dest.name, "url": None, "source": None, "status": "skipped",
                             "resumed": False, "attempts": 0, "tried": []}
     if dest.is_file() and gzip_is_complete(dest):
@@ -557,9 +584,10 @@ def fetch_first(
     try:
         for k, src in enumerate(sources):
             host = _endpoint(src.url)
-            if host in tls_failed:
-                tried.append({"source": src.label, "url": src.url, "attempts": 0, "tls": True,
-                              "error": f"{tls_failed[host]} (earlier in this run; not asked again)"})
+            if host in failed_hosts:
+                tried.append({"source": src.label, "url": src.url, "attempts": 0, "tls": False,
+                              "skipped": True, "error": f"{failed_hosts[host]} (earlier in this "
+                                                        "run; not asked again)"})
                 continue
             attempts = [0]
 
@@ -577,10 +605,10 @@ def fetch_first(
                 _with_retries(attempt, policy)
             except (_Transient, _Permanent) as e:
                 is_tls = isinstance(e, _TLSFailure)
-                if is_tls:
-                    tls_failed[host] = str(e)
+                if is_tls or getattr(e, "unreachable", False):
+                    failed_hosts[host] = str(e)
                 tried.append({"source": src.label, "url": src.url, "attempts": attempts[0],
-                              "tls": is_tls, "error": str(e)})
+                              "tls": is_tls, "skipped": False, "error": str(e)})
                 if k + 1 < len(sources):
                     log.warning("%s from %s: %s; trying %s", dest.name, src.label, e,
                                 sources[k + 1].label)
@@ -596,7 +624,7 @@ def fetch_first(
 
 
 def _endpoint(url: str) -> str:
-    """``host:port`` of a URL: what a TLS failure belongs to."""
+    """``host:port`` of a URL: what a TLS failure or an unreachable host belongs to."""
     parts = urlsplit(url)
     port = parts.port or {"https": 443, "http": 80}.get(parts.scheme, 0)
     return f"{parts.hostname or ''}:{port}"
@@ -617,7 +645,7 @@ def _failure_message(name: str, tried: list[dict[str, Any]], hint: str) -> str:
         return f"{line}; {hint}" if hint else line
     lines = [f"could not download {name} from any of its {len(tried)} sources:"]
     for t in tried:
-        when = "" if t["tls"] else f", {_tries(t['attempts'])}"
+        when = "" if t["tls"] or t["skipped"] else f", {_tries(t['attempts'])}"
         lines.append(f"  {t['source']}: {t['error']} ({t['url']}{when})")
     if hint:
         lines.append(hint)
@@ -720,7 +748,8 @@ def fetch_image(sessions: _Sessions, asin: str, url: str | None, dest: Path,
     """Fetch one item image to ``dest``. Returns (asin, outcome, detail).
 
     outcome: "skipped" (already valid), "fetched", or a failure reason
-    ("no image URL", "HTTP 404", "corrupt image", "timeout", "connection error", ...).
+    ("no image URL", "HTTP 404", "corrupt image", "timeout", "connection error",
+    "TLS error" (never retried), ...).
     """
     if dest.is_file():
         if image_problem(dest.read_bytes()) is None:
@@ -829,13 +858,14 @@ def download(
     out.mkdir(parents=True, exist_ok=True)
     policy = RetryPolicy(retries=max(0, retries), backoff=backoff, timeout=timeout)
     report: dict[str, Any] = {"category": cat, "year": year, "out": str(out), "files": {}}
-    tls_failed: dict[str, str] = {}  # a host whose TLS failed is not asked for the other file
+    failed_hosts: dict[str, str] = {}  # TLS failed or unreachable: not asked for the other file
     session = make_session()
     try:
         for kind in ("reviews", "meta"):
             name, sources = plan[kind]
             report["files"][kind] = fetch_first(session, sources, out / name, policy, progress,
-                                                hint=_hint(sources, names), tls_failed=tls_failed)
+                                                hint=_hint(sources, names),
+                                                failed_hosts=failed_hosts)
     finally:
         session.close()
     report["fetched"] = [f["file"] for f in report["files"].values() if f["status"] == "fetched"]
