@@ -418,18 +418,28 @@ def _classify(exc: Exception, url: str = "") -> Exception:
         if tls is not None:
             return tls
     text = str(exc)[:200]
+    if isinstance(exc, requests.exceptions.ConnectTimeout):
+        return _Transient("timeout", f"{urlsplit(url).hostname}: connect timed out",
+                          unreachable=True)
     if isinstance(exc, requests.Timeout) or "timed out" in text.lower():
         return _Transient("timeout", text)
     if isinstance(exc, requests.exceptions.ChunkedEncodingError | requests.ConnectionError):
-        return _Transient("connection error", text, unreachable=_never_connected(exc))
+        down = _connect_failure(exc)
+        if down is not None:  # requests' own text is 300 characters of pool internals
+            return _Transient("connection error", f"{urlsplit(url).hostname}: {down}",
+                              unreachable=True)
+        return _Transient("connection error", text)
     if isinstance(exc, requests.exceptions.InvalidURL | requests.exceptions.MissingSchema
                   | requests.exceptions.InvalidSchema):  # fmt: skip
         return _Permanent("bad URL", text)
     return _Transient("request error", text)
 
 
-def _never_connected(exc: BaseException) -> bool:
-    """True when ``exc`` wraps a failure to open the connection (not one that broke later)."""
+def _connect_failure(exc: BaseException) -> str | None:
+    """A short reason when ``exc`` wraps a failure to open the connection, else None.
+
+    None also for connections that broke later (those are not a sign the host is down).
+    """
     import urllib3
 
     seen: set[int] = set()
@@ -439,13 +449,19 @@ def _never_connected(exc: BaseException) -> bool:
         if id(e) in seen:
             continue
         seen.add(id(e))
-        # NameResolutionError is a NewConnectionError; ConnectTimeoutError covers silent hosts
-        if isinstance(e, urllib3.exceptions.NewConnectionError
-                      | urllib3.exceptions.ConnectTimeoutError):  # fmt: skip
-            return True
+        # checked first: urllib3 derives NewConnectionError (and NameResolutionError) from
+        # ConnectTimeoutError
+        if isinstance(e, urllib3.exceptions.NewConnectionError):
+            m = re.search(r"\[Errno -?\d+\] ([^)'\"]+)", str(e))
+            why = m.group(1).strip() if m else type(e).__name__
+            if isinstance(e, urllib3.exceptions.NameResolutionError):
+                return f"host name not resolved ({why})"
+            return f"cannot connect ({why})"
+        if isinstance(e, urllib3.exceptions.ConnectTimeoutError):
+            return "connect timed out"
         stack.extend(x for x in (e.__cause__, e.__context__, getattr(e, "reason", None), *e.args)
                      if isinstance(x, BaseException))
-    return False
+    return None
 
 
 def _check_status(resp: requests.Response, url: str) -> None:
@@ -586,8 +602,9 @@ def fetch_first(
             host = _endpoint(src.url)
             if host in failed_hosts:
                 tried.append({"source": src.label, "url": src.url, "attempts": 0, "tls": False,
-                              "skipped": True, "error": f"{failed_hosts[host]} (earlier in this "
-                                                        "run; not asked again)"})
+                              "skipped": True, "unreachable": False,
+                              "error": f"{failed_hosts[host]} (earlier in this run; not asked "
+                                       "again)"})
                 continue
             attempts = [0]
 
@@ -608,7 +625,8 @@ def fetch_first(
                 if is_tls or getattr(e, "unreachable", False):
                     failed_hosts[host] = str(e)
                 tried.append({"source": src.label, "url": src.url, "attempts": attempts[0],
-                              "tls": is_tls, "skipped": False, "error": str(e)})
+                              "tls": is_tls, "skipped": False, "error": str(e),
+                              "unreachable": getattr(e, "unreachable", False)})
                 if k + 1 < len(sources):
                     log.warning("%s from %s: %s; trying %s", dest.name, src.label, e,
                                 sources[k + 1].label)
@@ -638,6 +656,9 @@ def _failure_message(name: str, tried: list[dict[str, Any]], hint: str) -> str:
     """One line for one source (just the host's line for TLS), else one line per source."""
     if all("HTTP 404" in t["error"] for t in tried):
         hint = "is the category right for this release, or the URL?" + (f" {hint}" if hint else "")
+    elif all(t["unreachable"] for t in tried):
+        hint = ("no source could be reached (offline, or behind a proxy? requests honours "
+                "HTTPS_PROXY)" + (f"; {hint}" if hint else ""))
     if len(tried) == 1:
         t = tried[0]
         line = (t["error"] if t["tls"]
