@@ -85,7 +85,7 @@ import time
 import warnings
 import zlib
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
@@ -368,6 +368,25 @@ class _TLSFailure(_Permanent):
         self.host = host
 
 
+def _wrapped(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and every exception it wraps, each once.
+
+    requests and urllib3 nest the cause several layers deep (requests' error,
+    MaxRetryError, urllib3's error, the socket or ssl error), through
+    ``__cause__``/``__context__``, a ``reason`` attribute or the arguments.
+    """
+    seen: set[int] = set()
+    stack: list[BaseException] = [exc]
+    while stack:
+        e = stack.pop()
+        if id(e) in seen:
+            continue
+        seen.add(id(e))
+        yield e
+        stack.extend(x for x in (e.__cause__, e.__context__, getattr(e, "reason", None), *e.args)
+                     if isinstance(x, BaseException))
+
+
 # OpenSSL reasons that mean the two ends cannot agree (https to a plain-http port, no
 # common protocol or cipher, a refused certificate): the same on every retry
 _PERMANENT_TLS = ("WRONG_VERSION", "PROTOCOL", "HANDSHAKE", "ALERT", "CERTIFICATE", "CIPHER",
@@ -377,26 +396,17 @@ _PERMANENT_TLS = ("WRONG_VERSION", "PROTOCOL", "HANDSHAKE", "ALERT", "CERTIFICAT
 def _tls_failure(exc: BaseException, url: str) -> _TLSFailure | None:
     """A :class:`_TLSFailure` when ``exc`` (or anything it wraps) is a TLS failure, else None.
 
-    requests wraps the ``ssl`` error several layers deep (SSLError, MaxRetryError,
-    urllib3's SSLError); the certificate's own complaint (``certificate has
-    expired``) is in :attr:`ssl.SSLCertVerificationError.verify_message`.
+    The certificate's own complaint (``certificate has expired``) is in the
+    wrapped :attr:`ssl.SSLCertVerificationError.verify_message`.
     """
     host = urlsplit(url).hostname or url
-    seen: set[int] = set()
-    stack: list[BaseException] = [exc]
     plain: ssl.SSLError | None = None
-    while stack:
-        e = stack.pop()
-        if id(e) in seen:
-            continue
-        seen.add(id(e))
+    for e in _wrapped(exc):
         if isinstance(e, ssl.SSLCertVerificationError):
             why = (e.verify_message or e.reason or "unknown reason").rstrip(".")
             return _TLSFailure(host, f"TLS certificate verification failed ({why})")
         if isinstance(e, ssl.SSLError) and plain is None:
             plain = e
-        stack.extend(x for x in (e.__cause__, e.__context__, getattr(e, "reason", None), *e.args)
-                     if isinstance(x, BaseException))
     text = str(exc)
     m = re.search(r"certificate verify failed: ([^(]+)", text)
     if m or "CERTIFICATE_VERIFY_FAILED" in text:
@@ -442,13 +452,7 @@ def _connect_failure(exc: BaseException) -> str | None:
     """
     import urllib3
 
-    seen: set[int] = set()
-    stack: list[BaseException] = [exc]
-    while stack:
-        e = stack.pop()
-        if id(e) in seen:
-            continue
-        seen.add(id(e))
+    for e in _wrapped(exc):
         # checked first: urllib3 derives NewConnectionError (and NameResolutionError) from
         # ConnectTimeoutError
         if isinstance(e, urllib3.exceptions.NewConnectionError):
@@ -459,8 +463,6 @@ def _connect_failure(exc: BaseException) -> str | None:
             return f"cannot connect ({why})"
         if isinstance(e, urllib3.exceptions.ConnectTimeoutError):
             return "connect timed out"
-        stack.extend(x for x in (e.__cause__, e.__context__, getattr(e, "reason", None), *e.args)
-                     if isinstance(x, BaseException))
     return None
 
 
