@@ -56,7 +56,8 @@ def _cmd_download(a: argparse.Namespace) -> int:
     from mdr.data.download import download
 
     report = download(a.category, a.out, year=a.year, base_url=a.base_url,
-                      images=not a.no_images, workers=a.workers, progress=not a.quiet)
+                      images=not a.no_images, workers=a.workers, progress=not a.quiet,
+                      mirror=a.mirror, reviews_url=a.reviews_url, meta_url=a.meta_url)
     _print_json(report)
     return 0
 
@@ -235,7 +236,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="e.g. Clothing_Shoes_and_Jewelry, or cloth/toys/office")
     d.add_argument("--out", required=True, type=Path)
     d.add_argument("--year", type=int, choices=[2014, 2018], default=2014)
-    d.add_argument("--base-url", default=None, help="fetch both files from this URL prefix")
+    # the names of mdr.data.download.MIRRORS, spelled out so --help needs no import
+    d.add_argument("--mirror", default=None,
+                   help="fetch from this built-in mirror only (2014: snap, mcauleylab; 2018: "
+                        "jmcauley, mcauleylab, datarepo); default: each in that order until "
+                        "one serves the file")
+    d.add_argument("--reviews-url", default=None,
+                   help="where the reviews file is, instead of the mirrors: its folder, or "
+                        "its full URL (ending in .gz); saved under the release's file name")
+    d.add_argument("--meta-url", default=None,
+                   help="where the metadata file is, instead of the mirrors (as --reviews-url)")
+    d.add_argument("--base-url", default=None,
+                   help="one folder holding both files, e.g. a local mirror (the same as "
+                        "giving it to --reviews-url and --meta-url)")
     d.add_argument("--no-images", action="store_true")
     d.add_argument("--workers", type=int, default=8, help="parallel image downloads")
     d.set_defaults(func=_cmd_download)

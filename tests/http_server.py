@@ -15,6 +15,12 @@ Range requests (``bytes=N-`` and ``bytes=N-M``) get 206 with ``Content-Range``,
 or 416 when ``N`` is past the end. Every request is counted (:attr:`counts`)
 and its Range header recorded (:attr:`ranges`).
 
+With ``tls=(certfile, keyfile)`` it serves HTTPS instead (:meth:`url` says
+``https://``): each connection's handshake runs in its own handler thread,
+and handshakes are counted (:attr:`tls_handshakes`, of which
+:attr:`tls_failures` failed, e.g. because the client refused the certificate),
+so a test can check that a certificate error was not retried.
+
 Use it as a context manager (also from a pytest fixture)::
 
     with LocalHTTPServer({"/a.gz": data}) as srv:
@@ -27,11 +33,14 @@ the test never leaves the ``with`` block, and handler sockets time out.
 
 from __future__ import annotations
 
+import socket
+import ssl
 import threading
 import time
 from collections import Counter, defaultdict, deque
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
@@ -120,6 +129,32 @@ def _parse_range(header: str, size: int) -> tuple[int, int] | None:
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     owner: LocalHTTPServer
+    tls: ssl.SSLContext | None = None
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        if self.tls is None:
+            super().finish_request(request, client_address)
+            return
+        # the handshake runs here, in the connection's own thread, so a client that
+        # refuses the certificate (or stalls) never blocks the accepting loop
+        request.settimeout(_Handler.timeout)
+        with self.owner._lock:
+            self.owner.tls_handshakes += 1
+        try:
+            conn = self.tls.wrap_socket(request, server_side=True)
+        except (ssl.SSLError, OSError):
+            with self.owner._lock:
+                self.owner.tls_failures += 1
+            return
+        try:
+            super().finish_request(conn, client_address)
+        finally:
+            conn.close()
+
+    def shutdown_request(self, request: Any) -> None:
+        if isinstance(request, socket.socket) and request.fileno() == -1:
+            return  # wrapped for TLS: the SSL socket owned and closed the descriptor
+        super().shutdown_request(request)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         # a client that hung up (timeouts, truncation tests) is expected: stay quiet
@@ -129,13 +164,17 @@ class _Server(ThreadingHTTPServer):
 class LocalHTTPServer:
     """An in-memory HTTP file server on 127.0.0.1 with scripted faults (see module docstring)."""
 
-    def __init__(self, files: dict[str, bytes] | None = None, max_lifetime_s: float = 60.0):
+    def __init__(self, files: dict[str, bytes] | None = None, max_lifetime_s: float = 60.0,
+                 tls: tuple[str | Path, str | Path] | None = None):
         self.files: dict[str, bytes] = dict(files or {})
         self.counts: Counter[str] = Counter()
         self.ranges: dict[str, list[str | None]] = defaultdict(list)
         self.no_range: set[str] = set()
         self.errors = 0
+        self.tls_handshakes = 0
+        self.tls_failures = 0
         self.max_lifetime_s = max_lifetime_s
+        self.tls = tls
         self._faults: dict[str, deque[Fault]] = defaultdict(deque)
         self._lock = threading.Lock()
         self._httpd: _Server | None = None
@@ -177,11 +216,16 @@ class LocalHTTPServer:
         return self._httpd.server_address[1]
 
     def url(self, path: str = "") -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
+        scheme = "https" if self.tls is not None else "http"
+        return f"{scheme}://127.0.0.1:{self.port}{path}"
 
     def start(self) -> LocalHTTPServer:
         self._httpd = _Server(("127.0.0.1", 0), _Handler)
         self._httpd.owner = self
+        if self.tls is not None:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(str(self.tls[0]), str(self.tls[1]))
+            self._httpd.tls = context
         self._thread = threading.Thread(
             target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
         )

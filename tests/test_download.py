@@ -1,12 +1,16 @@
-"""Download against a local HTTP server on 127.0.0.1: resume, retries, images, safety."""
+"""Download against local HTTP(S) servers on 127.0.0.1: mirrors, TLS, resume, retries, images."""
 
 from __future__ import annotations
 
+import datetime as dt
 import gzip
 import importlib.util
 import io
 import json
+import logging
+import shutil
 import socket
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -18,10 +22,15 @@ from PIL import Image
 
 from mdr.data.download import (
     CATEGORY_ALIASES,
+    MIRRORS,
     DownloadError,
+    Mirror,
+    RetryPolicy,
     download,
+    fetch_images,
     gzip_is_complete,
     image_problem,
+    plan_sources,
     resolve_category,
     source_files,
 )
@@ -80,10 +89,10 @@ def _img_path(asin: str) -> str:
     return f"/img/{asin.replace('../', 'dotdot_')}.jpg"
 
 
-def _meta_2014(srv: Any) -> bytes:
-    """Python-literal lines; one malformed line; one item outside the 5-core set."""
+def _meta_2014(srv: Any, drop: frozenset[str] = frozenset()) -> bytes:
+    """Python-literal lines; one malformed line; one item outside the 5-core set; no ``drop``."""
     lines = []
-    for a in [*ITEMS, "B0000OTHER"]:
+    for a in [a for a in [*ITEMS, "B0000OTHER"] if a not in drop]:
         d: dict[str, Any] = {"asin": a, "title": f"toy {a}", "categories": [["Toys", "Cars"]]}
         if a != NO_URL:
             d["imUrl"] = srv.url(_img_path(a))
@@ -140,7 +149,7 @@ def test_unknown_category_is_one_clear_error(tmp_path: Path) -> None:
 
 
 def test_source_urls_known_answer() -> None:
-    snap = "http://snap.stanford.edu/data/amazon/productGraph/categoryFiles"
+    snap = "https://snap.stanford.edu/data/amazon/productGraph/categoryFiles"
     assert source_files("Office_Products", 2014) == {
         "reviews": ("reviews_Office_Products_5.json.gz", f"{snap}/reviews_Office_Products_5.json.gz"),
         "meta": ("meta_Office_Products.json.gz", f"{snap}/meta_Office_Products.json.gz"),
@@ -153,6 +162,61 @@ def test_source_urls_known_answer() -> None:
     mirror = source_files("Office_Products", 2018, base_url="http://m.example/x/")
     assert mirror["reviews"][1] == "http://m.example/x/Office_Products_5.json.gz"
     assert mirror["meta"][1] == "http://m.example/x/meta_Office_Products.json.gz"
+
+
+def test_mirror_table() -> None:
+    assert [m.name for m in MIRRORS[2014]] == ["snap", "mcauleylab"]
+    assert [m.name for m in MIRRORS[2018]] == ["jmcauley", "mcauleylab", "datarepo"]
+    for year, mirrors in MIRRORS.items():
+        for m in mirrors:
+            assert m.reviews.startswith("https://") and m.meta.startswith("https://"), m
+            assert not m.reviews.endswith("/") and m.source, m
+            if year == 2014:  # reviews and metadata share one folder
+                assert m.reviews == m.meta and m.reviews.endswith("/categoryFiles"), m
+            else:  # 2018: apart, on every mirror
+                assert m.reviews.endswith("/amazon_v2/categoryFilesSmall"), m
+                assert m.meta.endswith("/amazon_v2/metaFiles2"), m
+    lab = plan_sources("Toys_and_Games", 2018, mirror="McAuleyLab")  # any case
+    assert lab["meta"][1][0].url == ("https://mcauleylab.ucsd.edu/public_datasets/data/amazon_v2/"
+                                     "metaFiles2/meta_Toys_and_Games.json.gz")
+    default = plan_sources("Toys_and_Games", 2018)
+    assert [s.label for s in default["reviews"][1]] == ["jmcauley", "mcauleylab", "datarepo"]
+
+
+def test_own_urls_folder_or_file() -> None:
+    plan = plan_sources("Toys_and_Games", 2018, reviews_url="http://h/dl/any_name.json.gz?sig=1",
+                        meta_url="http://h/meta")
+    assert plan["reviews"] == (f"{CAT}_5.json.gz", [plan["reviews"][1][0]])
+    assert plan["reviews"][1][0].url == "http://h/dl/any_name.json.gz?sig=1"  # the file itself
+    assert plan["meta"][1][0].url == f"http://h/meta/meta_{CAT}.json.gz"  # a folder
+    assert plan["reviews"][1][0].label == "--reviews-url"
+    # a file without its own URL still comes from the mirrors
+    only_meta = plan_sources(CAT, 2014, meta_url="http://h/m/", mirror="snap")
+    assert [s.label for s in only_meta["reviews"][1]] == ["snap"]
+    assert only_meta["meta"][1][0].url == f"http://h/m/meta_{CAT}.json.gz"
+    signed = plan_sources(CAT, 2014, meta_url="https://h/m?sig=a/b", mirror="snap")
+    assert signed["meta"][1][0].url == f"https://h/m/meta_{CAT}.json.gz?sig=a/b"
+    # --base-url: one folder for both, even when it looks like a file name
+    both = plan_sources(CAT, 2014, base_url="http://h/x.gz")
+    assert both["meta"][1][0].url == f"http://h/x.gz/meta_{CAT}.json.gz"
+    assert both["meta"][1][0].label == "--base-url"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [({"mirror": "nowhere"}, r"unknown mirror 'nowhere' for the 2014 release; mirrors: snap, "),
+     ({"mirror": "jmcauley"}, r"unknown mirror 'jmcauley' for the 2014"),  # a 2018-only mirror
+     ({"base_url": "http://h/", "meta_url": "http://h/m"}, r"--base-url is one folder"),
+     ({"base_url": "http://h/", "mirror": "snap"}, r"--base-url is one folder"),
+     ({"reviews_url": "http://h/r_5.json"}, r"--reviews-url .* uncompressed"),
+     ({"meta_url": "ftp://h/m/"}, r"--meta-url must be an http\(s\) URL"),
+     ({"meta_url": "/local/folder"}, r"--meta-url must be an http\(s\) URL")],
+)  # fmt: skip
+def test_bad_source_options_are_one_clear_error(tmp_path: Path, kwargs: dict[str, str],
+                                                message: str) -> None:
+    with pytest.raises(DataError, match=message):
+        download(CAT, tmp_path / "out", **kwargs, progress=False)
+    assert not (tmp_path / "out").exists()  # nothing is created before the options are checked
 
 
 # -- the whole job ----------------------------------------------------------------------------
@@ -175,6 +239,7 @@ def test_full_download_reports_every_missing_image(shop: Any, tmp_path: Path) ->
     assert by_asin[CORRUPT]["reason"] == "corrupt image"
     assert by_asin[NO_URL] == {"asin": NO_URL, "url": None, "reason": "no image URL",
                                "detail": "metadata lists no image"}
+    assert (img["without_url"], img["without_meta"]) == (1, 0)
 
     on_disk = json.loads((out / "images_report.json").read_text())
     assert on_disk["failures"] == img["failures"] and on_disk["failed"] == 3
@@ -318,8 +383,9 @@ def _closed_port() -> int:
 def test_unreachable_server_is_a_clear_error_after_retries(tmp_path: Path) -> None:
     base = f"http://127.0.0.1:{_closed_port()}/data"
     t0 = time.perf_counter()
-    with pytest.raises(DownloadError, match=r"reviews_Toys_and_Games_5\.json\.gz after 3 attempt"):
+    with pytest.raises(DownloadError, match=r"reviews_Toys_and_Games_5\.json\.gz after 3 attempt") as err:
         download(CAT, tmp_path / "out", base_url=base, **FAST)
+    assert "cannot connect (Connection refused); no source could be reached" in str(err.value)
     assert time.perf_counter() - t0 < 10
     assert not (tmp_path / "out" / f"reviews_{CAT}_5.json.gz").exists()
 
@@ -355,3 +421,285 @@ def test_helpers_known_answers(tmp_path: Path) -> None:
     assert image_problem(_jpeg((1, 2, 3))) is None
     assert image_problem(_jpeg((1, 2, 3))[:60]) is not None  # a truncated JPEG
     assert image_problem(b"") is not None
+
+
+def test_items_without_image_url_are_counted(shop: Any, tmp_path: Path) -> None:
+    # GOOD[1] has no metadata record at all; NO_URL's record has no imUrl
+    shop.add(META, _meta_2014(shop, drop=frozenset({GOOD[1]})))
+    out = tmp_path / "out"
+    report = download(CAT, out, base_url=shop.url("/data"), **FAST)
+
+    img = report["images"]
+    assert (img["without_url"], img["without_meta"]) == (2, 1)
+    assert img["reasons"]["no image URL"] == 2
+    by_asin = {f["asin"]: f["detail"] for f in img["failures"]}
+    assert by_asin[GOOD[1]] == "no metadata record"
+    assert by_asin[NO_URL] == "metadata lists no image"
+    on_disk = json.loads((out / "images_report.json").read_text())
+    assert (on_disk["without_url"], on_disk["without_meta"]) == (2, 1)
+    assert report["n_items_with_meta"] == 5
+
+
+# -- mirrors ----------------------------------------------------------------------------------
+
+
+def _mirror(name: str, srv: Any, prefix: str) -> Mirror:
+    """A mirror on a local server with separate reviews and metadata folders, as 2018's."""
+    return Mirror(name, srv.url(f"{prefix}/reviews"), srv.url(f"{prefix}/meta"), "test")
+
+
+def _publish(srv: Any, prefix: str, shop: Any) -> None:
+    srv.add(f"{prefix}/reviews/reviews_{CAT}_5.json.gz", shop.files[REVIEWS])
+    srv.add(f"{prefix}/meta/meta_{CAT}.json.gz", shop.files[META])
+
+
+def test_mirror_fallback_after_404(shop: Any, tmp_path: Path, caplog: Any) -> None:
+    _publish(shop, "/second", shop)  # /first holds nothing
+    mirrors = [_mirror("first", shop, "/first"), _mirror("second", shop, "/second")]
+    with caplog.at_level(logging.WARNING, logger="mdr.data.download"):
+        report = download(CAT, tmp_path / "out", images=False, mirrors=mirrors, **FAST)
+
+    for kind, name in (("reviews", f"reviews_{CAT}_5.json.gz"), ("meta", f"meta_{CAT}.json.gz")):
+        f = report["files"][kind]
+        assert (f["status"], f["source"]) == ("fetched", "second")
+        assert [(t["source"], t["attempts"]) for t in f["tried"]] == [("first", 1)]
+        assert f["tried"][0]["error"].startswith("HTTP 404")
+        assert (tmp_path / "out" / name).read_bytes() == shop.files[REVIEWS if kind == "reviews"
+                                                                      else META]
+    # each file is asked for in its own folder, once per mirror; a 404 is not retried
+    assert shop.counts[f"/first/reviews/reviews_{CAT}_5.json.gz"] == 1
+    assert shop.counts[f"/first/meta/meta_{CAT}.json.gz"] == 1
+    assert shop.counts[f"/second/reviews/meta_{CAT}.json.gz"] == 0
+    assert shop.counts[f"/second/meta/reviews_{CAT}_5.json.gz"] == 0
+    assert any(r.getMessage().startswith(f"reviews_{CAT}_5.json.gz from first: HTTP 404")
+               and r.getMessage().endswith("; trying second") for r in caplog.records)
+
+
+def test_unreachable_mirror_is_not_asked_again(shop: Any, tmp_path: Path) -> None:
+    _publish(shop, "/ok", shop)
+    port = _closed_port()
+    down = Mirror("down", f"http://127.0.0.1:{port}/r", f"http://127.0.0.1:{port}/m", "test")
+    report = download(CAT, tmp_path / "out", images=False, mirrors=[down, _mirror("ok", shop, "/ok")],
+                      **FAST)
+    reviews, meta = report["files"]["reviews"], report["files"]["meta"]
+    assert (reviews["source"], meta["source"]) == ("ok", "ok")
+    assert reviews["tried"][0]["attempts"] == 3  # retried: a refused connection may be passing
+    assert reviews["tried"][0]["error"] == "connection error: 127.0.0.1: cannot connect (Connection refused)"
+    assert (meta["tried"][0]["attempts"], meta["tried"][0]["skipped"]) == (0, True)
+
+
+def test_every_mirror_failing_lists_each(shop: Any, tmp_path: Path) -> None:
+    shop.fail(f"/second/reviews/reviews_{CAT}_5.json.gz", status=503, times=10)
+    mirrors = [_mirror("first", shop, "/first"), _mirror("second", shop, "/second")]
+    with pytest.raises(DownloadError) as err:
+        download(CAT, tmp_path / "out", images=False, mirrors=mirrors, **FAST)
+    lines = str(err.value).splitlines()
+    assert lines[0] == f"could not download reviews_{CAT}_5.json.gz from any of its 2 sources:"
+    assert lines[1].startswith("  first: HTTP 404") and lines[1].endswith("after 1 attempt(s))")
+    assert lines[2].startswith("  second: HTTP 503") and lines[2].endswith("after 3 attempt(s))")
+    assert lines[3] == "try --reviews-url/--meta-url (the file's folder or its full URL)"
+
+
+def test_reviews_and_meta_urls_anywhere(shop: Any, tmp_path: Path) -> None:
+    """A category of one's own: the reviews by full URL (any name), the metadata by folder."""
+    shop.add("/dl/export-2024.json.gz", shop.files[REVIEWS])
+    shop.add("/other/meta_My_Shop.json.gz", shop.files[META])
+    out = tmp_path / "out"
+    report = download("My_Shop", out, images=False, reviews_url=shop.url("/dl/export-2024.json.gz"),
+                      meta_url=shop.url("/other/"), **FAST)
+    assert report["category"] == "My_Shop"
+    assert sorted(p.name for p in out.iterdir()) == ["meta_My_Shop.json.gz",
+                                                     "reviews_My_Shop_5.json.gz"]
+    assert report["files"]["reviews"]["source"] == "--reviews-url"
+    assert report["n_items"] == 6
+    with pytest.raises(DataError, match="unknown category 'My_Shop'"):  # the mirrors lack it
+        download("My_Shop", tmp_path / "out2", progress=False)
+
+
+def test_cli_help_names_every_mirror(capsys: Any) -> None:
+    from mdr.cli import build_parser
+
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["data", "download", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for flag in ("--mirror", "--reviews-url", "--meta-url", "--base-url"):
+        assert flag in text
+    for year, mirrors in MIRRORS.items():
+        names = ", ".join(m.name for m in mirrors)
+        assert f"{year}: {names}" in text  # in table order
+
+
+# -- TLS --------------------------------------------------------------------------------------
+
+_OPENSSL_CONFIG = """
+[ req ]
+distinguished_name = dn
+prompt = no
+[ dn ]
+CN = mdr test CA
+[ v3_ca ]
+basicConstraints = critical, CA:true
+keyUsage = critical, keyCertSign, cRLSign
+subjectKeyIdentifier = hash
+[ ca ]
+default_ca = test_ca
+[ test_ca ]
+database = index.txt
+new_certs_dir = .
+serial = serial
+default_md = sha256
+policy = policy_any
+unique_subject = no
+x509_extensions = leaf
+[ policy_any ]
+commonName = supplied
+[ leaf ]
+basicConstraints = critical, CA:false
+keyUsage = critical, digitalSignature
+extendedKeyUsage = serverAuth
+subjectAltName = IP:127.0.0.1
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid
+"""
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, Path] | Path]:
+    """A test CA and, for 127.0.0.1, a valid, an expired and a self-signed certificate."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("needs the openssl command to make test certificates")
+    d = tmp_path_factory.mktemp("certs")
+    (d / "cfg").write_text(_OPENSSL_CONFIG)
+    (d / "index.txt").write_text("")
+    (d / "serial").write_text("01\n")
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+
+    def run(*args: str) -> None:
+        subprocess.run([openssl, *args], cwd=d, check=True, capture_output=True, timeout=30)
+
+    def stamp(t: dt.datetime) -> str:
+        return t.strftime("%y%m%d%H%M%SZ")
+
+    now = dt.datetime.now(dt.UTC)
+    run("req", "-x509", "-config", "cfg", "-extensions", "v3_ca", *ec, "-keyout", "ca.key",
+        "-out", "ca.pem", "-days", "30")
+    run("req", "-new", "-config", "cfg", *ec, "-keyout", "leaf.key", "-out", "leaf.csr",
+        "-subj", "/CN=127.0.0.1")
+    for name, start, end in [("good", now - dt.timedelta(days=1), now + dt.timedelta(days=30)),
+                             ("expired", now - dt.timedelta(days=60), now - dt.timedelta(days=30))]:
+        run("ca", "-config", "cfg", "-batch", "-notext", "-in", "leaf.csr", "-out", f"{name}.pem",
+            "-cert", "ca.pem", "-keyfile", "ca.key", "-startdate", stamp(start),
+            "-enddate", stamp(end))
+    run("req", "-x509", "-config", "cfg", "-extensions", "leaf", *ec, "-keyout", "self.key",
+        "-out", "self.pem", "-days", "30", "-subj", "/CN=127.0.0.1")
+    return {"ca": d / "ca.pem", "good": (d / "good.pem", d / "leaf.key"),
+            "expired": (d / "expired.pem", d / "leaf.key"),
+            "self-signed": (d / "self.pem", d / "self.key")}
+
+
+def _handshakes_settle(srv: Any, failures: int) -> None:
+    """The server counts a refused handshake a moment after the client gave up: wait for it."""
+    deadline = time.monotonic() + 3
+    while srv.tls_failures < failures and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+def test_https_mirror_with_a_trusted_certificate(shop: Any, certs: Any, tmp_path: Path,
+                                                 monkeypatch: Any) -> None:
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(certs["ca"]))
+    with LocalHTTPServer(max_lifetime_s=30, tls=certs["good"]) as tls:
+        _publish(tls, "/v", shop)
+        report = download(CAT, tmp_path / "out", images=False, mirrors=[_mirror("https", tls, "/v")],
+                          **FAST)
+        assert report["fetched"] == [f"reviews_{CAT}_5.json.gz", f"meta_{CAT}.json.gz"]
+        assert report["files"]["meta"]["url"].startswith("https://127.0.0.1:")
+        assert tls.tls_failures == 0
+
+
+@pytest.mark.parametrize(
+    ("cert", "why"),
+    [("expired", "certificate has expired"), ("self-signed", "self-signed certificate")],
+)
+def test_tls_failure_is_one_line_and_not_retried(shop: Any, certs: Any, tmp_path: Path,
+                                                 monkeypatch: Any, cert: str, why: str) -> None:
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(certs["ca"]))  # trusted CA, bad leaf
+    with LocalHTTPServer(max_lifetime_s=30, tls=certs[cert]) as tls:
+        _publish(tls, "/v", shop)
+        mirrors = [_mirror("first", tls, "/v"), _mirror("second", shop, "/nowhere")]
+        t0 = time.perf_counter()
+        with pytest.raises(DownloadError) as err:
+            download(CAT, tmp_path / "out", images=False, mirrors=mirrors, mirror="first",
+                     **{**FAST, "retries": 4, "backoff": 1.0})
+        assert time.perf_counter() - t0 < 3  # no backoff: a certificate error is not retried
+        assert str(err.value) == (f"127.0.0.1: TLS certificate verification failed ({why}); "
+                                  "try --mirror second or --reviews-url/--meta-url")
+        _handshakes_settle(tls, 1)
+        assert (tls.tls_handshakes, tls.tls_failures) == (1, 1)
+        assert sum(tls.counts.values()) == 0
+    assert not (tmp_path / "out" / f"reviews_{CAT}_5.json.gz.part").exists()
+
+
+def test_tls_failure_moves_on_to_the_next_mirror(shop: Any, certs: Any, tmp_path: Path,
+                                                 monkeypatch: Any, caplog: Any) -> None:
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(certs["ca"]))
+    with LocalHTTPServer(max_lifetime_s=30, tls=certs["expired"]) as tls:
+        _publish(tls, "/v", shop)
+        _publish(shop, "/ok", shop)
+        mirrors = [_mirror("expired", tls, "/v"), _mirror("ok", shop, "/ok")]
+        with caplog.at_level(logging.WARNING, logger="mdr.data.download"):
+            report = download(CAT, tmp_path / "out", mirrors=mirrors, **FAST)
+        _handshakes_settle(tls, 1)
+        # the host that failed TLS for the reviews is not asked again for the metadata
+        assert (tls.tls_handshakes, tls.tls_failures) == (1, 1)
+    reviews, meta = report["files"]["reviews"], report["files"]["meta"]
+    assert (reviews["source"], meta["source"]) == ("ok", "ok")
+    assert reviews["tried"][0]["error"] == (
+        "127.0.0.1: TLS certificate verification failed (certificate has expired)")
+    assert meta["tried"][0]["attempts"] == 0
+    assert "not asked again" in meta["tried"][0]["error"]
+    assert report["images"]["ok"] == 3  # the job went on to the images
+    assert [r.getMessage() for r in caplog.records] == [
+        f"reviews_{CAT}_5.json.gz from expired: 127.0.0.1: TLS certificate verification failed "
+        "(certificate has expired); trying ok"]
+
+
+def test_image_tls_failure_is_reported_not_retried(certs: Any, tmp_path: Path,
+                                                   monkeypatch: Any) -> None:
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(certs["ca"]))
+    with LocalHTTPServer(max_lifetime_s=30, tls=certs["expired"]) as tls:
+        tls.add("/i.jpg", _jpeg((1, 2, 3)))
+        result = fetch_images({"B1": tls.url("/i.jpg")}, tmp_path / "img",
+                              RetryPolicy(retries=3, backoff=0.5, timeout=5), progress=False)
+        _handshakes_settle(tls, 1)
+        assert tls.tls_handshakes == 1
+    assert result["reasons"] == {"TLS error": 1}
+    assert "certificate has expired" in result["failures"][0]["detail"]
+
+
+def test_https_to_a_plain_http_server_is_one_line(shop: Any, tmp_path: Path) -> None:
+    base = shop.url("/data").replace("http://", "https://")
+    t0 = time.perf_counter()
+    with pytest.raises(DownloadError) as err:
+        download(CAT, tmp_path / "out", base_url=base, **{**FAST, "backoff": 1.0})
+    assert time.perf_counter() - t0 < 3
+    assert "\n" not in str(err.value)
+    assert str(err.value).startswith("127.0.0.1: TLS handshake failed (")
+    assert str(err.value).endswith("; try --mirror snap or --mirror mcauleylab or "
+                                   "--reviews-url/--meta-url")
+
+
+def test_cli_prints_the_tls_line(certs: Any, tmp_path: Path, monkeypatch: Any,
+                                 capsys: Any) -> None:
+    from mdr.cli import main
+
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(certs["ca"]))
+    with LocalHTTPServer(max_lifetime_s=30, tls=certs["expired"]) as tls:
+        rc = main(["data", "download", "--category", "toys", "--year", "2018", "--quiet",
+                   "--out", str(tmp_path / "out"), "--reviews-url", tls.url("/r/"),
+                   "--meta-url", tls.url("/m/")])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert err == ("mdr: error: 127.0.0.1: TLS certificate verification failed (certificate has "
+                   "expired); try --mirror jmcauley or --mirror mcauleylab or --mirror datarepo "
+                   "or --reviews-url/--meta-url\n")

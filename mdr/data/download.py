@@ -1,21 +1,48 @@
 """Download an Amazon category (2014 or 2018 release): 5-core reviews, metadata, item images.
 
-Sources (``base_url`` replaces the whole prefix: both files are then fetched
-from ``<base_url>/<filename>``, e.g. a local mirror):
+Where the files come from
+-------------------------
+Each release has a built-in list of mirrors (:data:`MIRRORS`), tried in order:
+a file that cannot be had from one mirror (HTTP error, TLS failure, retries
+spent) is asked of the next, and the final error lists every mirror tried and
+why it failed. Every mirror has a folder for the reviews files and one for
+the metadata files (the 2018 release keeps them apart on every host)::
 
-- 2014 (McAuley et al., the paper's data)::
+    release  mirror      reviews folder / metadata folder
+    2014     snap        https://snap.stanford.edu/data/amazon/productGraph/categoryFiles/ (both)
+    2014     mcauleylab  https://mcauleylab.ucsd.edu/public_datasets/data/amazon/categoryFiles/ (both)
+    2018     jmcauley    https://jmcauley.ucsd.edu/data/amazon_v2/categoryFilesSmall/
+                         https://jmcauley.ucsd.edu/data/amazon_v2/metaFiles2/
+    2018     mcauleylab  https://mcauleylab.ucsd.edu/public_datasets/data/amazon_v2/categoryFilesSmall/
+                         https://mcauleylab.ucsd.edu/public_datasets/data/amazon_v2/metaFiles2/
+    2018     datarepo    https://datarepo.eng.ucsd.edu/mcauley_group/data/amazon_v2/categoryFilesSmall/
+                         https://datarepo.eng.ucsd.edu/mcauley_group/data/amazon_v2/metaFiles2/
 
-    http://snap.stanford.edu/data/amazon/productGraph/categoryFiles/reviews_<Cat>_5.json.gz
-    http://snap.stanford.edu/data/amazon/productGraph/categoryFiles/meta_<Cat>.json.gz
+Sources: ``snap`` is what the official 2014 page (McAuley et al., the paper's
+data) links today, over https. ``jmcauley`` is the 2018 release's (Ni, Li,
+McAuley) long-standing host; public reports say its certificate expired in
+May 2026. ``mcauleylab`` serves the same trees under the lab's
+``public_datasets`` folder and ``datarepo`` the same 2018 tree under
+``mcauley_group``; neither is linked from the official pages, both are what
+public download scripts fetch these files from (for 2014, ``reviews_<Cat>_5``
+and ``meta_<Cat>`` from ``mcauleylab``), so they come after the official host.
 
-- 2018 (Ni, Li, McAuley)::
+File names: 2014 ``reviews_<Cat>_5.json.gz`` and ``meta_<Cat>.json.gz``; 2018
+``<Cat>_5.json.gz`` and ``meta_<Cat>.json.gz``. ``<Cat>`` is the release's
+category name (``Clothing_Shoes_and_Jewelry``); the paper's short names
+``cloth``, ``toys`` and ``office`` are accepted too (:data:`CATEGORY_ALIASES`,
+:func:`resolve_category`).
 
-    https://jmcauley.ucsd.edu/data/amazon_v2/categoryFilesSmall/<Cat>_5.json.gz
-    https://jmcauley.ucsd.edu/data/amazon_v2/metaFiles2/meta_<Cat>.json.gz
-
-``<Cat>`` is the release's category name (``Clothing_Shoes_and_Jewelry``); the
-paper's short names ``cloth``, ``toys`` and ``office`` are accepted too
-(:data:`CATEGORY_ALIASES`, :func:`resolve_category`).
+Choosing a source (:func:`plan_sources`): ``mirror`` (``--mirror NAME``) tries
+that mirror alone; ``reviews_url`` / ``meta_url`` (``--reviews-url``,
+``--meta-url``) give one file's location anywhere else, either its folder
+(the release's file name is appended) or the full URL of the file (a URL whose
+last path segment ends in ``.gz``; it is saved under the release's file name,
+so ``prepare`` finds it); a file without its own URL still comes from the
+mirrors. ``base_url`` (``--base-url``) is one folder holding both files, e.g.
+a local mirror: the same as giving that folder to both. Files already complete
+in ``out`` are never fetched again, so files obtained by other means can be
+put there by hand.
 
 How files are fetched: streamed into ``<name>.part``; an existing ``.part`` is
 resumed with an HTTP ``Range`` request (a server that ignores Range answers
@@ -24,7 +51,14 @@ whole gzip stream (a truncated or corrupt file is fetched again) and only then
 renamed into place, so a file under its final name is always complete and is
 skipped on a re-run. Connection errors, timeouts, 5xx/429 answers and bodies
 shorter than their ``Content-Length`` are retried with exponential backoff
-(``backoff * 2**attempt`` seconds); other 4xx answers fail at once.
+(``backoff * 2**attempt`` seconds); other 4xx answers fail at once. A TLS
+failure (an expired, self-signed or mismatched certificate, a failed
+handshake) is never retried: it is one line naming the host, e.g.
+``jmcauley.ucsd.edu: TLS certificate verification failed (certificate has
+expired)``, followed by the other mirrors to try. A host that failed so, or
+that could not be reached at all after the retries, is not asked again for the
+other file of the same run. A private CA is trusted through
+``REQUESTS_CA_BUNDLE``, as everywhere in ``requests``.
 
 Images: the reviews file gives the 5-core item set; the metadata file is
 streamed and only those items are kept. Each item's first image URL (2014
@@ -32,27 +66,31 @@ streamed and only those items are kept. Each item's first image URL (2014
 thread pool into ``<out>/images/<image_filename(asin)>`` (an ASIN that is not a
 safe file name gets a hashed name, so nothing escapes ``out``), decoded with
 PIL before it is kept, and skipped on a re-run when already present and
-valid. ``<out>/images_report.json`` lists every item whose image could not be
-had, and why.
+valid. ``<out>/images_report.json`` (and the returned report) counts the items
+without an image URL (``without_url``; of them ``without_meta`` have no
+metadata record at all: some 2014 records carry no ``imUrl``) and lists every
+item whose image could not be had, and why.
 """
 
 from __future__ import annotations
 
 import gzip
 import io
+import logging
 import os
 import re
+import ssl
 import threading
 import time
 import warnings
 import zlib
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from mdr import io as mio
 from mdr.data.parse import (
@@ -75,9 +113,46 @@ CHUNK = 1 << 20  # bytes per streamed chunk
 MAX_IMAGE_BYTES = 32 << 20  # a product photo larger than this is refused
 MAX_BACKOFF_S = 60.0
 
-URLS_2014 = "http://snap.stanford.edu/data/amazon/productGraph/categoryFiles"
-URLS_2018_REVIEWS = "https://jmcauley.ucsd.edu/data/amazon_v2/categoryFilesSmall"
-URLS_2018_META = "https://jmcauley.ucsd.edu/data/amazon_v2/metaFiles2"
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Mirror:
+    """One host of a release: the folder of its reviews files and the folder of its metadata."""
+
+    name: str
+    reviews: str  # folder URL (no trailing slash)
+    meta: str
+    source: str  # where this address comes from, for people reading the table
+
+
+_SNAP = "https://snap.stanford.edu/data/amazon/productGraph/categoryFiles"
+_LAB_2014 = "https://mcauleylab.ucsd.edu/public_datasets/data/amazon/categoryFiles"
+_V2_JMCAULEY = "https://jmcauley.ucsd.edu/data/amazon_v2"
+_V2_LAB = "https://mcauleylab.ucsd.edu/public_datasets/data/amazon_v2"
+_V2_DATAREPO = "https://datarepo.eng.ucsd.edu/mcauley_group/data/amazon_v2"
+
+# tried in this order; the module docstring says where each comes from
+MIRRORS: dict[int, tuple[Mirror, ...]] = {
+    2014: (
+        Mirror("snap", _SNAP, _SNAP, "linked from the official 2014 page"),
+        Mirror("mcauleylab", _LAB_2014, _LAB_2014,
+               "the lab's public_datasets tree, used by public download scripts"),
+    ),
+    2018: (
+        Mirror("jmcauley", f"{_V2_JMCAULEY}/categoryFilesSmall", f"{_V2_JMCAULEY}/metaFiles2",
+               "the release's long-standing host (certificate reported expired in May 2026)"),
+        Mirror("mcauleylab", f"{_V2_LAB}/categoryFilesSmall", f"{_V2_LAB}/metaFiles2",
+               "the same tree under the lab's public_datasets folder"),
+        Mirror("datarepo", f"{_V2_DATAREPO}/categoryFilesSmall", f"{_V2_DATAREPO}/metaFiles2",
+               "the same tree under mcauley_group, used by public download scripts"),
+    ),
+}
+
+# the first mirror of each release (kept for callers of the old constants)
+URLS_2014 = MIRRORS[2014][0].reviews
+URLS_2018_REVIEWS = MIRRORS[2018][0].reviews
+URLS_2018_META = MIRRORS[2018][0].meta
 
 CATEGORY_ALIASES: dict[str, str] = {
     "cloth": "Clothing_Shoes_and_Jewelry",
@@ -109,7 +184,7 @@ _FORMAT: dict[int, Format] = {2014: "amazon2014", 2018: "amazon2018"}
 
 
 class DownloadError(DataError):
-    """A file could not be downloaded (names the URL and the last error)."""
+    """A file could not be downloaded (names every source tried and why each failed)."""
 
 
 # -- categories and URLs -------------------------------------------------------------------
@@ -118,8 +193,8 @@ class DownloadError(DataError):
 def resolve_category(name: str, year: int = 2014, allow_custom: bool = False) -> str:
     """The release's category name for ``name`` (an alias, or any case of a known name).
 
-    With ``allow_custom`` (a mirror given by ``base_url``), an unknown name is
-    accepted when it is a plain ``[A-Za-z0-9_]`` token. Anything else raises
+    With ``allow_custom`` (files from URLs of one's own, or a dataset of one's
+    own), an unknown name is accepted when it is a plain ``[A-Za-z0-9_]`` token. Anything else raises
     :class:`DataError` listing the known categories.
     """
     if year not in _KNOWN:
@@ -140,21 +215,100 @@ def resolve_category(name: str, year: int = 2014, allow_custom: bool = False) ->
     )
 
 
+def file_names(category: str, year: int = 2014) -> dict[str, str]:
+    """``{"reviews": name, "meta": name}``: the release's file names for a resolved category."""
+    if year == 2014:
+        return {"reviews": f"reviews_{category}_5.json.gz", "meta": f"meta_{category}.json.gz"}
+    if year == 2018:
+        return {"reviews": f"{category}_5.json.gz", "meta": f"meta_{category}.json.gz"}
+    raise DataError(f"unknown release year {year!r}: expected 2014 or 2018")
+
+
+@dataclass(frozen=True)
+class Source:
+    """One place to try for one file: who offers it (a mirror's name, or a flag) and its URL."""
+
+    label: str
+    url: str
+
+
+def _join(folder: str, name: str) -> str:
+    """``folder``/``name``, keeping a query string (a signed URL) after the path."""
+    parts = urlsplit(folder)
+    return urlunsplit(parts._replace(path=f"{parts.path.rstrip('/')}/{name}"))
+
+
+def _file_url(url: str, name: str, flag: str, folder: bool = False) -> str:
+    """A user's URL for one file: the file itself when it names a ``.gz``, else its folder."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise DataError(f"{flag} must be an http(s) URL, got {url!r}")
+    last = parts.path.rsplit("/", 1)[-1].lower()
+    if folder or not last:
+        return _join(url, name)
+    if last.endswith(".gz"):
+        return url
+    if last.endswith((".json", ".jsonl")):
+        raise DataError(
+            f"{flag} {url!r} names an uncompressed file: the download fetches the .json.gz files "
+            "the releases publish (their gzip stream is how a complete file is told from a cut one)"
+        )
+    return _join(url, name)
+
+
+def plan_sources(
+    category: str,
+    year: int = 2014,
+    *,
+    mirror: str | None = None,
+    reviews_url: str | None = None,
+    meta_url: str | None = None,
+    base_url: str | None = None,
+    mirrors: Sequence[Mirror] | None = None,
+) -> dict[str, tuple[str, list[Source]]]:
+    """``{"reviews": (filename, sources), "meta": (filename, sources)}``, sources in trying order.
+
+    ``mirrors`` (default :data:`MIRRORS` of ``year``) are tried in order, or only
+    the one called ``mirror``; ``reviews_url``/``meta_url`` replace them for one
+    file (a folder, or the file's full ``.gz`` URL); ``base_url`` is one folder
+    for both files and excludes the other three. Bad combinations raise
+    :class:`DataError`.
+    """
+    names = file_names(category, year)
+    if base_url is not None:
+        if reviews_url is not None or meta_url is not None or mirror is not None:
+            raise DataError(
+                "--base-url is one folder holding both files: give it alone, or give "
+                "--reviews-url/--meta-url (and --mirror) instead"
+            )
+        reviews_url = meta_url = base_url
+    table = tuple(MIRRORS[year] if mirrors is None else mirrors)
+    if mirror is not None:
+        by_name = {m.name.lower(): m for m in table}
+        if mirror.strip().lower() not in by_name:
+            known = ", ".join(m.name for m in table) or "none"
+            raise DataError(f"unknown mirror {mirror!r} for the {year} release; mirrors: {known}")
+        table = (by_name[mirror.strip().lower()],)
+    custom = {"reviews": (reviews_url, "--reviews-url"), "meta": (meta_url, "--meta-url")}
+    plan: dict[str, tuple[str, list[Source]]] = {}
+    for kind, name in names.items():
+        url, flag = custom[kind]
+        if url is not None:
+            label = "--base-url" if base_url is not None else flag
+            # --base-url has always been a folder, whatever its last segment looks like
+            plan[kind] = (name, [Source(label, _file_url(url, name, label, base_url is not None))])
+        else:
+            folders = [(m.name, m.reviews if kind == "reviews" else m.meta) for m in table]
+            plan[kind] = (name, [Source(n, _join(folder, name)) for n, folder in folders])
+    return plan
+
+
 def source_files(
     category: str, year: int = 2014, base_url: str | None = None
 ) -> dict[str, tuple[str, str]]:
-    """``{"reviews": (filename, url), "meta": (filename, url)}`` for a resolved category."""
-    if year == 2014:
-        names = {"reviews": f"reviews_{category}_5.json.gz", "meta": f"meta_{category}.json.gz"}
-        prefixes = {"reviews": URLS_2014, "meta": URLS_2014}
-    elif year == 2018:
-        names = {"reviews": f"{category}_5.json.gz", "meta": f"meta_{category}.json.gz"}
-        prefixes = {"reviews": URLS_2018_REVIEWS, "meta": URLS_2018_META}
-    else:
-        raise DataError(f"unknown release year {year!r}: expected 2014 or 2018")
-    if base_url is not None:
-        prefixes = {k: base_url for k in prefixes}
-    return {k: (names[k], f"{prefixes[k].rstrip('/')}/{names[k]}") for k in names}
+    """``{"reviews": (filename, url), "meta": (filename, url)}``: the first source of each file."""
+    plan = plan_sources(category, year, base_url=base_url)
+    return {kind: (name, sources[0].url) for kind, (name, sources) in plan.items()}
 
 
 # -- HTTP plumbing ---------------------------------------------------------------------------
@@ -173,11 +327,16 @@ class RetryPolicy:
 
 
 class _Transient(Exception):
-    """A failure worth retrying (connection, timeout, 5xx, short body, corrupt transfer)."""
+    """A failure worth retrying (connection, timeout, 5xx, short body, corrupt transfer).
 
-    def __init__(self, reason: str, detail: str = ""):
+    ``unreachable``: no connection was made at all (name not resolved, refused,
+    connect timeout), so after the retries the host is taken as down for the run.
+    """
+
+    def __init__(self, reason: str, detail: str = "", unreachable: bool = False):
         super().__init__(f"{reason}: {detail}" if detail else reason)
         self.reason = reason
+        self.unreachable = unreachable
 
 
 class _Permanent(Exception):
@@ -200,19 +359,111 @@ def make_session(pool: int = 8) -> requests.Session:
     return session
 
 
-def _classify(exc: Exception) -> Exception:
+class _TLSFailure(_Permanent):
+    """The TLS handshake failed (certificate or protocol): retrying the same host cannot help."""
+
+    def __init__(self, host: str, what: str):
+        Exception.__init__(self, f"{host}: {what}")  # the one line users see, host first
+        self.reason = "TLS error"
+        self.host = host
+
+
+def _wrapped(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and every exception it wraps, each once.
+
+    requests and urllib3 nest the cause several layers deep (requests' error,
+    MaxRetryError, urllib3's error, the socket or ssl error), through
+    ``__cause__``/``__context__``, a ``reason`` attribute or the arguments.
+    """
+    seen: set[int] = set()
+    stack: list[BaseException] = [exc]
+    while stack:
+        e = stack.pop()
+        if id(e) in seen:
+            continue
+        seen.add(id(e))
+        yield e
+        stack.extend(x for x in (e.__cause__, e.__context__, getattr(e, "reason", None), *e.args)
+                     if isinstance(x, BaseException))
+
+
+# OpenSSL reasons that mean the two ends cannot agree (https to a plain-http port, no
+# common protocol or cipher, a refused certificate): the same on every retry
+_PERMANENT_TLS = ("WRONG_VERSION", "PROTOCOL", "HANDSHAKE", "ALERT", "CERTIFICATE", "CIPHER",
+                  "UNRECOGNIZED_NAME", "NO_SHARED")
+
+
+def _tls_failure(exc: BaseException, url: str) -> _TLSFailure | None:
+    """A :class:`_TLSFailure` when ``exc`` (or anything it wraps) is a TLS failure, else None.
+
+    The certificate's own complaint (``certificate has expired``) is in the
+    wrapped :attr:`ssl.SSLCertVerificationError.verify_message`.
+    """
+    host = urlsplit(url).hostname or url
+    plain: ssl.SSLError | None = None
+    for e in _wrapped(exc):
+        if isinstance(e, ssl.SSLCertVerificationError):
+            why = (e.verify_message or e.reason or "unknown reason").rstrip(".")
+            return _TLSFailure(host, f"TLS certificate verification failed ({why})")
+        if isinstance(e, ssl.SSLError) and plain is None:
+            plain = e
+    text = str(exc)
+    m = re.search(r"certificate verify failed: ([^(]+)", text)
+    if m or "CERTIFICATE_VERIFY_FAILED" in text:
+        why = m.group(1).strip().rstrip(".") if m else "unknown reason"
+        return _TLSFailure(host, f"TLS certificate verification failed ({why})")
+    code = str(getattr(plain, "reason", None) or "").upper()
+    if not any(k in code for k in _PERMANENT_TLS):
+        return None  # e.g. a connection cut mid-handshake or mid-body: retried like any other
+    return _TLSFailure(host, f"TLS handshake failed ({code.replace('_', ' ').lower()})")
+
+
+def _classify(exc: Exception, url: str = "") -> Exception:
     """Map a requests exception onto _Transient (timeouts, broken connections) or _Permanent."""
     import requests
+    import urllib3
 
+    if isinstance(exc, requests.exceptions.SSLError | urllib3.exceptions.SSLError):
+        tls = _tls_failure(exc, url)
+        if tls is not None:
+            return tls
     text = str(exc)[:200]
+    if isinstance(exc, requests.exceptions.ConnectTimeout):
+        return _Transient("timeout", f"{urlsplit(url).hostname}: connect timed out",
+                          unreachable=True)
     if isinstance(exc, requests.Timeout) or "timed out" in text.lower():
         return _Transient("timeout", text)
     if isinstance(exc, requests.exceptions.ChunkedEncodingError | requests.ConnectionError):
+        down = _connect_failure(exc)
+        if down is not None:  # requests' own text is 300 characters of pool internals
+            return _Transient("connection error", f"{urlsplit(url).hostname}: {down}",
+                              unreachable=True)
         return _Transient("connection error", text)
     if isinstance(exc, requests.exceptions.InvalidURL | requests.exceptions.MissingSchema
                   | requests.exceptions.InvalidSchema):  # fmt: skip
         return _Permanent("bad URL", text)
     return _Transient("request error", text)
+
+
+def _connect_failure(exc: BaseException) -> str | None:
+    """A short reason when ``exc`` wraps a failure to open the connection, else None.
+
+    None also for connections that broke later (those are not a sign the host is down).
+    """
+    import urllib3
+
+    for e in _wrapped(exc):
+        # checked first: urllib3 derives NewConnectionError (and NameResolutionError) from
+        # ConnectTimeoutError
+        if isinstance(e, urllib3.exceptions.NewConnectionError):
+            m = re.search(r"\[Errno -?\d+\] ([^)'\"]+)", str(e))
+            why = m.group(1).strip() if m else type(e).__name__
+            if isinstance(e, urllib3.exceptions.NameResolutionError):
+                return f"host name not resolved ({why})"
+            return f"cannot connect ({why})"
+        if isinstance(e, urllib3.exceptions.ConnectTimeoutError):
+            return "connect timed out"
+    return None
 
 
 def _check_status(resp: requests.Response, url: str) -> None:
@@ -293,7 +544,7 @@ def _stream_to_part(session: requests.Session, url: str, part: Path, timeout: fl
                     if bar is not None:
                         bar.update(len(chunk))
     except (requests.RequestException, urllib3.exceptions.HTTPError) as e:
-        raise _classify(e) from e
+        raise _classify(e, url) from e
     if expected is not None and received != expected:
         raise _Transient("truncated body", f"{received} of {expected} bytes from {url}")
     return "resumed" if resumed else "fresh"
@@ -308,41 +559,120 @@ def fetch_file(session: requests.Session, url: str, dest: str | Path,
                policy: RetryPolicy = RetryPolicy(), progress: bool = False) -> dict[str, Any]:
     """Download ``url`` to ``dest`` (resumable, gzip-verified, atomic); skip a complete ``dest``.
 
-    Returns ``{"file", "url", "status": "skipped"|"fetched", "resumed", "attempts", "bytes"}``;
-    raises :class:`DownloadError` after the retries are spent or on a permanent failure.
+    :func:`fetch_first` with one source; see there for the report and the errors.
+    """
+    return fetch_first(session, [Source(url, url)], dest, policy, progress)
+
+
+def fetch_first(
+    session: requests.Session,
+    sources: Sequence[Source],
+    dest: str | Path,
+    policy: RetryPolicy = RetryPolicy(),
+    progress: bool = False,
+    hint: str = "",
+    failed_hosts: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """Download ``dest`` from the first of ``sources`` that serves it; skip a complete ``dest``.
+
+    Each source gets the full retry policy for transient failures; a permanent
+    one (4xx, TLS) moves on to the next source at once. ``failed_hosts`` maps a
+    ``host:port`` to why it is out (its TLS failed, or it could not be reached
+    at all after the retries): such hosts are skipped, and hosts that fail so
+    here are added (share it between the files of one job). Returns ``{"file",
+    "url", "source", "status": "skipped"|"fetched", "resumed", "attempts",
+    "bytes", "tried"}``: ``url``/``source`` say where the file came from (None
+    when it was already complete), ``tried`` lists the sources that failed
+    before one worked. Raises :class:`DownloadError` naming every source tried and why it
+    failed, then ``hint``; a single TLS failure is one line naming the host.
     """
     dest = Path(dest)
-    info: dict[str, Any] = {"file": dest.name, "url": url, "status": "skipped", "resumed": False,
-                            "attempts": 0}
+    failed_hosts = {} if failed_hosts is None else failed_hosts
+    info: dict[str, Any] = {"file": dest.name, "url": None, "source": None, "status": "skipped",
+                            "resumed": False, "attempts": 0, "tried": []}
     if dest.is_file() and gzip_is_complete(dest):
         info["bytes"] = dest.stat().st_size
         return info
+    if not sources:
+        raise DownloadError(f"no source to download {dest.name} from; {hint}".rstrip("; "))
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
     bar = _bar(progress, desc=dest.name, unit="B", unit_scale=True, unit_divisor=1024)
-
-    def attempt() -> None:
-        info["attempts"] += 1
-        how = _stream_to_part(session, url, part, policy.timeout, bar)
-        info["resumed"] = info["resumed"] or how in ("resumed", "complete")
-        if not gzip_is_complete(part):
-            part.unlink()  # corrupt, not merely short: the next attempt starts afresh
-            raise _Transient("corrupt gzip", f"{url} does not decompress to its end")
-
+    tried: list[dict[str, Any]] = info["tried"]
     try:
-        _check_url(url)
-        _with_retries(attempt, policy)
-    except (_Transient, _Permanent) as e:
-        hint = (" (is the category right for this release, or the base URL?)"
-                if "HTTP 404" in str(e) else "")
-        tries = f"after {info['attempts']} attempt(s)" if info["attempts"] else "without trying"
-        raise DownloadError(f"could not download {url} {tries}: {e}{hint}") from e
+        for k, src in enumerate(sources):
+            host = _endpoint(src.url)
+            if host in failed_hosts:
+                tried.append({"source": src.label, "url": src.url, "attempts": 0, "tls": False,
+                              "skipped": True, "unreachable": False,
+                              "error": f"{failed_hosts[host]} (earlier in this run; not asked "
+                                       "again)"})
+                continue
+            attempts = [0]
+
+            def attempt(url: str = src.url, attempts: list[int] = attempts) -> None:
+                attempts[0] += 1
+                info["attempts"] += 1
+                how = _stream_to_part(session, url, part, policy.timeout, bar)
+                info["resumed"] = info["resumed"] or how in ("resumed", "complete")
+                if not gzip_is_complete(part):
+                    part.unlink()  # corrupt, not merely short: the next attempt starts afresh
+                    raise _Transient("corrupt gzip", f"{url} does not decompress to its end")
+
+            try:
+                _check_url(src.url)
+                _with_retries(attempt, policy)
+            except (_Transient, _Permanent) as e:
+                is_tls = isinstance(e, _TLSFailure)
+                if is_tls or getattr(e, "unreachable", False):
+                    failed_hosts[host] = str(e)
+                tried.append({"source": src.label, "url": src.url, "attempts": attempts[0],
+                              "tls": is_tls, "skipped": False, "error": str(e),
+                              "unreachable": getattr(e, "unreachable", False)})
+                if k + 1 < len(sources):
+                    log.warning("%s from %s: %s; trying %s", dest.name, src.label, e,
+                                sources[k + 1].label)
+                continue
+            os.replace(part, dest)
+            info.update(status="fetched", url=src.url, source=src.label,
+                        bytes=dest.stat().st_size)
+            return info
     finally:
         if bar is not None:
             bar.close()
-    os.replace(part, dest)
-    info.update(status="fetched", bytes=dest.stat().st_size)
-    return info
+    raise DownloadError(_failure_message(dest.name, tried, hint))
+
+
+def _endpoint(url: str) -> str:
+    """``host:port`` of a URL: what a TLS failure or an unreachable host belongs to."""
+    parts = urlsplit(url)
+    port = parts.port or {"https": 443, "http": 80}.get(parts.scheme, 0)
+    return f"{parts.hostname or ''}:{port}"
+
+
+def _tries(n: int) -> str:
+    return f"after {n} attempt(s)" if n else "without trying"
+
+
+def _failure_message(name: str, tried: list[dict[str, Any]], hint: str) -> str:
+    """One line for one source (just the host's line for TLS), else one line per source."""
+    if all("HTTP 404" in t["error"] for t in tried):
+        hint = "is the category right for this release, or the URL?" + (f" {hint}" if hint else "")
+    elif all(t["unreachable"] for t in tried):
+        hint = ("no source could be reached (offline, or behind a proxy? requests honours "
+                "HTTPS_PROXY)" + (f"; {hint}" if hint else ""))
+    if len(tried) == 1:
+        t = tried[0]
+        line = (t["error"] if t["tls"]
+                else f"could not download {t['url']} {_tries(t['attempts'])}: {t['error']}")
+        return f"{line}; {hint}" if hint else line
+    lines = [f"could not download {name} from any of its {len(tried)} sources:"]
+    for t in tried:
+        when = "" if t["tls"] or t["skipped"] else f", {_tries(t['attempts'])}"
+        lines.append(f"  {t['source']}: {t['error']} ({t['url']}{when})")
+    if hint:
+        lines.append(hint)
+    return "\n".join(lines)
 
 
 def _bar(enabled: bool, **kwargs: Any) -> Any:
@@ -430,7 +760,7 @@ def _get_image_bytes(session: requests.Session, url: str, timeout: float) -> byt
             encoded = resp.headers.get("Content-Encoding", "identity") != "identity"
             expected = None if encoded else _content_length(resp)
     except (requests.RequestException, urllib3.exceptions.HTTPError) as e:
-        raise _classify(e) from e
+        raise _classify(e, url) from e
     if expected is not None and len(buf) != expected:
         raise _Transient("truncated body", f"{len(buf)} of {expected} bytes")
     return bytes(buf)
@@ -441,7 +771,8 @@ def fetch_image(sessions: _Sessions, asin: str, url: str | None, dest: Path,
     """Fetch one item image to ``dest``. Returns (asin, outcome, detail).
 
     outcome: "skipped" (already valid), "fetched", or a failure reason
-    ("no image URL", "HTTP 404", "corrupt image", "timeout", "connection error", ...).
+    ("no image URL", "HTTP 404", "corrupt image", "timeout", "connection error",
+    "TLS error" (never retried), ...).
     """
     if dest.is_file():
         if image_problem(dest.read_bytes()) is None:
@@ -519,37 +850,55 @@ def download(
     timeout: float = 30,
     progress: bool = True,
     backoff: float = 1.0,
+    *,
+    mirror: str | None = None,
+    reviews_url: str | None = None,
+    meta_url: str | None = None,
+    mirrors: Sequence[Mirror] | None = None,
 ) -> dict[str, Any]:
     """Download a category's 5-core reviews and metadata into ``out``, then its item images.
 
+    Sources as in :func:`plan_sources`: the release's mirrors in order (or
+    ``mirrors``, a list of one's own), only ``mirror``, or ``reviews_url`` /
+    ``meta_url`` / ``base_url``. A category outside the release's list is
+    accepted (when a safe name) only with a URL of one's own.
+
     Returns a report: the category, each file's status (``fetched``/``skipped``,
-    resumed or not), the item/user/review counts of the 5-core file, parse
-    skips, and (with ``images``) image counts with every failure and its reason,
-    which is also written to ``<out>/images_report.json``. Raises
-    :class:`DataError` for an unknown category and :class:`DownloadError` when a
-    file cannot be had after ``retries`` retries.
+    resumed or not, the source it came from and the sources that failed first),
+    the item/user/review counts of the 5-core file, parse skips, and (with
+    ``images``) image counts (``without_url``: items with no image URL, of
+    which ``without_meta`` have no metadata record) with every failure and its
+    reason, which is also written to ``<out>/images_report.json``. Raises
+    :class:`DataError` for an unknown category, mirror or a bad URL, and
+    :class:`DownloadError` when a file cannot be had from any source.
     """
-    cat = resolve_category(category, year, allow_custom=base_url is not None)
+    own_urls = base_url is not None or reviews_url is not None or meta_url is not None
+    cat = resolve_category(category, year, allow_custom=own_urls)
+    plan = plan_sources(cat, year, mirror=mirror, reviews_url=reviews_url, meta_url=meta_url,
+                        base_url=base_url, mirrors=mirrors)
+    names = [m.name for m in (MIRRORS[year] if mirrors is None else mirrors)]
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     policy = RetryPolicy(retries=max(0, retries), backoff=backoff, timeout=timeout)
-    files = source_files(cat, year, base_url)
     report: dict[str, Any] = {"category": cat, "year": year, "out": str(out), "files": {}}
+    failed_hosts: dict[str, str] = {}  # TLS failed or unreachable: not asked for the other file
     session = make_session()
     try:
         for kind in ("reviews", "meta"):
-            name, url = files[kind]
-            report["files"][kind] = fetch_file(session, url, out / name, policy, progress)
+            name, sources = plan[kind]
+            report["files"][kind] = fetch_first(session, sources, out / name, policy, progress,
+                                                hint=_hint(sources, names),
+                                                failed_hosts=failed_hosts)
     finally:
         session.close()
     report["fetched"] = [f["file"] for f in report["files"].values() if f["status"] == "fetched"]
     report["skipped"] = [f["file"] for f in report["files"].values() if f["status"] == "skipped"]
 
     skips = SkipLog()
-    asins, n_users, n_reviews = read_item_set(out / files["reviews"][0], skips)
+    asins, n_users, n_reviews = read_item_set(out / plan["reviews"][0], skips)
     report.update(n_items=len(asins), n_users=n_users, n_reviews=n_reviews)
     if images:
-        metas = load_item_meta(out / files["meta"][0], _FORMAT[year], asins, skips)
+        metas = load_item_meta(out / plan["meta"][0], _FORMAT[year], asins, skips)
         report["n_items_with_meta"] = len(metas)
         urls = {a: (metas[a].image_urls[0] if a in metas and metas[a].image_urls else None)
                 for a in asins}
@@ -558,7 +907,28 @@ def download(
             if f["reason"] == "no image URL":
                 f["detail"] = ("no metadata record" if f["asin"] not in metas
                                else "metadata lists no image")
+        # counted apart too (they stay among the failures): missing data, not a failed fetch
+        counts = {"without_url": sum(u is None for u in urls.values()),
+                  "without_meta": len(asins) - len(metas)}
+        img = _insert_after(img, "failed", counts)  # beside the counts, before the long list
         report["images"] = img
         mio.write_json(out / "images_report.json", {"category": cat, "year": year, **img})
     report["skips"] = skips.as_dict()
     return report
+
+
+def _insert_after(d: dict[str, Any], key: str, extra: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        out[k] = v
+        if k == key:
+            out.update(extra)
+    return out
+
+
+def _hint(sources: Sequence[Source], mirror_names: Sequence[str]) -> str:
+    """What to try when every source of a file failed: the mirrors not tried, then own URLs."""
+    tried = {s.label for s in sources}
+    others = [f"--mirror {n}" for n in mirror_names if n not in tried]
+    own = "--reviews-url/--meta-url" + ("" if others else " (the file's folder or its full URL)")
+    return "try " + " or ".join([*others, own])
