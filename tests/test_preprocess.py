@@ -499,6 +499,31 @@ def test_tokenize() -> None:
     assert mtext.tokenize("Don't BUY: it's 2x-large, a 'great' fit!!") == [
         "don't", "buy", "it's", "2x", "large", "great", "fit"]
     assert mtext.tokenize("a b cd", min_token_len=1) == ["a", "b", "cd"]
+    assert mtext.tokenize("snake_case <br/>x") == ["snake", "case", "br"]
+
+
+@pytest.mark.parametrize(("text", "tokens"), [
+    ("Café naïve Größe", ["café", "naïve", "größe"]),
+    ("Cafe\u0301 NAI\u0308VE", ["café", "naïve"]),  # combining accents: NFKC composes them
+    ("Ｆｕｌｌ ｗｉｄｔｈ ＡＢＣ１２", ["full", "width", "abc12"]),  # compatibility forms
+    ("don’t it’s", ["don't", "it's"]),  # typographic apostrophes
+    ("Очень удобное платье", ["очень", "удобное", "платье"]),
+    ("Πολύ καλό", ["πολύ", "καλό"]),
+    ("हिन्दी भाषा", ["हिन्दी", "भाषा"]),  # vowel signs and virama stay in the word
+    ("العَرَبِيَّة جميل", ["العَرَبِيَّة", "جميل"]),  # harakat too
+    ("这件衣服很好看", ["这", "件", "衣", "服", "很", "好", "看"]),  # one token per ideograph
+    ("日本語のテキスト", ["日", "本", "語", "のテキスト"]),
+    ("한국어 텍스트", ["한국어", "텍스트"]),
+    ("great 😀👍🏽 fit ❤️ 5⭐", ["great", "fit"]),  # emoji are not words
+    ("x 😀 y", []),
+])
+def test_tokenize_any_script(text: str, tokens: list[str]) -> None:
+    assert mtext.tokenize(text) == tokens
+
+
+def test_ascii_fast_path_agrees_with_the_unicode_rules() -> None:
+    text = "Don't BUY: it's 2x-large, a 'great' fit!! snake_case 42 x"
+    assert mtext.tokenize(text + " éé")[:-1] == mtext.tokenize(text)  # é forces the slow path
 
 
 def test_item_token_matrix_round_robin() -> None:
