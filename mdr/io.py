@@ -260,10 +260,14 @@ def atomic_dir(path: str | Path, kind: str, overwrite: bool = False) -> Iterator
     """
     path = Path(path)
     check_output(path, kind, overwrite)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    for old in clean_leftovers(path):
-        print(f"mdr: removed {old}, left by an interrupted run", file=sys.stderr)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}{_PARTIAL}", dir=path.parent))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        for old in clean_leftovers(path):
+            print(f"mdr: removed {old}, left by an interrupted run", file=sys.stderr)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}{_PARTIAL}", dir=path.parent))
+    except OSError as e:
+        raise OutputError(f"{path}: cannot create an output folder there "
+                          f"({e.strerror or e})") from e
     lock = None
     try:
         os.chmod(tmp, 0o755)  # mkdtemp makes it 0700; the result is an ordinary folder
