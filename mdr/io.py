@@ -192,9 +192,10 @@ def check_output(path: str | Path, kind: str, overwrite: bool = False) -> None:
 def clean_leftovers(path: str | Path) -> list[Path]:
     """Remove what killed runs into ``path`` left beside it; returns the removed folders.
 
-    Only ``.<name>.partial-*`` / ``.<name>.old-*`` folders that carry this tool's marker
-    (or are empty: killed before the marker was written or the old output moved in) and
-    whose build is not running (its marker is not locked) are removed.
+    Only ``.<name>.partial-*`` / ``.<name>.old-*`` folders are considered, and of those
+    only the ones that are recognisably this tool's and not in use: a folder whose
+    marker is this tool's and not locked by a running build, or one killed while being
+    set up (empty, or holding nothing but an unfinished marker file).
     """
     path = Path(path)
     parent = path.parent
@@ -205,26 +206,36 @@ def clean_leftovers(path: str | Path) -> list[Path]:
         for entry in sorted(parent.glob(glob.escape(prefix) + "*")):
             if entry.is_symlink() or not entry.is_dir():
                 continue
-            if read_marker(entry) is None:
-                if not any(entry.iterdir()):  # killed before the marker or the swap
-                    entry.rmdir()
-                    removed.append(entry)
-                continue
-            if _locked(entry / MARKER):
-                continue  # a build that is still running
-            shutil.rmtree(entry, ignore_errors=True)
+            names = [p.name for p in entry.iterdir()]
+            mark = entry / MARKER
+            if not names:
+                entry.rmdir()
+            elif mark.is_symlink() or not mark.is_file() or _locked(mark):
+                continue  # not ours, or a build that is still running
+            elif read_marker(entry) is not None or names == [MARKER]:
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                continue  # an unreadable marker beside other files: not provably ours
             removed.append(entry)
     return removed
 
 
-def _lock(path: Path) -> int | None:
-    """Open ``path`` and hold an exclusive lock on it; the descriptor (None without fcntl)."""
+def _new_marker(folder: Path, kind: str) -> int | None:
+    """Create ``folder``'s marker, locked before its first byte is written (so a concurrent
+    cleanup never takes a starting build for a dead one); the open descriptor, which holds
+    the lock until closed (None without fcntl)."""
+    fd = os.open(folder / MARKER, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     try:
-        import fcntl
-    except ImportError:  # not POSIX: no locking, leftovers are still recognised by the marker
-        return None
-    fd = os.open(path, os.O_RDONLY)
-    fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            import fcntl
+
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except ImportError:  # not POSIX: no locking, leftovers are still told by the marker
+            pass
+        os.write(fd, marker_text(kind).encode("utf-8"))
+    except BaseException:
+        os.close(fd)
+        raise
     return fd
 
 
@@ -270,9 +281,8 @@ def atomic_dir(path: str | Path, kind: str, overwrite: bool = False) -> Iterator
                           f"({e.strerror or e})") from e
     lock = None
     try:
+        lock = _new_marker(tmp, kind)
         os.chmod(tmp, 0o755)  # mkdtemp makes it 0700; the result is an ordinary folder
-        (tmp / MARKER).write_text(marker_text(kind), encoding="utf-8")
-        lock = _lock(tmp / MARKER)
         try:
             yield tmp
         except OSError as e:

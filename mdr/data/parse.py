@@ -173,7 +173,7 @@ def _lines(path: Path, skips: SkipLog, strict: bool, lenient: bool) -> Iterator[
         if strict or not lenient:
             raise DataError(f"{path}: {what}; --lenient (lenient=True) keeps the lines read "
                             "before the damage") from e
-        skips.add("file truncated or corrupt", str(path), what)
+        skips.add("file truncated or corrupt", path.name, what)
 
 
 def _fail(strict: bool, skips: SkipLog, reason: str, path: Path, lineno: int, detail: str,
