@@ -151,3 +151,36 @@ def test_atomic_files_get_the_usual_mode_not_mkstemps_0600(tmp_path) -> None:
     os.umask(mask)
     write_text(tmp_path / "a.txt", "x")
     assert stat.S_IMODE((tmp_path / "a.txt").stat().st_mode) == 0o666 & ~mask != 0o600
+
+
+def test_git_commit_is_that_of_the_current_directory(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+    import shutil
+    import subprocess
+
+    from mdr.provenance import git_commit, manifest
+
+    if shutil.which("git") is None:
+        pytest.skip("git is not installed")
+    monkeypatch.chdir(tmp_path)  # not inside any checkout: no commit, whatever mdr is in
+    assert git_commit() is None and manifest()["git_commit"] is None
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    env = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
+           "GIT_COMMITTER_EMAIL": "t@t"}
+    for cmd in (["init", "-q"], ["add", "f"], ["commit", "-q", "-m", "x"]):
+        if cmd[0] == "add":
+            (repo / "f").write_text("1")
+        subprocess.run(["git", *cmd], cwd=repo, check=True, env={**os.environ, **env})
+    sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True,
+                         check=True).stdout.strip()
+    (repo / "sub").mkdir()
+    monkeypatch.chdir(repo / "sub")
+    assert git_commit() == sha
+    (repo / "f").write_text("2")
+    assert git_commit() == sha + "+dirty"
+    (repo / "f").write_text("1")
+    (repo / "untracked").write_text("x")  # untracked files do not make a tree dirty
+    assert git_commit() == sha
+    assert git_commit(tmp_path) is None
