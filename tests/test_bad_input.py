@@ -537,7 +537,7 @@ CASES: list[Case] = [
          2, "dataset.json: corrupt"),
     Case("stats-dataset-json-counts-missing", lambda c: stats(c.proc_copy({"dataset.json": lambda b:
                                                                             b'{"format_version": 1}'})),
-         2, "dataset.json: corrupt (counts of users, items and categories missing)"),
+         2, "dataset.json: corrupt (counts of users, items, categories and behaviors missing)"),
     Case("stats-no-dataset-json", lambda c: stats(c.proc_copy({"dataset.json": None})), 2,
          "no dataset.json - not a prepared dataset"),
     Case("stats-file-missing", lambda c: stats(c.proc_copy({"text.npz": None})), 2,
@@ -726,3 +726,21 @@ def test_a_bug_keeps_its_traceback(error: Exception, monkeypatch: pytest.MonkeyP
     monkeypatch.setattr(mdr.cli, "_cmd_stats", boom)
     with pytest.raises(type(error)):
         run_cli(["data", "stats", tmp_path])
+
+
+@pytest.mark.parametrize(("fname", "damage", "attr", "message"), [
+    ("vocab.txt", lambda b: b"\xff\xfe" + b, "vocab", "vocab.txt: damaged or truncated"),
+    ("users.txt", lambda b: b + b"\xc3\n", "user_ids", "users.txt: damaged or truncated"),
+    ("items.jsonl", lambda b: b[: len(b) // 2], "items", "items.jsonl:"),
+    ("text.npz", flip_middle_byte, "text", "text.npz: damaged or truncated"),
+    ("word2vec.npy", cut(0.5), "word_vectors", "word2vec.npy: truncated"),
+])
+def test_damaged_files_of_a_prepared_folder_name_the_file_when_read(
+        fname: str, damage: Callable[[bytes], bytes], attr: str, message: str,
+        shop: tuple[Path, Path], tmp_path: Path) -> None:
+    from mdr.data.dataset import DataError, ProcessedDataset
+
+    ctx = Ctx(tmp_path, *shop)
+    root = ctx.proc_copy({fname: damage})
+    with pytest.raises(DataError, match=re.escape(message)):
+        getattr(ProcessedDataset.open(root), attr)

@@ -161,6 +161,25 @@ def load_npy(path: Path, mmap: bool = False) -> np.ndarray:
         raise _damaged(path, e, "prepare the dataset again") from e
 
 
+def read_lines(path: Path) -> list[str]:
+    """The lines of a UTF-8 text file of a prepared folder; damage is a DataError naming it."""
+    try:
+        return path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as e:
+        raise _damaged(path, e, "prepare the dataset again") from e
+
+
+def read_jsonl(path: Path) -> list[Any]:
+    """One JSON value a line; a damaged line is a DataError naming the file and line."""
+    out = []
+    for n, line in enumerate(read_lines(path), 1):
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError as e:
+            raise DataError(f"{path}:{n}: damaged ({e.msg}); prepare the dataset again") from e
+    return out
+
+
 def read_manifest(root: Path) -> dict[str, Any]:
     """``ROOT/dataset.json`` of a prepared folder; a corrupt one is a DataError naming it."""
     path = root / "dataset.json"
@@ -186,9 +205,10 @@ class ProcessedDataset:
                                   "run `mdr data prepare` again")
         counts = manifest.get("counts")
         if not isinstance(counts, dict) or not all(
-                isinstance(counts.get(k), int) for k in ("users", "items", "categories")):
-            raise DataError(f"{root}/dataset.json: corrupt (counts of users, items and "
-                            "categories missing); run `mdr data prepare` again")
+                isinstance(counts.get(k), int) for k in ("users", "items", "categories",
+                                                         "behaviors")):
+            raise DataError(f"{root}/dataset.json: corrupt (counts of users, items, categories "
+                            "and behaviors missing); run `mdr data prepare` again")
         return cls(root)
 
     # ------------------------------------------------------------------ metadata
@@ -218,20 +238,19 @@ class ProcessedDataset:
 
     @functools.cached_property
     def vocab(self) -> list[str]:
-        return (self.root / "vocab.txt").read_text(encoding="utf-8").splitlines()
+        return read_lines(self.root / "vocab.txt")
 
     @functools.cached_property
     def items(self) -> list[dict[str, Any]]:
-        with (self.root / "items.jsonl").open(encoding="utf-8") as fh:
-            return [json.loads(line) for line in fh]
+        return read_jsonl(self.root / "items.jsonl")
 
     @functools.cached_property
     def category_names(self) -> list[str]:
-        return (self.root / "categories.txt").read_text(encoding="utf-8").splitlines()
+        return read_lines(self.root / "categories.txt")
 
     @functools.cached_property
     def user_ids(self) -> list[str]:
-        return (self.root / "users.txt").read_text(encoding="utf-8").splitlines()
+        return read_lines(self.root / "users.txt")
 
     @property
     def label_names(self) -> dict[str, list[str]]:

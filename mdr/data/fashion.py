@@ -69,7 +69,7 @@ from typing import Any, Literal
 import numpy as np
 
 from mdr import io as mio
-from mdr.data.dataset import check_prepared, load_npy, load_npz, read_manifest
+from mdr.data.dataset import check_prepared, load_npy, load_npz, read_jsonl, read_manifest
 from mdr.data.images import load_images
 from mdr.data.parse import DataError, SkipLog
 from mdr.data.preprocess import sha256, write_npz
@@ -507,8 +507,7 @@ class FashionImages:
 
     @functools.cached_property
     def items(self) -> list[dict[str, Any]]:
-        with (self.root / "items.jsonl").open(encoding="utf-8") as fh:
-            return [json.loads(line) for line in fh]
+        return read_jsonl(self.root / "items.jsonl")
 
 
 # --------------------------------------------------------------------------- CLI
