@@ -309,6 +309,15 @@ def _move_into_place(tmp: Path, path: Path) -> None:
         os.replace(tmp, path)  # onto nothing, or onto an empty folder
 
 
+def human_bytes(n: float) -> str:
+    """``1536`` -> ``"1.5 KiB"``: sizes in messages."""
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(n) < 1024:
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"
+
+
 def _json_default(o: Any) -> Any:
     if isinstance(o, np.integer):
         return int(o)

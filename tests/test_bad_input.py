@@ -744,3 +744,26 @@ def test_damaged_files_of_a_prepared_folder_name_the_file_when_read(
     root = ctx.proc_copy({fname: damage})
     with pytest.raises(DataError, match=re.escape(message)):
         getattr(ProcessedDataset.open(root), attr)
+
+
+def test_images_that_would_not_fit_are_refused_before_the_memory_map(
+        shop: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from collections import namedtuple
+
+    import mdr.data.preprocess as pp
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(pp.shutil, "disk_usage", lambda p: usage(10**6, 10**6 - 1000, 1000))
+    r = run_cli(prep(Ctx(tmp_path, *shop)))
+    assert r.code == 2 and "images.npy: 100 images at 32x32 need 300.0 KiB, only 1000 B" in r.err
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # no sparse file, no partial folder
+
+
+def test_photos_that_would_not_fit_in_memory_are_refused(tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    import mdr.data.fashion as fa
+
+    monkeypatch.setattr(fa, "_available_memory", lambda: 10_000)
+    r = run_cli(fashion(Ctx(tmp_path, tmp_path, tmp_path), "--image-size", "512"))
+    assert r.code == 2 and "3 photos at 512x512 need 4.5 MiB of memory, 9.8 KiB" in r.err, r.err
+    assert not (tmp_path / "out").exists()

@@ -403,8 +403,9 @@ def _check_memory(n: int, size: int) -> None:
     need = 2 * n * size * size * 3
     avail = _available_memory()
     if avail is not None and need > avail:
-        raise DataError(f"{n} photos at {size}x{size} need {need / 2**30:.1f} GiB of memory, "
-                        f"{avail / 2**30:.1f} GiB are free: use a smaller --image-size or --limit")
+        raise DataError(f"{n} photos at {size}x{size} need {mio.human_bytes(need)} of memory, "
+                        f"{mio.human_bytes(avail)} are available: use a smaller --image-size or "
+                        "--limit")
 
 
 def _available_memory() -> int | None:

@@ -687,7 +687,7 @@ def _write_images(
     free = shutil.disk_usage(tmp).free
     if need > free:  # before the memory map: a sparse file would fail half-way, much later
         raise DataError(f"{tmp / 'images.npy'}: {len(asins)} images at {s}x{s} need "
-                        f"{need / 2**30:.2f} GiB, only {free / 2**30:.2f} GiB are free there; "
+                        f"{mio.human_bytes(need)}, only {mio.human_bytes(free)} are free there; "
                         "use a smaller --image-size or another --out")
     arr = np.lib.format.open_memmap(tmp / "images.npy", mode="w+", dtype=np.uint8,
                                     shape=(len(asins), s, s, 3))
