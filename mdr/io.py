@@ -7,6 +7,7 @@ import contextlib
 import glob
 import json
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -128,6 +129,7 @@ TOOL = "mdr-companion"
 MARKER_VERSION = 1
 KINDS = ("synthetic-raw", "prepared-dataset", "fashion-images")
 _PARTIAL, _OLD = ".partial-", ".old-"
+_TEMP_SUFFIX = re.compile(r"[a-z0-9_]{8}")  # what tempfile.mkdtemp appends
 
 
 class OutputError(ValueError):
@@ -204,6 +206,8 @@ def clean_leftovers(path: str | Path) -> list[Path]:
     removed = []
     for prefix in (f".{path.name}{_PARTIAL}", f".{path.name}{_OLD}"):
         for entry in sorted(parent.glob(glob.escape(prefix) + "*")):
+            if not _TEMP_SUFFIX.fullmatch(entry.name[len(prefix):]):
+                continue  # not a name mkdtemp gave (e.g. a user's ".out.old-backup")
             if entry.is_symlink() or not entry.is_dir():
                 continue
             names = [p.name for p in entry.iterdir()]

@@ -89,20 +89,23 @@ def test_leftovers_of_killed_runs_are_removed_but_not_live_or_foreign_ones(tmp_p
     import os
 
     out = tmp_path / "out"
-    dead = tmp_path / ".out.partial-dead"
+    dead = tmp_path / ".out.partial-dead0000"
     dead.mkdir()
     (dead / mio.MARKER).write_text(mio.marker_text("prepared-dataset"))
     (dead / "half.npz").write_bytes(b"x")
-    old = tmp_path / ".out.old-dead"
+    old = tmp_path / ".out.old-dead0000"
     old.mkdir()
     (old / mio.MARKER).write_text(mio.marker_text("prepared-dataset"))
-    empty = tmp_path / ".out.partial-empty"  # killed before its marker was written
+    empty = tmp_path / ".out.partial-empty000"  # killed before its marker was written
     empty.mkdir()
-    live = tmp_path / ".out.partial-live"
+    live = tmp_path / ".out.partial-live0000"
     live.mkdir()
     (live / mio.MARKER).write_text(mio.marker_text("prepared-dataset"))
-    foreign = _user_folder(tmp_path / ".out.partial-mine")  # a name alike, not ours
-    other = tmp_path / ".outer.partial-x"  # another output's leftover
+    foreign = _user_folder(tmp_path / ".out.partial-mine0000")  # a name alike, not ours
+    other = tmp_path / ".outer.partial-x0000000"  # another output's leftover
+    backup = tmp_path / ".out.old-backup"  # a user's own name: not what mkdtemp gives
+    backup.mkdir()
+    (backup / mio.MARKER).write_text(mio.marker_text("prepared-dataset"))
     other.mkdir()
     (other / mio.MARKER).write_text(mio.marker_text("prepared-dataset"))
     fd = os.open(live / mio.MARKER, os.O_RDONLY)
@@ -113,7 +116,7 @@ def test_leftovers_of_killed_runs_are_removed_but_not_live_or_foreign_ones(tmp_p
     finally:
         os.close(fd)
     assert not dead.exists() and not old.exists() and not empty.exists()
-    assert live.is_dir() and other.is_dir()
+    assert live.is_dir() and other.is_dir() and backup.is_dir()
     assert (foreign / "thesis" / "ch1.tex").read_text() == "chapter one"
     assert mio.clean_leftovers(out) == [live]  # its owner has gone now
 
