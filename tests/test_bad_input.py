@@ -103,6 +103,15 @@ class Ctx:
 Check = Callable[[Ctx, Result], None]
 
 
+def described(text: str) -> Callable[[Check], Check]:
+    """Give a check the words the README table shows for it."""
+    def wrap(check: Check) -> Check:
+        check.describe = text  # type: ignore[attr-defined]
+        return check
+
+    return wrap
+
+
 @dataclass(frozen=True)
 class Case:
     id: str
@@ -249,6 +258,7 @@ def fashion(c: Ctx, *extra: Any, out: Path | None = None) -> list[Any]:
 
 
 def untouched(name: str = "victim") -> Check:
+    @described("the user's files intact")
     def check(c: Ctx, r: Result) -> None:
         root = c.p(name)
         assert (root / "thesis" / "ch1.tex").read_text() == "chapter one"
@@ -260,8 +270,12 @@ def untouched(name: str = "victim") -> Check:
 
 
 def file_intact(name: str, text: str) -> Check:
+    """``name`` (under the case's folder) still holds ``text`` ("": the shop's file of that
+    name, for copies of the shop)."""
+    @described(f"{name} intact")
     def check(c: Ctx, r: Result) -> None:
-        assert c.p(name).read_text() == text
+        expected = text or (c.shop / Path(name).name).read_text()
+        assert c.p(name).read_text() == expected
 
     return check
 
@@ -271,6 +285,7 @@ def manifest(c: Ctx) -> dict[str, Any]:
 
 
 def counts(**expected: Any) -> Check:
+    @described(", ".join(f"{k} = {v}" for k, v in expected.items()))
     def check(c: Ctx, r: Result) -> None:
         got = manifest(c)["counts"]
         for k, v in expected.items():
@@ -282,6 +297,7 @@ def counts(**expected: Any) -> Check:
 def skipped(reason: str, where: str, n: int = 1) -> Check:
     """A counted skip whose reason contains ``reason``, and an example naming ``where``
     (``file:line``, or the file)."""
+    @described(f"counted skip \"{reason}\" naming {where}" + (f" ({n})" if n != 1 else ""))
     def check(c: Ctx, r: Result) -> None:
         sk = manifest(c)["skips"]
         hits = {k: v for k, v in sk["counts"].items() if reason in k}
@@ -291,6 +307,7 @@ def skipped(reason: str, where: str, n: int = 1) -> Check:
     return check
 
 
+@described("valid and test items differ, neither in the history")
 def one_behaviour_per_pair(c: Ctx, r: Result) -> None:
     from mdr.data.dataset import TRAIN, ProcessedDataset
 
@@ -304,6 +321,7 @@ def one_behaviour_per_pair(c: Ctx, r: Result) -> None:
         assert valid != test and valid not in history and test not in history
 
 
+@described("every stored time a real date")
 def times_are_sane(c: Ctx, r: Result) -> None:
     from mdr.data.dataset import ProcessedDataset
 
@@ -312,6 +330,7 @@ def times_are_sane(c: Ctx, r: Result) -> None:
 
 
 def all_of(*checks: Check) -> Check:
+    @described("; ".join(getattr(ch, "describe", "") for ch in checks))
     def check(c: Ctx, r: Result) -> None:
         for ch in checks:
             ch(c, r)
@@ -319,16 +338,29 @@ def all_of(*checks: Check) -> Check:
     return check
 
 
+@described("nothing created")
 def nothing_created(c: Ctx, r: Result) -> None:
     assert not c.p("out").exists() and not list(c.tmp.glob(".out.*"))
 
 
+def still_prepared(name: str) -> Check:
+    @described(f"{name} still a complete prepared folder")
+    def check(c: Ctx, r: Result) -> None:
+        from mdr.data.dataset import ProcessedDataset
+
+        assert ProcessedDataset.open(c.p(name)).stats()["behaviors"] == T
+
+    return check
+
+
+@described("a complete prepared folder")
 def is_prepared(c: Ctx, r: Result) -> None:
     from mdr.data.dataset import ProcessedDataset
 
     ProcessedDataset.open(c.p("out"))
 
 
+@described("the line's code never runs")
 def not_executed(c: Ctx, r: Result) -> None:
     assert not c.p("pwned").exists()
 
@@ -350,12 +382,13 @@ CASES: list[Case] = [
                                          synth(c, "--overwrite", out=c.p("l")))[1],
          2, "symbolic link", untouched()),
     Case("synth-out-prepared-dataset", lambda c: synth(c, "--overwrite", out=c.proc_copy()), 2,
-         "holds mdr's prepared-dataset output, not synthetic-raw"),
+         "holds mdr's prepared-dataset output, not synthetic-raw", still_prepared("proc")),
     Case("synth-rerun-without-overwrite", lambda c: synth(c, out=marker("synthetic-raw")(
-        c.p("out"))), 2, "already holds mdr's synthetic-raw output; pass --overwrite"),
+        c.p("out"))), 2, "already holds mdr's synthetic-raw output; pass --overwrite",
+         file_intact("out/dataset.json", "{}")),
     Case("synth-rerun-with-overwrite", lambda c: synth(c, "--overwrite", out=marker(
         "synthetic-raw")(c.p("out"))), 0, '"behaviors": 1050',
-         lambda c, r: not c.p("out", "dataset.json").exists()),  # replaced as a whole
+         described("replaced as a whole")(lambda c, r: not c.p("out", "dataset.json").exists())),
     Case("synth-into-empty-folder", lambda c: (c.p("out").mkdir(), synth(c))[1], 0,
          '"users": 150'),
     Case("synth-out-under-a-file", lambda c: (c.p("f").write_text("x"),
@@ -373,13 +406,14 @@ CASES: list[Case] = [
     Case("prepare-out-plain-file", lambda c: (c.p("f").write_text("x"), prep(c, out=c.p("f")))[1],
          2, "exists and is not a folder", file_intact("f", "x")),
     Case("prepare-out-is-raw", lambda c: prep(c, raw=c.raw(), out=c.p("raw")), 2,
-         "must not be (or contain) the raw folder"),
+         "must not be (or contain) the raw folder", file_intact("raw/factors.json", "")),
     Case("prepare-out-contains-raw", lambda c: prep(c, raw=c.raw(), out=c.tmp), 2,
          "must not be (or contain) the raw folder"),
     Case("prepare-out-other-kind", lambda c: prep(c, "--overwrite", out=marker("synthetic-raw")(
-        c.p("shop"))), 2, "holds mdr's synthetic-raw output, not prepared-dataset"),
+        c.p("shop"))), 2, "holds mdr's synthetic-raw output, not prepared-dataset",
+         file_intact("shop/dataset.json", "{}")),
     Case("prepare-rerun-without-overwrite", lambda c: prep(c, out=c.proc_copy()), 2,
-         "already holds mdr's prepared-dataset output; pass --overwrite"),
+         "already holds mdr's prepared-dataset output; pass --overwrite", still_prepared("proc")),
     Case("prepare-rerun-with-overwrite", lambda c: prep(c, "--overwrite", out=c.proc_copy()), 0,
          "150 users, 100 items, 1050 behaviours"),
     Case("prepare-into-empty-folder", lambda c: (c.p("out").mkdir(), prep(c))[1], 0,
@@ -398,7 +432,8 @@ CASES: list[Case] = [
     Case("meta-gzip-cut-50", lambda c: prep(c, raw=c.raw({META: cut(0.5)})), 2,
          f"{META}: truncated gzip stream after"),
     Case("meta-gzip-cut-50-lenient", lambda c: prep(c, "--lenient", raw=c.raw({META: cut(0.5)})),
-         0, "prepared", lambda c, r: manifest(c)["counts"]["items_without_meta"] > 0),
+         0, "prepared", described("items without meta counted")(
+             lambda c, r: manifest(c)["counts"]["items_without_meta"] > 0)),
     Case("reviews-gzip-corrupt-byte", lambda c: prep(c, raw=c.raw({REV: flip_middle_byte})), 2,
          f"{REV}: corrupt gzip stream after"),
     Case("reviews-not-gzip", lambda c: prep(c, raw=c.raw({REV: lambda b: b"hello\n" * 10})), 2,
@@ -437,7 +472,8 @@ CASES: list[Case] = [
          0, "150 users, 100 items, 1050 behaviours"),
     Case("reviews-byte-order-mark", lambda c: prep(c, raw=c.raw({REV: lambda b: gzip.compress(
         b"\xef\xbb\xbf" + gunzip(b), mtime=0)})), 0, "1050 behaviours",
-         lambda c, r: not any("malformed" in k for k in manifest(c)["skips"]["counts"])),
+         described("no line malformed")(
+             lambda c, r: not any("malformed" in k for k in manifest(c)["skips"]["counts"]))),
     # --- repeats and times
     Case("newest-review-twice", lambda c: prep(c, raw=c.raw({REV: lines(newest_review_twice)})), 0,
          "1051 behaviours (1050 distinct)",
@@ -680,9 +716,10 @@ def test_kill_9_during_prepare_into_a_new_folder(shop: tuple[Path, Path], tmp_pa
 
 def table_markdown() -> str:
     """The cases as a markdown table: what was tried, the exit status, what the user reads."""
-    rows = ["| case | exit | what the user gets |", "|---|---|---|"]
+    rows = ["| case | exit | what the user reads | checked after |", "|---|---|---|---|"]
     for c in CASES:
-        rows.append(f"| `{c.id}` | {c.exit} | {c.message.replace('|', '/')} |")
+        after = getattr(c.check, "describe", "") if c.check else ""
+        rows.append(f"| `{c.id}` | {c.exit} | {c.message.replace('|', '/')} | {after} |")
     return f"{len(CASES)} cases (+ 3 kill -9 tests)\n\n" + "\n".join(rows)
 
 
