@@ -57,10 +57,11 @@ def main(argv: list[str] | None = None) -> int:
     mdr = [sys.executable, "-m", "mdr.cli"]
     raw, proc = work / "raw", work / "proc"
     try:
+        # --overwrite: a reused --work folder holds this benchmark's own earlier outputs
         synth = measure_step([*mdr, "data", "synth", "-q", "--size", a.size, "--seed", "0",
-                              "--out", str(raw)])
+                              "--out", str(raw), "--overwrite"])
         prep = measure_step([*mdr, "data", "prepare", "-q", "--raw", str(raw), "--category",
-                             "Synthetic", "--out", str(proc), "--image-size",
+                             "Synthetic", "--out", str(proc), "--overwrite", "--image-size",
                              str(a.image_size), "--n-neg", "50" if a.size == "tiny" else "100"])
         from mdr.data.dataset import ProcessedDataset
 

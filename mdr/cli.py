@@ -2,18 +2,32 @@
 
 ::
 
-    mdr data synth    --size {tiny,small,cloth} --seed N --out DIR
+    mdr data synth    --size {tiny,small,cloth} --seed N --out DIR [--overwrite]
     mdr data download --category CAT --out DIR [--year 2014|2018] [--base-url URL] [--no-images]
-    mdr data prepare  --raw DIR --category CAT --out PROC [--image-size 64] [--n-neg 100] [--seed 0]
+    mdr data prepare  --raw DIR --out PROC [--category CAT] [--year 2014|2018]
+                      [--allow-missing-meta] [--lenient | --strict] [--overwrite]
+                      [--image-size 64] [--n-neg 100] [--seed 0]
     mdr data stats    PROC [--json]
-    mdr data fashion-images [--dir DIR] --out PROC [--image-size 64] [--limit N]
+    mdr data fashion-images [--dir DIR] --out PROC [--image-size 64] [--limit N] [--overwrite]
     mdr train         --config CFG --data PROC --out RUN [--model M] [--seed S] [--epochs N]
                       [--device D] [--set KEY=VALUE] [--resume] [--overwrite]
     mdr evaluate      RUN [--split valid|test] [--full-ranking] [--json]
     mdr explain       RUN --user U --item I [--top K] [--json]
 
 Every subcommand exits with status 2 and one clear line on bad input (a
-missing file, a malformed config, an unknown dataset) instead of a traceback.
+missing file, a malformed config, an unknown dataset) instead of a traceback:
+
+- arguments are checked where they are parsed (types and ranges, e.g.
+  ``--n-neg`` >= 1, ``--image-size`` 4..512); a bad one is one line
+  ``mdr <command>: error: argument ...`` (no usage dump), exit 2;
+- :func:`main` turns the project's own error types (``ConfigError``,
+  ``DataError`` and its ``DownloadError``, ``OutputError``, ``RunError``: each
+  raised where bad input is recognised, naming the input) and operating-system
+  errors about a path (``OSError`` carrying a file name: not found, permission
+  denied, not a folder, disk full while writing a named file...) into
+  ``mdr: error: ...``, exit 2;
+- anything else (including a bare ``ValueError``/``TypeError``) is a bug and keeps
+  its traceback, so that no bug is silently turned into a "user error".
 """
 
 from __future__ import annotations
@@ -24,7 +38,7 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 
 def _print_json(obj: Any) -> None:
@@ -47,7 +61,8 @@ def _print_result(result: dict[str, Any], as_json: bool) -> None:
 def _cmd_synth(a: argparse.Namespace) -> int:
     from mdr.data.synthetic import generate
 
-    summary = generate(a.size, seed=a.seed, out=a.out, progress=not a.quiet)
+    summary = generate(a.size, seed=a.seed, out=a.out, progress=not a.quiet,
+                       overwrite=a.overwrite)
     _print_json(summary)
     return 0
 
@@ -63,27 +78,36 @@ def _cmd_download(a: argparse.Namespace) -> int:
 
 
 def _cmd_prepare(a: argparse.Namespace) -> int:
-    from mdr.data.download import resolve_category
     from mdr.data.preprocess import PrepareConfig, prepare
 
     cfg = replace(PrepareConfig(), image_size=a.image_size, n_neg=a.n_neg, seed=a.seed,
                   label_fraction=a.label_fraction)
-    category = a.category if a.category == "Synthetic" else resolve_category(a.category)
-    manifest = prepare(a.raw, category, a.out, cfg, images_dir=a.images_dir, strict=a.strict,
-                       name=a.name, progress=not a.quiet)
-    counts = manifest["counts"]
+    manifest = prepare(a.raw, a.out, category=a.category, year=a.year, cfg=cfg,
+                       images_dir=a.images_dir, strict=a.strict, name=a.name,
+                       progress=not a.quiet, lenient=a.lenient,
+                       allow_missing_meta=a.allow_missing_meta, overwrite=a.overwrite)
+    counts, src = manifest["counts"], manifest["source"]
     skips = manifest.get("skips", {}).get("counts", {})
-    print(f"prepared {manifest['name']} -> {a.out}: {counts['users']} users, "
-          f"{counts['items']} items, {counts['behaviors']} behaviours")
+    print(f"prepared {manifest['name']} ({src['year']} release, {src['category']}) -> {a.out}: "
+          f"{counts['users']} users, {counts['items']} items, {counts['behaviors']} behaviours "
+          f"({counts['behaviors_distinct']} distinct)")
     if skips:
         print("skipped: " + ", ".join(f"{k}: {v}" for k, v in skips.items()))
     return 0
 
 
 def _cmd_fashion_images(a: argparse.Namespace) -> int:
-    from mdr.data.fashion import cli_fashion_images
+    from mdr.data.fashion import default_fashion_dir, prepare_fashion
 
-    return cli_fashion_images(a)
+    m = prepare_fashion(a.dir or default_fashion_dir(), a.out, image_size=a.image_size,
+                        min_count=a.min_count, label_fraction=a.label_fraction, seed=a.seed,
+                        limit=a.limit, progress=not a.quiet, rare=a.rare, strict=a.strict,
+                        overwrite=a.overwrite)
+    c = m["counts"]
+    print(f"{a.out}: {c['items']} photos, {len(m['labels']['colour'])} colours, "
+          f"{len(m['labels']['article'])} articles, {c['skipped']} skips "
+          f"{m['skips']['counts']}")
+    return 0
 
 
 def _cmd_stats(a: argparse.Namespace) -> int:
@@ -189,33 +213,51 @@ def _cmd_explain(a: argparse.Namespace) -> int:
     return 0
 
 
-def _positive_int(text: str) -> int:
-    """argparse type: an integer >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    """argparse type: an integer >= 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
-
-
 # --------------------------------------------------------------------------- parser
 
 
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line (no usage dump), exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _int_range(lo: int, hi: int) -> Callable[[str], int]:
+    """An argparse ``type``: an integer in [lo, hi]."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if not lo <= value <= hi:
+            raise argparse.ArgumentTypeError(f"must be from {lo} to {hi}, got {value}")
+        return value
+
+    parse.__name__ = f"integer in [{lo}, {hi}]"
+    return parse
+
+
+def _float_range(lo: float, hi: float) -> Callable[[str], float]:
+    """An argparse ``type``: a finite number in [lo, hi] (NaN refused)."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not lo <= value <= hi:  # False for NaN as well
+            raise argparse.ArgumentTypeError(f"must be from {lo:g} to {hi:g}, got {text}")
+        return value
+
+    parse.__name__ = f"number in [{lo:g}, {hi:g}]"
+    return parse
+
+
+_SEED = _int_range(0, 2**31 - 1)  # numpy seed sequences and gensim need non-negative seeds
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="mdr", description="MDR companion: data, training and evaluation for "
         "Multimodal Disentangled Representation for Recommendation (ICME 2021)")
     sub = p.add_subparsers(dest="command", required=True)
@@ -227,8 +269,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = dsub.add_parser("synth", parents=[common], help="write the embedded synthetic shop (Amazon 2014 layout)")
     s.add_argument("--size", choices=["tiny", "small", "cloth"], default="small")
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--seed", type=_SEED, default=0)
     s.add_argument("--out", required=True, type=Path)
+    s.add_argument("--overwrite", action="store_true",
+                   help="replace a shop that an earlier `mdr data synth` wrote at --out")
     s.set_defaults(func=_cmd_synth)
 
     d = dsub.add_parser("download", parents=[common], help="download an Amazon 5-core category and its images")
@@ -250,21 +294,37 @@ def build_parser() -> argparse.ArgumentParser:
                    help="one folder holding both files, e.g. a local mirror (the same as "
                         "giving it to --reviews-url and --meta-url)")
     d.add_argument("--no-images", action="store_true")
-    d.add_argument("--workers", type=int, default=8, help="parallel image downloads")
+    d.add_argument("--workers", type=_int_range(1, 64), default=8,
+                   help="parallel image downloads")
     d.set_defaults(func=_cmd_download)
 
     r = dsub.add_parser("prepare", parents=[common], help="5-core, splits, evaluation lists, text, images, labels")
-    r.add_argument("--raw", required=True, type=Path)
-    r.add_argument("--category", required=True)
+    r.add_argument("--raw", required=True, type=Path,
+                   help="a folder in the Amazon layout (2014 or 2018 release)")
     r.add_argument("--out", required=True, type=Path)
-    r.add_argument("--image-size", type=int, default=64)
-    r.add_argument("--n-neg", type=int, default=100, help="sampled negatives per evaluation list")
-    r.add_argument("--seed", type=int, default=0)
-    r.add_argument("--label-fraction", type=float, default=0.1,
-                   help="fraction of labelled items kept for weak supervision")
+    r.add_argument("--category", default=None,
+                   help="the category to prepare when --raw holds several (any name; "
+                        "cloth/toys/office for the paper's); default: the one present")
+    r.add_argument("--year", type=int, choices=[2014, 2018], default=None,
+                   help="the release, when --raw holds both; default: found from the files")
+    r.add_argument("--allow-missing-meta", action="store_true",
+                   help="prepare without a metadata file (items get no title, category <unknown>)")
+    r.add_argument("--image-size", type=_int_range(4, 512), default=64,
+                   help="pixels per side, 4..512 (default 64)")
+    r.add_argument("--n-neg", type=_int_range(1, 100_000), default=100,
+                   help="sampled negatives per evaluation list")
+    r.add_argument("--seed", type=_SEED, default=0)
+    r.add_argument("--label-fraction", type=_float_range(0.0, 1.0), default=0.1,
+                   help="fraction of labelled items kept for weak supervision, 0..1")
     r.add_argument("--images-dir", type=Path, default=None, help="images already on disk")
     r.add_argument("--name", default=None, help="dataset name (default: derived)")
-    r.add_argument("--strict", action="store_true", help="fail on the first malformed line")
+    damage = r.add_mutually_exclusive_group()
+    damage.add_argument("--strict", action="store_true", help="fail on the first malformed line")
+    damage.add_argument("--lenient", action="store_true",
+                        help="a truncated file or one of mostly malformed lines is a counted "
+                             "skip, not an error")
+    r.add_argument("--overwrite", action="store_true",
+                   help="replace a dataset that an earlier `mdr data prepare` wrote at --out")
     r.set_defaults(func=_cmd_prepare)
 
     fa = dsub.add_parser("fashion-images", parents=[common],
@@ -274,15 +334,20 @@ def build_parser() -> argparse.ArgumentParser:
                     help="the corpus folder (default: $MDR_FASHION_DIR, then "
                          "../shared/data/fashion-product-images-small)")
     fa.add_argument("--out", required=True, type=Path)
-    fa.add_argument("--image-size", type=int, default=64)
-    fa.add_argument("--limit", type=int, default=None, help="first N photographed rows only")
-    fa.add_argument("--min-count", type=int, default=None,
+    fa.add_argument("--image-size", type=_int_range(8, 512), default=64,
+                    help="pixels per side, 8..512 (default 64)")
+    fa.add_argument("--limit", type=_int_range(1, 10**9), default=None,
+                    help="first N photographed rows only")
+    fa.add_argument("--min-count", type=_int_range(1, 10**9), default=50,
                     help="classes rarer than this become 'other' (default 50)")
-    fa.add_argument("--label-fraction", type=float, default=None,
+    fa.add_argument("--label-fraction", type=_float_range(0.0, 1.0), default=0.1,
                     help="fraction of items whose weak labels training may see (default 0.1)")
-    fa.add_argument("--seed", type=int, default=None)
-    fa.add_argument("--rare", choices=["other", "drop"], default=None)
+    fa.add_argument("--seed", type=_SEED, default=0)
+    fa.add_argument("--rare", choices=["other", "drop"], default="other",
+                    help="classes rarer than --min-count: merged into 'other' or dropped")
     fa.add_argument("--strict", action="store_true", help="fail on the first malformed row")
+    fa.add_argument("--overwrite", action="store_true",
+                    help="replace an earlier `mdr data fashion-images` output at --out")
     fa.set_defaults(func=_cmd_fashion_images)
 
     st = dsub.add_parser("stats", parents=[common], help="Table 1 figures of a prepared dataset")
@@ -300,12 +365,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a registered model (mdr, beta_vae, abae, din_pp, din, wide_deep, pnn, "
                         "deepfm, image_factors) or a baseline/ablation named in the config; "
                         "default: the config's model.name")
-    t.add_argument("--seed", type=_non_negative_int, default=None)
-    t.add_argument("--epochs", type=_positive_int, default=None)
+    t.add_argument("--seed", type=_SEED, default=None)
+    t.add_argument("--epochs", type=_int_range(1, 100_000), default=None)
     t.add_argument("--device", default=None, help="cpu, cuda, cuda:N or auto")
-    t.add_argument("--max-steps", type=_positive_int, default=None,
+    t.add_argument("--max-steps", type=_int_range(1, 10**9), default=None,
                    help="cap steps per epoch (smoke)")
-    t.add_argument("--threads", type=_positive_int, default=None, help="torch CPU threads")
+    t.add_argument("--threads", type=_int_range(1, 1024), default=None,
+                   help="torch CPU threads")
     t.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="dotted config override, e.g. loss.eta=0 (repeatable)")
     t.add_argument("--resume", action="store_true", help="continue from RUN/checkpoint.pt")
@@ -337,21 +403,32 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--user", required=True,
                    help="reviewerID, or an index (#N is always an index)")
     x.add_argument("--item", required=True, help="asin, or an index (#N is always an index)")
-    x.add_argument("--top", type=_non_negative_int, default=5,
+    x.add_argument("--top", type=_int_range(0, 1000), default=5,
                    help="history items to show (default 5)")
     x.set_defaults(func=_cmd_explain)
     return p
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
+    """The project's own error types: raised where bad input is recognised, naming it."""
     from mdr.config import ConfigError
     from mdr.data.parse import DataError
-
-    errors: list[type[BaseException]] = [ConfigError, DataError, FileNotFoundError]
+    from mdr.io import OutputError
     from mdr.runs import RunError
 
-    errors.append(RunError)
-    return tuple(errors)
+    return (ConfigError, DataError, OutputError, RunError)
+
+
+def _path_error(e: OSError) -> str | None:
+    """One line for an OS error about a path the user gave (or a full disk), else None.
+
+    An OSError without a file name (a socket, a pipe...) is not about the user's input
+    and is left to show its traceback.
+    """
+    if e.filename is None:
+        return None
+    where = f"{e.filename}" + (f" -> {e.filename2}" if e.filename2 is not None else "")
+    return f"{where}: {e.strerror or type(e).__name__}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -362,8 +439,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     except _user_errors() as e:
         print(f"mdr: error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `mdr data stats ... | head`: the reader left, nothing to say
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no flush error at exit
+        return 0
+    except OSError as e:
+        line = _path_error(e)
+        if line is None:
+            raise
+        print(f"mdr: error: {line}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
-        print("mdr: interrupted (a run resumes with --resume)", file=sys.stderr)
+        hint = " (a run resumes with --resume)" if args.command == "train" else ""
+        print(f"mdr: interrupted{hint}", file=sys.stderr)
         return 130
 
 

@@ -1,11 +1,15 @@
-"""Atomic writes: a result file is either complete or absent, never half-written."""
+"""Atomic writes: a result file is either complete or absent, never half-written; output
+folders that carry this tool's ownership marker, so that nothing else is ever replaced."""
 
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import os
+import re
 import shutil
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -103,29 +107,219 @@ def write_npz(path: str | Path, **arrays: np.ndarray) -> None:
         np.savez(fh, **arrays)
 
 
-@contextlib.contextmanager
-def atomic_dir(path: str | Path) -> Iterator[Path]:
-    """Build a directory in a temporary sibling and move it into place on success.
+# --------------------------------------------------------------------------- output folders
+#
+# Every folder this tool creates carries MARKER, a small JSON file naming the tool, the
+# marker's version and the KIND of output. It is written into the temporary folder first,
+# so a folder is recognisably ours from its first moment to its last. An existing folder
+# is replaced only when it carries our marker of the same kind AND the caller asked for
+# it; anything else (a user's files, a plain file, a link, another kind of output, an
+# unmarked folder that merely looks like ours) is refused before any work is done, and
+# checked again just before the move, so nothing that this tool did not create is ever
+# deleted. An empty existing folder may be used.
+#
+# A killed run leaves ``.<name>.partial-*`` (or, when killed while swapping an old
+# output out, ``.<name>.old-*``) beside the output. Both carry the marker; the next run
+# into the same output removes them. A running build holds an exclusive ``flock`` on its
+# partial folder's marker (released by the kernel when the process dies, ``kill -9``
+# included), so a concurrent run never removes a build that is still going.
 
-    An interrupted build leaves only a ``.<name>.partial-*`` folder, never a
-    folder at ``path`` that looks complete. An existing ``path`` is replaced.
+MARKER = ".mdr-output.json"
+TOOL = "mdr-companion"
+MARKER_VERSION = 1
+KINDS = ("synthetic-raw", "prepared-dataset", "fashion-images")
+_PARTIAL, _OLD = ".partial-", ".old-"
+_TEMP_SUFFIX = re.compile(r"[a-z0-9_]{8}")  # what tempfile.mkdtemp appends
+
+
+class OutputError(ValueError):
+    """An output folder that this tool must not create or replace (names the folder and why)."""
+
+
+def marker_text(kind: str) -> str:
+    """The marker file's content for ``kind``: fixed bytes, so outputs stay reproducible."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown output kind {kind!r}; expected one of {KINDS}")
+    return json.dumps({"tool": TOOL, "marker_version": MARKER_VERSION, "kind": kind},
+                      indent=2) + "\n"
+
+
+def read_marker(folder: str | Path) -> dict[str, Any] | None:
+    """The marker of ``folder`` when it is this tool's (a dict with ``kind``), else None."""
+    path = Path(folder) / MARKER
+    if path.is_symlink() or not path.is_file():
+        return None
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    if not isinstance(doc, dict) or doc.get("tool") != TOOL or doc.get("kind") not in KINDS:
+        return None
+    return doc
+
+
+def check_output(path: str | Path, kind: str, overwrite: bool = False) -> None:
+    """Raise :class:`OutputError` unless ``path`` may receive a new output of ``kind``.
+
+    Allowed: a path that does not exist, an empty folder, and (with ``overwrite``)
+    a folder holding this tool's output of the same ``kind``.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.partial-", dir=path.parent))
-    os.chmod(tmp, 0o755)  # mkdtemp makes it 0700; the result is an ordinary folder
+    if path.is_symlink():
+        raise OutputError(f"{path}: is a symbolic link; refusing to replace it "
+                          "(give a new folder, or the folder the link points to)")
+    if not path.exists():
+        return
+    if not path.is_dir():
+        raise OutputError(f"{path}: exists and is not a folder; refusing to replace it "
+                          "(choose another output path)")
+    entries = sorted(p.name for p in path.iterdir())
+    if not entries:
+        return
+    marker = read_marker(path)
+    if marker is None:
+        shown = ", ".join(entries[:3]) + (", ..." if len(entries) > 3 else "")
+        raise OutputError(
+            f"{path}: exists, is not empty ({len(entries)} entries: {shown}) and was not made "
+            f"by mdr (no {MARKER}); refusing to replace it: choose another output path, "
+            "or empty or remove the folder yourself")
+    if marker["kind"] != kind:
+        raise OutputError(f"{path}: holds mdr's {marker['kind']} output, not {kind}; "
+                          "refusing to replace it (choose another output path)")
+    if not overwrite:
+        raise OutputError(f"{path}: already holds mdr's {kind} output; pass --overwrite "
+                          "(overwrite=True) to replace it, or choose another output path")
+
+
+def clean_leftovers(path: str | Path) -> list[Path]:
+    """Remove what killed runs into ``path`` left beside it; returns the removed folders.
+
+    Only ``.<name>.partial-*`` / ``.<name>.old-*`` folders are considered, and of those
+    only the ones that are recognisably this tool's and not in use: a folder whose
+    marker is this tool's and not locked by a running build, or one killed while being
+    set up (empty, or holding nothing but an unfinished marker file).
+    """
+    path = Path(path)
+    parent = path.parent
+    if not parent.is_dir():
+        return []
+    removed = []
+    for prefix in (f".{path.name}{_PARTIAL}", f".{path.name}{_OLD}"):
+        for entry in sorted(parent.glob(glob.escape(prefix) + "*")):
+            if not _TEMP_SUFFIX.fullmatch(entry.name[len(prefix):]):
+                continue  # not a name mkdtemp gave (e.g. a user's ".out.old-backup")
+            if entry.is_symlink() or not entry.is_dir():
+                continue
+            names = [p.name for p in entry.iterdir()]
+            mark = entry / MARKER
+            if not names:
+                entry.rmdir()
+            elif mark.is_symlink() or not mark.is_file() or _locked(mark):
+                continue  # not ours, or a build that is still running
+            elif read_marker(entry) is not None or names == [MARKER]:
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                continue  # an unreadable marker beside other files: not provably ours
+            removed.append(entry)
+    return removed
+
+
+def _new_marker(folder: Path, kind: str) -> int | None:
+    """Create ``folder``'s marker, locked before its first byte is written (so a concurrent
+    cleanup never takes a starting build for a dead one); the open descriptor, which holds
+    the lock until closed (None without fcntl)."""
+    fd = os.open(folder / MARKER, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     try:
-        yield tmp
-        if path.exists():
-            old = path.with_name(f".{path.name}.old-{os.getpid()}")
-            os.replace(path, old)
-            os.replace(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, path)
+        try:
+            import fcntl
+
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except ImportError:  # not POSIX: no locking, leftovers are still told by the marker
+            pass
+        os.write(fd, marker_text(kind).encode("utf-8"))
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _locked(path: Path) -> bool:
+    """Whether another open descriptor holds a lock on ``path`` (a live build)."""
+    try:
+        import fcntl
+    except ImportError:
+        return False
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
     finally:
+        os.close(fd)
+    return False
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | Path, kind: str, overwrite: bool = False) -> Iterator[Path]:
+    """Build an output folder of ``kind`` in a marked temporary sibling; move it into place.
+
+    Refuses (:class:`OutputError`, before anything is built) any ``path`` that
+    :func:`check_output` refuses; cleans the leftovers of killed runs into ``path``
+    (:func:`clean_leftovers`). An interrupted build leaves no folder at ``path`` that
+    looks complete, and an earlier output at ``path`` stays as it was until the new one
+    is complete. An OS error without a file name inside the block (e.g. a full disk) is
+    re-raised as :class:`OutputError` naming ``path``.
+    """
+    path = Path(path)
+    check_output(path, kind, overwrite)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        for old in clean_leftovers(path):
+            print(f"mdr: removed {old}, left by an interrupted run", file=sys.stderr)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}{_PARTIAL}", dir=path.parent))
+    except OSError as e:
+        raise OutputError(f"{path}: cannot create an output folder there "
+                          f"({e.strerror or e})") from e
+    lock = None
+    try:
+        lock = _new_marker(tmp, kind)
+        os.chmod(tmp, 0o755)  # mkdtemp makes it 0700; the result is an ordinary folder
+        try:
+            yield tmp
+        except OSError as e:
+            if e.errno is not None and e.filename is None:
+                raise OutputError(f"{path}: {e.strerror or e} while writing the output") from e
+            raise
+        check_output(path, kind, overwrite)  # again: the folder may have changed meanwhile
+        _move_into_place(tmp, path)
+    finally:
+        if lock is not None:
+            os.close(lock)
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _move_into_place(tmp: Path, path: Path) -> None:
+    """Rename ``tmp`` to ``path``; an existing (checked) ``path`` is swapped out, then removed."""
+    if path.is_dir() and any(path.iterdir()):
+        old = Path(tempfile.mkdtemp(prefix=f".{path.name}{_OLD}", dir=path.parent))
+        os.replace(path, old)  # onto the empty placeholder folder
+        os.replace(tmp, path)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, path)  # onto nothing, or onto an empty folder
+
+
+def human_bytes(n: float) -> str:
+    """``1536`` -> ``"1.5 KiB"``: sizes in messages."""
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(n) < 1024:
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"
 
 
 def _json_default(o: Any) -> Any:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as _dt
+import os
 import platform
 import subprocess
 from importlib import metadata
@@ -14,13 +15,24 @@ _PACKAGES = ("mdr-companion", "torch", "torchvision", "numpy", "gensim", "scikit
 
 
 def git_commit(cwd: str | Path | None = None) -> str | None:
-    """The commit of the working tree (``+dirty`` when it has changes), or None."""
-    cwd = Path(cwd) if cwd else Path(__file__).resolve().parent.parent
+    """The commit of the git checkout the command runs from (``+dirty`` when its tracked
+    files have changes), or None when ``cwd`` (default: the current directory) is not
+    inside a git checkout or git is unavailable.
+
+    The current directory, not the installed package's location: a package installed
+    into a virtual environment that happens to live inside some repository must not
+    report that repository's commit for work done elsewhere.
+    """
     try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True,
-                             text=True, timeout=10, check=True).stdout.strip()
+        cwd = Path(cwd) if cwd else Path.cwd()
+    except OSError:  # the current directory was removed
+        return None
+    try:
+        sha = subprocess.run(["git", "rev-parse", "--verify", "HEAD"], cwd=cwd,
+                             capture_output=True, text=True, timeout=10, check=True).stdout.strip()
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               cwd=cwd, capture_output=True, text=True, timeout=10).stdout.strip()
+                               cwd=cwd, capture_output=True, text=True, timeout=10,
+                               check=True).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return None
     return sha + ("+dirty" if dirty else "")
@@ -45,8 +57,6 @@ def device_name(device: str = "cpu") -> str:
 
 
 def _cpu_count() -> int:
-    import os
-
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:

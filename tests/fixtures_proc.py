@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from mdr.data.dataset import FORMAT_VERSION, TEST, TRAIN, VALID
+from mdr.io import MARKER, marker_text
 
 # Hand-made sequences (item ids in time order) for known-answer tests: 4 users, 10 items.
 KNOWN_SEQUENCES: list[list[int]] = [
@@ -88,6 +89,7 @@ def write_tiny_proc(root: str | Path, sequences: Sequence[Sequence[int]] | None 
             "categories": 2,
             "behaviors": n_behaviors,
             "sparsity_percent": 100.0 * n_behaviors / (n_users * n_items),
+            "behaviors_distinct": n_behaviors,
         },
         "skips": {"counts": {}, "examples": []},
         "config": {"image_size": image_size, "n_neg": n_neg_eval, "seed": seed},
@@ -95,6 +97,7 @@ def write_tiny_proc(root: str | Path, sequences: Sequence[Sequence[int]] | None 
         "factors": {"colour": COLOURS, "shape": SHAPES},
     }
     (root / "dataset.json").write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+    (root / MARKER).write_text(marker_text("prepared-dataset"), encoding="utf-8")
     return root
 
 

@@ -23,14 +23,111 @@ def test_atomic_path_keeps_old_file_when_writer_fails(tmp_path: Path) -> None:
 
 def test_atomic_dir_is_all_or_nothing(tmp_path: Path) -> None:
     out = tmp_path / "proc"
-    with pytest.raises(RuntimeError), mio.atomic_dir(out) as tmp:
+    with pytest.raises(RuntimeError), mio.atomic_dir(out, "prepared-dataset") as tmp:
         (tmp / "dataset.json").write_text("{}")
         raise RuntimeError("interrupted")
     assert not out.exists()
     assert list(tmp_path.iterdir()) == []
-    with mio.atomic_dir(out) as tmp:
+    with mio.atomic_dir(out, "prepared-dataset") as tmp:
         (tmp / "x.txt").write_text("done")
     assert (out / "x.txt").read_text() == "done"
+    assert mio.read_marker(out) == {"tool": "mdr-companion", "marker_version": 1,
+                                    "kind": "prepared-dataset"}
+
+
+def _user_folder(root: Path) -> Path:
+    (root / "thesis").mkdir(parents=True)
+    (root / "thesis" / "ch1.tex").write_text("chapter one")
+    return root
+
+
+@pytest.mark.parametrize(("make", "match"), [
+    (lambda p: _user_folder(p), "not made by mdr"),
+    (lambda p: p.write_text("notes"), "not a folder"),
+    (lambda p: (p.mkdir(), (p / "dataset.json").write_text("{}")), "not made by mdr"),
+    (lambda p: (p.mkdir(), (p / mio.MARKER).write_text("{not json")), "not made by mdr"),
+    (lambda p: (p.mkdir(), (p / mio.MARKER).write_text(mio.marker_text("synthetic-raw"))),
+     "synthetic-raw output, not prepared-dataset"),
+    (lambda p: p.symlink_to(_user_folder(p.parent / "real")), "symbolic link"),
+])
+def test_atomic_dir_refuses_what_it_did_not_create(tmp_path: Path, make, match: str) -> None:
+    out = tmp_path / "out"
+    make(out)
+    before = {q.relative_to(tmp_path): q.read_bytes() for q in tmp_path.rglob("*") if q.is_file()}
+    for overwrite in (False, True):
+        with pytest.raises(mio.OutputError, match=match), \
+                mio.atomic_dir(out, "prepared-dataset", overwrite=overwrite):
+            pytest.fail("the body must not run")
+    after = {q.relative_to(tmp_path): q.read_bytes() for q in tmp_path.rglob("*") if q.is_file()}
+    assert after == before
+    assert not list(tmp_path.glob(".out.partial-*"))
+
+
+def test_atomic_dir_replaces_its_own_kind_only_with_overwrite(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    with mio.atomic_dir(out, "prepared-dataset") as tmp:
+        (tmp / "a").write_text("first")
+    with pytest.raises(mio.OutputError, match="--overwrite"), \
+            mio.atomic_dir(out, "prepared-dataset"):
+        pytest.fail("the body must not run")
+    with pytest.raises(RuntimeError), mio.atomic_dir(out, "prepared-dataset", True) as tmp:
+        (tmp / "a").write_text("half")
+        raise RuntimeError("killed")
+    assert (out / "a").read_text() == "first"  # the old output stays until the new one is whole
+    with mio.atomic_dir(out, "prepared-dataset", overwrite=True) as tmp:
+        (tmp / "b").write_text("second")
+    assert sorted(p.name for p in out.iterdir()) == [mio.MARKER, "b"]
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]
+    (tmp_path / "empty").mkdir()
+    with mio.atomic_dir(tmp_path / "empty", "fashion-images") as tmp:
+        (tmp / "c").write_text("x")
+    assert (tmp_path / "empty" / "c").is_file()
+
+
+def test_leftovers_of_killed_runs_are_removed_but_not_live_or_foreign_ones(tmp_path: Path) -> None:
+    import fcntl
+    import os
+
+    out = tmp_path / "out"
+    dead = tmp_path / ".out.partial-dead0000"
+    dead.mkdir()
+    (dead / mio.MARKER).write_text(mio.marker_text("prepared-dataset"))
+    (dead / "half.npz").write_bytes(b"x")
+    old = tmp_path / ".out.old-dead0000"
+    old.mkdir()
+    (old / mio.MARKER).write_text(mio.marker_text("prepared-dataset"))
+    empty = tmp_path / ".out.partial-empty000"  # killed before its marker was written
+    empty.mkdir()
+    live = tmp_path / ".out.partial-live0000"
+    live.mkdir()
+    (live / mio.MARKER).write_text(mio.marker_text("prepared-dataset"))
+    foreign = _user_folder(tmp_path / ".out.partial-mine0000")  # a name alike, not ours
+    other = tmp_path / ".outer.partial-x0000000"  # another output's leftover
+    backup = tmp_path / ".out.old-backup"  # a user's own name: not what mkdtemp gives
+    backup.mkdir()
+    (backup / mio.MARKER).write_text(mio.marker_text("prepared-dataset"))
+    other.mkdir()
+    (other / mio.MARKER).write_text(mio.marker_text("prepared-dataset"))
+    fd = os.open(live / mio.MARKER, os.O_RDONLY)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # as a build that is still running holds it
+    try:
+        with mio.atomic_dir(out, "prepared-dataset") as tmp:
+            (tmp / "x").write_text("x")
+    finally:
+        os.close(fd)
+    assert not dead.exists() and not old.exists() and not empty.exists()
+    assert live.is_dir() and other.is_dir() and backup.is_dir()
+    assert (foreign / "thesis" / "ch1.tex").read_text() == "chapter one"
+    assert mio.clean_leftovers(out) == [live]  # its owner has gone now
+
+
+def test_os_error_without_a_file_name_names_the_output(tmp_path: Path) -> None:
+    import errno
+
+    with pytest.raises(mio.OutputError, match=r"out: No space left on device"), \
+            mio.atomic_dir(tmp_path / "out", "prepared-dataset"):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_npy_and_json_numpy_values(tmp_path: Path) -> None:
@@ -57,3 +154,36 @@ def test_atomic_files_get_the_usual_mode_not_mkstemps_0600(tmp_path) -> None:
     os.umask(mask)
     write_text(tmp_path / "a.txt", "x")
     assert stat.S_IMODE((tmp_path / "a.txt").stat().st_mode) == 0o666 & ~mask != 0o600
+
+
+def test_git_commit_is_that_of_the_current_directory(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+    import shutil
+    import subprocess
+
+    from mdr.provenance import git_commit, manifest
+
+    if shutil.which("git") is None:
+        pytest.skip("git is not installed")
+    monkeypatch.chdir(tmp_path)  # not inside any checkout: no commit, whatever mdr is in
+    assert git_commit() is None and manifest()["git_commit"] is None
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    env = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
+           "GIT_COMMITTER_EMAIL": "t@t"}
+    for cmd in (["init", "-q"], ["add", "f"], ["commit", "-q", "-m", "x"]):
+        if cmd[0] == "add":
+            (repo / "f").write_text("1")
+        subprocess.run(["git", *cmd], cwd=repo, check=True, env={**os.environ, **env})
+    sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True,
+                         check=True).stdout.strip()
+    (repo / "sub").mkdir()
+    monkeypatch.chdir(repo / "sub")
+    assert git_commit() == sha
+    (repo / "f").write_text("2")
+    assert git_commit() == sha + "+dirty"
+    (repo / "f").write_text("1")
+    (repo / "untracked").write_text("x")  # untracked files do not make a tree dirty
+    assert git_commit() == sha
+    assert git_commit(tmp_path) is None

@@ -22,7 +22,7 @@ from mdr.data import labels as mlabels
 from mdr.data import preprocess as pp
 from mdr.data import text as mtext
 from mdr.data.dataset import REQUIRED_FILES, TEST, TRAIN, VALID, ProcessedDataset
-from mdr.data.parse import DataError, image_filename, iter_meta, iter_reviews
+from mdr.data.parse import DataError, SkipLog, image_filename, iter_meta, iter_reviews
 from mdr.seeding import rng
 
 CFG = pp.PrepareConfig(image_size=8, n_neg=3, k_core=3, max_text_len=6, w2v_dim=8,
@@ -30,7 +30,7 @@ CFG = pp.PrepareConfig(image_size=8, n_neg=3, k_core=3, max_text_len=6, w2v_dim=
 
 
 def _prepare(raw: fx.RawFixture, out: Path, cfg: pp.PrepareConfig = CFG, **kw) -> dict:
-    return pp.prepare(raw.root, raw.category, out, cfg, progress=False, **kw)
+    return pp.prepare(raw.root, out, category=raw.category, cfg=cfg, progress=False, **kw)
 
 
 @pytest.fixture(scope="module")
@@ -122,7 +122,10 @@ def test_2018_known_answer(proc18: ProcessedDataset, raw18: fx.RawFixture) -> No
     assert m["source"]["format"] == "amazon2018"
     c = m["counts"]
     assert c["exact_duplicates_removed"] == 2 and c["repeated_pairs_removed"] == 1
-    assert c["reviews_without_text"] == 1 and c["behaviors"] == 40
+    # Table 1 counts the published lines (repeats included), the splits one per pair
+    assert c["behaviors"] == 43 and c["behaviors_distinct"] == 40
+    assert c["train"] + c["valid"] + c["test"] == 40 == proc18.behaviors["user"].size
+    assert c["reviews_without_text"] == 1
     skips = m["skips"]["counts"]
     assert skips["duplicate review removed (same user, item, time, text)"] == 2
     assert skips["repeated (user, item) review removed (earliest kept)"] == 1
@@ -282,7 +285,7 @@ def test_prepare_is_byte_reproducible(raw14: fx.RawFixture, proc14: ProcessedDat
 def test_word2vec_independent_of_python_hash_seed(raw14: fx.RawFixture, proc14: ProcessedDataset,
                                                   tmp_path: Path) -> None:
     code = ("import sys; from mdr.data import preprocess as pp; "
-            f"pp.prepare(sys.argv[1], 'Tiny', sys.argv[2], pp.{CFG!r}, progress=False)")
+            f"pp.prepare(sys.argv[1], sys.argv[2], category='Tiny', cfg=pp.{CFG!r}, progress=False)")
     env = dict(os.environ, PYTHONHASHSEED="12345")
     subprocess.run([sys.executable, "-c", code, str(raw14.root), str(tmp_path / "sub")],
                    check=True, env=env, timeout=120)
@@ -459,27 +462,33 @@ def test_interrupted_prepare_leaves_nothing(raw14: fx.RawFixture, tmp_path: Path
     _prepare(raw14, tmp_path / "out")
     monkeypatch.setattr(pp, "_labels", boom)
     with pytest.raises(RuntimeError):
-        _prepare(raw14, tmp_path / "out")
+        _prepare(raw14, tmp_path / "out", overwrite=True)
     ProcessedDataset.open(tmp_path / "out")  # the previous complete dataset is untouched
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]
 
 
 def test_missing_files_and_wrong_category(raw14: fx.RawFixture, tmp_path: Path) -> None:
     with pytest.raises(DataError, match="raw data folder not found"):
-        pp.prepare(tmp_path / "nothing", "Tiny", tmp_path / "o", CFG, progress=False)
+        pp.prepare(tmp_path / "nothing", tmp_path / "o", category="Tiny", cfg=CFG, progress=False)
     with pytest.raises(DataError, match=r"no review file for category 'Toys'"):
-        pp.prepare(raw14.root, "Toys", tmp_path / "o", CFG, progress=False)
+        pp.prepare(raw14.root, tmp_path / "o", category="Toys", cfg=CFG, progress=False)
     (tmp_path / "r").mkdir()
     (tmp_path / "r" / "reviews_Tiny_5.json.gz").write_bytes(raw14.reviews_file.read_bytes())
-    with pytest.raises(DataError, match=r"no meta_Tiny\.json\.gz"):
-        pp.prepare(tmp_path / "r", "Tiny", tmp_path / "o", CFG, progress=False)
+    with pytest.raises(DataError, match=r"no metadata file: looked for meta_Tiny\.json\.gz, "
+                                        r"meta_Tiny\.json; pass --allow-missing-meta"):
+        pp.prepare(tmp_path / "r", tmp_path / "o", category="Tiny", cfg=CFG, progress=False)
     assert not (tmp_path / "o").exists()
 
 
 def test_refuses_to_replace_a_foreign_folder(raw14: fx.RawFixture, tmp_path: Path) -> None:
+    from mdr.io import OutputError
+
     (tmp_path / "home").mkdir()
     (tmp_path / "home" / "precious.txt").write_text("keep me")
-    with pytest.raises(DataError, match="refusing"):
-        _prepare(raw14, tmp_path / "home")
+    (tmp_path / "home" / "dataset.json").write_text("{}")  # looks prepared, carries no marker
+    for overwrite in (False, True):
+        with pytest.raises(OutputError, match="refusing"):
+            _prepare(raw14, tmp_path / "home", overwrite=overwrite)
     assert (tmp_path / "home" / "precious.txt").read_text() == "keep me"
     with pytest.raises(DataError, match="must not be"):
         _prepare(raw14, raw14.root)
@@ -488,6 +497,11 @@ def test_refuses_to_replace_a_foreign_folder(raw14: fx.RawFixture, tmp_path: Pat
 def test_empty_review_file_is_a_clear_error(tmp_path: Path) -> None:
     raw = fx.write_raw_2014(tmp_path / "raw", images=False, malicious_target=tmp_path / "p")
     fx._write_gz_lines(raw.reviews_file, ["not json"])
+    with pytest.raises(DataError, match="1 of 1 non-empty lines are malformed"):
+        _prepare(raw, tmp_path / "out")
+    with pytest.raises(DataError, match="no usable review lines"):
+        _prepare(raw, tmp_path / "out", lenient=True)
+    fx._write_gz_lines(raw.reviews_file, [])
     with pytest.raises(DataError, match="no usable review lines"):
         _prepare(raw, tmp_path / "out")
 
@@ -499,6 +513,31 @@ def test_tokenize() -> None:
     assert mtext.tokenize("Don't BUY: it's 2x-large, a 'great' fit!!") == [
         "don't", "buy", "it's", "2x", "large", "great", "fit"]
     assert mtext.tokenize("a b cd", min_token_len=1) == ["a", "b", "cd"]
+    assert mtext.tokenize("snake_case <br/>x") == ["snake", "case", "br"]
+
+
+@pytest.mark.parametrize(("text", "tokens"), [
+    ("Café naïve Größe", ["café", "naïve", "größe"]),
+    ("Cafe\u0301 NAI\u0308VE", ["café", "naïve"]),  # combining accents: NFKC composes them
+    ("Ｆｕｌｌ ｗｉｄｔｈ ＡＢＣ１２", ["full", "width", "abc12"]),  # compatibility forms
+    ("don’t it’s", ["don't", "it's"]),  # typographic apostrophes
+    ("Очень удобное платье", ["очень", "удобное", "платье"]),
+    ("Πολύ καλό", ["πολύ", "καλό"]),
+    ("हिन्दी भाषा", ["हिन्दी", "भाषा"]),  # vowel signs and virama stay in the word
+    ("العَرَبِيَّة جميل", ["العَرَبِيَّة", "جميل"]),  # harakat too
+    ("这件衣服很好看", ["这", "件", "衣", "服", "很", "好", "看"]),  # one token per ideograph
+    ("日本語のテキスト", ["日", "本", "語", "のテキスト"]),
+    ("한국어 텍스트", ["한국어", "텍스트"]),
+    ("great 😀👍🏽 fit ❤️ 5⭐", ["great", "fit"]),  # emoji are not words
+    ("x 😀 y", []),
+])
+def test_tokenize_any_script(text: str, tokens: list[str]) -> None:
+    assert mtext.tokenize(text) == tokens
+
+
+def test_ascii_fast_path_agrees_with_the_unicode_rules() -> None:
+    text = "Don't BUY: it's 2x-large, a 'great' fit!! snake_case 42 x"
+    assert mtext.tokenize(text + " éé")[:-1] == mtext.tokenize(text)  # é forces the slow path
 
 
 def test_item_token_matrix_round_robin() -> None:
@@ -525,15 +564,265 @@ def test_prepare_config_validation() -> None:
     assert (d.image_size, d.n_neg, d.seed, d.w2v_workers) == (64, 100, 0, 1)
 
 
-def test_2014_reviews_are_kept_as_is_unless_deduplication_is_asked(tmp_path: Path) -> None:
-    """Default: the 2014 5-core file's reviews all count (Table 1's exact behaviours);
-    ``dedupe=True`` removes a repeated line, as it does by default for 2018."""
-    raw = fx.write_raw_2014(tmp_path / "raw", malformed_review=False)
+def _rewrite_reviews(raw: fx.RawFixture, edit) -> None:
     with gzip.open(raw.reviews_file, "rt") as fh:
         lines = fh.read().splitlines()
     with gzip.open(raw.reviews_file, "wt") as fh:
-        fh.write("\n".join([*lines, lines[0]]) + "\n")  # one exact duplicate review
-    kept = _prepare(raw, tmp_path / "kept")["counts"]
-    assert kept["exact_duplicates_removed"] == 0 and kept["behaviors"] == raw.n_behaviors + 1
-    dedup = _prepare(raw, tmp_path / "dedup", replace(CFG, dedupe=True))["counts"]
-    assert dedup["exact_duplicates_removed"] == 1 and dedup["behaviors"] == raw.n_behaviors
+        fh.write("\n".join(edit(lines)) + "\n")
+
+
+def _check_one_behaviour_per_pair(ds: ProcessedDataset) -> None:
+    """Valid and test items differ and neither is in the user's history."""
+    b = ds.behaviors
+    for u in range(ds.n_users):
+        mine = b["user"] == u
+        items = b["item"][mine].tolist()
+        assert len(items) == len(set(items))
+        valid, test = ds.eval_lists["valid"][u, 0], ds.eval_lists["test"][u, 0]
+        assert valid != test
+        history = set(b["item"][mine & (b["split"] == TRAIN)].tolist())
+        assert valid not in history and test not in history
+
+
+@pytest.mark.parametrize("release", [2014, 2018])
+def test_one_rule_for_repeats_in_every_release(release: int, tmp_path: Path) -> None:
+    """The newest review twice, and an older review of a later item again: Table 1 counts
+    the published lines, the splits one behaviour per (user, item), both said."""
+    if release == 2014:
+        raw = fx.write_raw_2014(tmp_path / "raw", malformed_review=False, images=False)
+    else:
+        raw = fx.write_raw_2018(tmp_path / "raw", images=False)
+    u0 = raw.sequences["U0"]
+    newest, first = u0[-1], u0[0]
+
+    def edit(lines: list[str]) -> list[str]:
+        rows = [json.loads(x) for x in lines]
+        last = next(x for x, r in zip(lines, rows) if (r["reviewerID"], r["asin"]) == ("U0", newest))
+        early = next(r for r in rows if (r["reviewerID"], r["asin"]) == ("U0", first))
+        again = dict(early, unixReviewTime=early["unixReviewTime"] + 200 * fx.DAY,
+                     reviewText="bought it again, still newer than everything")
+        return [*lines, last, json.dumps(again)]
+
+    before = _prepare(raw, tmp_path / "before")["counts"]
+    _rewrite_reviews(raw, edit)
+    m = _prepare(raw, tmp_path / "after")
+    c, ds = m["counts"], ProcessedDataset.open(tmp_path / "after")
+    assert c["behaviors"] == before["behaviors"] + 2  # published lines, repeats included
+    assert c["behaviors_distinct"] == before["behaviors_distinct"]
+    assert c["exact_duplicates_removed"] == before["exact_duplicates_removed"] + 1
+    assert c["repeated_pairs_removed"] == before["repeated_pairs_removed"] + 1
+    assert (c["users"], c["items"]) == (before["users"], before["items"])
+    assert _sequences(ds)["U0"] == u0  # the earliest review of a pair is its behaviour
+    _check_one_behaviour_per_pair(ds)
+    assert "still" not in ds.vocab  # a removed repeat's text reaches nothing
+
+
+def test_a_user_left_with_too_few_distinct_items_is_removed(tmp_path: Path) -> None:
+    """3-core on the published lines keeps a user whose 3 reviews cover 2 items; they cannot
+    be split, so they go (counted), and Table 1 counts the remaining users' lines."""
+    raw = fx.write_raw_2014(tmp_path / "raw", malformed_review=False, images=False)
+
+    def edit(lines: list[str]) -> list[str]:
+        r = json.loads(lines[0])
+        extra = [dict(r, reviewerID="R2", asin=fx.ITEMS[1], unixReviewTime=fx.T0 + k)
+                 for k in range(2)] + [dict(r, reviewerID="R2", asin=fx.ITEMS[3],
+                                            unixReviewTime=fx.T0 + 5)]
+        return [*lines, *(json.dumps(e) for e in extra)]
+
+    _rewrite_reviews(raw, edit)
+    m = _prepare(raw, tmp_path / "out")
+    c = m["counts"]
+    assert c["users_with_too_few_items_removed"] == 1 and c["users"] == 8
+    assert c["behaviors"] == c["behaviors_distinct"] == 40
+    assert c["exact_duplicates_removed"] == 0 and c["repeated_pairs_removed"] == 1
+    assert "R2" not in ProcessedDataset.open(tmp_path / "out").user_ids
+
+
+@pytest.mark.parametrize(("value", "reason"), [
+    ("true", "invalid unixReviewTime"), ("false", "invalid unixReviewTime"),
+    ("-5", "invalid unixReviewTime"), ("Infinity", "invalid unixReviewTime"),
+    ("-Infinity", "invalid unixReviewTime"), ("NaN", "invalid unixReviewTime"),
+    ("1e30", "invalid unixReviewTime"), ("1e400", "invalid unixReviewTime"),
+    ("1.5", "invalid unixReviewTime"), ('"abc"', "invalid unixReviewTime"),
+    ('"-5"', "invalid unixReviewTime"), ("[1]", "invalid unixReviewTime"),
+    ("9007199254740992", "invalid unixReviewTime"), ("null", "without unixReviewTime"),
+])
+def test_bad_timestamps_are_counted_skips_naming_the_line(tmp_path: Path, value: str,
+                                                          reason: str) -> None:
+    path = tmp_path / "reviews_X_5.json"
+    good = '{"reviewerID": "u", "asin": "a", "unixReviewTime": 1400000000}'
+    path.write_text(f"{good}\n" + good.replace("1400000000", value) + "\n")
+    skips = SkipLog()
+    got = list(iter_reviews(path, skips))
+    assert [r.time for r in got] == [1400000000]
+    assert skips.total() == 1 and reason in skips.examples[0]
+    assert skips.examples[0].startswith("reviews_X_5.json:2: review ")
+    with pytest.raises(DataError, match=r"reviews_X_5\.json:2: review "):
+        list(iter_reviews(path, SkipLog(), strict=True))
+
+
+@pytest.mark.parametrize(("value", "seconds"), [
+    ("1400000000", 1400000000), ("1400000000.0", 1400000000), ('"1400000000"', 1400000000),
+    ("0", 0), ("9007199254740991", 2**53 - 1),
+])
+def test_integer_times_in_other_spellings_are_read(tmp_path: Path, value: str,
+                                                   seconds: int) -> None:
+    path = tmp_path / "r.json"
+    path.write_text('{"reviewerID": "u", "asin": "a", "unixReviewTime": ' + value + "}\n")
+    assert [r.time for r in iter_reviews(path)] == [seconds]
+
+
+def _cut(path: Path, fraction: float) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * fraction)])
+
+
+def test_truncated_gzip_is_an_error_unless_lenient(raw14: fx.RawFixture, tmp_path: Path) -> None:
+    raw = fx.write_raw_2014(tmp_path / "raw", images=False)
+    _cut(raw.reviews_file, 0.9)
+    with pytest.raises(DataError, match=rf"{raw.reviews_file.name}: truncated gzip stream after "
+                                        r"\d+ lines; --lenient"):
+        _prepare(raw, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    skips = SkipLog()
+    got = list(iter_reviews(raw.reviews_file, skips, lenient=True))
+    assert 0 < len(got) < 46 and skips.counts["file truncated or corrupt"] == 1
+
+
+@pytest.mark.parametrize(("damage", "message"), [
+    (lambda b: b[:len(b) // 2] + bytes([b[len(b) // 2] ^ 0xFF]) + b[len(b) // 2 + 1:],
+     "corrupt gzip stream"),
+    (lambda b: b[:-8] + bytes(8), "corrupt gzip stream after"),  # CRC and length zeroed
+    (lambda b: b"plain text, not gzip\n", "not a gzip file"),
+])
+def test_corrupt_gzip_is_an_error(tmp_path: Path, damage, message: str) -> None:
+    path = tmp_path / "reviews_X_5.json.gz"
+    fx._write_gz_lines(path, ['{"reviewerID": "u", "asin": "a", "unixReviewTime": 1}'] * 50)
+    path.write_bytes(damage(path.read_bytes()))
+    with pytest.raises(DataError, match=message):
+        list(iter_reviews(path))
+
+
+def test_gzip_content_under_a_plain_name_and_a_byte_order_mark_are_read(tmp_path: Path) -> None:
+    line = '{"reviewerID": "u", "asin": "a", "unixReviewTime": 1}'
+    fx._write_gz_lines(tmp_path / "a.json", [line])
+    (tmp_path / "b.json").write_bytes(b"\xef\xbb\xbf" + line.encode() + b"\n")
+    for name in ("a.json", "b.json"):
+        skips = SkipLog()
+        assert len(list(iter_reviews(tmp_path / name, skips))) == 1 and skips.total() == 0
+
+
+def test_mostly_malformed_file_is_an_error_a_few_bad_lines_are_not(tmp_path: Path) -> None:
+    path = tmp_path / "r.json"
+    good = '{"reviewerID": "u", "asin": "a", "unixReviewTime": 1}'
+    path.write_text("\n".join([good] * 5 + ["{broken"] * 5) + "\n")  # exactly half: skips
+    skips = SkipLog()
+    assert len(list(iter_reviews(path, skips))) == 5 and skips.total() == 5
+    path.write_text("\n".join([good] * 4 + ["{broken"] * 5) + "\n")  # more than half
+    with pytest.raises(DataError, match=r"r\.json: 5 of 9 non-empty lines are malformed "
+                                        r"\(more than half; first line 5: malformed review"):
+        list(iter_reviews(path))
+    assert len(list(iter_reviews(path, lenient=True))) == 4
+
+
+def test_metadata_of_the_other_release_is_an_error_saying_so(tmp_path: Path) -> None:
+    raw = fx.write_raw_2014(tmp_path / "raw", malformed_review=False, images=False)
+    lines = [json.dumps({"asin": a, "title": "t", "price": None, "category": ["x"]})
+             for a in fx.ITEMS]
+    fx._write_gz_lines(raw.meta_file, lines)
+    with pytest.raises(DataError, match=r"10 of 10 non-empty lines are malformed .*they are "
+                                        r"JSON: metadata of the 2018 release\?"):
+        _prepare(raw, tmp_path / "out")
+    m = _prepare(raw, tmp_path / "lenient", lenient=True)
+    assert m["counts"]["items_without_meta"] == 10
+
+
+def test_metadata_of_another_category_is_an_error(tmp_path: Path) -> None:
+    raw = fx.write_raw_2014(tmp_path / "raw", malformed_review=False, images=False)
+    fx._write_gz_lines(raw.meta_file, [repr({"asin": f"X{i}", "title": "t"}) for i in range(9)])
+    with pytest.raises(DataError, match=r"none of the 10 items .* has a metadata line"):
+        _prepare(raw, tmp_path / "out")
+
+
+# --------------------------------------------------------------------------- finding the files
+
+
+def test_release_and_category_are_found_from_the_files(raw14: fx.RawFixture,
+                                                       raw18: fx.RawFixture) -> None:
+    from mdr.data.parse import find_inputs
+
+    f = find_inputs(raw14.root)
+    assert (f.fmt, f.year, f.category) == ("amazon2014", 2014, "Tiny")
+    assert f.reviews == raw14.reviews_file and f.meta == raw14.meta_file
+    f = find_inputs(raw18.root)
+    assert (f.fmt, f.year, f.category) == ("amazon2018", 2018, "Tiny_2018")
+    assert find_inputs(raw18.root, "tiny_2018").category == "Tiny_2018"  # letter case
+
+
+def test_several_categories_and_releases_need_a_choice(raw14: fx.RawFixture,
+                                                       tmp_path: Path) -> None:
+    from mdr.data.parse import find_inputs
+
+    root = tmp_path / "mixed"
+    root.mkdir()
+    for name in ("reviews_Toys_and_Games_5.json.gz", "Toys_and_Games_5.json",
+                 "meta_Toys_and_Games.json.gz", "My_Own_Shop_5.json.gz"):
+        (root / name).write_bytes(raw14.reviews_file.read_bytes())
+    with pytest.raises(DataError, match=r"several review files .* choose one with --category"):
+        find_inputs(root)
+    with pytest.raises(DataError, match=r"several review files .* choose one with --year"):
+        find_inputs(root, "toys")  # the catalog alias
+    f = find_inputs(root, "toys", 2018)
+    assert (f.year, f.category, f.reviews.name) == (2018, "Toys_and_Games",
+                                                    "Toys_and_Games_5.json")
+    assert f.meta is not None and f.meta.name == "meta_Toys_and_Games.json.gz"
+    with pytest.raises(DataError, match=r"found My_Own_Shop_5\.json\.gz but no metadata file: "
+                                        r"looked for meta_My_Own_Shop\.json\.gz, "
+                                        r"meta_My_Own_Shop\.json"):
+        find_inputs(root, "My_Own_Shop")
+    f = find_inputs(root, "My_Own_Shop", allow_missing_meta=True)
+    assert (f.year, f.meta) == (2018, None)
+    with pytest.raises(DataError, match=r"no review file for category 'Garden': looked for "
+                                        r"reviews_Garden_5\.json\.gz, reviews_Garden_5\.json, "
+                                        r"Garden_5\.json\.gz, Garden_5\.json; review files "
+                                        r"present for: My_Own_Shop \(2018\), Toys_and_Games"):
+        find_inputs(root, "Garden")
+    with pytest.raises(DataError, match=r"looked for reviews_office_5\.json\.gz, .*"
+                                        r"reviews_Office_Products_5\.json\.gz, "):
+        find_inputs(root, "office", 2014)  # an alias: both names
+    with pytest.raises(DataError, match="not a valid name"):
+        find_inputs(root, "../etc")
+
+
+def test_prepare_without_metadata(tmp_path: Path) -> None:
+    raw = fx.write_raw_2018(tmp_path / "raw", images=False)
+    raw.meta_file.unlink()
+    with pytest.raises(DataError, match="--allow-missing-meta"):
+        pp.prepare(raw.root, tmp_path / "out", cfg=CFG, progress=False)
+    m = pp.prepare(raw.root, tmp_path / "out", cfg=CFG, progress=False, allow_missing_meta=True)
+    ds = ProcessedDataset.open(tmp_path / "out")
+    assert m["source"]["meta"] is None and m["counts"]["items_without_meta"] == 10
+    assert {it["category"] for it in ds.items} == {"<unknown>"}
+    assert (ds.labels["shape"] == -1).all() and (ds.labels["colour"] == -1).all()
+
+
+AMAZON2018 = Path(os.environ.get("MDR_AMAZON2018_DIR") or
+                  Path(__file__).resolve().parents[1] / ".." / "shared" / "data" /
+                  "amazon2018-small")
+
+
+@pytest.mark.skipif(not (AMAZON2018 / "Magazine_Subscriptions_5.json.gz").is_file(),
+                    reason="the real 2018 files are not here")
+def test_real_2018_magazine_subscriptions(tmp_path: Path) -> None:
+    """The real files exactly as published: 5-core on the published lines, then one
+    behaviour per pair (the figures the README reports)."""
+    cfg = replace(CFG, k_core=5, n_neg=20, w2v_min_count=5)
+    m = pp.prepare(AMAZON2018, tmp_path / "mag", "Magazine_Subscriptions", cfg=cfg,
+                   progress=False)
+    c = m["counts"]
+    assert (c["users"], c["items"], c["behaviors"], c["behaviors_distinct"]) == (
+        326, 138, 2236, 2171)
+    assert (c["exact_duplicates_removed"], c["repeated_pairs_removed"]) == (36, 29)
+    assert m["skips"]["counts"]["repeated meta line (first kept)"] == 89
+    assert m["source"]["year"] == 2018 and c["reviews_parsed"] == 2375
+    _check_one_behaviour_per_pair(ProcessedDataset.open(tmp_path / "mag"))

@@ -31,16 +31,16 @@ def _digest(folder: Path) -> dict[str, str]:
 def small(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("small")
     generate("small", seed=0, out=root / "raw", progress=False)
-    prepare(root / "raw", "Synthetic", root / "proc",
-            PrepareConfig(image_size=32), progress=False)
+    prepare(root / "raw", root / "proc", category="Synthetic",
+            cfg=PrepareConfig(image_size=32), progress=False)
     return root
 
 
 def test_small_shop_and_its_preparation_are_reproducible(small: Path, tmp_path: Path) -> None:
     generate("small", seed=0, out=tmp_path / "raw", progress=False)
     assert _digest(tmp_path / "raw") == _digest(small / "raw")
-    prepare(tmp_path / "raw", "Synthetic", tmp_path / "proc", PrepareConfig(image_size=32),
-            progress=False)
+    prepare(tmp_path / "raw", tmp_path / "proc", category="Synthetic",
+            cfg=PrepareConfig(image_size=32), progress=False)
     a, b = ProcessedDataset.open(small / "proc"), ProcessedDataset.open(tmp_path / "proc")
     assert np.array_equal(a.eval_lists["test"], b.eval_lists["test"])
     assert np.array_equal(a.text["tokens"], b.text["tokens"])

@@ -68,7 +68,9 @@ def _sha256_tree(root: Path) -> dict[str, str]:
 
 def test_files_exist_and_parse_as_amazon_2014(shop: Path, factors: dict, reviews: list) -> None:
     cfg = syn.SIZES["tiny"]
-    assert {p.name for p in shop.iterdir()} == {REVIEWS, META, "images", "factors.json"}
+    assert {p.name for p in shop.iterdir()} == {REVIEWS, META, "images", "factors.json",
+                                                 ".mdr-output.json"}  # the ownership marker
+    assert json.loads((shop / ".mdr-output.json").read_text())["kind"] == syn.OUTPUT_KIND
     assert len(reviews) == cfg.n_behaviors
     metas = list(iter_meta(shop / META, fmt="amazon2014", strict=True))
     assert len(metas) == cfg.n_items == len(factors["items"])
@@ -168,6 +170,28 @@ def test_output_does_not_depend_on_the_number_of_workers(shop: Path, tmp_path: P
     summary = syn.generate("tiny", seed=0, out=two, progress=False, workers=2)
     assert summary["workers"] == 2
     assert _sha256_tree(two) == _sha256_tree(shop)
+
+
+def test_existing_out_is_replaced_only_when_it_is_a_shop_and_overwrite_is_asked(
+    shop: Path, tmp_path: Path
+) -> None:
+    from mdr.io import OutputError
+
+    mine = tmp_path / "mine"
+    (mine / "thesis").mkdir(parents=True)
+    (mine / "thesis" / "ch1.tex").write_text("x")
+    with pytest.raises(OutputError, match="not made by mdr"):
+        syn.generate("tiny", seed=0, out=mine, progress=False, overwrite=True)
+    assert (mine / "thesis" / "ch1.tex").read_text() == "x"
+    again = tmp_path / "again"
+    syn.generate("tiny", seed=1, out=again, progress=False)
+    with pytest.raises(OutputError, match="--overwrite"):
+        syn.generate("tiny", seed=0, out=again, progress=False)
+    syn.generate("tiny", seed=0, out=again, progress=False, overwrite=True)
+    assert _sha256_tree(again) == _sha256_tree(shop)
+    (tmp_path / "empty").mkdir()
+    syn.generate("tiny", seed=0, out=tmp_path / "empty", progress=False)  # an empty folder is fine
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["again", "empty", "mine"]
 
 
 def test_interrupted_run_leaves_nothing_that_looks_complete(

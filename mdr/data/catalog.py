@@ -85,7 +85,7 @@ def _ensure_synthetic(name: str, root: Path, seed: int, progress: bool) -> Path:
     # the tiny shop's users have only ~75 unseen items: 50 negatives per evaluation list
     n_neg = 50 if name == "synthetic-tiny" else PrepareConfig().n_neg
     cfg = replace(PrepareConfig(), image_size=SYNTHETIC_IMAGE_SIZE, n_neg=n_neg)
-    prepare(raw, "Synthetic", proc, cfg, progress=progress)
+    prepare(raw, proc, category="Synthetic", cfg=cfg, progress=progress)
     return proc
 
 
@@ -101,5 +101,5 @@ def _ensure_amazon(name: str, root: Path, progress: bool) -> Path:
     download(category, raw, year=2014, progress=progress)
     # ABAE's word2vec settings (dim 200, min_count 10) on the real reviews
     cfg = replace(PrepareConfig(), image_size=REAL_IMAGE_SIZE, w2v_dim=200, w2v_min_count=10)
-    prepare(raw, category, proc, cfg, progress=progress)
+    prepare(raw, proc, category=category, year=2014, cfg=cfg, progress=progress)
     return proc

@@ -6,12 +6,18 @@ One format for the real Amazon data and the synthetic shop. Item ids are
 =====================  =====================================================
 file                   content
 =====================  =====================================================
-``dataset.json``       manifest: name, source (format, category, input
-                       sha256), counts (users, items, categories, behaviors,
-                       sparsity_percent), skips (reason -> count, examples),
-                       config (image_size, n_neg, seed, ...), labels (name ->
+``dataset.json``       manifest: name, source (format, year, category, review
+                       and meta file, input sha256), counts (users, items,
+                       categories, behaviors, sparsity_percent: Table 1's
+                       figures; behaviors_distinct: the rows of
+                       behaviors.npz, see below), skips (reason -> count,
+                       examples), config (image_size, n_neg, seed, ...),
+                       text (tokenizer, Unicode version), labels (name ->
                        class names), factors (synthetic only). Written LAST:
                        a folder without it is not a dataset.
+``.mdr-output.json``   mdr's ownership marker (kind ``prepared-dataset``,
+                       :mod:`mdr.io`): only a folder carrying it is ever
+                       replaced, and only with ``--overwrite``.
 ``users.txt``          original user id, one a line (line i = user i)
 ``items.jsonl``        {"asin", "title", "category", "brand"}, line i = item i
 ``categories.txt``     leaf category names, line c = category id c
@@ -20,7 +26,13 @@ file                   content
                        [B], ``split`` int8 [B] (0 train, 1 valid, 2 test);
                        sorted by user, then time, then a deterministic
                        tie-break (file line). Each user's last behaviour is
-                       test, the one before valid, the rest train.
+                       test, the one before valid, the rest train. One row
+                       per (user, item) pair: a repeated review is not a new
+                       behaviour (:mod:`mdr.data.preprocess`), so a user's
+                       valid and test items differ and are not in the
+                       user's training history. ``counts.behaviors`` (Table
+                       1) counts the published lines instead, repeats
+                       included; ``counts.behaviors_distinct`` the rows.
 ``eval_lists.npz``     ``valid``/``test`` int32 [U, 1 + n_neg]: column 0 the
                        held-out positive, then n_neg sampled negatives never
                        in the user's history; drawn once with a fixed seed.
@@ -41,6 +53,8 @@ from __future__ import annotations
 
 import functools
 import json
+import zipfile
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,7 +88,12 @@ REQUIRED_FILES = (
 def check_prepared(root: Path, required: Sequence[str], format_version: int,
                    how: str) -> dict[str, Any]:
     """Check that ``root`` is a complete prepared folder of ``format_version``; returns its
-    manifest. ``how`` tells the user what makes one (e.g. "run `mdr data prepare` again")."""
+    manifest. ``how`` tells the user what makes one (e.g. "run `mdr data prepare` again").
+
+    Also checks every required ``.npy``/``.npz`` file's structure (a header that
+    fits the file's size; a readable zip directory), so that a truncated array is a
+    :class:`DataError` naming it here, not a numpy or zipfile traceback later.
+    """
     if not root.is_dir():
         raise DataError(f"{root}: prepared dataset folder not found")
     if not (root / "dataset.json").is_file():
@@ -87,21 +106,90 @@ def check_prepared(root: Path, required: Sequence[str], format_version: int,
     if manifest.get("format_version") != format_version:
         raise DataError(f"{root}/dataset.json: format_version "
                         f"{manifest.get('format_version')!r}, expected {format_version}; {how}")
+    for f in required:
+        if f.endswith(".npy"):
+            check_npy(root / f, how)
+        elif f.endswith(".npz"):
+            check_npz(root / f, how)
     return manifest
 
 
+def _damaged(path: Path, e: BaseException, how: str) -> DataError:
+    return DataError(f"{path}: damaged or truncated ({type(e).__name__}: {e}); {how}")
+
+
+def check_npy(path: Path, how: str = "prepare the dataset again") -> None:
+    """Raise :class:`DataError` unless ``path`` holds a whole ``.npy`` array (header + data)."""
+    try:
+        with path.open("rb") as fh:
+            version = np.lib.format.read_magic(fh)
+            read = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                    else np.lib.format.read_array_header_2_0)
+            shape, _, dtype = read(fh)
+            offset = fh.tell()
+    except (ValueError, OSError, EOFError, SyntaxError) as e:
+        raise _damaged(path, e, how) from e
+    need = offset + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    size = path.stat().st_size
+    if size < need:
+        raise DataError(f"{path}: truncated ({size} bytes, the header needs {need}); {how}")
+
+
+def check_npz(path: Path, how: str = "prepare the dataset again") -> None:
+    """Raise :class:`DataError` unless ``path`` is a readable zip (its directory at the end)."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            zf.infolist()
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as e:
+        raise _damaged(path, e, how) from e
+
+
 def load_npz(path: Path) -> dict[str, np.ndarray]:
-    """Every array of an ``.npz`` file, loaded (no pickles)."""
-    with np.load(path, allow_pickle=False) as z:
-        return {k: z[k] for k in z.files}
+    """Every array of an ``.npz`` file, loaded (no pickles); damage is a DataError naming it."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except (zipfile.BadZipFile, zlib.error, ValueError, EOFError, OSError, KeyError) as e:
+        raise _damaged(path, e, "prepare the dataset again") from e
+
+
+def load_npy(path: Path, mmap: bool = False) -> np.ndarray:
+    """An ``.npy`` array (memory-mapped with ``mmap``); damage is a DataError naming it."""
+    try:
+        return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+    except (ValueError, EOFError, OSError) as e:
+        raise _damaged(path, e, "prepare the dataset again") from e
+
+
+def read_lines(path: Path) -> list[str]:
+    """The lines of a UTF-8 text file of a prepared folder; damage is a DataError naming it."""
+    try:
+        return path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as e:
+        raise _damaged(path, e, "prepare the dataset again") from e
+
+
+def read_jsonl(path: Path) -> list[Any]:
+    """One JSON value a line; a damaged line is a DataError naming the file and line."""
+    out = []
+    for n, line in enumerate(read_lines(path), 1):
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError as e:
+            raise DataError(f"{path}:{n}: damaged ({e.msg}); prepare the dataset again") from e
+    return out
 
 
 def read_manifest(root: Path) -> dict[str, Any]:
     """``ROOT/dataset.json`` of a prepared folder; a corrupt one is a DataError naming it."""
+    path = root / "dataset.json"
     try:
-        return json.loads((root / "dataset.json").read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise DataError(f"{root}/dataset.json: corrupt ({e})") from e
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise DataError(f"{path}: corrupt ({e})") from e
+    if not isinstance(doc, dict):
+        raise DataError(f"{path}: corrupt (not a JSON object)")
+    return doc
 
 
 @dataclass
@@ -113,7 +201,14 @@ class ProcessedDataset:
     @classmethod
     def open(cls, root: str | Path) -> ProcessedDataset:
         root = Path(root)
-        check_prepared(root, REQUIRED_FILES, FORMAT_VERSION, "run `mdr data prepare` again")
+        manifest = check_prepared(root, REQUIRED_FILES, FORMAT_VERSION,
+                                  "run `mdr data prepare` again")
+        counts = manifest.get("counts")
+        if not isinstance(counts, dict) or not all(
+                isinstance(counts.get(k), int) for k in ("users", "items", "categories",
+                                                         "behaviors")):
+            raise DataError(f"{root}/dataset.json: corrupt (counts of users, items, categories "
+                            "and behaviors missing); run `mdr data prepare` again")
         return cls(root)
 
     # ------------------------------------------------------------------ metadata
@@ -143,20 +238,19 @@ class ProcessedDataset:
 
     @functools.cached_property
     def vocab(self) -> list[str]:
-        return (self.root / "vocab.txt").read_text(encoding="utf-8").splitlines()
+        return read_lines(self.root / "vocab.txt")
 
     @functools.cached_property
     def items(self) -> list[dict[str, Any]]:
-        with (self.root / "items.jsonl").open(encoding="utf-8") as fh:
-            return [json.loads(line) for line in fh]
+        return read_jsonl(self.root / "items.jsonl")
 
     @functools.cached_property
     def category_names(self) -> list[str]:
-        return (self.root / "categories.txt").read_text(encoding="utf-8").splitlines()
+        return read_lines(self.root / "categories.txt")
 
     @functools.cached_property
     def user_ids(self) -> list[str]:
-        return (self.root / "users.txt").read_text(encoding="utf-8").splitlines()
+        return read_lines(self.root / "users.txt")
 
     @property
     def label_names(self) -> dict[str, list[str]]:
@@ -185,16 +279,16 @@ class ProcessedDataset:
 
     @functools.cached_property
     def word_vectors(self) -> np.ndarray:
-        return np.load(self.root / "word2vec.npy", allow_pickle=False)
+        return load_npy(self.root / "word2vec.npy")
 
     @functools.cached_property
     def images(self) -> np.ndarray:
         """uint8 [I, S, S, 3], memory-mapped (the Cloth images do not need to fit in RAM)."""
-        return np.load(self.root / "images.npy", mmap_mode="r", allow_pickle=False)
+        return load_npy(self.root / "images.npy", mmap=True)
 
     @functools.cached_property
     def image_mask(self) -> np.ndarray:
-        return np.load(self.root / "image_mask.npy", allow_pickle=False)
+        return load_npy(self.root / "image_mask.npy")
 
     @functools.cached_property
     def labels(self) -> dict[str, np.ndarray]:
@@ -226,7 +320,8 @@ class ProcessedDataset:
         return out
 
     def stats(self) -> dict[str, Any]:
-        """The Table 1 figures plus skip counts."""
+        """The Table 1 figures (``behaviors``: published lines, repeats included), the
+        distinct behaviours the splits use, and skip counts."""
         c = self.manifest["counts"]
         return {
             "dataset": self.name,
@@ -235,5 +330,6 @@ class ProcessedDataset:
             "categories": int(c["categories"]),
             "behaviors": int(c["behaviors"]),
             "sparsity_percent": float(c["sparsity_percent"]),
+            "behaviors_distinct": int(c.get("behaviors_distinct", c["behaviors"])),
             "skips": self.manifest.get("skips", {}).get("counts", {}),
         }

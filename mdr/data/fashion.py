@@ -48,12 +48,13 @@ Rules (documented choices):
 
 Same inputs and arguments give byte-identical files (fixed zip timestamps, no
 dates or timings in ``dataset.json``). The folder is built in a temporary sibling
-and moved into place (:func:`mdr.io.atomic_dir`).
+and moved into place (:func:`mdr.io.atomic_dir`); it carries mdr's ownership marker
+(kind ``fashion-images``), and an existing ``out`` is replaced only when it is such a
+folder and ``overwrite=True`` (``--overwrite``).
 """
 
 from __future__ import annotations
 
-import argparse
 import csv
 import functools
 import json
@@ -67,14 +68,16 @@ from typing import Any, Literal
 import numpy as np
 
 from mdr import io as mio
-from mdr.data.dataset import check_prepared, load_npz, read_manifest
+from mdr.data.dataset import check_prepared, load_npy, load_npz, read_jsonl, read_manifest
 from mdr.data.images import load_images
 from mdr.data.parse import DataError, SkipLog
 from mdr.data.preprocess import sha256, write_npz
 from mdr.seeding import rng
 
 KIND = "images-only"
+OUTPUT_KIND = "fashion-images"  # the ownership marker's kind (mdr.io)
 FORMAT_VERSION = 1
+MIN_IMAGE_SIZE, MAX_IMAGE_SIZE = 8, 512
 STYLES = "styles.csv"
 STYLES_TEXT = "styles_text.csv"
 COLUMNS = ("id", "gender", "masterCategory", "subCategory", "articleType", "baseColour")
@@ -314,11 +317,12 @@ def _decode(rows: list[Row], images: dict[int, Path], size: int, skips: SkipLog,
 
 
 def _check_args(image_size: int, min_count: int, label_fraction: float, rare: str) -> None:
-    if image_size < 8:
-        raise DataError(f"image_size must be at least 8, got {image_size}")
+    if not MIN_IMAGE_SIZE <= image_size <= MAX_IMAGE_SIZE:
+        raise DataError(f"image_size must lie in [{MIN_IMAGE_SIZE}, {MAX_IMAGE_SIZE}], "
+                        f"got {image_size}")
     if min_count < 1:
         raise DataError(f"min_count must be at least 1, got {min_count}")
-    if not 0.0 <= label_fraction <= 1.0:
+    if not 0.0 <= label_fraction <= 1.0:  # also refuses NaN
         raise DataError(f"label_fraction must lie in [0, 1], got {label_fraction}")
     if rare not in ("other", "drop"):
         raise DataError(f"rare must be 'other' or 'drop', got {rare!r}")
@@ -335,15 +339,19 @@ def prepare_fashion(
     progress: bool = True,
     rare: Literal["other", "drop"] = "other",
     strict: bool = False,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Prepare the fashion corpus at ``src_dir`` into ``out``; returns the manifest.
 
     ``limit`` keeps the first ``limit`` photographed rows (ascending id) before
-    decoding (tests). ``rare``, ``strict``: see the module docstring.
+    decoding (tests). ``rare``, ``strict``: see the module docstring. ``out`` must
+    not exist, be empty, or (with ``overwrite``) hold an earlier output of this
+    function; anything else is refused before any work (:func:`mdr.io.check_output`).
     """
     src, out = Path(src_dir), Path(out)
     _check_args(image_size, min_count, label_fraction, rare)
     _check_src(src)
+    mio.check_output(out, OUTPUT_KIND, overwrite)
     skips = SkipLog()
     rows, n_records = read_styles(src, skips, strict)
     images = _image_ids(src, skips)
@@ -353,6 +361,7 @@ def prepare_fashion(
     photographed = sorted((r for r in rows if r.id in images), key=lambda r: r.id)
     n_without_image = len(rows) - len(photographed)
     chosen = _usable(_limit(photographed, limit), src / STYLES, skips)
+    _check_memory(len(chosen), image_size)
     chosen, pixels = _decode(chosen, images, image_size, skips, progress)
     if rare == "drop":
         keep = {r.id for r in _drop_rare(chosen, min_count, skips, src / STYLES)}
@@ -382,18 +391,39 @@ def prepare_fashion(
                    "label_fraction": label_fraction, "seed": seed, "limit": limit,
                    "rare": rare, "strict": strict},
     }
-    _write(out, pixels, labels, factors, chosen, manifest)
+    _write(out, pixels, labels, factors, chosen, manifest, overwrite)
     _say(progress, f"prepared {len(chosen)} photos ({skips.total()} skips) -> {out}")
     return manifest
 
 
+def _check_memory(n: int, size: int) -> None:
+    """Refuse a decode whose pixel arrays (decoded, then compacted: twice) exceed the
+    memory available now, instead of failing half-way or being killed."""
+    need = 2 * n * size * size * 3
+    avail = _available_memory()
+    if avail is not None and need > avail:
+        raise DataError(f"{n} photos at {size}x{size} need {mio.human_bytes(need)} of memory, "
+                        f"{mio.human_bytes(avail)} are available: use a smaller --image-size or "
+                        "--limit")
+
+
+def _available_memory() -> int | None:
+    """Bytes the kernel says are available (``MemAvailable``), None where unknown."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
 def _write(out: Path, pixels: np.ndarray, labels: dict[str, np.ndarray],
-           factors: dict[str, np.ndarray], rows: Sequence[Row], manifest: dict[str, Any]) -> None:
-    """Write every file into a temporary sibling folder; dataset.json last; then move."""
-    if out.exists() and (not out.is_dir() or (any(out.iterdir())
-                                              and not (out / "dataset.json").is_file())):
-        raise DataError(f"{out}: exists and is not a prepared dataset; refusing to replace it")
-    with mio.atomic_dir(out) as tmp:
+           factors: dict[str, np.ndarray], rows: Sequence[Row], manifest: dict[str, Any],
+           overwrite: bool) -> None:
+    """Write every file into a marked temporary sibling folder; dataset.json last; then move."""
+    with mio.atomic_dir(out, OUTPUT_KIND, overwrite) as tmp:
         with (tmp / "images.npy").open("wb") as fh:
             np.save(fh, pixels, allow_pickle=False)
         write_npz(tmp / "labels.npz", **labels)
@@ -463,7 +493,7 @@ class FashionImages:
     @functools.cached_property
     def images(self) -> np.ndarray:
         """uint8 [n, S, S, 3], memory-mapped."""
-        return np.load(self.root / "images.npy", mmap_mode="r", allow_pickle=False)
+        return load_npy(self.root / "images.npy", mmap=True)
 
     @functools.cached_property
     def labels(self) -> dict[str, np.ndarray]:
@@ -477,43 +507,12 @@ class FashionImages:
 
     @functools.cached_property
     def items(self) -> list[dict[str, Any]]:
-        with (self.root / "items.jsonl").open(encoding="utf-8") as fh:
-            return [json.loads(line) for line in fh]
+        return read_jsonl(self.root / "items.jsonl")
 
 
 # --------------------------------------------------------------------------- CLI
 
 
-def cli_fashion_images(args: argparse.Namespace) -> int:
-    """``mdr data fashion-images --dir DIR --out PROC [--image-size 64] [--limit N] ...``.
-
-    Reads ``args.dir`` (None: :func:`default_fashion_dir`), ``args.out``, and the
-    optional ``image_size``, ``limit``, ``min_count``, ``label_fraction``, ``seed``,
-    ``rare``, ``strict``, ``quiet`` (defaults as :func:`prepare_fashion`).
-    """
-    src = Path(args.dir) if getattr(args, "dir", None) else default_fashion_dir()
-    m = prepare_fashion(
-        src, args.out,
-        image_size=getattr(args, "image_size", None) or 64,
-        min_count=getattr(args, "min_count", None) or DEFAULT_MIN_COUNT,
-        label_fraction=_or(getattr(args, "label_fraction", None), 0.1),
-        seed=_or(getattr(args, "seed", None), 0),
-        limit=getattr(args, "limit", None),
-        progress=not getattr(args, "quiet", False),
-        rare=getattr(args, "rare", None) or "other",
-        strict=bool(getattr(args, "strict", False)),
-    )
-    c = m["counts"]
-    print(f"{args.out}: {c['items']} photos, {len(m['labels']['colour'])} colours, "
-          f"{len(m['labels']['article'])} articles, {c['skipped']} skips "
-          f"{m['skips']['counts']}")
-    return 0
-
-
-def _or(value: Any, default: Any) -> Any:
-    return default if value is None else value
-
-
 __all__ = ["FACTOR_COLUMNS", "KIND", "LABELS", "OTHER", "FashionImages", "class_names",
-           "cli_fashion_images", "default_fashion_dir", "prepare_fashion", "read_styles",
+           "default_fashion_dir", "prepare_fashion", "read_styles",
            "weak_labels"]

@@ -8,8 +8,25 @@
   meta carries ``category`` (a list), ``imageURL``/``imageURLHighRes`` (lists);
   reviews may lack ``reviewText`` and repeat.
 
-A malformed line is a counted skip naming the file and line (see
-:class:`SkipLog`); ``strict=True`` raises :class:`DataError` instead.
+Any file may be plain text instead of gzip (the content decides, not the name);
+a UTF-8 byte-order mark is ignored and undecodable bytes become U+FFFD.
+:func:`find_inputs` finds the release and the category from the files present.
+
+What bad input gets (``strict`` / ``lenient`` are the callers' options):
+
+- **Line-level damage** (a line that is not JSON / not a Python literal, not an
+  object, without ``reviewerID``/``asin``, or whose ``unixReviewTime`` is not a
+  finite non-negative integer below 2**53: ``true``, ``-5``, ``Infinity``,
+  ``NaN``, ``1e30``, ``"abc"``): a counted skip naming ``file:line`` and why
+  (:class:`SkipLog`); ``strict=True`` raises :class:`DataError` at the first one.
+  A string of decimal digits and an integral float are read as the integer.
+- **Whole-file damage**: a gzip stream that is truncated, corrupt or not gzip,
+  or a file in which MORE THAN HALF (:data:`MALFORMED_LIMIT`) of the examined
+  non-empty lines are malformed (e.g. a metadata file of the other release), raises
+  :class:`DataError` naming the file and what is wrong. ``lenient=True`` turns
+  both into counted skips instead (the records read so far are kept). For a
+  metadata file read with ``asins``, the examined lines are those parsed in full
+  (lines of other items are passed over cheaply and not counted).
 """
 
 from __future__ import annotations
@@ -18,7 +35,9 @@ import ast
 import gzip
 import io
 import json
+import math
 import re
+import zlib
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -28,6 +47,10 @@ from typing import Any, Literal
 _ASIN_RE = re.compile(r"""['"]asin['"]\s*:\s*['"]([^'"]+)['"]""")
 
 Format = Literal["amazon2014", "amazon2018"]
+YEARS: dict[int, Format] = {2014: "amazon2014", 2018: "amazon2018"}
+MALFORMED_LIMIT = 0.5  # more than this share of malformed lines: the file as a whole is damaged
+MAX_TIME = 2**53  # timestamps at or above this are not seconds (nor milliseconds) of any date
+_GZIP_MAGIC = b"\x1f\x8b"
 
 
 class DataError(ValueError):
@@ -83,69 +106,144 @@ class ItemMeta:
 
 
 def open_text(path: str | Path) -> io.TextIOBase:
-    """Open a ``.gz`` or plain text file for reading, with a clear error when missing."""
+    """Open a gzip or plain text file for reading (the first bytes decide), BOM ignored.
+
+    A missing file is a :class:`DataError`.
+    """
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: file not found")
-    if path.suffix == ".gz":
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", errors="replace")
-    return path.open("r", encoding="utf-8", errors="replace")
+    with path.open("rb") as fh:
+        magic = fh.read(2)
+    if magic == _GZIP_MAGIC or (path.suffix == ".gz" and magic):
+        # a .gz name without the gzip magic fails on the first read: "not a gzip file"
+        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8-sig", errors="replace")
+    return path.open("r", encoding="utf-8-sig", errors="replace")
 
 
-def _lines(path: Path, skips: SkipLog, strict: bool) -> Iterator[tuple[int, str]]:
+def _stream_problem(e: BaseException, n_lines: int) -> str:
+    """What a read error says about the file, for one line of message."""
+    if isinstance(e, EOFError):
+        return f"truncated gzip stream after {n_lines} lines"
+    if isinstance(e, gzip.BadGzipFile) and "Not a gzipped file" in str(e):
+        return "not a gzip file"
+    if isinstance(e, gzip.BadGzipFile | zlib.error):
+        return f"corrupt gzip stream after {n_lines} lines ({e})"
+    return f"read error after {n_lines} lines ({e})"
+
+
+@dataclass
+class _Damage:
+    """Per-file tally for the whole-file rule: lines examined, lines malformed."""
+
+    path: Path
+    lenient: bool
+    examined: int = 0
+    malformed: int = 0
+    first: str = ""
+    other_release: int = 0  # malformed lines that parse in the other release's format
+
+    def bad(self, lineno: int, reason: str) -> None:
+        self.malformed += 1
+        if not self.first:
+            self.first = f"line {lineno}: {reason}"
+
+    def check(self, hint: str = "") -> None:
+        """Raise when more than :data:`MALFORMED_LIMIT` of the examined lines were malformed."""
+        if self.lenient or self.malformed <= MALFORMED_LIMIT * self.examined:
+            return
+        hint = f" ({hint})" if hint and 2 * self.other_release > self.malformed else ""
+        raise DataError(
+            f"{self.path}: {self.malformed} of {self.examined} non-empty lines are malformed "
+            f"(more than half; first {self.first}){hint}: the file is damaged or not in the "
+            "expected format; --lenient (lenient=True) skips such lines and goes on")
+
+
+def _lines(path: Path, skips: SkipLog, strict: bool, lenient: bool) -> Iterator[tuple[int, str]]:
+    fh = open_text(path)
+    n = 0
     try:
-        with open_text(path) as fh:
-            for lineno, line in enumerate(fh, 1):
+        with fh:
+            for n, line in enumerate(fh, 1):  # n: lines read, for the message
                 line = line.strip()
                 if line:
-                    yield lineno, line
-    except (OSError, EOFError, gzip.BadGzipFile) as e:  # truncated or corrupt gzip
-        if strict:
-            raise DataError(f"{path}: unreadable ({e})") from e
-        skips.add("file truncated or corrupt", str(path), str(e))
+                    yield n, line
+    except (OSError, EOFError, zlib.error) as e:  # truncated, corrupt or not gzip
+        what = _stream_problem(e, n)
+        if strict or not lenient:
+            raise DataError(f"{path}: {what}; --lenient (lenient=True) keeps the lines read "
+                            "before the damage") from e
+        skips.add("file truncated or corrupt", path.name, what)
 
 
-def _fail(strict: bool, skips: SkipLog, reason: str, path: Path, lineno: int, detail: str) -> None:
+def _fail(strict: bool, skips: SkipLog, reason: str, path: Path, lineno: int, detail: str,
+          damage: _Damage) -> None:
     if strict:
         raise DataError(f"{path}:{lineno}: {reason} ({detail})")
     skips.add(reason, f"{path.name}:{lineno}", detail)
+    damage.bad(lineno, reason)
+
+
+def parse_time(value: Any) -> int | None:
+    """A review time in seconds: a finite non-negative integer below :data:`MAX_TIME`
+    (an integral float or a string of decimal digits is read as one); None otherwise."""
+    if isinstance(value, bool):  # json true/false: int subclasses, never times
+        return None
+    if isinstance(value, float):
+        if not math.isfinite(value) or not value.is_integer():
+            return None
+        value = int(value)
+    elif isinstance(value, str):
+        if not (value.isascii() and value.isdigit()) or len(value) > 20:
+            return None
+        value = int(value)
+    if not isinstance(value, int) or not 0 <= value < MAX_TIME:
+        return None
+    return value
 
 
 def iter_reviews(
-    path: str | Path, skips: SkipLog | None = None, strict: bool = False
+    path: str | Path, skips: SkipLog | None = None, strict: bool = False, lenient: bool = False
 ) -> Iterator[Review]:
-    """Reviews of either release (both are strict JSON lines)."""
+    """Reviews of either release (both are strict JSON lines); see the module docstring
+    for what a damaged line or file gets."""
     path = Path(path)
     skips = skips if skips is not None else SkipLog()
-    for lineno, line in _lines(path, skips, strict):
+    damage = _Damage(path, lenient or strict)
+    for lineno, line in _lines(path, skips, strict, lenient):
+        damage.examined += 1
         try:
             obj = json.loads(line)
-        except json.JSONDecodeError as e:
-            _fail(strict, skips, "malformed review line", path, lineno, str(e)[:80])
+        except (json.JSONDecodeError, RecursionError) as e:
+            _fail(strict, skips, "malformed review line", path, lineno, str(e)[:80], damage)
             continue
         if not isinstance(obj, dict):
-            _fail(strict, skips, "review line is not an object", path, lineno, type(obj).__name__)
+            _fail(strict, skips, "review line is not an object", path, lineno,
+                  type(obj).__name__, damage)
             continue
-        user, asin, t = obj.get("reviewerID"), obj.get("asin"), obj.get("unixReviewTime")
+        user, asin, raw_t = obj.get("reviewerID"), obj.get("asin"), obj.get("unixReviewTime")
         if not isinstance(user, str) or not user or not isinstance(asin, str) or not asin:
-            _fail(strict, skips, "review without reviewerID/asin", path, lineno, line[:60])
+            _fail(strict, skips, "review without reviewerID/asin", path, lineno, line[:60], damage)
             continue
-        try:
-            t = int(t)
-        except (TypeError, ValueError):
-            _fail(strict, skips, "review without unixReviewTime", path, lineno, repr(t)[:40])
+        t = parse_time(raw_t)
+        if t is None:
+            reason = ("review without unixReviewTime" if raw_t is None
+                      else "review with an invalid unixReviewTime (not a finite integer >= 0)")
+            _fail(strict, skips, reason, path, lineno, repr(raw_t)[:40], damage)
             continue
         parts = [obj.get("summary"), obj.get("reviewText")]
         text = " ".join(p for p in parts if isinstance(p, str) and p.strip())
         rating = obj.get("overall")
+        ok_rating = isinstance(rating, int | float) and not isinstance(rating, bool)
         yield Review(
             user=user,
             asin=asin,
             time=t,
             text=text,
-            rating=float(rating) if isinstance(rating, int | float) else None,
+            rating=float(rating) if ok_rating and math.isfinite(rating) else None,
             line=lineno,
         )
+    damage.check()
 
 
 def _as_str_list(v: Any) -> list[str]:
@@ -169,66 +267,188 @@ def _parse_meta_obj(obj: dict, fmt: Format) -> tuple[str, tuple, str, tuple[str,
     return title.strip(), categories, brand.strip(), urls
 
 
+def _parses_as(line: str, fmt: Format) -> bool:
+    """Whether ``line`` is a dict in ``fmt``'s syntax (for the wrong-release hint)."""
+    try:
+        obj = ast.literal_eval(line) if fmt == "amazon2014" else json.loads(line)
+    except (ValueError, SyntaxError, MemoryError, RecursionError, TypeError):
+        return False
+    return isinstance(obj, dict)
+
+
 def iter_meta(
     path: str | Path,
     fmt: Format,
     asins: Iterable[str] | None = None,
     skips: SkipLog | None = None,
     strict: bool = False,
+    lenient: bool = False,
 ) -> Iterator[ItemMeta]:
     """Metadata records, streamed; with ``asins`` only those items are parsed in full.
 
     The 2014 file holds Python literals (``ast.literal_eval``); the 2018 file JSON.
     Lines for items outside ``asins`` are skipped cheaply without being counted
-    (they are simply not part of the 5-core set).
+    (they are simply not part of the 5-core set). Damaged lines and files: see the
+    module docstring; a file of the other release fails the whole-file rule, and the
+    error says so.
     """
     path = Path(path)
     skips = skips if skips is not None else SkipLog()
     keep = set(asins) if asins is not None else None
-    for lineno, line in _lines(path, skips, strict):
+    damage = _Damage(path, lenient or strict)
+    other: Format = "amazon2018" if fmt == "amazon2014" else "amazon2014"
+    for lineno, line in _lines(path, skips, strict, lenient):
         if keep is not None:
             # cheap pre-filter on the literal "asin": "..." pair; full parse when absent
             m = _ASIN_RE.search(line)
             if m is not None and m.group(1) not in keep:
                 continue
+        damage.examined += 1
         try:
             obj = ast.literal_eval(line) if fmt == "amazon2014" else json.loads(line)
-        except (ValueError, SyntaxError, MemoryError, RecursionError) as e:
+        except (ValueError, SyntaxError, MemoryError, RecursionError, TypeError) as e:
             detail = type(e).__name__ + (f": {e}"[:80] if isinstance(e, SyntaxError) else "")
-            _fail(strict, skips, "malformed meta line", path, lineno, detail)
+            if _parses_as(line, other):
+                damage.other_release += 1
+            _fail(strict, skips, "malformed meta line", path, lineno, detail, damage)
             continue
         if not isinstance(obj, dict) or not isinstance(obj.get("asin"), str):
-            _fail(strict, skips, "meta line without asin", path, lineno, line[:60])
+            _fail(strict, skips, "meta line without asin", path, lineno, line[:60], damage)
             continue
         if keep is not None and obj["asin"] not in keep:
             continue
         title, categories, brand, urls = _parse_meta_obj(obj, fmt)
         yield ItemMeta(obj["asin"], title, categories, brand, urls, lineno)
+    syntax = {"amazon2014": "Python literals", "amazon2018": "JSON"}
+    damage.check(f"they are {syntax[other]}: metadata of the {other[-4:]} release? "
+                 f"{fmt[-4:]} metadata is {syntax[fmt]}")
 
 
-def detect_format(raw: str | Path, category: str) -> tuple[Format, Path, Path]:
-    """Find the review and meta files of ``category`` in ``raw`` and tell the release.
+# --------------------------------------------------------------------------- finding the files
 
-    2014: ``reviews_<Cat>_5.json.gz`` + ``meta_<Cat>.json.gz``;
-    2018: ``<Cat>_5.json.gz`` + ``meta_<Cat>.json.gz``. Plain ``.json`` works too.
+_CATEGORY = r"[A-Za-z0-9][A-Za-z0-9_-]{0,99}"
+SAFE_CATEGORY = re.compile(rf"^{_CATEGORY}$")
+_REVIEWS_2014 = re.compile(rf"^reviews_({_CATEGORY})_5\.json(?:\.gz)?$")
+_REVIEWS_2018 = re.compile(rf"^({_CATEGORY})_5\.json(?:\.gz)?$")
+_EXTS = (".json.gz", ".json")  # the compressed name first: it wins when both exist
+
+
+@dataclass(frozen=True)
+class RawInputs:
+    """The files of one category of one release in a raw folder."""
+
+    fmt: Format
+    year: int
+    category: str
+    reviews: Path
+    meta: Path | None  # None: no metadata file, allowed by the caller
+
+
+def review_names(category: str, year: int) -> list[str]:
+    """The review file names of ``category`` in the ``year`` release, preferred first."""
+    stem = f"reviews_{category}_5" if year == 2014 else f"{category}_5"
+    return [stem + e for e in _EXTS]
+
+
+def meta_names(category: str) -> list[str]:
+    """The metadata file names of ``category`` (the same in both releases), preferred first."""
+    return [f"meta_{category}{e}" for e in _EXTS]
+
+
+def _present_reviews(names: Iterable[str]) -> dict[tuple[int, str], str]:
+    """(year, category) -> review file name, for every review file among ``names``.
+
+    ``reviews_<Cat>_5.json*`` is always the 2014 file of ``<Cat>``, never a 2018
+    category called ``reviews_<Cat>`` (pass ``year=2018`` and the category for that).
+    """
+    found: dict[tuple[int, str], str] = {}
+    for name in sorted(names, key=lambda n: (not n.endswith(".gz"), n)):
+        m = _REVIEWS_2014.match(name)
+        key = (2014, m.group(1)) if m else None
+        if key is None and (m := _REVIEWS_2018.match(name)) and not name.startswith("meta_"):
+            key = (2018, m.group(1))
+        if key is not None:
+            found.setdefault(key, name)
+    return found
+
+
+def find_inputs(raw: str | Path, category: str | None = None, year: int | None = None,
+                allow_missing_meta: bool = False) -> RawInputs:
+    """The release, category, review and metadata files of the Amazon-format folder ``raw``.
+
+    Release and category come from the files present: 2014
+    ``reviews_<Cat>_5.json(.gz)`` + ``meta_<Cat>.json(.gz)``, 2018
+    ``<Cat>_5.json(.gz)`` + ``meta_<Cat>.json(.gz)``. ``category`` and ``year``
+    choose when several are present. A category is any name of letters, digits,
+    ``_`` and ``-``, known or not; the catalog aliases (``cloth``, ``toys``,
+    ``office``) name the paper's categories, and a name matching a present category
+    but for letter case is accepted. A missing metadata file is an error unless
+    ``allow_missing_meta``. Every error lists exactly the files looked for.
     """
     raw = Path(raw)
     if not raw.is_dir():
-        raise DataError(f"{raw}: raw data folder not found")
-    for fmt, review_name in (("amazon2014", f"reviews_{category}_5"), ("amazon2018", f"{category}_5")):
-        for ext in (".json.gz", ".json"):
-            reviews = raw / f"{review_name}{ext}"
-            if reviews.is_file():
-                for mext in (".json.gz", ".json"):
-                    meta = raw / f"meta_{category}{mext}"
-                    if meta.is_file():
-                        return fmt, reviews, meta  # type: ignore[return-value]
-                raise DataError(f"{raw}: found {reviews.name} but no meta_{category}.json.gz")
-    present = sorted(p.name for p in raw.iterdir() if p.name.endswith((".json.gz", ".json")))
-    raise DataError(
-        f"{raw}: no review file for category {category!r} "
-        f"(expected reviews_{category}_5.json.gz or {category}_5.json.gz); found: {present or 'nothing'}"
-    )
+        raise DataError(f"{raw}: raw data folder not found" if not raw.exists()
+                        else f"{raw}: not a folder (give the folder holding the review files)")
+    if year is not None and year not in YEARS:
+        raise DataError(f"unknown release year {year!r}: expected 2014 or 2018")
+    if category is not None and not SAFE_CATEGORY.match(category):
+        raise DataError(f"category {category!r}: not a valid name (letters, digits, '_' and "
+                        "'-', at most 100 characters)")
+    files = sorted(p.name for p in raw.iterdir() if p.is_file() and not p.name.startswith("."))
+    found = _present_reviews(files)
+    years = [year] if year is not None else sorted(YEARS)
+    cands = {k: v for k, v in found.items() if k[0] in years}
+    if category is not None:
+        cands = _match_category(cands, category)
+        if not cands:
+            names = dict.fromkeys([category, _alias(category)])  # the alias's target too
+            looked = [n for c in names for y in years for n in review_names(c, y)]
+            others = sorted({f"{c} ({y})" for y, c in found}) or ["none"]
+            raise DataError(f"{raw}: no review file for category {category!r}: looked for "
+                            f"{', '.join(looked)}; review files present for: {', '.join(others)}")
+    if not cands:
+        shown = ", ".join(files[:10]) + (", ..." if len(files) > 10 else "") or "no files"
+        raise DataError(
+            f"{raw}: no Amazon review file: looked for reviews_<Cat>_5.json.gz / .json (2014) "
+            f"and <Cat>_5.json.gz / .json (2018)" + (f" of the {year} release" if year else "")
+            + f"; found: {shown}")
+    if len(cands) > 1:
+        cats = {c for _, c in cands}
+        listed = ", ".join(f"{c} ({y}: {cands[(y, c)]})" for y, c in sorted(cands))
+        flag = "--category" if len(cats) > 1 else "--year"
+        raise DataError(f"{raw}: holds several review files ({listed}); choose one with {flag}")
+    (y, cat), review_file = next(iter(cands.items()))
+    meta = next((raw / n for n in meta_names(cat) if (raw / n).is_file()), None)
+    if meta is None and not allow_missing_meta:
+        raise DataError(
+            f"{raw}: found {review_file} but no metadata file: looked for "
+            f"{', '.join(meta_names(cat))}; pass --allow-missing-meta (allow_missing_meta=True) "
+            "to prepare without metadata (items then have no title and category <unknown>)")
+    return RawInputs(YEARS[y], y, cat, raw / review_file, meta)
+
+
+def _alias(category: str) -> str:
+    """The catalog's full name for an alias (``cloth`` -> ``Clothing_Shoes_and_Jewelry``)."""
+    from mdr.data.catalog import AMAZON  # lazy: the catalog imports this module
+
+    return AMAZON.get(category.lower(), category)
+
+
+def _match_category(cands: dict[tuple[int, str], str], category: str
+                    ) -> dict[tuple[int, str], str]:
+    """The candidates named ``category``: exactly, else by alias, else ignoring case."""
+    for name in (category, _alias(category)):
+        hit = {k: v for k, v in cands.items() if k[1] == name}
+        if hit:
+            return hit
+    return {k: v for k, v in cands.items() if k[1].lower() == category.lower()}
+
+
+def detect_format(raw: str | Path, category: str) -> tuple[Format, Path, Path]:
+    """``(format, reviews, meta)`` of ``category`` in ``raw`` (:func:`find_inputs`, meta required)."""
+    found = find_inputs(raw, category)
+    assert found.meta is not None  # find_inputs requires it unless allow_missing_meta
+    return found.fmt, found.reviews, found.meta
 
 
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")

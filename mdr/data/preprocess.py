@@ -3,20 +3,41 @@
 One pipeline for the 2014 and 2018 releases and the synthetic shop (2014
 layout plus ``factors.json``). The steps, in order:
 
-1. **Reviews** (:func:`read_reviews`): strict JSON lines; malformed lines are
-   counted skips naming ``file:line`` (``strict=True`` raises instead). Exact
-   duplicates (same user, item, time and text; the 2018 files repeat reviews)
-   are dropped, and when a user reviewed the same item more than once only
-   the earliest review is kept (ties by file line); both are counted. By
-   default (``dedupe=None``) applied to the 2018 release only, so that the 2014
-   5-core files give the paper's Table 1 counts exactly; ``dedupe=True/False``
-   forces it either way.
-2. **k-core** (:func:`k_core`): users and items with fewer than ``k`` behaviours
-   are removed, repeatedly, until none is left. The manifest says whether the
-   input already was k-core and how much was removed.
-3. **Metadata**: streamed, only the kept items are parsed. An item without a
-   meta line is *kept* (title and brand empty, category ``<unknown>``) and
-   counted, so the behaviour counts stay those of the review file.
+0. **Inputs** (:func:`mdr.data.parse.find_inputs`): the release and the category
+   come from the files present in ``raw`` (``category``/``year`` choose when there
+   are several; any category name is accepted); a missing metadata file is an
+   error unless ``allow_missing_meta``. ``out`` is checked before any work: it
+   must not exist, be empty, or (with ``overwrite``) hold an earlier prepared
+   dataset (:mod:`mdr.io`'s ownership marker); it must not be or contain ``raw``.
+1. **Reviews** (:func:`read_reviews`): strict JSON lines. A damaged line
+   (malformed, no ids, a time that is not a finite integer >= 0) is a counted
+   skip naming ``file:line`` (``strict=True`` raises instead); a damaged FILE (a
+   truncated or corrupt gzip, more than half of its lines malformed) is an error
+   unless ``lenient=True`` (:mod:`mdr.data.parse` documents the rules).
+2. **k-core and repeats, one rule for every release**: (a) ``k``-core filtering
+   (:func:`k_core`: users and items with fewer than ``k`` behaviours removed,
+   repeatedly) runs on the review lines AS PUBLISHED, repeats included, and
+   Table 1's figures (``counts.users``, ``items``, ``behaviors``,
+   ``sparsity_percent``) are counted on that result: the paper counts the lines
+   of the 2014 5-core files, so they come out as it prints them whatever those
+   files repeat. (b) The sequences then keep ONE behaviour per (user, item) pair
+   (:func:`drop_duplicates`): exact duplicates (same user, item, time and text)
+   and later reviews of a pair are removed, the earliest review kept (ties by
+   file line), both counted (``exact_duplicates_removed``,
+   ``repeated_pairs_removed``), so a user's validation and test items differ and
+   neither is in the user's history. ``counts.behaviors_distinct`` is the number
+   of behaviours the splits, histories and evaluation lists use (the rows of
+   ``behaviors.npz``). (c) A user left with fewer than 3 distinct items cannot
+   be split and is removed with their behaviours (counted,
+   ``users_with_too_few_items_removed``; Table 1 then counts the published lines
+   of the remaining users and items). The manifest says whether the input
+   already was k-core and how much was removed.
+3. **Metadata**: streamed, only the kept items are parsed (the first line of a
+   repeated item wins, counted). An item without a meta line is *kept* (title
+   and brand empty, category ``<unknown>``) and counted, so the behaviour counts
+   stay those of the review file. A metadata file that matches none of the items,
+   or of mostly malformed lines (e.g. the other release's), is an error unless
+   ``lenient``.
 4. **Ids**: users and items numbered in the sorted order of their original id
    strings, so ids do not depend on file order. Each user's behaviours are
    sorted by (time, file line).
@@ -25,16 +46,20 @@ layout plus ``factors.json``). The steps, in order:
    column 0 is the held-out item, then ``n_neg`` negatives drawn uniformly
    without replacement from the items the user never interacted with, from the
    streams ``rng(seed, "eval", "valid")`` / ``rng(seed, "eval", "test")``.
-6. **Text** (:mod:`mdr.data.text`): vocabulary, item text and word2vec from the
-   reviews of *training* behaviours only (validation and test reviews never
-   reach a model).
+6. **Text** (:mod:`mdr.data.text`): Unicode-aware tokens, vocabulary, item text
+   and word2vec from the reviews of *training* behaviours only (validation and
+   test reviews never reach a model; nor do removed repeats).
 7. **Images** (:mod:`mdr.data.images`): ``<raw>/images/<image_filename(asin)>``
-   or ``images_dir``; written straight into a memory-mapped ``images.npy``.
+   or ``images_dir`` (which must exist when given); written straight into a
+   memory-mapped ``images.npy``, whose size is checked against the free disk
+   space first (``image_size`` is 4..512).
 8. **Labels** (:mod:`mdr.data.labels`): ground truth on synthetic data, the
    documented title/category rule on real data, then the labelled-fraction budget.
-9. **Manifest** ``dataset.json``, written last. Everything is built in a
-   temporary sibling folder (:func:`mdr.io.atomic_dir`) and moved into place at
-   the end: an interrupted prepare leaves no folder that looks complete.
+9. **Manifest** ``dataset.json``, written last. Everything is built, from the
+   first step, in a marked temporary sibling folder (:func:`mdr.io.atomic_dir`)
+   and moved into place at the end: an interrupted prepare leaves no folder that
+   looks complete, an earlier dataset at ``out`` stays intact until the new one is
+   complete, and the next run into ``out`` removes what a killed one left.
 
 Same inputs and config give byte-identical files, except the provenance block
 of ``dataset.json`` and the pickled ``word2vec.model`` (gensim records dates).
@@ -47,8 +72,10 @@ import hashlib
 import io
 import json
 import re
+import shutil
 import sys
 import time
+import unicodedata
 import zipfile
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -58,6 +85,7 @@ from typing import Any
 import numpy as np
 
 from mdr import io as mio
+from mdr.config import ConfigError
 from mdr.data import images as mimages
 from mdr.data import labels as mlabels
 from mdr.data import text as mtext
@@ -67,7 +95,7 @@ from mdr.data.parse import (
     Format,
     ItemMeta,
     SkipLog,
-    detect_format,
+    find_inputs,
     image_filename,
     iter_meta,
     iter_reviews,
@@ -76,6 +104,10 @@ from mdr.seeding import rng
 
 UNKNOWN_CATEGORY = "<unknown>"
 FACTORS_FILE = "factors.json"
+OUTPUT_KIND = "prepared-dataset"  # the ownership marker's kind (mdr.io)
+MIN_IMAGE_SIZE, MAX_IMAGE_SIZE = 4, 512
+_MIN_DISTINCT = 3  # items a user needs: at least one to train on, one to validate, one to test
+_SAFE_DATASET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
 _LINE_BREAK = re.compile(r"[\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029]")
 
@@ -106,12 +138,13 @@ class PrepareConfig:
     label_fraction: float = 0.1
     shape_top_k: int = 15
     image_workers: int = 2
-    dedupe: bool | None = None  # drop repeated reviews; None: for the 2018 release only
 
     def __post_init__(self) -> None:
         checks = {
-            "image_size >= 4": self.image_size >= 4,
+            f"{MIN_IMAGE_SIZE} <= image_size <= {MAX_IMAGE_SIZE}":
+                MIN_IMAGE_SIZE <= self.image_size <= MAX_IMAGE_SIZE,
             "n_neg >= 1": self.n_neg >= 1,
+            "seed >= 0": self.seed >= 0,
             "k_core >= 3 (each user needs train, valid and test behaviours)": self.k_core >= 3,
             "max_text_len >= 1": self.max_text_len >= 1,
             "w2v_dim >= 1": self.w2v_dim >= 1,
@@ -122,7 +155,7 @@ class PrepareConfig:
         }
         bad = [k for k, ok in checks.items() if not ok]
         if bad:
-            raise ValueError(f"PrepareConfig: need {', '.join(bad)}")
+            raise ConfigError(f"PrepareConfig: need {', '.join(bad)}")
 
 
 # --------------------------------------------------------------------------- reviews
@@ -146,14 +179,15 @@ class ReviewTable:
         return len(self.user)
 
 
-def read_reviews(path: Path, skips: SkipLog, strict: bool, progress: bool) -> ReviewTable:
+def read_reviews(path: Path, skips: SkipLog, strict: bool, progress: bool,
+                 lenient: bool = False) -> ReviewTable:
     """All reviews of ``path``; ids with line breaks are counted skips (they would break .txt files)."""
     user: list[str] = []
     asin: list[str] = []
     times: list[int] = []
     lines: list[int] = []
     texts: list[str] = []
-    for r in _bar(iter_reviews(path, skips, strict), progress, "reviews", "rev"):
+    for r in _bar(iter_reviews(path, skips, strict, lenient), progress, "reviews", "rev"):
         if _LINE_BREAK.search(r.user) or _LINE_BREAK.search(r.asin):
             if strict:
                 raise DataError(f"{path}:{r.line}: reviewerID/asin contains a line break")
@@ -179,7 +213,8 @@ def codes(strings: Sequence[str]) -> tuple[list[str], np.ndarray]:
 
 
 def drop_duplicates(reviews: ReviewTable, skips: SkipLog) -> tuple[ReviewTable, dict[str, int]]:
-    """Drop exact duplicates, then keep each (user, item) pair's earliest review only."""
+    """One review per (user, item) pair: exact duplicates (same user, item, time and text)
+    go first, then each pair keeps its earliest review (ties by file line). Both counted."""
     seen: set[tuple[str, str, int, str]] = set()
     first = []
     for i, key in enumerate(zip(reviews.user, reviews.asin, reviews.time.tolist(), reviews.text)):
@@ -201,6 +236,26 @@ def drop_duplicates(reviews: ReviewTable, skips: SkipLog) -> tuple[ReviewTable, 
         skips.counts["repeated (user, item) review removed (earliest kept)"] += n_pair
     return reviews.take(keep), {"exact_duplicates_removed": n_exact,
                                 "repeated_pairs_removed": n_pair}
+
+
+def drop_short_users(reviews: ReviewTable, min_items: int, skips: SkipLog
+                     ) -> tuple[ReviewTable, int]:
+    """Remove users with fewer than ``min_items`` distinct items (after
+    :func:`drop_duplicates`): they cannot have a training, a validation and a test
+    behaviour. Returns the kept reviews and the number of users removed (counted)."""
+    per_user: dict[str, int] = {}
+    for u in reviews.user:
+        per_user[u] = per_user.get(u, 0) + 1
+    short = {u for u, n in per_user.items() if n < min_items}
+    if not short:
+        return reviews, 0
+    keep = np.array([i for i, u in enumerate(reviews.user) if u not in short], np.int64)
+    removed = len(reviews) - keep.size
+    skips.counts[f"behaviour of a user with fewer than {min_items} distinct items removed"] += (
+        removed)
+    if not keep.size:
+        raise DataError(f"no user has {min_items} distinct items after removing repeated reviews")
+    return reviews.take(keep), len(short)
 
 
 def k_core(user: np.ndarray, item: np.ndarray, k: int) -> tuple[np.ndarray, int]:
@@ -300,12 +355,13 @@ def eval_lists(
 
 
 def read_meta(
-    path: Path, fmt: Format, asins: Sequence[str], skips: SkipLog, strict: bool, progress: bool
+    path: Path, fmt: Format, asins: Sequence[str], skips: SkipLog, strict: bool, progress: bool,
+    lenient: bool = False,
 ) -> dict[str, ItemMeta]:
     """Meta of the kept items (first line wins for a repeated asin, counted)."""
     meta: dict[str, ItemMeta] = {}
-    for m in _bar(iter_meta(path, fmt, asins=asins, skips=skips, strict=strict), progress,
-                  "meta", "item"):
+    for m in _bar(iter_meta(path, fmt, asins=asins, skips=skips, strict=strict,
+                            lenient=lenient), progress, "meta", "item"):
         if m.asin in meta:
             skips.add("repeated meta line (first kept)", f"{path.name}:{m.line}", m.asin)
             continue
@@ -403,13 +459,20 @@ def sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _check_out(out: Path, raw: Path) -> None:
-    """Refuse to replace anything but a previous prepared dataset."""
-    if out.resolve() == raw.resolve() or out.resolve() in raw.resolve().parents:
-        raise DataError(f"{out}: the output folder must not be (or contain) the raw folder {raw}")
-    if out.exists() and (not out.is_dir() or (any(out.iterdir())
-                                               and not (out / "dataset.json").is_file())):
-        raise DataError(f"{out}: exists and is not a prepared dataset; refusing to replace it")
+def _check_out(out: Path, raw: Path, images: Path, overwrite: bool) -> None:
+    """Refuse an output folder that is (or holds) an input, or that is not ours to replace."""
+    for what, src in (("raw", raw), ("images", images)):
+        if out.resolve() == src.resolve() or out.resolve() in src.resolve().parents:
+            raise DataError(f"{out}: the output folder must not be (or contain) the {what} "
+                            f"folder {src}")
+    mio.check_output(out, OUTPUT_KIND, overwrite)
+
+
+def _check_name(name: str | None) -> None:
+    """A dataset name becomes a results folder name: no separators, no ``..``."""
+    if name is not None and (not _SAFE_DATASET_NAME.match(name) or ".." in name):
+        raise DataError(f"dataset name {name!r}: use letters, digits, '_', '-' and '.' "
+                        "(at most 100 characters, no '..')")
 
 
 # --------------------------------------------------------------------------- the pipeline
@@ -417,65 +480,96 @@ def _check_out(out: Path, raw: Path) -> None:
 
 def prepare(
     raw: str | Path,
-    category: str,
     out: str | Path,
+    category: str | None = None,
+    year: int | None = None,
     cfg: PrepareConfig | None = None,
     images_dir: str | Path | None = None,
     strict: bool = False,
     name: str | None = None,
     progress: bool = True,
+    *,
+    lenient: bool = False,
+    allow_missing_meta: bool = False,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
-    """Prepare ``<raw>`` (category ``category``) into the folder ``out``; returns the manifest."""
+    """Prepare the Amazon-format folder ``raw`` into the folder ``out``; returns the manifest.
+
+    ``category`` / ``year`` choose the category and release when ``raw`` holds several
+    (:func:`mdr.data.parse.find_inputs`; by default they are found from the files).
+    ``strict``: the first malformed line is an error. ``lenient``: whole-file damage
+    (a truncated gzip, mostly malformed lines) becomes counted skips instead of an
+    error. ``allow_missing_meta``: prepare without a metadata file. ``overwrite``:
+    replace an earlier prepared dataset at ``out`` (never anything else).
+    """
     cfg = cfg or PrepareConfig()
     raw, out = Path(raw), Path(out)
     t_start = time.perf_counter()
     timings: dict[str, float] = {}
-    fmt, reviews_path, meta_path = detect_format(raw, category)
+    _check_name(name)
+    inputs = find_inputs(raw, category, year, allow_missing_meta)
+    fmt, reviews_path, meta_path = inputs.fmt, inputs.reviews, inputs.meta
     factors_path = raw / FACTORS_FILE
     synthetic = factors_path.is_file()
     factors_doc = mlabels.read_factors_json(factors_path) if synthetic else None
     img_root = Path(images_dir) if images_dir is not None else raw / "images"
-    _check_out(out, raw)
+    if images_dir is not None and not img_root.is_dir():
+        raise DataError(f"{img_root}: images folder not found (--images-dir)")
+    _check_out(out, raw, img_root, overwrite)
     skips = SkipLog()
 
-    with _timed(timings, "reviews", progress):
-        reviews = read_reviews(reviews_path, skips, strict, progress)
-        if not len(reviews):
-            raise DataError(f"{reviews_path}: no usable review lines")
-        n_parsed = len(reviews)
-        dup_counts = {"exact_duplicates_removed": 0, "repeated_pairs_removed": 0}
-        if cfg.dedupe if cfg.dedupe is not None else fmt == "amazon2018":
-            reviews, dup_counts = drop_duplicates(reviews, skips)
+    # the marked partial folder exists from here on: a kill leaves only it, and the next
+    # run into ``out`` removes it
+    with mio.atomic_dir(out, OUTPUT_KIND, overwrite) as tmp:
+        with _timed(timings, "reviews", progress):
+            reviews = read_reviews(reviews_path, skips, strict, progress, lenient)
+            if not len(reviews):
+                raise DataError(f"{reviews_path}: no usable review lines")
+            n_parsed = len(reviews)
 
-    with _timed(timings, "k_core", progress):
-        reviews, kcore = _apply_k_core(reviews, cfg.k_core, skips, reviews_path)
-        user_ids, user = codes(reviews.user)
-        asins, item = codes(reviews.asin)
-        order = np.lexsort((reviews.line, reviews.time, user))
-        user, item = user[order].astype(np.int32), item[order].astype(np.int32)
-        b_time, b_line = reviews.time[order], reviews.line[order]
-        b_text = [reviews.text[i] for i in order]
-        del reviews
-        split = assign_splits(user)
-        n_users, n_items = len(user_ids), len(asins)
+        with _timed(timings, "k_core", progress):
+            published, kcore = _apply_k_core(reviews, cfg.k_core, skips, reviews_path)
+            del reviews
+            reviews, dup_counts = drop_duplicates(published, skips)
+            reviews, n_short = drop_short_users(reviews, _MIN_DISTINCT, skips)
+            n_published = _published_behaviours(published, reviews, n_short)
+            del published
+            user_ids, user = codes(reviews.user)
+            asins, item = codes(reviews.asin)
+            order = np.lexsort((reviews.line, reviews.time, user))
+            user, item = user[order].astype(np.int32), item[order].astype(np.int32)
+            b_time, b_line = reviews.time[order], reviews.line[order]
+            b_text = [reviews.text[i] for i in order]
+            del reviews
+            split = assign_splits(user)
+            n_users, n_items = len(user_ids), len(asins)
 
-    with _timed(timings, "meta", progress):
-        meta = read_meta(meta_path, fmt, asins, skips, strict, progress)
-        item_rows, categories, item_cat = item_records(asins, meta, skips, meta_path.name)
+        with _timed(timings, "meta", progress):
+            if meta_path is not None:
+                meta = read_meta(meta_path, fmt, asins, skips, strict, progress, lenient)
+                if not meta and not lenient:
+                    raise DataError(
+                        f"{meta_path}: none of the {n_items} items of {reviews_path.name} has "
+                        "a metadata line: the metadata of another category? (--lenient goes "
+                        "on without it)")
+                where = meta_path.name
+            else:
+                meta, where = {}, "no metadata file"
+            item_rows, categories, item_cat = item_records(asins, meta, skips, where)
 
-    with _timed(timings, "eval_lists", progress):
-        lists = eval_lists(user, item, split, n_users, n_items, cfg.n_neg, cfg.seed, user_ids)
+        with _timed(timings, "eval_lists", progress):
+            lists = eval_lists(user, item, split, n_users, n_items, cfg.n_neg, cfg.seed,
+                               user_ids)
 
-    n_empty = sum(1 for t in b_text if not t)
-    if n_empty:
-        skips.counts["review without text (behaviour kept)"] += n_empty
-    with _timed(timings, "text", progress):
-        tr = np.flatnonzero(split == TRAIN)
-        text = build_text([b_text[i] for i in tr], item[tr], b_time[tr], b_line[tr], n_items,
-                          cfg, progress)
-    del b_text
+        n_empty = sum(1 for t in b_text if not t)
+        if n_empty:
+            skips.counts["review without text (behaviour kept)"] += n_empty
+        with _timed(timings, "text", progress):
+            tr = np.flatnonzero(split == TRAIN)
+            text = build_text([b_text[i] for i in tr], item[tr], b_time[tr], b_line[tr],
+                              n_items, cfg, progress)
+        del b_text
 
-    with mio.atomic_dir(out) as tmp:
         _write_lines(tmp / "users.txt", user_ids)
         _write_lines(tmp / "items.jsonl", [json.dumps(r, ensure_ascii=False) for r in item_rows])
         _write_lines(tmp / "categories.txt", categories)
@@ -496,12 +590,14 @@ def prepare(
             "users": n_users,
             "items": n_items,
             "categories": len(categories),
-            "behaviors": int(user.size),
-            "sparsity_percent": 100.0 * user.size / (n_users * n_items),
+            "behaviors": n_published,
+            "sparsity_percent": 100.0 * n_published / (n_users * n_items),
+            "behaviors_distinct": int(user.size),
             **{k: int((split == code).sum()) for k, code in
                (("train", TRAIN), ("valid", VALID), ("test", TEST))},
             "reviews_parsed": n_parsed,
             **dup_counts,
+            "users_with_too_few_items_removed": n_short,
             "k_core": kcore,
             "items_without_meta": n_items - sum(1 for a in asins if a in meta),
             "reviews_without_text": n_empty,
@@ -509,17 +605,21 @@ def prepare(
             "items_without_text": int((text.lengths == 0).sum()),
             **img_counts,
         }
-        inputs = [reviews_path, meta_path] + ([factors_path] if synthetic else [])
+        inputs_used = [p for p in (reviews_path, meta_path) if p is not None]
+        inputs_used += [factors_path] if synthetic else []
         manifest: dict[str, Any] = {
             "format_version": FORMAT_VERSION,
-            "name": name or _default_name(factors_doc, fmt, category),
+            "name": name or _default_name(factors_doc, fmt, inputs.category),
             "synthetic": synthetic,
-            "source": {"format": fmt, "category": category, "raw": str(raw.resolve()),
-                       "images": str(img_root.resolve()),
-                       "inputs": {p.name: sha256(p) for p in inputs}},
+            "source": {"format": fmt, "year": inputs.year, "category": inputs.category,
+                       "raw": str(raw.resolve()), "images": str(img_root.resolve()),
+                       "reviews": reviews_path.name,
+                       "meta": meta_path.name if meta_path is not None else None,
+                       "inputs": {p.name: sha256(p) for p in inputs_used}},
             "counts": counts,
             "skips": _stable(skips.as_dict()),
             "config": dataclasses.asdict(cfg),
+            "text": {"tokenizer": mtext.TOKENIZER, "unicode": unicodedata.unidata_version},
             "labels": labels,
             "label_budget": label_report,
         }
@@ -530,6 +630,15 @@ def prepare(
         mio.write_json(tmp / "dataset.json", manifest)  # last: marks the folder complete
     _say(progress, f"prepared {manifest['name']} in {timings['total']:.1f} s -> {out}")
     return manifest
+
+
+def _published_behaviours(published: ReviewTable, kept: ReviewTable, n_short: int) -> int:
+    """Table 1's behaviours: lines of the published file (repeats included) that belong to
+    the kept users and items."""
+    if n_short == 0:  # the same users and items: every published line counts
+        return len(published)
+    users, items = set(kept.user), set(kept.asin)
+    return sum(1 for u, a in zip(published.user, published.asin) if u in users and a in items)
 
 
 def _apply_k_core(
@@ -567,6 +676,12 @@ def _write_images(
 ) -> dict[str, int]:
     """images.npy (memory-mapped, filled in place) and image_mask.npy; reasons counted."""
     s = cfg.image_size
+    need = len(asins) * s * s * 3
+    free = shutil.disk_usage(tmp).free
+    if need > free:  # before the memory map: a sparse file would fail half-way, much later
+        raise DataError(f"{tmp / 'images.npy'}: {len(asins)} images at {s}x{s} need "
+                        f"{mio.human_bytes(need)}, only {mio.human_bytes(free)} are free there; "
+                        "use a smaller --image-size or another --out")
     arr = np.lib.format.open_memmap(tmp / "images.npy", mode="w+", dtype=np.uint8,
                                     shape=(len(asins), s, s, 3))
     paths = [root / image_filename(a) for a in asins]

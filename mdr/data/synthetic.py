@@ -99,7 +99,9 @@ Same size and seed give byte-identical files (gzip mtime 0 and a fixed inner
 name, deterministic JPEG encoding, named random streams from
 :func:`mdr.seeding.rng`), whatever the number of workers. The folder is built
 beside ``out`` and moved into place at the end: an interrupted run leaves
-nothing that looks complete.
+nothing that looks complete. It carries mdr's ownership marker (kind
+``synthetic-raw``, see :mod:`mdr.io`); an existing ``out`` is replaced only when
+it is such a shop and ``overwrite=True`` (``--overwrite``), never otherwise.
 """
 
 from __future__ import annotations
@@ -130,6 +132,7 @@ from mdr.io import atomic_dir
 from mdr.seeding import rng
 
 CATEGORY = "Synthetic"
+OUTPUT_KIND = "synthetic-raw"  # the ownership marker's kind (mdr.io)
 IMAGE_SIZE = 128
 KINDS = ("visual_dominant", "text_dominant", "visual_only", "text_only", "nuisance")
 _MODALITIES = {
@@ -1414,15 +1417,20 @@ def _review_chunk(seed: int, chunk: int, item_text: np.ndarray, item: np.ndarray
 
 
 def generate(size: str, seed: int, out: str | Path, progress: bool = True,
-             workers: int | None = None) -> dict[str, Any]:  # fmt: skip
+             workers: int | None = None, overwrite: bool = False) -> dict[str, Any]:  # fmt: skip
     """Write the synthetic shop of ``size`` ("tiny", "small", "cloth") into ``out``.
 
     Returns a summary: counts, repairs, realised vocabulary and wall time per stage.
     ``workers`` processes write the reviews and draw the images (default: the CPU
     count for shops of 1,000+ items, else 1); the output does not depend on it.
+
+    ``out`` must not exist, be empty, or (with ``overwrite``) hold a shop written by
+    this function; anything else is refused before any work (:func:`mdr.io.atomic_dir`,
+    output kind :data:`OUTPUT_KIND`). The shop is built in a marked temporary sibling
+    from the first step, and moved into place only when complete.
     """
     if size not in SIZES:
-        raise ValueError(f"unknown synthetic size {size!r}; choose one of {sorted(SIZES)}")
+        raise DataError(f"unknown synthetic size {size!r}; choose one of {sorted(SIZES)}")
     cfg = SIZES[size]
     t0 = time.perf_counter()
     stages: dict[str, float] = {}
@@ -1432,28 +1440,28 @@ def generate(size: str, seed: int, out: str | Path, progress: bool = True,
         stages[name] = round(now - since, 3)
         return now
 
-    items = _make_items(cfg.n_items, seed)
-    users = _make_users(cfg, items, seed)
-    t = lap("items_users", t0)
-    seq, match = _simulate(items, users, seed, progress)
-    seq, repairs = _fill_and_repair(seq, users.lengths, items, seed)
-    mask = np.arange(seq.shape[1])[None, :] < users.lengths[:, None]
-    b_user, b_step = np.nonzero(mask)  # behaviours, user-major, in step order
-    b_item = seq[b_user, b_step]
-    check_5core(b_user, b_item)
-    if len(b_item) != cfg.n_behaviors or len(np.unique(b_item)) != cfg.n_items:
-        raise RuntimeError("synthetic shop: counts differ from the size's targets")
-    t = lap("choices", t)
-    days = np.concatenate(_review_days(users.lengths, seed))
-    stars = _ratings(items.values["quality"][b_item], match[b_user, b_step], users.leniency[b_user],
-                     seed)  # fmt: skip
-    item_text = np.stack([items.values[f] for f in _TEXT_FACTORS], axis=1)  # (I, 5)
-    asin_b = [items.asins[i] for i in b_item]
-    uid_b = [users.ids[u] for u in b_user]
-    name_b = [users.names[u] for u in b_user]
-    verb_b = users.verbosity[b_user]
-    workers = workers or _default_workers(cfg.n_items)
-    with atomic_dir(out) as tmp:
+    with atomic_dir(out, OUTPUT_KIND, overwrite) as tmp:
+        items = _make_items(cfg.n_items, seed)
+        users = _make_users(cfg, items, seed)
+        t = lap("items_users", t0)
+        seq, match = _simulate(items, users, seed, progress)
+        seq, repairs = _fill_and_repair(seq, users.lengths, items, seed)
+        mask = np.arange(seq.shape[1])[None, :] < users.lengths[:, None]
+        b_user, b_step = np.nonzero(mask)  # behaviours, user-major, in step order
+        b_item = seq[b_user, b_step]
+        check_5core(b_user, b_item)
+        if len(b_item) != cfg.n_behaviors or len(np.unique(b_item)) != cfg.n_items:
+            raise RuntimeError("synthetic shop: counts differ from the size's targets")
+        t = lap("choices", t)
+        days = np.concatenate(_review_days(users.lengths, seed))
+        stars = _ratings(items.values["quality"][b_item], match[b_user, b_step],
+                         users.leniency[b_user], seed)  # fmt: skip
+        item_text = np.stack([items.values[f] for f in _TEXT_FACTORS], axis=1)  # (I, 5)
+        asin_b = [items.asins[i] for i in b_item]
+        uid_b = [users.ids[u] for u in b_user]
+        name_b = [users.names[u] for u in b_user]
+        verb_b = users.verbosity[b_user]
+        workers = workers or _default_workers(cfg.n_items)
         (tmp / "images").mkdir()
         params = _image_params(items, seed)
         spans = [(lo, lo + _TEXT_CHUNK) for lo in range(0, len(b_item), _TEXT_CHUNK)]
