@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import io
 import json
 import os
 import re
 import shutil
 import sys
 import tempfile
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -97,14 +99,16 @@ def truncate_jsonl_epochs(path: str | Path, last_epoch: int) -> None:
     write_text(path, "".join(keep))
 
 
-def write_npy(path: str | Path, array: np.ndarray) -> None:
-    with atomic_path(path) as tmp, tmp.open("wb") as fh:
-        np.save(fh, array, allow_pickle=False)
-
-
 def write_npz(path: str | Path, **arrays: np.ndarray) -> None:
-    with atomic_path(path) as tmp, tmp.open("wb") as fh:
-        np.savez(fh, **arrays)
+    """Like ``np.savez``, but atomic and byte-reproducible (fixed zip timestamps, no
+    pickles): equal data give equal files."""
+    with atomic_path(path) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED,
+                                                   allowZip64=True) as zf:
+        for name, arr in arrays.items():
+            buf = io.BytesIO()
+            np.lib.format.write_array(buf, np.ascontiguousarray(arr), allow_pickle=False)
+            zf.writestr(zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0)),
+                        buf.getvalue())
 
 
 # --------------------------------------------------------------------------- output folders

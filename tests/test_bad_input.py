@@ -553,9 +553,9 @@ CASES: list[Case] = [
     Case("name-with-path", lambda c: prep(c, "--name", "../../results/x"), 2,
          "dataset name '../../results/x': use letters"),
     Case("factors-json-corrupt", lambda c: prep(c, raw=c.raw({"factors.json": lambda b: b[:40]})),
-         2, "factors.json: unreadable factors file"),
+         2, "factors.json:3: not valid JSON"),
     Case("factors-json-not-utf8", lambda c: prep(c, raw=c.raw({"factors.json": lambda b: b"\xff" + b})),
-         2, "factors.json: unreadable factors file"),
+         2, "factors.json: not UTF-8 text"),
     # --- a damaged prepared folder: one line naming the file, when opened
     Case("stats-behaviors-npz-truncated", lambda c: stats(c.proc_copy({"behaviors.npz": cut(0.5)})),
          2, "behaviors.npz: damaged or truncated (BadZipFile"),

@@ -130,9 +130,12 @@ def test_os_error_without_a_file_name_names_the_output(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
-def test_npy_and_json_numpy_values(tmp_path: Path) -> None:
-    mio.write_npy(tmp_path / "a.npy", np.arange(4, dtype=np.int32))
-    assert np.load(tmp_path / "a.npy").tolist() == [0, 1, 2, 3]
+def test_npz_is_byte_reproducible_and_json_takes_numpy_values(tmp_path: Path) -> None:
+    mio.write_npz(tmp_path / "a.npz", x=np.arange(4, dtype=np.int32), y=np.ones(2))
+    mio.write_npz(tmp_path / "b.npz", x=np.arange(4, dtype=np.int32), y=np.ones(2))
+    assert (tmp_path / "a.npz").read_bytes() == (tmp_path / "b.npz").read_bytes()
+    with np.load(tmp_path / "a.npz", allow_pickle=False) as z:
+        assert z["x"].tolist() == [0, 1, 2, 3] and z["y"].tolist() == [1.0, 1.0]
     mio.write_json(tmp_path / "b.json", {"x": np.float32(0.5), "n": np.int64(3)})
     assert '"x": 0.5' in (tmp_path / "b.json").read_text()
 

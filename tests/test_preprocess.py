@@ -336,7 +336,7 @@ def _save(tmp_path: Path, img: Image.Image, fmt: str) -> Path:
     (lambda: Image.new("1", (20, 12), 1), "PNG", (255, 255, 255)),
 ])
 def test_load_image_modes(tmp_path: Path, make, fmt: str, centre: tuple[int, int, int]) -> None:
-    arr = mimages.load_image(_save(tmp_path, make(), fmt), 10)
+    arr = mimages.load_image_reason(_save(tmp_path, make(), fmt), 10)[0]
     assert arr is not None and arr.shape == (10, 10, 3) and arr.dtype == np.uint8
     assert tuple(arr[5, 5]) == centre
     # 20x12 -> 10x6 centred on a white square: rows 0-1 and 8-9 are padding
@@ -347,7 +347,7 @@ def test_load_image_palette_with_transparency(tmp_path: Path) -> None:
     img = Image.new("P", (8, 8), 0)
     img.putpalette([10, 20, 30] + [0, 0, 0] * 255)
     img.info["transparency"] = 0
-    arr = mimages.load_image(_save(tmp_path, img, "PNG"), 8)
+    arr = mimages.load_image_reason(_save(tmp_path, img, "PNG"), 8)[0]
     assert arr is not None and np.all(arr == 255)
 
 
@@ -365,7 +365,7 @@ def test_load_image_bad_files(tmp_path: Path) -> None:
 def test_large_jpeg_draft_decode_matches_size(tmp_path: Path) -> None:
     gen = np.random.default_rng(0)
     big = Image.fromarray(gen.integers(0, 255, (600, 400, 3), dtype=np.uint8))
-    arr = mimages.load_image(_save(tmp_path, big, "JPEG"), 16)
+    arr = mimages.load_image_reason(_save(tmp_path, big, "JPEG"), 16)[0]
     assert arr is not None and arr.shape == (16, 16, 3)
 
 

@@ -308,17 +308,6 @@ class ProcessedDataset:
         bounds = np.flatnonzero(np.diff(b["user"])) + 1
         return np.split(b["item"], bounds)
 
-    @functools.cached_property
-    def train_sequences(self) -> list[np.ndarray]:
-        """Per user, item ids of the training behaviours in time order."""
-        b = self.behaviors
-        user, item = b["user"][b["split"] == TRAIN], b["item"][b["split"] == TRAIN]
-        out: list[np.ndarray] = [np.empty(0, np.int32)] * self.n_users
-        bounds = np.flatnonzero(np.diff(user)) + 1
-        for seq_user, seq in zip(user[np.r_[0, bounds]], np.split(item, bounds)):
-            out[int(seq_user)] = seq
-        return out
-
     def stats(self) -> dict[str, Any]:
         """The Table 1 figures (``behaviors``: published lines, repeats included), the
         distinct behaviours the splits use, and skip counts."""

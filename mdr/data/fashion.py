@@ -71,7 +71,7 @@ from mdr import io as mio
 from mdr.data.dataset import check_prepared, load_npy, load_npz, read_jsonl, read_manifest
 from mdr.data.images import load_images
 from mdr.data.parse import DataError, SkipLog
-from mdr.data.preprocess import sha256, write_npz
+from mdr.data.preprocess import sha256
 from mdr.seeding import rng
 
 KIND = "images-only"
@@ -426,8 +426,8 @@ def _write(out: Path, pixels: np.ndarray, labels: dict[str, np.ndarray],
     with mio.atomic_dir(out, OUTPUT_KIND, overwrite) as tmp:
         with (tmp / "images.npy").open("wb") as fh:
             np.save(fh, pixels, allow_pickle=False)
-        write_npz(tmp / "labels.npz", **labels)
-        write_npz(tmp / "factors.npz", **factors)
+        mio.write_npz(tmp / "labels.npz", **labels)
+        mio.write_npz(tmp / "factors.npz", **factors)
         lines = [json.dumps({"id": r.id, "name": r.name, "baseColour": r.values["baseColour"],
                              "articleType": r.values["articleType"]}, ensure_ascii=False)
                  for r in rows]

@@ -23,7 +23,6 @@ item's mask to False, never crashing on one bad file.
 from __future__ import annotations
 
 import concurrent.futures as cf
-from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -110,11 +109,6 @@ def load_image_reason(path: str | Path, size: int) -> tuple[np.ndarray | None, s
         return None, REASON_CORRUPT
 
 
-def load_image(path: str | Path, size: int) -> np.ndarray | None:
-    """The image at ``path`` as uint8 [size, size, 3] RGB, or None when missing or corrupt."""
-    return load_image_reason(path, size)[0]
-
-
 def load_images(
     paths: Sequence[Path],
     size: int,
@@ -148,11 +142,6 @@ def load_images(
             bar.update(len(batch))
     bar.close()
     return mask, reasons
-
-
-def count_reasons(reasons: Sequence[str | None]) -> Counter:
-    """reason -> number of items."""
-    return Counter(r for r in reasons if r is not None)
 
 
 def _bar(total: int, enabled: bool) -> Any:

@@ -21,16 +21,14 @@ random ``fraction`` keeps it; the rest become -1. The stream is
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from mdr.data.parse import DataError, SkipLog
+from mdr.data.parse import SkipLog
 from mdr.data.text import tokenize
 from mdr.seeding import rng
 
@@ -106,24 +104,6 @@ def real_labels(
 
 
 # --------------------------------------------------------------------------- synthetic data
-
-
-def read_factors_json(path: str | Path) -> dict[str, Any]:
-    """Read and check ``factors.json``: {"name", "factors": {f: {kind, modalities, values}},
-    "items": {asin: {f: value_index}}}."""
-    path = Path(path)
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise DataError(f"{path}: unreadable factors file ({e})") from e
-    if not isinstance(doc, dict) or not isinstance(doc.get("factors"), dict) or not isinstance(
-        doc.get("items"), dict
-    ):
-        raise DataError(f"{path}: expected an object with 'factors' and 'items'")
-    for f, info in doc["factors"].items():
-        if not isinstance(info, dict) or not isinstance(info.get("values"), list):
-            raise DataError(f"{path}: factor {f!r} has no 'values' list")
-    return doc
 
 
 def synthetic_factors(

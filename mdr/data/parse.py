@@ -444,13 +444,6 @@ def _match_category(cands: dict[tuple[int, str], str], category: str
     return {k: v for k, v in cands.items() if k[1].lower() == category.lower()}
 
 
-def detect_format(raw: str | Path, category: str) -> tuple[Format, Path, Path]:
-    """``(format, reviews, meta)`` of ``category`` in ``raw`` (:func:`find_inputs`, meta required)."""
-    found = find_inputs(raw, category)
-    assert found.meta is not None  # find_inputs requires it unless allow_missing_meta
-    return found.fmt, found.reviews, found.meta
-
-
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 

@@ -69,14 +69,12 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import io
 import json
 import re
 import shutil
 import sys
 import time
 import unicodedata
-import zipfile
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -100,6 +98,7 @@ from mdr.data.parse import (
     iter_meta,
     iter_reviews,
 )
+from mdr.data.synthetic import load_factors
 from mdr.seeding import rng
 
 UNKNOWN_CATEGORY = "<unknown>"
@@ -437,16 +436,6 @@ def build_text(
 # --------------------------------------------------------------------------- writing
 
 
-def write_npz(path: Path, **arrays: np.ndarray) -> None:
-    """Like ``np.savez`` but byte-reproducible (fixed zip timestamps), so equal data -> equal files."""
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
-        for name, arr in arrays.items():
-            buf = io.BytesIO()
-            np.lib.format.write_array(buf, np.ascontiguousarray(arr), allow_pickle=False)
-            zf.writestr(zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0)),
-                        buf.getvalue())
-
-
 def _write_lines(path: Path, lines: Sequence[str]) -> None:
     path.write_text("".join(f"{s}\n" for s in lines), encoding="utf-8")
 
@@ -511,7 +500,7 @@ def prepare(
     fmt, reviews_path, meta_path = inputs.fmt, inputs.reviews, inputs.meta
     factors_path = raw / FACTORS_FILE
     synthetic = factors_path.is_file()
-    factors_doc = mlabels.read_factors_json(factors_path) if synthetic else None
+    factors_doc = load_factors(factors_path) if synthetic else None
     img_root = Path(images_dir) if images_dir is not None else raw / "images"
     if images_dir is not None and not img_root.is_dir():
         raise DataError(f"{img_root}: images folder not found (--images-dir)")
@@ -573,9 +562,9 @@ def prepare(
         _write_lines(tmp / "users.txt", user_ids)
         _write_lines(tmp / "items.jsonl", [json.dumps(r, ensure_ascii=False) for r in item_rows])
         _write_lines(tmp / "categories.txt", categories)
-        write_npz(tmp / "items.npz", category=item_cat)
-        write_npz(tmp / "behaviors.npz", user=user, item=item, time=b_time, split=split)
-        write_npz(tmp / "eval_lists.npz", valid=lists["valid"], test=lists["test"])
+        mio.write_npz(tmp / "items.npz", category=item_cat)
+        mio.write_npz(tmp / "behaviors.npz", user=user, item=item, time=b_time, split=split)
+        mio.write_npz(tmp / "eval_lists.npz", valid=lists["valid"], test=lists["test"])
         _write_text(tmp, text)
 
         with _timed(timings, "images", progress):
@@ -665,7 +654,7 @@ def _apply_k_core(
 def _write_text(tmp: Path, text: TextOutputs) -> None:
     """vocab.txt, text.npz, word2vec.npy and the gensim model."""
     _write_lines(tmp / "vocab.txt", text.vocab)
-    write_npz(tmp / "text.npz", tokens=text.tokens, lengths=text.lengths)
+    mio.write_npz(tmp / "text.npz", tokens=text.tokens, lengths=text.lengths)
     np.save(tmp / "word2vec.npy", text.vectors, allow_pickle=False)
     text.model.save(str(tmp / "word2vec.model"))
 
@@ -704,13 +693,13 @@ def _labels(
     info = None
     if factors_doc is not None:
         factors, info = mlabels.synthetic_factors(factors_doc, asins, skips, factors_path.name)
-        write_npz(tmp / "factors.npz", **factors)
+        mio.write_npz(tmp / "factors.npz", **factors)
         raw_labels = mlabels.synthetic_labels(factors, info)
     else:
         cats = [r["category"] if r["category"] != UNKNOWN_CATEGORY else "" for r in item_rows]
         raw_labels = mlabels.real_labels([r["title"] for r in item_rows], cats, cfg.shape_top_k)
     labels, report = mlabels.apply_budget(raw_labels, cfg.label_fraction, cfg.seed)
-    write_npz(tmp / "labels.npz", **labels.values)
+    mio.write_npz(tmp / "labels.npz", **labels.values)
     return labels.classes, info, report
 
 

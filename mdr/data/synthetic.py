@@ -1517,6 +1517,8 @@ def load_factors(path: str | Path) -> dict[str, Any]:
         doc = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
         raise DataError(f"{path}:{e.lineno}: not valid JSON ({e.msg})") from e
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: not UTF-8 text (byte {e.start}: {e.reason})") from e
     _validate_factors(doc, path)
     return doc
 
@@ -1527,7 +1529,7 @@ def _validate_factors(doc: Any, path: Path) -> None:
 
     if not isinstance(doc, dict):
         raise bad("top level is not an object")
-    for key in ("name", "seed", "factors", "items"):
+    for key in ("name", "factors", "items"):  # "seed" is provenance, not needed to read it
         if key not in doc:
             raise bad(f"missing key {key!r}")
     factors, items = doc["factors"], doc["items"]
