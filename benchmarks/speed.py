@@ -158,7 +158,7 @@ def data_section(plan: Plan, work: Path) -> tuple[dict[str, Any], Path]:
     """Synth + prepare the plan's shop in child processes; returns figures and the folder."""
     from speed_data import measure_step
 
-    mdr = [sys.executable, "-m", "mdr.cli"]
+    mdr = [sys.executable, "-P", "-m", "mdr.cli"]  # -P: the installed mdr, not ./mdr
     raw, proc = work / "raw", work / "proc"
     synth = measure_step([*mdr, "data", "synth", "-q", "--size", plan.data_size, "--seed",
                           "0", "--out", str(raw)])

@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--results", type=Path, default=RESULTS / "speed")
     a = p.parse_args(argv)
     work = a.work or Path(tempfile.mkdtemp(prefix="mdr-speed-data-"))
-    mdr = [sys.executable, "-m", "mdr.cli"]
+    mdr = [sys.executable, "-P", "-m", "mdr.cli"]  # -P: the installed mdr, not ./mdr
     raw, proc = work / "raw", work / "proc"
     try:
         # --overwrite: a reused --work folder holds this benchmark's own earlier outputs

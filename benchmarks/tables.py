@@ -97,7 +97,8 @@ def plan(models: Sequence[str], opts: Options, proc: Path, short: str) -> list[J
 
 def _command(job: Job, proc: Path, threads: int) -> list[str]:
     """``mdr train`` for a job: the model by name, the table's overrides as ``--set``."""
-    cmd = [sys.executable, "-m", "mdr.cli", "train", "-q", "--config", str(job.config),
+    # -P: the installed package, never ./mdr of whatever folder the table runs from
+    cmd = [sys.executable, "-P", "-m", "mdr.cli", "train", "-q", "--config", str(job.config),
            "--data", str(proc), "--out", str(job.run_dir), "--model", job.model,
            "--seed", str(job.seed), "--threads", str(threads)]
     for k, v in job.overrides.items():
