@@ -16,8 +16,12 @@ _PACKAGES = ("mdr-companion", "torch", "torchvision", "numpy", "gensim", "scikit
 
 def git_commit(cwd: str | Path | None = None) -> str | None:
     """The commit of the git checkout the command runs from (``+dirty`` when its tracked
-    files have changes), or None when ``cwd`` (default: the current directory) is not
-    inside a git checkout or git is unavailable.
+    files other than ``results/`` have changes), or None when ``cwd`` (default: the
+    current directory) is not inside a git checkout or git is unavailable.
+
+    ``results/`` holds what the code writes: a table regenerated from a clean checkout
+    changes its own committed files before its manifest is written, and that must not
+    make the code it came from look modified.
 
     The current directory, not the installed package's location: a package installed
     into a virtual environment that happens to live inside some repository must not
@@ -30,9 +34,11 @@ def git_commit(cwd: str | Path | None = None) -> str | None:
     try:
         sha = subprocess.run(["git", "rev-parse", "--verify", "HEAD"], cwd=cwd,
                              capture_output=True, text=True, timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               cwd=cwd, capture_output=True, text=True, timeout=10,
-                               check=True).stdout.strip()
+        top = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=cwd,
+                             capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--",
+                                ".", ":(exclude)results"], cwd=top, capture_output=True,
+                               text=True, timeout=10, check=True).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return None
     return sha + ("+dirty" if dirty else "")

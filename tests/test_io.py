@@ -189,4 +189,13 @@ def test_git_commit_is_that_of_the_current_directory(tmp_path: Path,
     (repo / "f").write_text("1")
     (repo / "untracked").write_text("x")  # untracked files do not make a tree dirty
     assert git_commit() == sha
+    (repo / "results").mkdir()  # nor the committed outputs that a rerun rewrites
+    (repo / "results" / "t.csv").write_text("a")
+    subprocess.run(["git", "add", "results/t.csv"], cwd=repo, check=True)
+    subprocess.run(["git", "commit", "-q", "-m", "y"], cwd=repo, check=True,
+                   env={**os.environ, **env})
+    sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True,
+                         check=True).stdout.strip()
+    (repo / "results" / "t.csv").write_text("b")
+    assert git_commit() == sha
     assert git_commit(tmp_path) is None
