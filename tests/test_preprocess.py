@@ -399,6 +399,18 @@ def test_shape_classes_top_k_and_other() -> None:
     assert mlabels.colour_of_title("Plain tee") == -1
 
 
+def test_material_and_brand_labels_rule() -> None:
+    titles = ["Suede Chelsea Boot", "Plain tee", "Stainless STEEL mug", "Cotton-wool mix"]
+    brands = ["Acme", "acme ", "", "Zed"] + ["Big"] * 5 + ["ACME"] * 3
+    lab = mlabels.real_labels(titles + ["x"] * 8, [""] * 12, brands)
+    m = mlabels.MATERIALS
+    assert lab.values["material"][:4].tolist() == [m.index("leather"), -1, m.index("metal"),
+                                                   m.index("cotton")]  # the first one named
+    # brands are case-folded; of at least 5 items ("acme" 5, "big" 5) they are classes
+    assert lab.classes["brand"] == ["acme", "big", "other"]
+    assert lab.values["brand"].tolist() == [0, 0, -1, 2] + [1] * 5 + [0] * 3
+
+
 def test_label_budget() -> None:
     y = np.array([0, 1, -1, 2, 0, 1, 2, -1, 0, 1], dtype=np.int64)
     lab = mlabels.Labels({"colour": y}, {"colour": ["a", "b", "c"]})
@@ -424,7 +436,7 @@ def test_synthetic_ground_truth(tmp_path: Path) -> None:
                     for a in asins]
         assert ds.factors[f].tolist() == expected
     assert ds.labels["colour"].tolist() == ds.factors["colour"].tolist()
-    assert set(ds.labels) == {"colour", "shape"}
+    assert set(ds.labels) == {"colour", "shape", "material"}  # the fixture's factors
     assert ds.label_names["shape"] == ["round", "square"]
     assert m["skips"]["counts"]["item without ground-truth factors"] == 1
     assert m["skips"]["counts"]["image missing"] == 10
@@ -540,19 +552,24 @@ def test_ascii_fast_path_agrees_with_the_unicode_rules() -> None:
     assert mtext.tokenize(text + " éé")[:-1] == mtext.tokenize(text)  # é forces the slow path
 
 
-def test_item_token_matrix_round_robin() -> None:
-    review_item = np.array([0, 0, 1, 0])  # item 0: reviews r0, r1, r3 in time order
-    review_ids = [[2, 3, 4], [5], [6, 7], [8, 9]]
-    tokens, lengths = mtext.item_token_matrix(review_item, review_ids, n_items=3, max_len=5)
-    assert tokens[0].tolist() == [2, 5, 8, 3, 9]  # first tokens of r0, r1, r3, then seconds
-    assert tokens[1].tolist() == [6, 7, 0, 0, 0]
-    assert lengths.tolist() == [5, 2, 0]
+def test_item_token_matrix_keeps_the_most_characteristic_words() -> None:
+    """Sublinear TF-IDF, best first, each word once; a word in every item's text never."""
+    review_item = np.array([0, 0, 1, 0, 2])  # items 0, 1, 2 have text; item 3 has none
+    review_ids = [[2, 3, 4, 4], [5, 4], [2, 6, 7], [8, 2], [2, 7]]
+    tokens, lengths = mtext.item_token_matrix(review_item, review_ids, n_items=4, max_len=3)
+    # word 2 is in all three texts (idf 0). Item 0: word 4 twice (tf 3: 1 + ln 3), df 1;
+    # words 3, 5, 8 once each (score ln 3), ties by id
+    assert tokens[0].tolist() == [4, 3, 5]
+    # item 1: words 6 (df 1, score ln 3) and 7 (df 2, ln 1.5)
+    assert tokens[1].tolist() == [6, 7, 0]
+    assert tokens[2].tolist() == [7, 0, 0] and tokens[3].tolist() == [0, 0, 0]
+    assert lengths.tolist() == [3, 2, 1, 0]
 
 
 def test_build_vocab_order() -> None:
     vocab = mtext.build_vocab([["b", "a", "c"], ["a", "b"], ["a"]], min_count=2)
     assert vocab == ["<pad>", "<unk>", "a", "b"]
-    assert mtext.to_ids(["a", "zz", "b", "a"], {w: i for i, w in enumerate(vocab)}, 2) == [2, 3]
+    assert mtext.to_ids(["a", "zz", "b", "a"], {w: i for i, w in enumerate(vocab)}) == [2, 3, 2]
 
 
 def test_prepare_config_validation() -> None:

@@ -8,6 +8,10 @@ name                   what happens on first use
 ``synthetic-cloth``    generate the Cloth-sized shop (speed/memory benchmarks)
 ``cloth`` ``toys``     download the Amazon 2014 5-core category (reviews, meta,
 ``office``             images) and prepare it at 64x64 (the paper's datasets)
+``magazine``           prepare the real Amazon 2018 Magazine_Subscriptions files
+                       already on disk: ``$MDR_AMAZON2018_DIR``, else
+                       ``../shared/data/amazon2018-small`` beside the current
+                       folder or the checkout (reviews and metadata, no images)
 a folder path          a prepared folder (holding ``dataset.json``) is used as is
 =====================  =========================================================
 
@@ -22,8 +26,12 @@ from __future__ import annotations
 import os
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mdr.data.parse import DataError
+
+if TYPE_CHECKING:
+    from mdr.data.preprocess import PrepareConfig
 
 SYNTHETIC = {"synthetic-tiny": "tiny", "synthetic-small": "small", "synthetic-cloth": "cloth"}
 AMAZON = {
@@ -31,6 +39,10 @@ AMAZON = {
     "toys": "Toys_and_Games",
     "office": "Office_Products",
 }
+# real categories whose files are expected on disk (not downloaded): name -> (category, year)
+LOCAL = {"magazine": ("Magazine_Subscriptions", 2018)}
+ENV_AMAZON2018 = "MDR_AMAZON2018_DIR"
+SHARED_AMAZON2018 = Path("..") / "shared" / "data" / "amazon2018-small"
 SYNTHETIC_IMAGE_SIZE = 32
 REAL_IMAGE_SIZE = 64
 DEFAULT_DATASET = "synthetic-small"
@@ -41,13 +53,29 @@ def data_root() -> Path:
 
 
 def known_names() -> list[str]:
-    return [*SYNTHETIC, *AMAZON]
+    return [*SYNTHETIC, *AMAZON, *LOCAL]
+
+
+def shared_folder(relative: Path, env: str) -> Path:
+    """``$env``, else ``relative`` from the current folder, else from the checkout this
+    package was imported from (the first that exists; the first candidate when none)."""
+    if os.environ.get(env):
+        return Path(os.environ[env])
+    candidates = [Path.cwd() / relative, Path(__file__).resolve().parents[2] / relative]
+    return next((c.resolve() for c in candidates if c.is_dir()), candidates[0].resolve())
+
+
+def real_prepare_config() -> PrepareConfig:
+    """How real data is prepared: 64x64 images and ABAE's word2vec (dim 200, min_count 10)."""
+    from mdr.data.preprocess import PrepareConfig
+
+    return replace(PrepareConfig(), image_size=REAL_IMAGE_SIZE, w2v_dim=200, w2v_min_count=10)
 
 
 def dataset_name(spec: str | Path) -> str:
     """A short name for result folders: the catalog name, else the prepared dataset's name."""
     spec = str(spec)
-    if spec in SYNTHETIC or spec in AMAZON:
+    if spec in SYNTHETIC or spec in AMAZON or spec in LOCAL:
         return spec
     from mdr.data.dataset import ProcessedDataset
 
@@ -63,6 +91,8 @@ def resolve(spec: str | Path, root: Path | None = None, seed: int = 0,
         return _ensure_synthetic(spec_s, root, seed, progress)
     if spec_s in AMAZON:
         return _ensure_amazon(spec_s, root, progress)
+    if spec_s in LOCAL:
+        return _ensure_local(spec_s, root, progress)
     path = Path(spec)
     if (path / "dataset.json").is_file():
         return path
@@ -91,7 +121,7 @@ def _ensure_synthetic(name: str, root: Path, seed: int, progress: bool) -> Path:
 
 def _ensure_amazon(name: str, root: Path, progress: bool) -> Path:
     from mdr.data.download import download
-    from mdr.data.preprocess import PrepareConfig, prepare
+    from mdr.data.preprocess import prepare
 
     category = AMAZON[name]
     proc = root / "proc" / name
@@ -99,7 +129,22 @@ def _ensure_amazon(name: str, root: Path, progress: bool) -> Path:
         return proc
     raw = root / "raw" / name
     download(category, raw, year=2014, progress=progress)
-    # ABAE's word2vec settings (dim 200, min_count 10) on the real reviews
-    cfg = replace(PrepareConfig(), image_size=REAL_IMAGE_SIZE, w2v_dim=200, w2v_min_count=10)
-    prepare(raw, proc, category=category, year=2014, cfg=cfg, progress=progress)
+    prepare(raw, proc, category=category, year=2014, cfg=real_prepare_config(),
+            progress=progress)
+    return proc
+
+
+def _ensure_local(name: str, root: Path, progress: bool) -> Path:
+    from mdr.data.preprocess import prepare
+
+    category, year = LOCAL[name]
+    proc = root / "proc" / name
+    if (proc / "dataset.json").is_file():
+        return proc
+    raw = shared_folder(SHARED_AMAZON2018, ENV_AMAZON2018)
+    if not raw.is_dir():
+        raise DataError(f"{name}: the Amazon 2018 files are not at {raw}; set "
+                        f"{ENV_AMAZON2018} to the folder holding {category}_5.json.gz")
+    prepare(raw, proc, category=category, year=year, cfg=real_prepare_config(), name=name,
+            progress=progress)
     return proc

@@ -113,12 +113,13 @@ class Row:
 
 
 def default_fashion_dir(repo_root: str | Path | None = None) -> Path:
-    """``$MDR_FASHION_DIR``, else ``../shared/data/fashion-product-images-small`` beside the repo."""
-    env = os.environ.get(ENV_DIR)
-    if env:
-        return Path(env)
-    root = Path(repo_root) if repo_root else Path(__file__).resolve().parents[2]
-    return (root / DEFAULT_DIR).resolve()
+    """``$MDR_FASHION_DIR``, else ``../shared/data/fashion-product-images-small`` beside
+    ``repo_root`` (default: the current folder, then the checkout)."""
+    if repo_root is not None and not os.environ.get(ENV_DIR):
+        return (Path(repo_root) / DEFAULT_DIR).resolve()
+    from mdr.data.catalog import shared_folder
+
+    return shared_folder(DEFAULT_DIR, ENV_DIR)
 
 
 def _check_src(src: Path) -> None:

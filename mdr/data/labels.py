@@ -1,4 +1,7 @@
-"""Weak attribute labels for the supervised image slots (Eq. 12-13), and synthetic ground truth.
+"""Weak attribute labels for the supervised slots (Eq. 12-13), and synthetic ground truth.
+
+Which label supervises which slot is config (``SlotConfig.label``); a prepared folder
+offers these (a label a config does not name is simply unused).
 
 Real data (a documented rule, no manual annotation):
 
@@ -9,10 +12,17 @@ Real data (a documented rule, no manual annotation):
 - ``shape``: the item's leaf category (DIN's ``categories[-1][-1]``), the
   :data:`SHAPE_TOP_K` most frequent leaf categories as classes (ties by name)
   and every other category as ``other``. Items without a category are unlabelled.
+- ``material``: the first word of the title found in :data:`MATERIAL_WORDS`, mapped to
+  its material (``leather``, ``cotton``, ``plastic``, ...); titles without one are
+  unlabelled.
+- ``brand``: the metadata's brand, case-folded and stripped; brands of at least
+  :data:`BRAND_MIN_ITEMS` items are classes (at most :data:`BRAND_TOP_K`, most frequent
+  first, ties by name), every other brand ``other``; items without a brand are
+  unlabelled.
 
-Synthetic data (a ``factors.json`` beside the raw files): ``colour`` and
-``shape`` come from the ground-truth factors of the same names, and every
-factor is kept for the disentanglement scores.
+Synthetic data (a ``factors.json`` beside the raw files): the ground-truth factors
+:data:`SYNTHETIC_LABELS` (the image factors colour and shape, the text factors size,
+material, occasion and brand), and every factor is kept for the disentanglement scores.
 
 Budget (:func:`apply_budget`): of the items that have a label, only a seeded
 random ``fraction`` keeps it; the rest become -1. The stream is
@@ -35,7 +45,9 @@ from mdr.seeding import rng
 UNLABELLED = -1
 SHAPE_TOP_K = 15
 OTHER = "other"
-SYNTHETIC_LABELS = ("colour", "shape")
+SYNTHETIC_LABELS = ("colour", "shape", "size", "material", "occasion", "brand")
+BRAND_MIN_ITEMS = 5
+BRAND_TOP_K = 50
 
 BASE_COLOURS: tuple[str, ...] = (
     "black", "white", "grey", "brown", "beige", "red",
@@ -58,6 +70,20 @@ _SYNONYMS: dict[str, tuple[str, ...]] = {  # ambiguous words (rose, cream, coffe
     "purple": ("purple", "violet", "lavender", "lilac", "plum", "mauve"),
 }
 COLOUR_WORDS: dict[str, str] = {w: base for base, ws in _SYNONYMS.items() for w in ws}
+
+# title words that name what an item is made of (plurals and adjectives too)
+_MATERIALS: dict[str, tuple[str, ...]] = {
+    "cotton": ("cotton",), "wool": ("wool", "woolen", "woollen", "merino", "cashmere"),
+    "leather": ("leather", "suede", "nubuck"), "silk": ("silk", "satin"),
+    "linen": ("linen",), "denim": ("denim",), "polyester": ("polyester", "fleece"),
+    "nylon": ("nylon", "spandex", "lycra"), "canvas": ("canvas",),
+    "rubber": ("rubber", "silicone"), "plastic": ("plastic", "acrylic", "vinyl"),
+    "metal": ("metal", "steel", "aluminum", "aluminium", "brass", "iron", "copper"),
+    "wood": ("wood", "wooden", "bamboo", "oak", "pine"), "glass": ("glass",),
+    "ceramic": ("ceramic", "porcelain", "stoneware"), "paper": ("paper", "cardboard"),
+}  # fmt: skip
+MATERIALS: tuple[str, ...] = tuple(_MATERIALS)
+MATERIAL_WORDS: dict[str, str] = {w: m for m, ws in _MATERIALS.items() for w in ws}
 
 
 @dataclass(frozen=True)
@@ -88,19 +114,51 @@ def shape_classes(leaf_categories: Sequence[str], top_k: int = SHAPE_TOP_K) -> l
     return [*classes, OTHER] if len(ranked) > top_k else classes
 
 
+def first_word_class(title: str, words: Mapping[str, str], classes: Sequence[str]) -> int:
+    """Index into ``classes`` of the class of the first word of ``title`` in ``words``."""
+    for word in tokenize(title, min_token_len=1):
+        name = words.get(word)
+        if name is not None:
+            return classes.index(name)
+    return UNLABELLED
+
+
+def brand_classes(brands: Sequence[str], min_items: int = BRAND_MIN_ITEMS,
+                  top_k: int = BRAND_TOP_K) -> list[str]:
+    """Brands of at least ``min_items`` items (at most ``top_k``, most frequent first, ties
+    by name), plus ``other`` when some brand is left out."""
+    counts = Counter(b for b in brands if b)
+    ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    classes = [b for b, n in ranked[:top_k] if n >= min_items]
+    return [*classes, OTHER] if len(classes) < len(counts) else classes
+
+
 def real_labels(
-    titles: Sequence[str], leaf_categories: Sequence[str], top_k: int = SHAPE_TOP_K
+    titles: Sequence[str], leaf_categories: Sequence[str], brands: Sequence[str] | None = None,
+    top_k: int = SHAPE_TOP_K,
 ) -> Labels:
-    """Colour from title words, shape from the leaf category (see the module docstring)."""
+    """Colour and material from title words, shape from the leaf category, brand from the
+    metadata (see the module docstring)."""
     colour = np.fromiter((colour_of_title(t) for t in titles), np.int64, len(titles))
+    material = np.fromiter((first_word_class(t, MATERIAL_WORDS, MATERIALS) for t in titles),
+                           np.int64, len(titles))
     classes = shape_classes(leaf_categories, top_k)
     index = {c: k for k, c in enumerate(classes)}
     other = index.get(OTHER, UNLABELLED)
     shape = np.array(
         [index.get(c, other) if c else UNLABELLED for c in leaf_categories], dtype=np.int64
     )
-    return Labels({"colour": colour, "shape": shape},
-                  {"colour": list(BASE_COLOURS), "shape": classes})
+    values = {"colour": colour, "shape": shape, "material": material}
+    names = {"colour": list(BASE_COLOURS), "shape": classes, "material": list(MATERIALS)}
+    if brands is not None:
+        folded = [b.strip().casefold() for b in brands]
+        b_classes = brand_classes(folded)
+        b_index = {c: k for k, c in enumerate(b_classes)}
+        b_other = b_index.get(OTHER, UNLABELLED)
+        values["brand"] = np.array([b_index.get(b, b_other) if b else UNLABELLED
+                                    for b in folded], dtype=np.int64)
+        names["brand"] = b_classes
+    return Labels(values, names)
 
 
 # --------------------------------------------------------------------------- synthetic data
@@ -131,7 +189,7 @@ def synthetic_factors(
 
 
 def synthetic_labels(factors: Mapping[str, np.ndarray], info: Mapping[str, Any]) -> Labels:
-    """The ground-truth ``colour`` and ``shape`` factors as labels (those present)."""
+    """The ground-truth factors of :data:`SYNTHETIC_LABELS` as labels (those present)."""
     values = {n: factors[n].copy() for n in SYNTHETIC_LABELS if n in factors}
     classes = {n: [str(v) for v in info[n]["values"]] for n in values}
     return Labels(values, classes)

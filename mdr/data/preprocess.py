@@ -402,13 +402,12 @@ class TextOutputs:
 
 
 def build_text(
-    texts: Sequence[str], item: np.ndarray, time_: np.ndarray, line: np.ndarray,
-    n_items: int, cfg: PrepareConfig, progress: bool,
+    texts: Sequence[str], item: np.ndarray, n_items: int, cfg: PrepareConfig, progress: bool,
 ) -> TextOutputs:
     """Vocabulary, item tokens and word2vec from the given (training) reviews.
 
-    ``texts``/``item``/``time_``/``line`` describe the training behaviours only;
-    the caller never passes a validation or test review.
+    ``texts``/``item`` describe the training behaviours only (in a fixed order: word2vec
+    reads them in it); the caller never passes a validation or test review.
     """
     intern: dict[str, str] = {}
     sentences = [
@@ -422,9 +421,8 @@ def build_text(
             "lower w2v_min_count or check the review text"
         )
     index = {w: i for i, w in enumerate(vocab)}
-    order = np.lexsort((line, time_, item))  # per item in time order, ties by file line
-    review_ids = [mtext.to_ids(sentences[j], index, cfg.max_text_len) for j in order]
-    tokens, lengths = mtext.item_token_matrix(item[order], review_ids, n_items, cfg.max_text_len)
+    review_ids = [mtext.to_ids(s, index) for s in sentences]
+    tokens, lengths = mtext.item_token_matrix(item, review_ids, n_items, cfg.max_text_len)
     _say(progress, f"word2vec on {len(sentences)} training reviews")
     model = mtext.train_word2vec(
         sentences, cfg.w2v_dim, cfg.w2v_window, cfg.w2v_min_count, cfg.w2v_epochs, cfg.seed,
@@ -527,7 +525,7 @@ def prepare(
             asins, item = codes(reviews.asin)
             order = np.lexsort((reviews.line, reviews.time, user))
             user, item = user[order].astype(np.int32), item[order].astype(np.int32)
-            b_time, b_line = reviews.time[order], reviews.line[order]
+            b_time = reviews.time[order]
             b_text = [reviews.text[i] for i in order]
             del reviews
             split = assign_splits(user)
@@ -555,8 +553,7 @@ def prepare(
             skips.counts["review without text (behaviour kept)"] += n_empty
         with _timed(timings, "text", progress):
             tr = np.flatnonzero(split == TRAIN)
-            text = build_text([b_text[i] for i in tr], item[tr], b_time[tr], b_line[tr],
-                              n_items, cfg, progress)
+            text = build_text([b_text[i] for i in tr], item[tr], n_items, cfg, progress)
         del b_text
 
         _write_lines(tmp / "users.txt", user_ids)
@@ -697,7 +694,8 @@ def _labels(
         raw_labels = mlabels.synthetic_labels(factors, info)
     else:
         cats = [r["category"] if r["category"] != UNKNOWN_CATEGORY else "" for r in item_rows]
-        raw_labels = mlabels.real_labels([r["title"] for r in item_rows], cats, cfg.shape_top_k)
+        raw_labels = mlabels.real_labels([r["title"] for r in item_rows], cats,
+                                         [r["brand"] for r in item_rows], cfg.shape_top_k)
     labels, report = mlabels.apply_budget(raw_labels, cfg.label_fraction, cfg.seed)
     mio.write_npz(tmp / "labels.npz", **labels.values)
     return labels.classes, info, report
