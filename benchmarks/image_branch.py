@@ -33,12 +33,12 @@ from torch import Tensor, nn
 
 from mdr.config import apply_overrides, config_hash
 from mdr.data.catalog import DEFAULT_DATASET
-from mdr.models.image_vae import ImageDecoder, images_to_float, reconstruction_loss
+from mdr.models.image_vae import ImageDecoder, images_to_float
 from mdr.runs import LoadedRun, RunError, load_run
 from mdr.train import train
 
-COLUMNS = ("source", "model", "epoch", "mse_per_pixel", "mean_image_mse_per_pixel",
-           "across_item_std", "dead_relu_fraction")
+COLUMNS = ("source", "model", "epoch", "heldout_rec", "mse_per_pixel",
+           "mean_image_mse_per_pixel", "across_item_std", "dead_relu_fraction")
 
 
 def _relu_outputs(decoder: ImageDecoder, r_visual: Tensor) -> list[Tensor]:
@@ -66,12 +66,10 @@ def dead_fraction(decoder: ImageDecoder, r_visual: Tensor) -> float:
 
 def reconstruction_stats(x: Tensor, x_rec: Tensor) -> dict[str, float]:
     """Squared error per pixel of ``x_rec`` and of the mean image, and the std across items."""
-    n_pix = x[0].numel()
     mean_img = x.mean(dim=0, keepdim=True)
     return {
-        "mse_per_pixel": float(reconstruction_loss(x, x_rec).mean()) / n_pix,
-        "mean_image_mse_per_pixel": float(reconstruction_loss(x, mean_img.expand_as(x)).mean())
-        / n_pix,
+        "mse_per_pixel": float((x_rec - x).pow(2).mean()),
+        "mean_image_mse_per_pixel": float((mean_img - x).pow(2).mean()),
         "across_item_std": float(x_rec.std(dim=0).mean()),
     }
 
@@ -102,11 +100,10 @@ def train_vae_alone(run: LoadedRun, results: Path, epochs: int, batch: int,
         "train.num_threads": threads})
     out = results / run.ds.name / "runs" / f"vae-alone-{config_hash(cfg)}-s0"
     train(cfg, run.task.root, out, resume=(out / "checkpoint.pt").is_file(), progress=False)
-    n_pix = 3 * run.ds.images.shape[1] * run.ds.images.shape[2]
     rows = []
     for line in (out / "metrics.jsonl").read_text(encoding="utf-8").splitlines():
         m = json.loads(line)
-        rows.append({"epoch": m["epoch"], "mse_per_pixel": m["valid/rec"] / n_pix})
+        rows.append({"epoch": m["epoch"], "heldout_rec": m["valid/rec"]})
     return load_run(out), rows
 
 
@@ -150,8 +147,9 @@ def main(argv: list[str] | None = None) -> int:
           "`run` rows: each run's decoder on every item's posterior-mean code (epoch = best "
           "epoch). `vae alone` rows: the same image branch trained alone on the same images "
           "(model image_factors without weak labels: Eq. 9-11, the run's learning rate and "
-          "beta) by the one trainer: its held-out reconstruction error by epoch, then the "
-          "diagnostics of its best epoch on every item. mse_per_pixel: squared error per "
+          "beta) by the one trainer: its held-out reconstruction loss (heldout_rec, Eq. 9 on "
+          "the per-value scale of the loss) by epoch, then the diagnostics of its best epoch "
+          "on every item. mse_per_pixel: squared error per "
           "pixel value; mean_image_mse_per_pixel: the same for the mean image, the best a "
           "decoder that ignores its input can do; across_item_std: how much the decoded "
           "images differ between items; dead_relu_fraction: the decoder's ReLU units that are "

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import subprocess
 import sys
 import time
@@ -35,6 +34,9 @@ from mdr.data.catalog import DEFAULT_DATASET, dataset_name, resolve
 LABELS = {
     "wide_deep": "Wide&Deep", "pnn": "PNN", "deepfm": "DeepFM", "beta_vae": "beta-VAE",
     "abae": "ABAE", "din_pp": "DIN++", "din": "DIN (ids)", "mdr": "MDR", "mdr_wo_ic": "w/o IC",
+    "mdr_wo_ws": "w/o weak labels", "mdr_no_fusion": "no fusion (r = [s, z])",
+    "mdr_image_only": "image only", "mdr_text_only": "text only",
+    "mdr_dense_aspects": "dense Eq. 14 (one fc)",
 }
 METRICS = ("gauc", "auc", "ndcg@10", "hr@10", "full_ndcg@10", "full_hr@10")
 
@@ -60,6 +62,7 @@ class Options:
     force: bool = False
     quiet: bool = False
     results: Path = RESULTS
+    threads: int = 1  # torch threads per run: the numbers do not depend on the machine's cores
     suffix: str = ""  # "_quick" for --quick, so a quick run never overwrites the full table
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -75,7 +78,8 @@ def config_for(proc: Path) -> Path:
 
 def plan(models: Sequence[str], opts: Options, proc: Path, short: str) -> list[Job]:
     """One job per (model, seed): the model's resolved config (by name, from the dataset's
-    config file) plus the table's own overrides (epochs, patience, steps)."""
+    config file) plus the table's own overrides (epochs, patience, steps). On a dataset
+    without images (:func:`without_images`) models run without their image side."""
     jobs = []
     cfg_path = config_for(proc)
     extra: dict[str, Any] = {}
@@ -86,13 +90,55 @@ def plan(models: Sequence[str], opts: Options, proc: Path, short: str) -> list[J
     if opts.max_steps is not None:
         extra["train.max_steps_per_epoch"] = opts.max_steps
     extra.update(opts.extra)
+    kept, _ = without_images(models, cfg_path, proc)
     for model in models:
+        if model not in kept:
+            continue
+        overrides = {**extra, **kept[model]}
         for seed in range(opts.seeds):
-            resolved = load_run_config(cfg_path, {**extra, "seed": seed}, model=model)
+            resolved = load_run_config(cfg_path, {**overrides, "seed": seed}, model=model)
             key = config_hash({"model": model, "config": to_dict(resolved), "dataset": short})
             run_dir = opts.results / short / "runs" / f"{model}-{key}-s{seed}"
-            jobs.append(Job(model, seed, cfg_path, extra, run_dir))
+            jobs.append(Job(model, seed, cfg_path, overrides, run_dir))
     return jobs
+
+
+def without_images(models: Sequence[str], cfg_path: Path,
+                   proc: Path) -> tuple[dict[str, dict[str, Any]], list[str]]:
+    """Which models run on ``proc``, each with its extra overrides, and why others do not.
+
+    On data with images: every model, as configured. On data without any image (real
+    review files without photos): a model that only reads images (beta-VAE) has nothing
+    to learn and is left out; every other runs with ``model.use_image: false``; one that
+    then equals an earlier model of the table (DIN++ = ABAE) is left out as a duplicate.
+    """
+    from mdr.data.dataset import ProcessedDataset
+
+    counts = ProcessedDataset.open(proc).manifest["counts"]
+    if counts.get("items_with_image", 1) > 0:
+        return {m: {} for m in models}, []
+    kept: dict[str, dict[str, Any]] = {}
+    notes: list[str] = []
+    seen: dict[str, str] = {}
+    for model in models:
+        cfg = load_run_config(cfg_path, model=model).model
+        if cfg.use_image and not cfg.use_text and not cfg.use_id_embedding:
+            notes.append(f"{LABELS.get(model, model)} reads images only: left out")
+            continue
+        overrides = {"model.use_image": False} if cfg.use_image else {}
+        resolved = to_dict(load_run_config(cfg_path, overrides, model=model))
+        resolved["model"].pop("name")
+        key = config_hash(resolved)
+        if key in seen:
+            notes.append(f"{LABELS.get(model, model)} without images is "
+                         f"{LABELS.get(seen[key], seen[key])}: left out")
+            continue
+        seen[key] = model
+        kept[model] = overrides
+    return kept, ["This dataset has no images: every model runs without its image side "
+                  "(model.use_image: false), so MDR is its text side: the text encoder, the "
+                  "per-slot aspect decoder (Eq. 14) and the weak labels of the text slots"
+                  + "".join(f"; {n}" for n in notes) + "."]
 
 
 def _command(job: Job, proc: Path, threads: int) -> list[str]:
@@ -119,7 +165,7 @@ def run_jobs(jobs: list[Job], proc: Path, opts: Options) -> None:
             shutil.rmtree(job.run_dir)
         todo.append(job)
     print(f"{len(jobs) - len(todo)} run(s) reused, {len(todo)} to run with {opts.jobs} job(s)")
-    threads = max(1, (os.cpu_count() or 1) // max(1, opts.jobs))
+    threads = opts.threads
 
     def one(i_job: tuple[int, Job]) -> None:
         i, job = i_job
@@ -153,9 +199,31 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
     return float(arr.mean()), float(arr.std(ddof=1)) if len(arr) > 1 else 0.0
 
 
+def paper_ranks(reported: str) -> dict[str, float]:
+    """Each model's rank by AUC in the paper's table (1 = best), averaged over its datasets."""
+    by_dataset: dict[str, dict[str, float]] = {}
+    for r in read_csv(REPORTED / reported):
+        by_dataset.setdefault(r["dataset"], {})[r["model"]] = float(r["auc"])
+    ranks: dict[str, list[float]] = {}
+    for aucs in by_dataset.values():
+        for model, rank in _ranks(aucs).items():
+            ranks.setdefault(model, []).append(rank)
+    return {m: float(np.mean(v)) for m, v in ranks.items()}
+
+
+def _ranks(values: dict[str, float]) -> dict[str, float]:
+    """1 = the largest value; ties share the mean of their ranks."""
+    from scipy.stats import rankdata
+
+    names = list(values)
+    return dict(zip(names, rankdata([-values[n] for n in names]).tolist()))
+
+
 def summary_rows(results: dict[str, list[dict]], short: str, reported: str) -> list[dict]:
-    """One row per model: mean and std of each metric over seeds, the paper's AUC/NDCG beside."""
+    """One row per model: mean and std of each metric over seeds, the paper's AUC/NDCG beside,
+    and both orderings: the model's rank here and its mean rank in the paper."""
     paper = {(r["model"], r["dataset"]): r for r in read_csv(REPORTED / reported)}
+    in_paper = paper_ranks(reported)
     rows = []
     for model, runs in results.items():
         row: dict[str, Any] = {"model": model, "label": LABELS.get(model, model),
@@ -167,10 +235,30 @@ def summary_rows(results: dict[str, list[dict]], short: str, reported: str) -> l
         p = paper.get((model, PAPER_NAME.get(short, "")))
         row["paper_auc"] = float(p["auc"]) if p else None
         row["paper_ndcg@10"] = float(p["ndcg@10"]) if p else None
+        row["paper_rank"] = in_paper.get(model)
         row["best_epochs"] = ";".join(str(r.get("best_epoch")) for r in runs)
         row["epochs_run"] = ";".join(str(r.get("epochs_run")) for r in runs)
         rows.append(row)
+    ours = _ranks({r["model"]: r["gauc_mean"] for r in rows if "gauc_mean" in r})
+    for r in rows:
+        r["rank"] = ours.get(r["model"])
     return rows
+
+
+def rank_agreement(rows: list[dict]) -> dict[str, Any]:
+    """Spearman's rho and Kendall's tau between our GAUC ordering and the paper's mean ranks,
+    over the models both have."""
+    from scipy import stats
+
+    both = [r for r in rows if r.get("paper_rank") is not None and "gauc_mean" in r]
+    if len(both) < 3:
+        return {"n": len(both), "spearman": None, "kendall": None}
+    ours = _ranks({r["model"]: r["gauc_mean"] for r in both})
+    x = [ours[r["model"]] for r in both]
+    y = [r["paper_rank"] for r in both]
+    return {"n": len(both), "spearman": float(stats.spearmanr(x, y).statistic),
+            "kendall": float(stats.kendalltau(x, y).statistic),
+            "models": [r["model"] for r in both]}
 
 
 def paired_test(results: dict[str, list[dict]], a: str, b: str, metric: str = "gauc") -> dict:
@@ -202,46 +290,76 @@ def _cell(row: dict, m: str, bold: bool, tex: bool = False) -> str:
     return text
 
 
-def render(rows: list[dict], title: str, short: str, test: dict, synthetic: bool,
-           seeds: int) -> tuple[str, str]:
-    """Markdown and LaTeX tables: reproduced mean ± std, the paper's number, the difference."""
+def render(rows: list[dict], title: str, short: str, tests: list[dict], synthetic: bool,
+           seeds: int, notes: Sequence[str] = ()) -> tuple[str, str]:
+    """Markdown and LaTeX tables. On the paper's datasets: reproduced mean ± std, the
+    paper's number, the difference. Elsewhere (the embedded shop, another category) the
+    paper's values cannot be compared, its ordering can: each model's rank here beside its
+    mean rank in the paper (over Cloth, Toys and Office) and their rank correlation."""
     best = {m: max((r.get(f"{m}_mean", -1) for r in rows), default=None)
             for m in ("gauc", "ndcg@10")}
+    by_value = any(r.get("paper_auc") is not None for r in rows)
     md = [f"# {title} ({short})", ""]
     if synthetic:
         md += ["Synthetic data: the comparison with the paper is about the ORDERING of models,",
                "not the values (the paper's numbers are for Amazon Cloth/Toys/Office).", ""]
     md += [f"Mean ± std over {seeds} seed(s). AUC = GAUC (DIN's user-weighted AUC, the paper's "
-           "metric); NDCG@10 on the sampled lists. Best reproduced value in bold.", "",
-           "| model | AUC (ours) | AUC (paper) | diff | NDCG@10 (ours) | NDCG@10 (paper) | diff |"
-           " full-rank NDCG@10 |", "|---|---|---|---|---|---|---|---|"]
+           "metric); NDCG@10 on the sampled lists. Best reproduced value in bold. Epochs: the "
+           "best validation epoch and the epochs run of each seed (early stopping on "
+           "validation GAUC).", ""]
+    if by_value:
+        md += ["| model | AUC (ours) | AUC (paper) | diff | NDCG@10 (ours) | NDCG@10 (paper) | "
+               "diff | full-rank NDCG@10 | best / run epochs |",
+               "|---|---|---|---|---|---|---|---|---|"]
+    else:
+        md += ["| model | AUC (ours) | rank (ours) | rank (paper, mean) | NDCG@10 (ours) | "
+               "full-rank NDCG@10 | best / run epochs |", "|---|---|---|---|---|---|---|"]
     tex = ["\\begin{tabular}{lcccc}", "\\toprule",
-           "Model & AUC (ours) & AUC (paper) & NDCG@10 (ours) & NDCG@10 (paper) \\\\", "\\midrule"]
+           "Model & AUC (ours) & AUC (paper) & NDCG@10 (ours) & NDCG@10 (paper) \\\\",
+           "\\midrule"]
     for r in rows:
         pa, pn = r.get("paper_auc"), r.get("paper_ndcg@10")
         da = f"{r['gauc_mean'] - pa:+.4f}" if pa is not None and "gauc_mean" in r else "-"
         dn = f"{r['ndcg@10_mean'] - pn:+.4f}" if pn is not None and "ndcg@10_mean" in r else "-"
         ba = r.get("gauc_mean") == best["gauc"]
         bn = r.get("ndcg@10_mean") == best["ndcg@10"]
-        md.append(f"| {r['label']} | {_cell(r, 'gauc', ba)} | {pa if pa is not None else '-'} | "
-                  f"{da} | {_cell(r, 'ndcg@10', bn)} | {pn if pn is not None else '-'} | {dn} | "
-                  f"{_cell(r, 'full_ndcg@10', False)} |")
+        epochs = f"{r['best_epochs']} / {r['epochs_run']}"
+        if by_value:
+            md.append(f"| {r['label']} | {_cell(r, 'gauc', ba)} | {pa if pa is not None else '-'}"
+                      f" | {da} | {_cell(r, 'ndcg@10', bn)} | {pn if pn is not None else '-'} | "
+                      f"{dn} | {_cell(r, 'full_ndcg@10', False)} | {epochs} |")
+        else:
+            pr = r.get("paper_rank")
+            md.append(f"| {r['label']} | {_cell(r, 'gauc', ba)} | {_rank(r.get('rank'))} | "
+                      f"{_rank(pr)} | {_cell(r, 'ndcg@10', bn)} | "
+                      f"{_cell(r, 'full_ndcg@10', False)} | {epochs} |")
         label = r["label"].replace("&", "\\&").replace("beta", "$\\beta$")
         tex.append(f"{label} & {_cell(r, 'gauc', ba, True)} & {pa if pa is not None else '-'} & "
                    f"{_cell(r, 'ndcg@10', bn, True)} & {pn if pn is not None else '-'} \\\\")
     tex += ["\\bottomrule", "\\end{tabular}", ""]
-    if test:
+    agree = rank_agreement(rows)
+    if not by_value and agree["spearman"] is not None:
+        md += ["", f"Ordering against the paper's (mean rank over Cloth, Toys, Office) over the "
+               f"{agree['n']} models both have: Spearman's rho = {agree['spearman']:+.2f}, "
+               f"Kendall's tau = {agree['kendall']:+.2f} (1: the same ordering)."]
+    for test in tests:
         p = test.get("p_value")
         md += ["", f"Paired t-test over seeds, {test['a']} vs {test['b']} on GAUC: "
                + (f"mean difference {test['mean_diff']:+.4f}, p = {p:.3g} (n = {test['n']})"
                   if p is not None else test.get("note", "n/a"))]
+    if notes:
+        md += ["", *notes]
     return "\n".join(md) + "\n", "\n".join(tex)
 
 
-def run_table(name: str, title: str, models: Sequence[str], reported: str, opts: Options,
-              compare: tuple[str, Sequence[str]]) -> Path:
-    """Run (or reuse) every model and seed, then write ``results/<dataset>/<name>.*``."""
-    t0 = time.perf_counter()
+def _rank(value: float | None) -> str:
+    return "-" if value is None else f"{value:g}"
+
+
+def run_models(models: Sequence[str], opts: Options,
+               name: str) -> tuple[Path, str, list[Job], dict[str, list[dict[str, Any]]]]:
+    """Run (or reuse) every (model, seed): the prepared folder, its short name, the jobs and
+    each model's test results."""
     proc = resolve(opts.dataset, progress=not opts.quiet)
     short = dataset_name(opts.dataset)
     if opts.models:
@@ -251,30 +369,52 @@ def run_table(name: str, title: str, models: Sequence[str], reported: str, opts:
         models = [m for m in models if m in opts.models]
     jobs = plan(models, opts, proc, short)
     run_jobs(jobs, proc, opts)
-    results = collect(jobs)
-    rows = summary_rows(results, short, reported)
-    ours, others = compare
-    candidates = [m for m in others if m in results]
-    best_other = max(candidates, key=lambda m: np.mean([r["gauc"] for r in results[m]]),
-                     default=None)
-    test = paired_test(results, ours, best_other) if best_other and ours in results else {}
+    return proc, short, jobs, collect(jobs)
+
+
+def write_table(name: str, title: str, models: Sequence[str], reported: str, opts: Options,
+                proc: Path, short: str, jobs: list[Job],
+                results: dict[str, list[dict[str, Any]]], tests: list[dict],
+                t0: float, notes: Sequence[str] = ()) -> Path:
+    """``results/<dataset>/<name>.{csv,md,tex}`` and the manifest for ``models``."""
+    from mdr import io as mio
     from mdr.data.dataset import ProcessedDataset
 
+    rows = summary_rows({m: results[m] for m in models if m in results}, short, reported)
     synthetic = ProcessedDataset.open(proc).is_synthetic
-    md, tex = render(rows, title, short, test, synthetic, opts.seeds)
+    notes = [*without_images(models, config_for(proc), proc)[1], *notes]
+    md, tex = render(rows, title, short, tests, synthetic, opts.seeds, notes)
     columns = ["model", "label", "seeds"] + [f"{m}_{s}" for m in METRICS for s in ("mean", "std")]
-    columns += ["paper_auc", "paper_ndcg@10", "best_epochs", "epochs_run"]
+    columns += ["paper_auc", "paper_ndcg@10", "paper_rank", "rank", "best_epochs", "epochs_run"]
     name = name + opts.suffix
+    mine = [j for j in jobs if j.model in models]
     folder = write_result(
         short, name, to_csv(rows, columns), md, results_dir=opts.results,
-        data=str(proc), seeds=opts.seeds, models=list(models), paired_test=test,
-        runs={j.run_dir.name: str(j.config) for j in jobs},
+        data=str(proc), seeds=opts.seeds, models=list(models), paired_tests=tests,
+        rank_agreement=rank_agreement(rows),
+        runs={j.run_dir.name: str(j.config) for j in mine},
         wall_time_s=round(time.perf_counter() - t0, 1))
-    from mdr import io as mio
-
     mio.write_text(folder / f"{name}.tex", tex)
     print(md)
     return folder
+
+
+def best_other_test(results: dict[str, list[dict[str, Any]]], ours: str,
+                    others: Sequence[str]) -> list[dict]:
+    """The paired t-test of ``ours`` against the best of ``others`` (by mean GAUC)."""
+    candidates = [m for m in others if m in results]
+    best = max(candidates, key=lambda m: np.mean([r["gauc"] for r in results[m]]), default=None)
+    return [paired_test(results, ours, best)] if best and ours in results else []
+
+
+def run_table(name: str, title: str, models: Sequence[str], reported: str, opts: Options,
+              compare: tuple[str, Sequence[str]]) -> Path:
+    """Run (or reuse) every model and seed, then write ``results/<dataset>/<name>.*``."""
+    t0 = time.perf_counter()
+    proc, short, jobs, results = run_models(models, opts, name)
+    tests = best_other_test(results, *compare)
+    return write_table(name, title, list(results), reported, opts, proc, short, jobs,
+                       results, tests, t0)
 
 
 def parse_options(argv: list[str] | None, doc: str) -> Options:
@@ -294,8 +434,14 @@ def parse_options(argv: list[str] | None, doc: str) -> Options:
                    help="1 seed, 1 epoch of 8 steps, no full ranking, 2 jobs: a pipeline check "
                         "in about 3 minutes on 2 cores (numbers are not meaningful)")
     p.add_argument("--jobs", type=int, default=2,
-                   help="runs in parallel processes, each with cores/jobs torch threads "
-                        "(default 2: on 2 cores two single-threaded runs beat one with 2 threads)")
+                   help="runs in parallel processes (default 2: on 2 cores two single-threaded "
+                        "runs beat one with 2 threads)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch threads per run (default 1: a run's numbers then do not depend "
+                        "on the machine's number of cores)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="a dotted config override for every run of the table, e.g. "
+                        "loss.beta=4 (repeatable; with --tag, a sweep beside the table)")
     p.add_argument("--tag", default="",
                    help="suffix for the outputs (table2_<tag>.csv ...), e.g. --epochs 6 --tag e6 "
                         "for the CTR baselines on the representation models' epoch budget, "
@@ -304,9 +450,18 @@ def parse_options(argv: list[str] | None, doc: str) -> Options:
     p.add_argument("--results", type=Path, default=RESULTS)
     p.add_argument("-q", "--quiet", action="store_true")
     a = p.parse_args(argv)
+    from mdr.config import parse_value
+
+    extra: dict[str, Any] = {}
+    for item in a.set:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            p.error(f"--set {item!r}: expected KEY=VALUE")
+        extra[key] = parse_value(value)
     opts = Options(dataset=a.dataset, seeds=a.seeds, epochs=a.epochs, patience=a.patience,
-                   models=tuple(a.models), max_steps=a.max_steps,
-                   jobs=a.jobs, force=a.force, quiet=a.quiet, results=a.results)
+                   models=tuple(a.models), max_steps=a.max_steps, jobs=a.jobs,
+                   threads=a.threads, force=a.force, quiet=a.quiet, results=a.results,
+                   extra=extra)
     if a.tag:
         opts.suffix = f"_{a.tag}"
     if a.quick:
@@ -314,6 +469,6 @@ def parse_options(argv: list[str] | None, doc: str) -> Options:
         opts.epochs = a.epochs or 1
         opts.max_steps = a.max_steps or 8
         opts.jobs = max(a.jobs, 2)
-        opts.extra = {"train.full_ranking": False}
+        opts.extra = {**opts.extra, "train.full_ranking": False}
         opts.suffix = "_quick" + opts.suffix
     return opts

@@ -87,11 +87,18 @@ class ModelConfig:
     id_dim: int = 16
     image_channels: tuple[int, ...] = (32, 32, 64, 64)
     text_hidden: int = 32  # width of each attribute extractor AE_j (Eq. 3)
-    n_aspects: int = 15  # rows of D (Eq. 14); Figure 5 shows 15
+    n_aspects: int = 15  # text attributes = rows of D (Eq. 14); Figure 5 shows 15
+    # Eq. 14 as printed: p_j = fc_j(r_j) per text slot ("per_slot"), or one fc from all
+    # text-related columns of r to every p_j ("dense", an ablation)
+    aspect_decoder: Literal["per_slot", "dense"] = "per_slot"
     max_text_len: int = 64
     att_hidden: tuple[int, ...] = (36,)  # DIN attention MLP (Eq. 18)
     mlp_hidden: tuple[int, ...] = (80, 40)  # DIN prediction MLP (Eq. 20)
     unique_item_encoding: bool = True  # encode each unique item of a batch once
+    # in training, send at most this many of a batch's unique items through the image
+    # encoder (with gradients); the others read the cache of their latest encoding
+    # (mdr.models.mdr: MDRRecommender._encode_images). None: every item, every step
+    image_grad_items: int | None = None
     # the DIN head reads the posterior mean f (as at evaluation); True feeds it the
     # training-time sample s ~ N(f, exp(lambda)) that the decoders reconstruct from
     recommend_from_sample: bool = False
@@ -150,6 +157,11 @@ class TrainConfig:
     # image corpora without users (the image side trained alone): the seeded share of the
     # photos held out for validation; recommendation data is split by time instead
     valid_fraction: float = 0.1
+    # item-level pretraining (epoch 0): passes over the catalogue in batches of items that
+    # minimise Eq. 22's item losses alone (image, text, weak labels), before the joint
+    # training; models without item losses (the CTR baselines, DIN on ids) skip it
+    pretrain_epochs: int = 0
+    pretrain_batch_size: int = 256
 
     def __post_init__(self) -> None:
         _check({
@@ -173,6 +185,9 @@ class TrainConfig:
                 self.num_threads is None or self.num_threads >= 1,
             f"0 < valid_fraction < 1 (got {self.valid_fraction})":
                 0.0 < self.valid_fraction < 1.0,
+            f"pretrain_epochs >= 0 (got {self.pretrain_epochs})": self.pretrain_epochs >= 0,
+            f"pretrain_batch_size >= 1 (got {self.pretrain_batch_size})":
+                self.pretrain_batch_size >= 1,
         })
 
 

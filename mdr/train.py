@@ -28,6 +28,14 @@ A run folder ``RUN`` (:mod:`mdr.runs`) holds:
                     full ranking), ``best_epoch`` and ``epochs_run``
 - ``DONE``          written last; a folder with it is a finished run
 
+Item-level pretraining (``train.pretrain_epochs`` > 0, recommendation tasks, models whose
+items carry losses): before epoch 1, ``pretrain_epochs`` passes over the catalogue in
+seeded batches of ``train.pretrain_batch_size`` items minimise Eq. 22's item losses alone
+(the model's ``calculate_loss`` of a batch ``{"item"}``), with the same optimiser; the
+run's ``metrics.jsonl`` gets an ``epoch 0`` line (``"stage": "pretrain"``, the validation
+metrics after it, never a candidate for the best epoch) and a checkpoint. A run killed
+during the pretraining starts it again (it is a pure function of the seed).
+
 Model selection: early stopping on the task's validation metric (GAUC for
 recommendation, the held-out loss for the image side) after ``train.patience``
 epochs without improvement (``patience = 0`` disables it); ties keep the
@@ -114,6 +122,7 @@ class TrainState:
     best_epoch: int = 0  # 0: no epoch validated yet
     bad_epochs: int = 0  # epochs since the best one (early stopping)
     stopped: bool = False  # early stopping triggered
+    pretrained: bool = False  # the item-level pretraining (epoch 0) is done
     elapsed_s: float = 0.0  # wall time of the completed epochs
 
     def complete(self, epochs: int) -> bool:
@@ -245,17 +254,18 @@ class _Job:
         return self.model.calculate_loss(batch)
 
 
-def _epoch_batches(samples: dict[str, np.ndarray], job: _Job, epoch: int) -> BatchIterator:
+def _epoch_batches(samples: dict[str, np.ndarray], job: _Job, epoch: int, batch_size: int,
+                   stream: str = "shuffle") -> BatchIterator:
     """This process's batches of the epoch: all of them in one process; under torchrun the
     rank's part of every global batch (:func:`mdr.distributed.shard_rows`)."""
     t, ctx = job.cfg.train, job.ctx
     pin = job.device.type == "cuda"  # pinned pages let the copy to the GPU run asynchronously
+    shuffled = {"shuffle": True, "seed": job.cfg.seed, "epoch": epoch, "stream": stream}
     if not ctx.enabled:
-        return BatchIterator(samples, t.batch_size, shuffle=True, seed=job.cfg.seed, epoch=epoch,
-                             pin_memory=pin, max_batches=t.max_steps_per_epoch)
-    order = BatchIterator(samples, t.batch_size, shuffle=True, seed=job.cfg.seed,
-                          epoch=epoch).order()
-    rows, local = distributed.shard_rows(order, t.batch_size, ctx.rank, ctx.world_size)
+        return BatchIterator(samples, batch_size, pin_memory=pin,
+                             max_batches=t.max_steps_per_epoch, **shuffled)
+    order = BatchIterator(samples, batch_size, **shuffled).order()
+    rows, local = distributed.shard_rows(order, batch_size, ctx.rank, ctx.world_size)
     if t.max_steps_per_epoch is not None:
         rows = rows[:t.max_steps_per_epoch * local]
     return BatchIterator({k: v[rows] for k, v in samples.items()}, local, pin_memory=pin,
@@ -265,13 +275,19 @@ def _epoch_batches(samples: dict[str, np.ndarray], job: _Job, epoch: int) -> Bat
 def _train_epoch(job: _Job, epoch: int, state: TrainState) -> tuple[dict[str, float], int]:
     """One pass over the epoch's samples; returns per-term loss means and the sample count
     (over all ranks under torchrun)."""
-    t = job.cfg.train
     samples = job.task.epoch_rows(epoch)
-    batches = _epoch_batches(samples, job, epoch)
+    batches = _epoch_batches(samples, job, epoch, job.cfg.train.batch_size)
+    return _steps(job, batches, epoch, state, f"epoch {epoch}/{job.cfg.train.epochs}")
+
+
+def _steps(job: _Job, batches: BatchIterator, epoch: int, state: TrainState,
+           desc: str) -> tuple[dict[str, float], int]:
+    """One optimiser step per batch; per-term loss means and the sample count."""
+    t = job.cfg.train
     (job.net or job.model).train()
     sums: dict[str, Tensor] = {}
     n_samples = 0
-    bar = tqdm(batches, desc=f"epoch {epoch}/{t.epochs}", disable=not job.progress, leave=False)
+    bar = tqdm(batches, desc=desc, disable=not job.progress, leave=False)
     for i, batch in enumerate(bar):
         b = to_device(batch, job.device)
         with autocast(job.device, t.amp):
@@ -296,6 +312,48 @@ def _train_epoch(job: _Job, epoch: int, state: TrainState) -> tuple[dict[str, fl
         if job.on_step is not None:
             job.on_step(epoch, state.step)
     return _epoch_means(sums, len(batches), n_samples, job.ctx)
+
+
+def _pretrain(job: _Job, state: TrainState) -> dict[str, Any] | None:
+    """Item-level pretraining (``train.pretrain_epochs``, epoch 0 of the run): passes over
+    the catalogue in batches of items, minimising Eq. 22's item losses alone (the model's
+    ``calculate_loss`` of an item batch), for models whose items carry losses; then rank 0
+    validates, logs an epoch-0 line and checkpoints. Returns that line (None when there
+    is nothing to pretrain)."""
+    t, ctx = job.cfg.train, job.ctx
+    state.pretrained = True
+    if (t.pretrain_epochs == 0 or job.task.kind != "recommendation"
+            or not getattr(job.model, "trains_items", False)):
+        return None
+    t0 = time.perf_counter()
+    rows = {"item": np.arange(job.task.data.n_items, dtype=np.int64)}
+    losses: dict[str, float] = {}
+    n_samples = 0
+    for pe in range(1, t.pretrain_epochs + 1):
+        batches = _epoch_batches(rows, job, pe, t.pretrain_batch_size, stream="pretrain")
+        losses, n = _steps(job, batches, 0, state, f"pretrain {pe}/{t.pretrain_epochs}")
+        n_samples += n
+    rng_ranks = (distributed.all_gather_object(rng_states(job.device), ctx) if ctx.enabled
+                 else None)
+    t1 = time.perf_counter()
+    line = None
+    if ctx.is_main:
+        valid = job.task.validate(job.model, job.device, t.amp, job.progress)
+        t2 = time.perf_counter()
+        state.elapsed_s += t2 - t0
+        line = {"epoch": 0, "stage": "pretrain", "pretrain_epochs": t.pretrain_epochs,
+                "step": state.step, **{f"train/{k}": v for k, v in losses.items()},
+                **{f"valid/{k}": v for k, v in valid.items()}, "best_epoch": 0,
+                "improved": False, "stopped": False, "train_samples": n_samples,
+                "train_s": t1 - t0, "valid_s": t2 - t1, "epoch_s": t2 - t0,
+                "elapsed_s": state.elapsed_s, "samples_per_s": n_samples / max(t1 - t0, 1e-9)}
+        append_jsonl(job.run.metrics, line)
+        save_checkpoint(job.run, job.cfg, job.model, job.optimizer, state, job.device,
+                        rng_ranks)
+    if ctx.enabled:
+        for k, v in distributed.broadcast_object(dataclasses.asdict(state), ctx).items():
+            setattr(state, k, v)
+    return line
 
 
 def _epoch_means(sums: dict[str, Tensor], steps: int, n_samples: int,
@@ -478,6 +536,11 @@ def _train(cfg: RunConfig, data: Path, run: RunFolder, ctx: distributed.DistCont
     if ctx.enabled:
         job.net = distributed.wrap_ddp(model, ctx, device)
 
+    if not state.pretrained:
+        line = _pretrain(job, state)
+        if progress and line is not None:
+            tqdm.write(f"pretrained the items for {cfg.train.pretrain_epochs} epochs: valid "
+                       f"{task.monitor} {line[f'valid/{task.monitor}']:.4f}")
     while not state.complete(cfg.train.epochs):
         line = _run_epoch(job, state)
         if progress and line is not None:

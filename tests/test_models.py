@@ -131,22 +131,43 @@ def test_kl_closed_form():
     mu = torch.tensor([[0.5, -1.0, 2.0]])
     logvar = torch.tensor([[0.0, 1.0, -2.0]])
     var = logvar.exp()
-    # KL(N(mu, var) || N(0, 1)) per dim = 0.5 (var + mu^2 - 1 - log var); averaged over dims
-    expected = (0.5 * (var + mu**2 - 1 - logvar)).mean(dim=1)
+    # KL(N(mu, var) || N(0, 1)) per dim = 0.5 (var + mu^2 - 1 - log var); summed over dims
+    expected = (0.5 * (var + mu**2 - 1 - logvar)).sum(dim=1)
     torch.testing.assert_close(kl_divergence(mu, logvar), expected)
-    # against torch.distributions, divided by N (we average over dims)
     p = torch.distributions.Normal(mu, (0.5 * logvar).exp())
     q = torch.distributions.Normal(torch.zeros_like(mu), torch.ones_like(mu))
     torch.testing.assert_close(
-        kl_divergence(mu, logvar), torch.distributions.kl_divergence(p, q).mean(dim=1)
+        kl_divergence(mu, logvar), torch.distributions.kl_divergence(p, q).sum(dim=1)
     )
     assert kl_divergence(torch.zeros(4, 5), torch.zeros(4, 5)).abs().max() == 0
 
 
-def test_reconstruction_loss():
+def test_reconstruction_loss_is_per_value_in_standardised_units():
     x = torch.zeros(2, 3, 4, 4)
     x_rec = torch.full((2, 3, 4, 4), 0.5)
-    torch.testing.assert_close(reconstruction_loss(x, x_rec), torch.tensor([12.0, 12.0]))
+    torch.testing.assert_close(reconstruction_loss(x, x_rec), torch.tensor([0.125, 0.125]))
+    std = torch.tensor([0.5, 1.0, 0.25])  # errors of 1, 0.5 and 2 standard deviations
+    want = 0.5 * (1.0 + 0.25 + 4.0) / 3
+    torch.testing.assert_close(reconstruction_loss(x, x_rec, std), torch.tensor([want, want]))
+
+
+def test_the_visual_loss_is_a_textbook_beta_vae_per_pixel_value():
+    """rec + beta * kl of ImageVAE = (Gaussian NLL summed over values + beta * KL summed
+    over dims) / number of values: the same weights mean the same at 16 and 32 pixels."""
+    from mdr.models.image_vae import ImageVAE
+
+    for size in (16, 32):
+        images = torch.randint(0, 256, (6, size, size, 3), dtype=torch.uint8,
+                               generator=torch.Generator().manual_seed(size))
+        vae = ImageVAE(images, 4, 4, (4, 4))
+        x = images.permute(0, 3, 1, 2).float() / 255
+        f, logvar = torch.randn(6, 4), torch.randn(6, 4)
+        x_rec = torch.rand(6, 3, size, size)
+        std = vae.encoder.pixel_std.view(1, 3, 1, 1)
+        nll = 0.5 * ((x_rec - x) / std).pow(2).flatten(1).sum(1)
+        torch.testing.assert_close(vae.rec(x, x_rec) * 3 * size * size, nll)
+        torch.testing.assert_close(vae.kl(f, logvar) * 3 * size * size,
+                                   kl_divergence(f, logvar))
 
 
 @pytest.mark.parametrize("size", [32, 64])
@@ -189,15 +210,15 @@ def test_orthogonality_zero_for_orthonormal_D():
     Q, _ = torch.linalg.qr(torch.randn(8, 8))
     assert float(orthogonality_loss(Q[:5])) == pytest.approx(0.0, abs=1e-5)
     D2 = torch.tensor([[1.0, 0.0], [1.0, 0.0]])  # two equal rows: off-diagonals 1
-    assert float(orthogonality_loss(D2)) == pytest.approx(2**0.5)
+    assert float(orthogonality_loss(D2)) == pytest.approx(2**0.5 / 2)  # ||.||_F / K
 
 
 def test_hinge_known_answer():
     t = torch.tensor([[1.0, 0.0]])
     t_rec = torch.tensor([[2.0, 0.0]])  # normalised: (1, 0)
     negs = torch.tensor([[[0.0, 3.0], [-1.0, 0.0], [1.0, 0.0]]])
-    # per negative: 1 - 1 + 0 = 0; 1 - 1 - 1 -> 0; 1 - 1 + 1 = 1
-    torch.testing.assert_close(aspect_hinge_loss(t_rec, t, negs), torch.tensor([1.0]))
+    # per negative: 1 - 1 + 0 = 0; 1 - 1 - 1 -> 0; 1 - 1 + 1 = 1; mean over the 3 negatives
+    torch.testing.assert_close(aspect_hinge_loss(t_rec, t, negs), torch.tensor([1.0 / 3]))
 
 
 def test_kmeans_aspects_rows_normalised_and_seeded():
@@ -208,6 +229,47 @@ def test_kmeans_aspects_rows_normalised_and_seeded():
     torch.testing.assert_close(kmeans_aspects(wv, 5, seed=3), D)
     with pytest.raises(ValueError, match="distinct"):
         kmeans_aspects(torch.ones(10, 3), 5)
+    used = kmeans_aspects(wv, 5, seed=3, words=torch.tensor([[0, 1, 2, 3, 4, 5, 6, 7]]))
+    assert used.shape == (5, 8)  # clusters of the words the texts use only
+    with pytest.raises(ValueError, match="distinct"):
+        kmeans_aspects(wv, 5, words=torch.tensor([1, 2, 3]))
+
+
+def test_eq14_per_slot_each_aspect_reads_only_its_own_slot(feats):
+    """p_j = fc_j(r_j): one row of D per named text slot, from that slot's columns alone;
+    the other rows from r_blackbox; t' a convex combination of the rows."""
+    m = MDRRecommender(tiny_cfg(), LossConfig(), feats, seed=0)
+    text, cols = m.text, m.fusion.text_columns()
+    assert text.aspect_slots == ["colour", "size", "material", "blackbox", "blackbox"]
+    assert text.D.shape[0] == 5 and set(text.fc) == {"colour", "size", "material", "blackbox"}
+    assert all(text.fc[n].out_features == text.aspect_slots.count(n) for n in text.fc)
+    torch.manual_seed(0)
+    r = torch.randn(4, m.fusion.text_index.numel())
+    with torch.no_grad():
+        base = text.aspect_logits(r)
+        for j, slot in enumerate(text.aspect_slots):
+            others = [c for n, cs in cols.items() if n != slot for c in cs]
+            moved = r.clone()
+            moved[:, others] += torch.randn(4, len(others))
+            assert torch.allclose(text.aspect_logits(moved)[:, j], base[:, j]), slot
+            own = r.clone()
+            own[:, cols[slot]] += 1.0
+            assert not torch.allclose(text.aspect_logits(own)[:, j], base[:, j]), slot
+        want = torch.softmax(base, -1) @ torch.nn.functional.normalize(text.D, dim=1)
+        torch.testing.assert_close(text.reconstruct(r), want)
+
+
+def test_eq14_dense_ablation_and_aspect_counts(feats):
+    dense = MDRRecommender(tiny_cfg(aspect_decoder="dense"), LossConfig(), feats, seed=0)
+    assert dense.text.aspect_slots == ["any"] * 5 and not hasattr(dense.text, "fc")
+    with pytest.raises(ValueError, match="one aspect per named text slot"):
+        MDRRecommender(tiny_cfg(n_aspects=2), LossConfig(), feats, seed=0)
+    with pytest.raises(ValueError, match="text_blackbox_dim 0"):
+        MDRRecommender(tiny_cfg(text_blackbox_dim=0, image_blackbox_dim=0), LossConfig(),
+                       feats, seed=0)
+    exact = MDRRecommender(tiny_cfg(text_blackbox_dim=0, image_blackbox_dim=0, n_aspects=3),
+                           LossConfig(), feats, seed=0)
+    assert exact.text.aspect_slots == ["colour", "size", "material"]
 
 
 # --------------------------------------------------------------------------- fusion
@@ -460,7 +522,7 @@ def test_variants_run(feats, name):
         ).shape == (8, 11)
     zero_terms = {
         "image_only": {"text", "ortho", "reg"},
-        "text_only": {"rec", "kl", "ws", "reg"},
+        "text_only": {"rec", "kl", "reg"},  # the colour label supervises v_colour too
         "concat": {"reg"},
         "id_only": {"rec", "kl", "ws", "text", "ortho", "reg"},
         "mdr_ids": set(),
@@ -504,17 +566,24 @@ def test_masked_items_excluded_from_item_losses(feats):
         out = m.calculate_loss(only_masked)
     # item 7 has no image, item 5 has no text; 7 has text and 5 has an image
     assert float(out["text"]) > 0 and float(out["rec"]) > 0
-    feats2 = dataclasses.replace(feats, image_mask=torch.zeros(N_ITEMS, dtype=torch.bool))
+    no_image = torch.ones(N_ITEMS, dtype=torch.bool)
+    no_image[[5, 7]] = False  # neither item of the batch has an image
+    feats2 = dataclasses.replace(feats, image_mask=no_image)
     m2 = MDRRecommender(cfg, LossConfig(), feats2).eval()
     with torch.no_grad():
         out2 = m2.calculate_loss(only_masked)
-    assert float(out2["rec"]) == 0 and float(out2["kl"]) == 0 and float(out2["ws"]) == 0
+    assert float(out2["rec"]) == 0 and float(out2["kl"]) == 0
+    with torch.no_grad():  # what remains of ws is the text factors' part alone
+        items = torch.tensor([5, 7])
+        enc = m2._encode(items, sample=False)
+        text_ws = m2.weak_text(items, enc["z"], m2.has_text[items])
+    assert float(out2["ws"]) == pytest.approx(float(text_ws))
 
 
 def test_config_errors(feats):
-    bad = (SlotConfig("m", "text_only", 2, "colour"),)
-    with pytest.raises(ValueError, match="no image dimensions"):
-        MDRRecommender(tiny_cfg(slots=bad), LossConfig(), feats)
+    blind = dataclasses.replace(feats, image_mask=torch.zeros(N_ITEMS, dtype=torch.bool))
+    with pytest.raises(ValueError, match="no item of this dataset has an image"):
+        MDRRecommender(tiny_cfg(), LossConfig(), blind)
     with pytest.raises(ValueError, match="not in the dataset"):
         MDRRecommender(
             tiny_cfg(slots=(SlotConfig("c", "visual_only", 2, "nope"),)), LossConfig(), feats
@@ -579,3 +648,44 @@ def test_standardised_decoder_output_maps_back_to_pixels():
     out = dec(torch.randn(2, 3))
     want = torch.tensor([0.9 + 0.2, 0.8, 0.7 - 0.4]).view(1, 3, 1, 1).expand(2, 3, 8, 8)
     torch.testing.assert_close(out, want)
+
+
+def test_weak_labels_supervise_every_part_of_their_slot(feats):
+    """A labelled slot's image factors (Eq. 12-13) and its text factors alike, whichever of
+    them the model has."""
+    slots = (SlotConfig("colour", "visual_dominant", 3, "colour"),
+             SlotConfig("size", "text_dominant", 2, "shape"),
+             SlotConfig("material", "text_only", 2, "colour"))
+    m = MDRRecommender(tiny_cfg(slots=slots), LossConfig(), feats, seed=0)
+    assert set(m.weak.classifiers) == {"colour", "size"}
+    assert set(m.weak_text.classifiers) == {"colour", "size", "material"}
+    text_only = MDRRecommender(tiny_cfg(slots=slots, use_image=False), LossConfig(), feats)
+    assert text_only.weak is None
+    assert set(text_only.weak_text.classifiers) == {"colour", "size", "material"}
+    image_only = MDRRecommender(tiny_cfg(slots=slots, use_text=False), LossConfig(), feats)
+    assert set(image_only.weak.classifiers) == {"colour", "size"}  # material has no image part
+    assert image_only.weak_text is None
+    off = MDRRecommender(tiny_cfg(slots=slots, weak_supervision=False), LossConfig(), feats)
+    assert off.weak is None and off.weak_text is None
+    # the text classifiers read the text factors z of the slot: a known answer
+    items = torch.arange(N_ITEMS)
+    with torch.no_grad():
+        m.eval()
+        enc = m._encode(items, sample=False)
+        z_sl = m.layout.z_slices()
+        has = m.has_text[items]
+        y = feats.labels["shape"]
+        keep = has & (y >= 0)
+        ce = torch.nn.functional.cross_entropy(
+            m.weak_text.classifiers["size"](enc["z"][keep][:, z_sl["size"]]), y[keep],
+            reduction="sum")
+        yc = feats.labels["colour"]
+        keep_c = has & (yc >= 0)
+        ce_m = torch.nn.functional.cross_entropy(
+            m.weak_text.classifiers["material"](enc["z"][keep_c][:, z_sl["material"]]),
+            yc[keep_c], reduction="sum")
+        ce_c = torch.nn.functional.cross_entropy(
+            m.weak_text.classifiers["colour"](enc["z"][keep_c][:, z_sl["colour"]]),
+            yc[keep_c], reduction="sum")
+        got = m.weak_text(items, enc["z"], has)
+        torch.testing.assert_close(got, (ce + ce_m + ce_c) / has.float().sum())

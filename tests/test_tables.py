@@ -17,8 +17,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 BENCH = REPO / "benchmarks"
-SMOKE = ["--dataset", "synthetic-tiny", "--seeds", "1", "--epochs", "1", "--max-steps", "2",
-         "--jobs", "2", "-q"]
+# --quick (1 seed, 1 epoch, no full ranking) on the tiny shop, 2 steps an epoch
+SMOKE = ["--dataset", "synthetic-tiny", "--quick", "--max-steps", "2", "--jobs", "2", "-q"]
 
 
 def script(name: str, *args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
@@ -54,30 +54,39 @@ def table_results(tmp_path_factory: pytest.TempPathFactory, data_root: Path) -> 
     results = tmp_path_factory.mktemp("results")
     script("table2.py", *SMOKE, "--results", str(results), env=env)
     third = script("table3.py", *SMOKE, "--results", str(results), env=env)
-    assert "1 run(s) reused, 1 to run" in third.stdout  # MDR's run is shared with Table 2
+    assert "1 run(s) reused, 6 to run" in third.stdout  # MDR's run is shared with Table 2
     return results / "synthetic-tiny"
 
 
 def test_table2_every_cell_is_measured(table_results: Path) -> None:
-    table = rows(table_results / "table2.csv")
+    table = rows(table_results / "table2_quick.csv")
     assert [r["model"] for r in table] == ["wide_deep", "pnn", "deepfm", "beta_vae", "abae",
                                            "din_pp", "din", "mdr"]
     for r in table:
-        for m in ("gauc", "auc", "ndcg@10", "hr@10", "full_ndcg@10", "full_hr@10"):
+        for m in ("gauc", "auc", "ndcg@10", "hr@10"):
             value = float(r[f"{m}_mean"])
             assert math.isfinite(value) and 0.0 <= value <= 1.0, (r["model"], m)
-        assert r["seeds"] == "1"
-    md = (table_results / "table2.md").read_text()
+        assert r["seeds"] == "1" and r["best_epochs"] == "1" and r["epochs_run"] == "1"
+        assert float(r["rank"]) >= 1
+    paper = {r["model"]: float(r["paper_rank"]) for r in table if r["paper_rank"]}
+    assert paper["mdr"] == 1.0 and set(paper) == set(m for m in paper if m != "din")
+    md = (table_results / "table2_quick.md").read_text()
     assert "ORDERING" in md and "MDR" in md and "DeepFM" in md
-    tex = (table_results / "table2.tex").read_text()
+    assert "rank (paper, mean)" in md and "Kendall's tau" in md
+    tex = (table_results / "table2_quick.tex").read_text()
     assert tex.count("\\textbf{") == 2 and "\\begin{tabular}" in tex
-    manifest = json.loads((table_results / "table2.manifest.json").read_text())
+    manifest = json.loads((table_results / "table2_quick.manifest.json").read_text())
     assert len(manifest["runs"]) == 8 and manifest["git_commit"] is not None
+    assert manifest["rank_agreement"]["n"] == 7
 
 
 def test_table3_pairs_mdr_with_its_ablation(table_results: Path) -> None:
-    table = {r["model"]: r for r in rows(table_results / "table3.csv")}
+    table = {r["model"]: r for r in rows(table_results / "table3_quick.csv")}
     assert set(table) == {"mdr", "mdr_wo_ic"}
+    ablations = [r["model"] for r in rows(table_results / "ablations_quick.csv")]
+    assert ablations == ["mdr", "mdr_wo_ws", "mdr_no_fusion", "mdr_image_only",
+                         "mdr_text_only", "mdr_dense_aspects"]
+    assert (table_results / "ablations_quick.md").read_text().count("Paired t-test") == 5
     for r in table.values():
         assert math.isfinite(float(r["gauc_mean"]))
     run_cfgs = sorted((table_results / "runs").glob("mdr_wo_ic-*/config.yaml"))
@@ -89,7 +98,19 @@ def test_finished_runs_are_reused(table_results: Path, data_root: Path) -> None:
 
     env = {**os.environ, "MDR_DATA": str(data_root)}
     again = script("table3.py", *SMOKE, "--results", str(table_results.parent), env=env)
-    assert "2 run(s) reused, 0 to run" in again.stdout
+    assert "7 run(s) reused, 0 to run" in again.stdout
+
+
+def test_the_quick_table_is_the_same_bytes_twice(table_results: Path, data_root: Path,
+                                                 tmp_path: Path) -> None:
+    """The same code, data and seeds write the same table: nothing depends on timing, the
+    order the runs finish in, or the machine's number of cores."""
+    import os
+
+    env = {**os.environ, "MDR_DATA": str(data_root), "PYTHONHASHSEED": "0"}
+    script("table2.py", *SMOKE, "--results", str(tmp_path), env=env)
+    again = tmp_path / "synthetic-tiny" / "table2_quick.csv"
+    assert again.read_bytes() == (table_results / "table2_quick.csv").read_bytes()
 
 
 def test_tag_and_quick_suffixes_never_overwrite_the_default_table() -> None:

@@ -463,3 +463,51 @@ def test_never_trains_into_a_file_or_a_foreign_folder(data: Path, tmp_path: Path
         train(cfg, data, thesis, progress=False, overwrite=True)
     assert (thesis / "config.yaml").read_text() == "chapter: 1\n"
     assert (tmp_path / "a-file").read_text() == "mine"
+
+
+# --------------------------------------------------------------------------- pretraining
+
+
+class ItemRec(TinyRec):
+    """TinyRec whose items carry a loss of their own (an L2 pull of the item embeddings)."""
+
+    trains_items = True
+
+    def calculate_loss(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        if "label" in batch:
+            return super().calculate_loss(batch)
+        pull = self.item(batch["item"]).pow(2).sum(1).mean()
+        return {"loss": pull, "bce": pull.new_zeros(()), "l2": pull.detach()}
+
+
+register("item_rec_test", lambda cfg, f: ItemRec(cfg, f), replace=True)
+
+
+def test_item_level_pretraining_is_epoch_0_and_resumes_exactly(data: Path,
+                                                              tmp_path: Path) -> None:
+    cfg = make_cfg(**{"model.name": "item_rec_test", "train.pretrain_epochs": 3,
+                      "train.pretrain_batch_size": 8})
+    full = train(cfg, data, tmp_path / "full", progress=False)
+    rows = lines(tmp_path / "full")
+    assert [r["epoch"] for r in rows] == [0, 1, 2, 3]
+    assert rows[0]["stage"] == "pretrain" and rows[0]["step"] == 3 * -(-30 // 8)
+    assert rows[0]["train/loss"] > 0 and "valid/gauc" in rows[0]
+    assert full["best_epoch"] >= 1  # the pretrained state is logged, never selected
+    # killed in the first joint epoch, after the pretraining's checkpoint: exact resume
+    with pytest.raises(Killed):
+        train(cfg, data, tmp_path / "r", progress=False,
+              on_step=lambda e, s: (_ for _ in ()).throw(Killed()) if e == 1 else None)
+    assert [r["epoch"] for r in lines(tmp_path / "r")] == [0]
+    assert train(cfg, data, tmp_path / "r", resume=True, progress=False) == full
+    assert lines(tmp_path / "r") == rows
+    # killed during the pretraining: it starts again, with the same numbers
+    with pytest.raises(Killed):
+        train(cfg, data, tmp_path / "p", progress=False,
+              on_step=lambda e, s: (_ for _ in ()).throw(Killed()) if s == 5 else None)
+    assert train(cfg, data, tmp_path / "p", resume=True, progress=False) == full
+
+
+def test_models_without_item_losses_skip_the_pretraining(data: Path, tmp_path: Path) -> None:
+    cfg = make_cfg(**{"train.pretrain_epochs": 3, "train.epochs": 1})
+    train(cfg, data, tmp_path / "run", progress=False)
+    assert [r["epoch"] for r in lines(tmp_path / "run")] == [1]

@@ -193,17 +193,17 @@ def user_seen(ds: ProcessedDataset, split: Split = "valid") -> sp.csr_matrix:
 # --------------------------------------------------------------------------- batching
 
 
-def shuffle_generator(seed: int, epoch: int) -> torch.Generator:
-    """The epoch's shuffle generator, seeded from ``rng(seed, "shuffle", epoch)``."""
+def shuffle_generator(seed: int, epoch: int, stream: str = "shuffle") -> torch.Generator:
+    """The epoch's shuffle generator, seeded from ``rng(seed, stream, epoch)``."""
     g = torch.Generator()
-    g.manual_seed(int(rng(seed, "shuffle", epoch).integers(0, 2**63 - 1)))
+    g.manual_seed(int(rng(seed, stream, epoch).integers(0, 2**63 - 1)))
     return g
 
 
 class BatchIterator:
     """Batches of torch tensors from in-memory arrays that share their first dimension.
 
-    ``shuffle=True`` permutes the rows with :func:`shuffle_generator` ``(seed, epoch)``,
+    ``shuffle=True`` permutes the rows with :func:`shuffle_generator` ``(seed, epoch, stream)``,
     so the order depends only on the seed and the epoch. Collation is a NumPy
     gather per key plus :func:`torch.from_numpy`; ``pin_memory`` pins each batch
     (useful before a non-blocking copy to CUDA). ``max_batches`` caps the epoch.
@@ -212,7 +212,7 @@ class BatchIterator:
     def __init__(self, arrays: Mapping[str, np.ndarray], batch_size: int, *,
                  shuffle: bool = False, seed: int = 0, epoch: int = 0,
                  drop_last: bool = False, pin_memory: bool = False,
-                 max_batches: int | None = None) -> None:
+                 max_batches: int | None = None, stream: str = "shuffle") -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         sizes = {k: len(v) for k, v in arrays.items()}
@@ -221,7 +221,7 @@ class BatchIterator:
         self.arrays = dict(arrays)
         self.n = next(iter(sizes.values())) if sizes else 0
         self.batch_size = batch_size
-        self.shuffle, self.seed, self.epoch = shuffle, seed, epoch
+        self.shuffle, self.seed, self.epoch, self.stream = shuffle, seed, epoch, stream
         self.drop_last, self.pin_memory = drop_last, pin_memory
         self.max_batches = max_batches
 
@@ -233,7 +233,8 @@ class BatchIterator:
         """The row permutation of this epoch (None when not shuffling)."""
         if not self.shuffle:
             return None
-        return torch.randperm(self.n, generator=shuffle_generator(self.seed, self.epoch)).numpy()
+        gen = shuffle_generator(self.seed, self.epoch, self.stream)
+        return torch.randperm(self.n, generator=gen).numpy()
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
         perm = self.order()

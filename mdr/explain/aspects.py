@@ -10,11 +10,12 @@ tokens (vocab ids 0 and 1, zero vectors) are never returned.
 
 The slot of an aspect
 ---------------------
-Eq. 14 writes p_j = fc_j(r_j); :class:`mdr.models.text_aspects.TextAspectModel`
-implements it as ONE linear map over the text-related columns of r,
-p = W r_text + b, W (K, T) (the same family of functions: sum_j W_j r_j =
-W [r_1; ...; r_q]). So every aspect can draw on every text-related slot, and
-"the slot an aspect is fused into" must be measured. Our definition
+Eq. 14 as printed (the default, ``model.aspect_decoder: per_slot``): p_j = fc_j(r_j), so
+aspect j belongs to its slot by construction (the named text slots own one row each,
+the text black box the rest): :func:`model_aspect_slots` reads it off the model, with
+shares 1 for that slot. The dense ablation maps ONE linear layer over all text-related
+columns of r to every p_j, p = W r_text + b, W (K, T), so every aspect can draw on every
+slot and "the slot an aspect is fused into" must be measured
 (:func:`aspect_slot_shares`):
 
 - softmax is unchanged when the same number is added to every p_j, so we read
@@ -136,18 +137,6 @@ def aspect_slot_shares(
     return list(cols), shares
 
 
-def text_slot_columns(model: torch.nn.Module) -> dict[str, list[int]]:
-    """Slot name -> its columns in r_text = r[:, fusion.text_index] (the decoder's input)."""
-    text_index = model.fusion.text_index.tolist()
-    pos = {c: k for k, c in enumerate(text_index)}  # column of r -> column of r_text
-    out = {}
-    for name, cols in model.fusion.r_columns().items():
-        inside = [pos[c] for c in cols if c in pos]
-        if inside:
-            out[name] = inside
-    return out
-
-
 @torch.no_grad()
 def model_text_representations(model: torch.nn.Module, chunk: int = 1024) -> Tensor:
     """r_text (n, T) of every item WITH text, from posterior means (no sampling)."""
@@ -161,10 +150,18 @@ def model_text_representations(model: torch.nn.Module, chunk: int = 1024) -> Ten
 
 def model_aspect_slots(model: torch.nn.Module) -> tuple[list[str], np.ndarray]:
     """Slot names and shares (K, S) for a trained MDR-family model with a text side."""
-    if getattr(model, "text", None) is None:
+    text = getattr(model, "text", None)
+    if text is None:
         raise ValueError("the model has no text side (model.use_text is false): no aspects")
+    columns = model.fusion.text_columns()
+    names = [n for n, c in columns.items() if c]
+    if text.decoder == "per_slot":  # Eq. 14: aspect j is its slot's by construction
+        shares = np.zeros((len(text.aspect_slots), len(names)))
+        for j, slot in enumerate(text.aspect_slots):
+            shares[j, names.index(slot)] = 1.0
+        return names, shares
     r_text = model_text_representations(model)
-    return aspect_slot_shares(model.text.p_fc.weight, r_text, text_slot_columns(model))
+    return aspect_slot_shares(text.p_fc.weight, r_text, {n: columns[n] for n in names})
 
 
 def group_purity(words: Sequence[str], group_of: Mapping[str, str],
@@ -189,5 +186,4 @@ __all__ = [
     "group_purity",
     "model_aspect_slots",
     "model_text_representations",
-    "text_slot_columns",
 ]

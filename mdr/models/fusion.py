@@ -170,6 +170,24 @@ class DisentangledFusion(nn.Module):
         order = [s.name for s in lay.slots] + ["blackbox"]
         return {n: cols[n] for n in order if cols.get(n)}
 
+    def text_columns(self) -> dict[str, list[int]]:
+        """Each text slot (in order), then ``"blackbox"``, -> its columns of r_text =
+        r[:, text_index], the part of r the text decoder reads (Eq. 14).
+
+        Algorithm 1: a slot's r_j, and r_blackbox; concat or text only: a slot's v_j and
+        z_blackbox (its image part u_j is not text-related)."""
+        lay = self.layout
+        pos = {c: k for k, c in enumerate(self.text_index.tolist())}
+        if self.mode == "algorithm1":
+            named = self.r_columns()
+            out = {s.name: [pos[c] for c in named[s.name]] for s in lay.text_slots}
+            out["blackbox"] = [pos[c] for c in named.get("blackbox", []) if c in pos]
+            return out
+        z = lay.z_slices()
+        offset = lay.s_dim  # r = [s, z]
+        return {name: [pos[offset + c] for c in range(sl.start, sl.stop)]
+                for name, sl in z.items()}
+
     # ------------------------------------------------------------------ forward
     def forward(self, s: Tensor | None, z: Tensor | None) -> Tensor:
         """``s`` (n, s_dim) image factors, ``z`` (n, z_dim) text factors -> r (n, r_dim)."""

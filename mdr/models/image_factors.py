@@ -38,8 +38,6 @@ from mdr.models.image_vae import (
     ImageVAE,
     WeakSupervision,
     images_to_float,
-    kl_divergence,
-    reconstruction_loss,
     reparameterize,
 )
 
@@ -52,8 +50,9 @@ class ImageFactorModel(nn.Module):
     def __init__(self, cfg: RunConfig, features: ItemFeatures) -> None:
         super().__init__()
         m, self.loss_cfg = cfg.model, cfg.loss
-        if features.images is None or features.image_mask is None:
-            raise ValueError("the image side needs images; the data carries none")
+        if (features.images is None or features.image_mask is None
+                or not bool(features.image_mask.any())):
+            raise ValueError("the image side needs images; no item of this data has one")
         slots = tuple(s for s in m.slots if s.kind in IMAGE_KINDS)
         _validate(slots, features, m.image_blackbox_dim, m.weak_supervision)
         self.slots = slots
@@ -113,6 +112,8 @@ class ImageFactorModel(nn.Module):
         return {self.slot_labels[name]: pred for name, pred in self.weak.predict(codes).items()}
 
     # ------------------------------------------------------------------ training
+    trains_items = True  # a batch is a batch of items
+
     def loss_terms(self, items: Tensor, sample: bool | None = None) -> dict[str, Tensor]:
         """rec, kl (Eq. 9-10) and ws (Eq. 13) of the images of ``items`` (B,), averaged
         over those with an image. ``sample`` (default: training mode) decodes a
@@ -126,8 +127,8 @@ class ImageFactorModel(nn.Module):
         count = img.float().sum().clamp_min(1.0)
         zero = f.new_zeros((), dtype=torch.float32)
         return {
-            "rec": (reconstruction_loss(x, x_rec) * img).sum() / count,  # Eq. 9
-            "kl": (kl_divergence(f, logvar) * img).sum() / count,  # Eq. 10
+            "rec": (self.image.rec(x, x_rec) * img).sum() / count,  # Eq. 9
+            "kl": (self.image.kl(f, logvar) * img).sum() / count,  # Eq. 10
             "ws": self.weak(items, f, img) if self.weak is not None else zero,  # Eq. 12-13
         }
 

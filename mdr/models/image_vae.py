@@ -10,17 +10,23 @@ the LOG-variance ``lambda`` of a diagonal Gaussian over the image factors ``s``
 log-variance, as the corrected Eq. 10 requires). The decoder maps the
 visual-related part of the fused representation ``r`` back to an image (Eq. 9).
 
-Loss conventions (explicit, because the paper's scale is ambiguous):
+Loss scales (explicit, because the paper's are ambiguous; :meth:`ImageVAE.visual_terms`).
+Both terms are per PIXEL VALUE (one of the 3*S*S numbers of an image), so that the
+weights of Eq. 11 and Eq. 22 mean the same at 32x32 and at 64x64:
 
-- :func:`reconstruction_loss` is the SQUARED L2 distance per image, summed over
-  the 3*S*S pixels (Eq. 9, squared: a Gaussian log-likelihood up to constants);
-- :func:`kl_divergence` AVERAGES over the N latent dimensions, exactly as the
-  corrected Eq. 10 writes it: -1/N sum_k 0.5 (1 + lambda_k - f_k^2 - exp(lambda_k)).
-  Relative to the textbook beta-VAE (KL summed over dims) our ``beta`` is
-  therefore ``N`` times smaller: beta_textbook = beta / N;
-- loss_visual = rec + beta * KL (Eq. 11) is formed by the models (``combine``).
+- rec (Eq. 9): the squared error of each value in the encoder's standardised pixel
+  space (divided by the channel's std), halved and averaged over the values:
+  the Gaussian negative log-likelihood of a unit-variance decoder per value, up to a
+  constant. Eq. 9's sum is this times 3*S*S (times 2 sigma_c^2 in raw pixel units);
+- kl (Eq. 10): the KL divergence SUMMED over the N latent dimensions (the textbook
+  one), divided by the same 3*S*S. Eq. 10 as printed AVERAGES over the dimensions, so
+  its KL is kl * 3*S*S / N.
 
-All three return one value per image ([n]); the caller averages over items.
+With these, loss_visual = rec + beta * kl (Eq. 11) is the negative ELBO of a beta-VAE
+per pixel value: beta = 1 is a plain VAE and beta > 1 a beta-VAE exactly as in Higgins
+et al. The models form Eq. 11 themselves (``combine``) from :meth:`ImageVAE.rec` and
+:meth:`ImageVAE.kl`, one value per image ([n]); :func:`reconstruction_loss` and
+:func:`kl_divergence` are their pure cores.
 """
 
 from __future__ import annotations
@@ -31,17 +37,22 @@ from torch import Tensor, nn
 
 
 def kl_divergence(mu: Tensor, logvar: Tensor) -> Tensor:
-    """KL(N(mu, exp(logvar)) || N(0, I)) AVERAGED over the N dims (Eq. 10, corrected).
+    """KL(N(mu, exp(logvar)) || N(0, I)) SUMMED over the N dims (Eq. 10, corrected):
+    -sum_k 0.5 (1 + lambda_k - f_k^2 - exp(lambda_k)).
 
     ``mu``, ``logvar``: (n, N) -> (n,), computed in fp32.
     """
     mu, logvar = mu.float(), logvar.float()
-    return -0.5 * torch.mean(1.0 + logvar - mu.pow(2) - logvar.exp(), dim=-1)
+    return -0.5 * torch.sum(1.0 + logvar - mu.pow(2) - logvar.exp(), dim=-1)
 
 
-def reconstruction_loss(x: Tensor, x_rec: Tensor) -> Tensor:
-    """Squared L2 distance per image, summed over channels and pixels (Eq. 9): (n,)."""
-    return (x_rec.float() - x.float()).pow(2).flatten(1).sum(dim=1)
+def reconstruction_loss(x: Tensor, x_rec: Tensor, std: Tensor | None = None) -> Tensor:
+    """Eq. 9 per value: 1/2 of the squared error of each of the 3*S*S values, divided by
+    the channel's ``std`` (3,) when given, averaged over the values: (n,)."""
+    err = x_rec.float() - x.float()  # (n, 3, S, S)
+    if std is not None:
+        err = err / std.view(1, 3, 1, 1).float()
+    return 0.5 * err.pow(2).flatten(1).mean(dim=1)
 
 
 def reparameterize(mu: Tensor, logvar: Tensor) -> Tensor:
@@ -177,6 +188,7 @@ class ImageVAE(nn.Module):
         super().__init__()
         size = images.shape[1]
         stats = pixel_statistics(images)
+        self.n_values = 3 * size * size  # the pixel values of one image
         self.encoder = ImageEncoder(size, latent_dim, channels, hidden, pixel_stats=stats)
         self.decoder = ImageDecoder(size, decoder_in, channels, hidden, pixel_stats=stats)
 
@@ -187,6 +199,15 @@ class ImageVAE(nn.Module):
     def decode(self, r_visual: Tensor) -> Tensor:
         """``r_visual`` (n, Dv) -> x' (n, 3, S, S) in pixel units (Eq. 9)."""
         return self.decoder(r_visual)
+
+    def rec(self, x: Tensor, x_rec: Tensor) -> Tensor:
+        """Eq. 9 per image (n,), per pixel value in standardised units (module docstring)."""
+        return reconstruction_loss(x, x_rec, self.encoder.pixel_std.view(3))
+
+    def kl(self, f: Tensor, logvar: Tensor) -> Tensor:
+        """Eq. 10 per image (n,): the KL summed over the dims, per pixel value, so that
+        rec + beta * kl (Eq. 11) is a textbook beta-VAE's loss per value."""
+        return kl_divergence(f, logvar) / self.n_values
 
 
 class WeakSupervision(nn.Module):

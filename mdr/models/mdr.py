@@ -48,16 +48,14 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from mdr.config import LossConfig, ModelConfig
+from mdr.config import LossConfig, ModelConfig, SlotConfig
 from mdr.models.base import ItemFeatures
 from mdr.models.din import DINHead, prediction_loss
-from mdr.models.fusion import IMAGE_KINDS, DisentangledFusion, FactorLayout
+from mdr.models.fusion import DisentangledFusion, FactorLayout
 from mdr.models.image_vae import (
     ImageVAE,
     WeakSupervision,
     images_to_float,
-    kl_divergence,
-    reconstruction_loss,
     reparameterize,
 )
 from mdr.models.text_aspects import (
@@ -98,6 +96,9 @@ class MDRRecommender(nn.Module):
             raise ValueError("model: enable at least one of use_image, use_text, use_id_embedding")
         if cfg.use_image and (feats.images is None or feats.image_mask is None):
             raise ValueError("model.use_image is true but the features carry no images")
+        if cfg.use_image and not bool(feats.image_mask.any()):
+            raise ValueError("no item of this dataset has an image: train without the image "
+                             "side (--set model.use_image=false)")
         if cfg.use_text and (feats.tokens is None or feats.word_vectors is None):
             raise ValueError("model.use_text is true but the features carry no text")
         names = [s.name for s in cfg.slots]
@@ -106,16 +107,14 @@ class MDRRecommender(nn.Module):
         for s in cfg.slots:
             if s.dim < 1:
                 raise ValueError(f"model.slots[{s.name}]: dim must be positive, got {s.dim}")
-        if cfg.use_image and cfg.weak_supervision:
+        if cfg.image_grad_items is not None and (
+                cfg.image_grad_items < 1 or not cfg.unique_item_encoding):
+            raise ValueError("model.image_grad_items: a positive count, with "
+                             "unique_item_encoding (the cache holds one code per item)")
+        if cfg.weak_supervision:
             for s in cfg.slots:
-                if s.label is None:
-                    continue
-                if s.kind not in IMAGE_KINDS:
-                    raise ValueError(
-                        f"model.slots[{s.name}]: label {s.label!r} on a "
-                        f"{s.kind} slot, which has no image dimensions"
-                    )
-                if s.label not in feats.labels or s.label not in feats.label_classes:
+                if s.label is not None and (s.label not in feats.labels
+                                            or s.label not in feats.label_classes):
                     raise ValueError(
                         f"model.slots[{s.name}]: weak label {s.label!r} not in "
                         f"the dataset's labels {sorted(feats.labels)}"
@@ -137,20 +136,43 @@ class MDRRecommender(nn.Module):
             self.register_buffer("image_mask", feats.image_mask.bool(), persistent=False)
             self.image = ImageVAE(feats.images, self.layout.s_dim,
                                   len(self.fusion.visual_index), cfg.image_channels)
-            labelled = [slot for slot in cfg.slots if slot.label is not None]
-            if cfg.weak_supervision and labelled:
+            if cfg.image_grad_items is not None:  # the training cache of _encode_images
+                # persistent: a resumed run continues from the same cache
+                self.register_buffer("image_cache", torch.zeros(feats.n_items,
+                                                                self.layout.s_dim))
+                self.register_buffer("image_cached", torch.zeros(feats.n_items,
+                                                                 dtype=torch.bool))
+            labelled = self._supervised("image")
+            if labelled:
                 s_sl = self.layout.s_slices()
                 self.weak = WeakSupervision(
                     {sl.name: (s_sl[sl.name], feats.label_classes[sl.label]) for sl in labelled},
                     {sl.name: feats.labels[sl.label] for sl in labelled})
         self.text: TextAspectModel | None = None
+        self.weak_text: WeakSupervision | None = None
         if cfg.use_text:
             self._build_text(cfg, feats, seed)
+            labelled = self._supervised("text")
+            if labelled:
+                z_sl = self.layout.z_slices()
+                self.weak_text = WeakSupervision(
+                    {sl.name: (z_sl[sl.name], feats.label_classes[sl.label]) for sl in labelled},
+                    {sl.name: feats.labels[sl.label] for sl in labelled})
         self.id_emb = nn.Embedding(feats.n_items, cfg.id_dim) if cfg.use_id_embedding else None
         self.rep_dim = (self.fusion.r_dim if has_content else 0) + (
             cfg.id_dim if cfg.use_id_embedding else 0
         )
         self.din = DINHead(self.rep_dim, cfg.att_hidden, cfg.mlp_hidden)
+
+    def _supervised(self, modality: str) -> list[SlotConfig]:
+        """The labelled slots with a ``modality`` ("image" or "text") part in the model: a
+        weak label supervises every part of its slot (Eq. 12-13 on the image factors, the
+        same classifier-on-factors on the text factors), so that the attribute sits in its
+        slot whichever modality carries it. Empty without ``model.weak_supervision``."""
+        if not self.cfg.weak_supervision:
+            return []
+        slots = self.layout.image_slots if modality == "image" else self.layout.text_slots
+        return [s for s in slots if s.label is not None]
 
     def _build_text(self, cfg: ModelConfig, feats: ItemFeatures, seed: int) -> None:
         assert feats.tokens is not None and feats.word_vectors is not None
@@ -158,7 +180,8 @@ class MDRRecommender(nn.Module):
         wv = feats.word_vectors.float()
         out_dims = [s.dim for s in self.layout.text_slots] + [self.layout.z_bb]
         self.text = TextAspectModel(
-            wv, out_dims, cfg.text_hidden, cfg.n_aspects, len(self.fusion.text_index), seed
+            wv, out_dims, cfg.text_hidden, cfg.n_aspects, self.fusion.text_columns(),
+            cfg.aspect_decoder, seed, words=tokens[tokens != PAD],
         )
         self.register_buffer("tokens", tokens, persistent=False)  # (I, L)
         has_text = (tokens != PAD).any(dim=1)
@@ -179,17 +202,16 @@ class MDRRecommender(nn.Module):
     # ------------------------------------------------------------------ item encoding
     def _encode(self, items: Tensor, sample: bool) -> dict[str, Tensor]:
         """Encode items (n,) -> dict with r (n, rep_dim) and the intermediates the item
-        losses need (x, f, logvar, r_content, t)."""
+        losses need: ``fresh`` (m,), the positions of ``items`` whose images went through
+        the encoder with gradients, with their x, f, logvar (m, ...); r_content (n, r_dim),
+        what the decoders reconstruct from; t (n, d)."""
         out: dict[str, Tensor] = {}
-        s = z = None
+        s = z = f_rec = None
         if self.image is not None:
-            x = images_to_float(self.images[items])  # (n, 3, S, S)
-            f, logvar = self.image(x)  # (n, N) each, Eq. 1
-            s = reparameterize(f, logvar) if sample else f
-            out.update(x=x, f=f, logvar=logvar)
+            s, f_rec = self._encode_images(items, sample, out)
         if self.text is not None:
             t, z = self.text.encode(self.tokens[items])  # (n, d), (n, q), Eq. 2-3
-            out["t"] = t
+            out.update(t=t, z=z)
         parts = []
         if s is not None or z is not None:
             r = self.fusion(s, z)  # (n, r_dim), Algorithm 1
@@ -198,12 +220,56 @@ class MDRRecommender(nn.Module):
                 # the recommender reads the posterior MEAN, exactly as at evaluation; a
                 # sample would feed the DIN head noise of std ~1 while the KL keeps the
                 # posterior wide (measured: image-only valid GAUC ~0.5 that way)
-                r = self.fusion(out["f"], z)
+                r = self.fusion(f_rec, z)
             parts.append(r)
         if self.id_emb is not None:
             parts.append(self.id_emb(items))  # (n, id_dim)
         out["r"] = torch.cat(parts, dim=-1) if len(parts) > 1 else parts[0]
         return out
+
+    def _encode_images(self, items: Tensor, sample: bool,
+                       out: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+        """Image factors of ``items`` (n,): s for the decoders (a sample in training) and
+        the posterior means f the recommender reads, each (n, N) (Eq. 1); x, f, logvar and
+        ``fresh`` go into ``out``.
+
+        Training with ``model.image_grad_items = k``: only a random k of the items go
+        through the encoder (with gradients); the others read their posterior means from
+        the cache of their latest encoding (refreshed as they are drawn; items never
+        encoded are encoded without gradients first). The gradient of the recommendation
+        loss through the fresh encodings is scaled by n / k, so that its expectation over
+        the draw is the full gradient's; the item losses are averages over the fresh
+        items, unbiased estimates of the averages over all n. Evaluation always encodes
+        every item afresh.
+        """
+        n = items.shape[0]
+        k = self.cfg.image_grad_items
+        if not sample or k is None or n <= k:
+            x = images_to_float(self.images[items])  # (n, 3, S, S)
+            f, logvar = self.image(x)  # (n, N) each, Eq. 1
+            out.update(x=x, f=f, logvar=logvar, fresh=torch.arange(n, device=items.device))
+            return (reparameterize(f, logvar) if sample else f), f
+        fresh = torch.randperm(n, device=items.device)[:k].sort().values  # (k,)
+        x = images_to_float(self.images[items[fresh]])  # (k, 3, S, S)
+        f_new, logvar = self.image(x)  # (k, N), Eq. 1
+        f_new = f_new.float()  # the cache is fp32 (the encoder may run under autocast)
+        stale = ~self.image_cached[items]
+        stale[fresh] = False
+        if bool(stale.any()):  # first sight of these items: their means, without gradients
+            with torch.no_grad():
+                first = items[stale]
+                self.image_cache[first] = self.image(
+                    images_to_float(self.images[first]))[0].float()
+                self.image_cached[first] = True
+        f = self.image_cache[items].clone()  # (n, N), no gradient
+        scale = n / k
+        f_rec = f.index_put((fresh,), f_new * scale - f_new.detach() * (scale - 1.0))
+        s = f.index_put((fresh,), reparameterize(f_new, logvar))
+        with torch.no_grad():
+            self.image_cache[items[fresh]] = f_new.detach()
+            self.image_cached[items[fresh]] = True
+        out.update(x=x, f=f_new, logvar=logvar, fresh=fresh)
+        return s, f_rec
 
     def encode_items(self, items: Tensor, chunk: int = 2048) -> Tensor:
         """Deterministic representations (posterior mean f, no sampling): (n, rep_dim)."""
@@ -248,20 +314,24 @@ class MDRRecommender(nn.Module):
         out = dict.fromkeys(("rec", "kl", "text", "ortho", "reg", "ws"), zero)
         r = enc.get("r_content")
         if self.image is not None and r is not None:
-            img = valid & self.image_mask[items]  # (n,)
+            fresh = enc["fresh"]  # the items encoded with gradients (all, without the cache)
+            img = valid[fresh] & self.image_mask[items[fresh]]  # (m,)
             rec_idx = self._recon_subset(img)  # items whose image is decoded this step
-            x_rec = self.image.decode(r[rec_idx][:, self.fusion.visual_index])  # Eq. 9
-            out["rec"] = reconstruction_loss(enc["x"][rec_idx], x_rec).mean() if len(
+            r_vis = r[fresh[rec_idx]][:, self.fusion.visual_index]
+            x_rec = self.image.decode(r_vis)  # Eq. 9
+            out["rec"] = self.image.rec(enc["x"][rec_idx], x_rec).mean() if len(
                 rec_idx) else zero
-            out["kl"] = _masked_mean(kl_divergence(enc["f"], enc["logvar"]), img)  # Eq. 10
+            out["kl"] = _masked_mean(self.image.kl(enc["f"], enc["logvar"]), img)  # Eq. 10
             if self.weak is not None:
-                out["ws"] = self.weak(items, enc["f"], img)  # Eq. 12-13
+                out["ws"] = self.weak(items[fresh], enc["f"], img)  # Eq. 12-13
         if self.text is not None and r is not None:
             txt = valid & self.has_text[items]
             t_rec = self.text.reconstruct(r[:, self.fusion.text_index])  # (n, d), Eq. 14
             neg = self.mean_wv[self._sample_negatives(items, self.loss_cfg.n_text_neg)]
             out["text"] = _masked_mean(aspect_hinge_loss(t_rec, enc["t"], neg), txt)  # Eq. 15
             out["ortho"] = self.text.orthogonality()
+            if self.weak_text is not None:  # Eq. 12-13 on the text factors z of a batch
+                out["ws"] = out["ws"] + self.weak_text(items, enc["z"], txt)
         if self.fusion.blackbox is not None:
             out["reg"] = self.fusion.information_constraint()  # Eq. 4
         return out
@@ -323,9 +393,24 @@ class MDRRecommender(nn.Module):
             + lc.mu * terms["ws"]
         )
 
+    @property
+    def trains_items(self) -> bool:
+        """Whether a batch of items alone has losses to train (the item losses of Eq. 22)."""
+        return self.image is not None or self.text is not None
+
+    def item_loss_terms(self, items: Tensor) -> dict[str, Tensor]:
+        """The item losses of Eq. 22 for the items (n,) alone, without users (pred = 0):
+        what an item batch trains (the item-level pretraining of :mod:`mdr.train`)."""
+        enc = self._encode(items, sample=self.training)
+        terms = self._item_losses(items, enc, torch.ones_like(items, dtype=torch.bool))
+        terms["pred"] = enc["r"].new_zeros((), dtype=torch.float32)
+        return terms
+
     def calculate_loss(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
-        """``{"loss": Eq. 22}`` plus each term detached: pred rec kl text ortho reg ws."""
-        terms = self.loss_terms(batch)
+        """``{"loss": Eq. 22}`` plus each term detached: pred rec kl text ortho reg ws. A
+        batch of items alone (``{"item"}``, no users) gives the item losses only."""
+        terms = self.item_loss_terms(batch["item"]) if "label" not in batch else (
+            self.loss_terms(batch))
         out = {"loss": self.combine(terms)}
         out.update({k: terms[k].detach() for k in LOSS_TERMS})
         return out
