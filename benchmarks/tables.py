@@ -30,6 +30,7 @@ from common import CONFIGS, PAPER_NAME, REPORTED, RESULTS, read_csv, to_csv, wri
 
 from mdr.config import config_hash, load_run_config, to_dict
 from mdr.data.catalog import DEFAULT_DATASET, dataset_name, resolve
+from mdr.registry import get_builder
 
 LABELS = {
     "wide_deep": "Wide&Deep", "pnn": "PNN", "deepfm": "DeepFM", "beta_vae": "beta-VAE",
@@ -127,8 +128,10 @@ def without_images(models: Sequence[str], cfg_path: Path,
             continue
         overrides = {"model.use_image": False} if cfg.use_image else {}
         resolved = to_dict(load_run_config(cfg_path, overrides, model=model))
-        resolved["model"].pop("name")
-        key = config_hash(resolved)
+        # the same network (builder) with the same config but for its name is the same model
+        builder = get_builder(resolved["model"].pop("name"))
+        key = config_hash({"builder": f"{builder.__module__}.{builder.__qualname__}",
+                           "config": resolved})
         if key in seen:
             notes.append(f"{LABELS.get(model, model)} without images is "
                          f"{LABELS.get(seen[key], seen[key])}: left out")
