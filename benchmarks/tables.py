@@ -393,7 +393,8 @@ def write_table(name: str, title: str, models: Sequence[str], reported: str, opt
     mine = [j for j in jobs if j.model in models]
     folder = write_result(
         short, name, to_csv(rows, columns), md, results_dir=opts.results,
-        data=str(proc), seeds=opts.seeds, models=list(models), paired_tests=tests,
+        data=str(proc), seeds=opts.seeds, models=[m for m in models if m in results],
+        paired_tests=tests,
         rank_agreement=rank_agreement(rows),
         runs={j.run_dir.name: str(j.config) for j in mine},
         wall_time_s=round(time.perf_counter() - t0, 1))
@@ -416,8 +417,8 @@ def run_table(name: str, title: str, models: Sequence[str], reported: str, opts:
     t0 = time.perf_counter()
     proc, short, jobs, results = run_models(models, opts, name)
     tests = best_other_test(results, *compare)
-    return write_table(name, title, list(results), reported, opts, proc, short, jobs,
-                       results, tests, t0)
+    return write_table(name, title, models, reported, opts, proc, short, jobs, results,
+                       tests, t0)
 
 
 def parse_options(argv: list[str] | None, doc: str) -> Options:
