@@ -57,6 +57,7 @@ class Ctx:
     tmp: Path  # empty, this case's own
     shop: Path  # the raw tiny shop (read only)
     proc: Path  # its prepared folder (read only)
+    run: Path | None = None  # a finished short MDR run on it (read only)
 
     def p(self, *parts: str) -> Path:
         return self.tmp.joinpath(*parts)
@@ -89,6 +90,15 @@ class Ctx:
                 path.unlink()
             else:
                 path.write_bytes(edit(path.read_bytes()))
+        return root
+
+    def run_copy(self, remove: Sequence[str] = ()) -> Path:
+        """A copy of the finished run, without the files named in ``remove``."""
+        assert self.run is not None
+        root = self.p("run")
+        shutil.copytree(self.run, root)
+        for name in remove:
+            (root / name).unlink()
         return root
 
     def user_folder(self, name: str = "victim") -> Path:
@@ -369,6 +379,46 @@ def not_executed(c: Ctx, r: Result) -> None:
 
 BAD_TIME = "review with an invalid unixReviewTime"
 T = 1050  # the tiny shop's behaviours
+CONFIG = Path(__file__).resolve().parent.parent / "benchmarks" / "configs" / "mdr_synthetic.yaml"
+FAST = ("--epochs", "1", "--max-steps", "1", "--set", "train.full_ranking=false", "-q")
+
+
+def train(c: Ctx, *extra: Any, out: Path | None = None, config: Path = CONFIG) -> list[Any]:
+    """``mdr train`` of a short run on the tiny shop into ``out`` (default ``tmp/r``)."""
+    return ["train", "--config", config, "--data", c.proc, "--out", out or c.p("r"), *extra,
+            *FAST]
+
+
+def not_utf8_config(c: Ctx) -> Path:
+    path = c.p("bad.yaml")
+    path.write_bytes(CONFIG.read_bytes() + b"\n# caf\xe9\n")
+    return path
+
+
+def other_data(c: Ctx) -> Path:
+    """A copy of the prepared shop that is other data (its manifest differs)."""
+    def edit(b: bytes) -> bytes:
+        doc = json.loads(b)
+        doc["counts"]["behaviors"] += 1
+        return json.dumps(doc).encode()
+
+    return c.proc_copy({"dataset.json": edit})
+
+
+@described("nothing written at --out")
+def no_run(c: Ctx, r: Result) -> None:
+    assert not c.p("r").exists()
+
+
+@described("config.yaml records lr 0.001")
+def lr_is_a_number(c: Ctx, r: Result) -> None:
+    assert "lr: 0.001" in c.p("r", "config.yaml").read_text()
+
+
+@described("the finished run is untouched")
+def run_untouched(c: Ctx, r: Result) -> None:
+    assert c.p("run", "test.json").read_bytes() == (c.run / "test.json").read_bytes()
+
 
 CASES: list[Case] = [
     # --- data loss: no command deletes what it did not create
@@ -580,6 +630,60 @@ CASES: list[Case] = [
          "incomplete prepared dataset, missing ['text.npz']"),
     Case("stats-folder-missing", lambda c: stats(c.p("nope")), 2,
          "prepared dataset folder not found"),
+    # --- train, evaluate, explain: every argument and config value checked before any work
+    Case("train-batch-size-0", lambda c: train(c, "--set", "train.batch_size=0"), 2,
+         "need batch_size >= 1 (got 0)", no_run),
+    Case("train-epochs-0-in-config", lambda c: train(c, "--set", "train.epochs=0")[:-len(FAST)],
+         2, "need epochs >= 1 (got 0)", no_run),
+    Case("train-epochs-0-flag", lambda c: ["train", "--config", CONFIG, "--data", c.proc, "--out",
+                                           c.p("r"), "--epochs", "0"],
+         2, "argument --epochs: must be from 1 to 100000, got 0", no_run),
+    Case("train-device-gpu", lambda c: train(c, "--device", "gpu"), 2,
+         "device cpu, cuda, cuda:N or auto (got 'gpu')", no_run),
+    Case("train-negative-lr", lambda c: train(c, "--set", "train.lr=-0.1"), 2,
+         "lr a positive number (got -0.1)", no_run),
+    Case("train-set-without-value", lambda c: train(c, "--set", "train.lr"), 2,
+         "--set 'train.lr': expected KEY=VALUE", no_run),
+    Case("train-unknown-key", lambda c: train(c, "--set", "loss.etaa=0"), 2,
+         "unknown key 'etaa'", no_run),
+    Case("train-unknown-model", lambda c: train(c, "--model", "transformer"), 2,
+         "unknown model 'transformer'", no_run),
+    Case("train-config-not-utf8", lambda c: train(c, config=not_utf8_config(c)), 2,
+         "bad.yaml: not a UTF-8 text file", no_run),
+    Case("train-config-missing", lambda c: train(c, config=c.p("nope.yaml")), 2,
+         "config file not found", no_run),
+    Case("train-out-plain-file", lambda c: (c.p("f").write_text("x"), train(c, out=c.p("f")))[1],
+         2, "exists and is not a folder", file_intact("f", "x")),
+    Case("train-out-user-folder", lambda c: train(c, "--overwrite", out=c.user_folder()), 2,
+         "not empty and not a run folder", untouched()),
+    Case("train-over-a-finished-run", lambda c: train(c, "--model", "deepfm", out=c.run_copy()),
+         2, "holds a finished run", run_untouched),
+    Case("train-lr-in-exponent-notation", lambda c: train(c, "--set", "train.lr=1e-3"), 0,
+         '"epochs_run": 1', lr_is_a_number),
+    Case("train-data-missing", lambda c: ["train", "--config", CONFIG, "--data", c.p("nope"),
+                                          "--out", c.p("r")], 2, "unknown dataset", no_run),
+    Case("evaluate-run-missing", lambda c: ["evaluate", c.p("nope")], 2, "run folder not found"),
+    Case("evaluate-not-a-run", lambda c: ["evaluate", c.user_folder()], 2,
+         "no config.yaml - not a run folder"),
+    Case("evaluate-unfinished-run", lambda c: ["evaluate", c.run_copy(["DONE"]), "-q"], 2,
+         "an unfinished run (no DONE/test.json"),
+    Case("evaluate-unfinished-allowed", lambda c: ["evaluate", c.run_copy(["DONE"]), "-q",
+                                                   "--allow-unfinished"], 0, "gauc:"),
+    Case("evaluate-other-data", lambda c: ["evaluate", c.run_copy(), "--data", other_data(c),
+                                           "-q"], 2, "other data. Pass --allow-other-data"),
+    Case("evaluate-other-data-allowed", lambda c: ["evaluate", c.run_copy(), "--data",
+                                                   other_data(c), "-q", "--allow-other-data"],
+         0, "gauc:"),
+    Case("evaluate-corrupt-best-pt", lambda c: (c.run_copy(), c.p("run", "best.pt").write_bytes(
+        b"junk"), ["evaluate", c.p("run"), "-q"])[2], 2, "best.pt: not a readable checkpoint"),
+    Case("explain-top-negative", lambda c: ["explain", c.run_copy(), "--user", "#0", "--item",
+                                            "#1", "--top", "-1"],
+         2, "argument --top: must be from 0 to 1000, got -1"),
+    Case("explain-unfinished-run", lambda c: ["explain", c.run_copy(["DONE", "test.json"]),
+                                              "--user", "#0", "--item", "#1"], 2,
+         "an unfinished run"),
+    Case("explain-unknown-user", lambda c: ["explain", c.run_copy(), "--user", "nobody",
+                                            "--item", "#1"], 2, "unknown user 'nobody'"),
 ]
 
 
@@ -600,8 +704,9 @@ def shop(data_root: Path) -> tuple[Path, Path]:
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
-def test_bad_input(case: Case, shop: tuple[Path, Path], tmp_path: Path) -> None:
-    ctx = Ctx(tmp_path, *shop)
+def test_bad_input(case: Case, shop: tuple[Path, Path], tiny_mdr_run: Path,
+                   tmp_path: Path) -> None:
+    ctx = Ctx(tmp_path, *shop, run=tiny_mdr_run)
     result = run_cli(case.argv(ctx))
     assert result.code == case.exit, (result.code, result.err[-2000:])
     assert "Traceback" not in result.err
