@@ -28,17 +28,13 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mdr.data.parse import DataError
+from mdr.data.parse import CATEGORY_ALIASES, DataError
 
 if TYPE_CHECKING:
     from mdr.data.preprocess import PrepareConfig
 
 SYNTHETIC = {"synthetic-tiny": "tiny", "synthetic-small": "small", "synthetic-cloth": "cloth"}
-AMAZON = {
-    "cloth": "Clothing_Shoes_and_Jewelry",
-    "toys": "Toys_and_Games",
-    "office": "Office_Products",
-}
+AMAZON = CATEGORY_ALIASES  # downloaded on first use
 # real categories whose files are expected on disk (not downloaded): name -> (category, year)
 LOCAL = {"magazine": ("Magazine_Subscriptions", 2018)}
 ENV_AMAZON2018 = "MDR_AMAZON2018_DIR"

@@ -94,6 +94,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from mdr import io as mio
 from mdr.data.parse import (
+    CATEGORY_ALIASES,
     DataError,
     Format,
     ItemMeta,
@@ -147,17 +148,6 @@ MIRRORS: dict[int, tuple[Mirror, ...]] = {
         Mirror("datarepo", f"{_V2_DATAREPO}/categoryFilesSmall", f"{_V2_DATAREPO}/metaFiles2",
                "the same tree under mcauley_group, used by public download scripts"),
     ),
-}
-
-# the first mirror of each release (kept for callers of the old constants)
-URLS_2014 = MIRRORS[2014][0].reviews
-URLS_2018_REVIEWS = MIRRORS[2018][0].reviews
-URLS_2018_META = MIRRORS[2018][0].meta
-
-CATEGORY_ALIASES: dict[str, str] = {
-    "cloth": "Clothing_Shoes_and_Jewelry",
-    "toys": "Toys_and_Games",
-    "office": "Office_Products",
 }
 
 # the categories each release publishes as 5-core files

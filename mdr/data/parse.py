@@ -44,6 +44,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+# the paper's short names for its three Amazon categories
+CATEGORY_ALIASES: dict[str, str] = {
+    "cloth": "Clothing_Shoes_and_Jewelry",
+    "toys": "Toys_and_Games",
+    "office": "Office_Products",
+}
+
 _ASIN_RE = re.compile(r"""['"]asin['"]\s*:\s*['"]([^'"]+)['"]""")
 
 Format = Literal["amazon2014", "amazon2018"]
@@ -428,10 +435,8 @@ def find_inputs(raw: str | Path, category: str | None = None, year: int | None =
 
 
 def _alias(category: str) -> str:
-    """The catalog's full name for an alias (``cloth`` -> ``Clothing_Shoes_and_Jewelry``)."""
-    from mdr.data.catalog import AMAZON  # lazy: the catalog imports this module
-
-    return AMAZON.get(category.lower(), category)
+    """The full name for an alias (``cloth`` -> ``Clothing_Shoes_and_Jewelry``)."""
+    return CATEGORY_ALIASES.get(category.lower(), category)
 
 
 def _match_category(cands: dict[tuple[int, str], str], category: str
