@@ -157,6 +157,15 @@ def _command(job: Job, proc: Path, threads: int) -> list[str]:
     return cmd
 
 
+def _expected_cost(job: Job) -> int:
+    """A rough rank of a run's cost on the CPU: image models, then text, then id models.
+    Only the order the runs start in depends on it, never a number they produce."""
+    model = load_run_config(job.config, job.overrides, model=job.model).model
+    if get_builder(model.name).__module__ != "mdr.registry":  # the CTR baselines: small
+        return 0
+    return 2 * model.use_image + model.use_text
+
+
 def run_jobs(jobs: list[Job], proc: Path, opts: Options) -> None:
     todo = []
     for job in jobs:
@@ -168,6 +177,7 @@ def run_jobs(jobs: list[Job], proc: Path, opts: Options) -> None:
             shutil.rmtree(job.run_dir)
         todo.append(job)
     print(f"{len(jobs) - len(todo)} run(s) reused, {len(todo)} to run with {opts.jobs} job(s)")
+    todo.sort(key=lambda j: -_expected_cost(j))  # longest first: the jobs end together
     threads = opts.threads
 
     def one(i_job: tuple[int, Job]) -> None:
