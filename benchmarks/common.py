@@ -11,9 +11,10 @@ import csv
 import io
 import json
 import re
-from collections.abc import Sequence
+import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from mdr import io as mio
 from mdr.data.parse import DataError
@@ -67,8 +68,17 @@ def write_result(dataset: str, name: str, csv_text: str, md_text: str,
     return folder
 
 
-class FigureError(RuntimeError):
-    """No runs to draw, or a run folder that cannot be used for the figure asked."""
+class BenchmarkError(RuntimeError):
+    """A benchmark that cannot run as asked: no runs to draw, a run folder or dataset that
+    cannot serve the figure, a model the table does not have (exit status 2)."""
+
+
+def run_script(prog: str, main: Callable[[], int]) -> NoReturn:
+    """Exit with ``main()``'s status under the ``mdr`` command's error rule
+    (:func:`mdr.cli.guarded`): bad input is one line and exit status 2."""
+    from mdr.cli import guarded
+
+    sys.exit(guarded(prog, main, user_errors=(BenchmarkError,)))
 
 
 def default_run(results: Path, dataset: str, manifest: str = "table2", model: str = "mdr",
@@ -76,7 +86,7 @@ def default_run(results: Path, dataset: str, manifest: str = "table2", model: st
     """The finished ``model`` run with ``seed`` listed in ``<dataset>/<manifest>.manifest.json``."""
     path = results / dataset / f"{manifest}.manifest.json"
     if not path.is_file():
-        raise FigureError(f"{path}: not found - run benchmarks/{manifest}.py --dataset {dataset} "
+        raise BenchmarkError(f"{path}: not found - run benchmarks/{manifest}.py --dataset {dataset} "
                           "first, or give --run DIR")
     try:
         runs = json.loads(path.read_text(encoding="utf-8")).get("runs") or {}
@@ -87,5 +97,5 @@ def default_run(results: Path, dataset: str, manifest: str = "table2", model: st
         run_dir = results / dataset / "runs" / name
         if pattern.match(name) and (run_dir / "test.json").is_file():
             return run_dir
-    raise FigureError(f"{path}: no finished {model!r} run with seed {seed} under "
+    raise BenchmarkError(f"{path}: no finished {model!r} run with seed {seed} under "
                       f"{results / dataset / 'runs'}; give --run DIR")

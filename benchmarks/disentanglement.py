@@ -26,15 +26,15 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from common import RESULTS, to_csv, write_result
+from common import RESULTS, BenchmarkError, run_script, to_csv, write_result
 from tables import LABELS, _mean_std
 
+from mdr.argtypes import Parser
 from mdr.data.catalog import DEFAULT_DATASET, dataset_name
 from mdr.seeding import rng
 
@@ -46,10 +46,6 @@ SUMMARY = (
     ("probe_accuracy", "probe own"), ("probe_best_other", "probe best other"),
     ("probe_margin", "probe margin"), ("probe_wins", "slots won"),
 )
-
-
-class BenchmarkError(RuntimeError):
-    """Nothing to score (no finished representation-model run), or a bad request."""
 
 
 # --------------------------------------------------------------------------- finding runs
@@ -267,7 +263,7 @@ def render(rows: list[dict[str, Any]], metrics: list[str], info: dict[str, Any])
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = Parser(description=__doc__.split("\n\n")[0])
     p.add_argument("--dataset", default=DEFAULT_DATASET,
                    help="dataset name (results/<dataset>/), default synthetic-small")
     p.add_argument("--results", type=Path, default=RESULTS)
@@ -330,11 +326,7 @@ def main(argv: list[str] | None = None) -> int:
 
         torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
-    try:
-        scores, skipped, info, short = score_all(args)
-    except BenchmarkError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    scores, skipped, info, short = score_all(args)
     per_run = {name: run_summary(s) for name, s in scores.items()}
     rows, metrics = aggregate(per_run)
     columns = ["model", "label", "seeds"] + [f"{m}_{s}" for m in metrics for s in ("mean", "std")]
@@ -352,4 +344,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_script("disentanglement", main)

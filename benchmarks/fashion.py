@@ -38,16 +38,25 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from common import CONFIGS, RESULTS, ROOT, to_csv, to_markdown, write_result
+from common import (
+    CONFIGS,
+    RESULTS,
+    ROOT,
+    BenchmarkError,
+    run_script,
+    to_csv,
+    to_markdown,
+    write_result,
+)
 
 from mdr import io as mio
+from mdr.argtypes import Parser
 from mdr.config import (
     ConfigError,
     RunConfig,
@@ -59,6 +68,7 @@ from mdr.config import (
 )
 from mdr.data.catalog import data_root
 from mdr.data.fashion import FashionImages, default_fashion_dir, prepare_fashion
+from mdr.data.parse import DataError
 from mdr.explain.disentanglement import score_codes
 from mdr.explain.traversal import (
     as_images,
@@ -264,7 +274,7 @@ EFFECT_COLUMNS = ["variant", "slot", "colour_flip", "colour_tv", "article_flip",
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = Parser(description=__doc__.split("\n")[0])
     p.add_argument("--dir", type=Path, default=None, help="the corpus folder")
     p.add_argument("--config", type=Path, default=CONFIGS / "fashion.yaml")
     p.add_argument("--variants", default="image,image_wo_ws")
@@ -281,21 +291,14 @@ def main(argv: list[str] | None = None) -> int:
     progress = not args.quiet
     src = args.dir or default_fashion_dir(ROOT)
     if not (src / "styles.csv").is_file():
-        print(f"fashion corpus not found at {src}: pass --dir or set MDR_FASHION_DIR",
-              file=sys.stderr)
-        return 2
+        raise DataError(f"fashion corpus not found at {src}: pass --dir or set MDR_FASHION_DIR")
     names = [v.strip() for v in args.variants.split(",") if v.strip()]
-    try:
-        cfgs = {n: variant_config(args.config, n, args.epochs) for n in names}
-        settings = prepare_settings(args.config, args.limit)
-    except ConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    cfgs = {n: variant_config(args.config, n, args.epochs) for n in names}
+    settings = prepare_settings(args.config, args.limit)
     base = cfgs[names[0]]
     if any(c.seed != base.seed for c in cfgs.values()):
-        print("variants must share the seed (it also seeds the labelled fraction)",
-              file=sys.stderr)
-        return 2
+        raise BenchmarkError("--variants: the variants must share the seed (it also seeds the "
+                             "labelled fraction)")
     timings: dict[str, float] = {}
     t = time.perf_counter()
     proc = ensure_prepared(src, proc_folder(settings, data_root()), settings, base.seed,
@@ -356,4 +359,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    run_script("fashion", main)

@@ -23,16 +23,16 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from common import RESULTS, FigureError, to_csv
+from common import RESULTS, BenchmarkError, run_script, to_csv
 from plotting import model_colour, model_label, new_figure, save_figure, style
 
 from mdr import io as mio
+from mdr.argtypes import Parser
 from mdr.data.parse import DataError
 from mdr.provenance import manifest
 
@@ -89,7 +89,7 @@ def read_run(run_dir: Path) -> RunCurve:
     GAUC."""
     test_path = run_dir / "test.json"
     if not test_path.is_file():
-        raise FigureError(f"{run_dir}: no test.json (the run is not finished)")
+        raise BenchmarkError(f"{run_dir}: no test.json (the run is not finished)")
     try:
         test = json.loads(test_path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
@@ -108,7 +108,7 @@ def manifest_runs(results: Path, dataset: str, name: str = "table2") -> tuple[li
     """The run names listed by ``results/<dataset>/<name>.manifest.json`` and their folder."""
     path = results / dataset / f"{name}.manifest.json"
     if not path.is_file():
-        raise FigureError(f"{path}: not found - run benchmarks/{name}.py --dataset {dataset} "
+        raise BenchmarkError(f"{path}: not found - run benchmarks/{name}.py --dataset {dataset} "
                           "first")
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
@@ -116,7 +116,7 @@ def manifest_runs(results: Path, dataset: str, name: str = "table2") -> tuple[li
         raise DataError(f"{path}:{e.lineno}: not valid JSON ({e.msg})") from e
     runs = doc.get("runs")
     if not isinstance(runs, dict) or not runs:
-        raise FigureError(f"{path}: no 'runs' listed")
+        raise BenchmarkError(f"{path}: no 'runs' listed")
     return list(runs), results / dataset / "runs"
 
 
@@ -125,7 +125,7 @@ def load_curves(results: Path, dataset: str, name: str = "table2") -> list[RunCu
     names, folder = manifest_runs(results, dataset, name)
     present = [folder / n for n in names if (folder / n / "test.json").is_file()]
     if not present:
-        raise FigureError(f"{folder}: none of the {len(names)} runs of {name}.manifest.json "
+        raise BenchmarkError(f"{folder}: none of the {len(names)} runs of {name}.manifest.json "
                           f"is finished (e.g. {names[0]}); run benchmarks/{name}.py first")
     missing = len(names) - len(present)
     if missing:
@@ -139,7 +139,7 @@ def datasets_with_runs(results: Path, name: str = "table2") -> list[str]:
     for path in sorted(results.glob(f"*/{name}.manifest.json")):
         try:
             names, folder = manifest_runs(results, path.parent.name, name)
-        except (FigureError, DataError):
+        except (BenchmarkError, DataError):
             continue
         if any((folder / n / "test.json").is_file() for n in names):
             out.append(path.parent.name)
@@ -240,7 +240,7 @@ def figure3(results: Path, dataset: str, manifest_name: str = "table2") -> Path:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = Parser(description=__doc__.split("\n\n")[0])
     p.add_argument("--dataset", action="append", default=None,
                    help="a dataset folder under --results (repeatable; default: every dataset "
                         "whose table runs exist)")
@@ -255,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     datasets = args.dataset or datasets_with_runs(args.results, args.manifest)
     if not datasets:
-        raise FigureError(f"{args.results}: no dataset has a {args.manifest}.manifest.json "
+        raise BenchmarkError(f"{args.results}: no dataset has a {args.manifest}.manifest.json "
                           f"with finished runs; run benchmarks/{args.manifest}.py first")
     for dataset in datasets:
         png = figure3(args.results, dataset, args.manifest)
@@ -264,7 +264,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except (FigureError, DataError) as e:
-        sys.exit(f"figure3: {e}")
+    run_script("figure3", main)

@@ -30,7 +30,6 @@ the PNGs. Datasets without ground-truth factors get the pictures only.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,13 +37,21 @@ from typing import Any
 
 import numpy as np
 import torch
-from common import RESULTS, FigureError, default_run, to_csv, to_markdown, write_result
+from common import (
+    RESULTS,
+    BenchmarkError,
+    default_run,
+    run_script,
+    to_csv,
+    to_markdown,
+    write_result,
+)
 from plotting import save_figure, style
 
+from mdr.argtypes import Parser
 from mdr.config import ConfigError
 from mdr.data.catalog import DEFAULT_DATASET, resolve
 from mdr.data.dataset import ProcessedDataset
-from mdr.data.parse import DataError
 from mdr.explain.traversal import (
     CNNProbe,
     TraversalEffect,
@@ -58,7 +65,7 @@ from mdr.explain.traversal import (
     traversal_figure,
     traverse,
 )
-from mdr.runs import LoadedRun, RunError, RunFolder, load_run
+from mdr.runs import LoadedRun, RunFolder, load_run
 from mdr.seeding import rng
 
 
@@ -90,12 +97,12 @@ def run_data(run_dir: Path, data: Path | None, dataset: str | None) -> Path:
     try:
         _, provenance = RunFolder(run_dir).read_config()
     except ConfigError as e:
-        raise FigureError(f"{run_dir}: not a run folder this version can read ({e})") from e
+        raise BenchmarkError(f"{run_dir}: not a run folder this version can read ({e})") from e
     recorded = Path(provenance["data"])
     if (recorded / "dataset.json").is_file():
         return recorded
     if dataset is None:
-        raise FigureError(f"{run_dir}: its data {recorded} is gone; give --data or --dataset")
+        raise BenchmarkError(f"{run_dir}: its data {recorded} is gone; give --data or --dataset")
     return resolve(dataset, progress=False)
 
 
@@ -103,7 +110,7 @@ def open_run(run_dir: Path, opts: Options) -> LoadedRun:
     """A finished run whose model has an image decoder (Figure 4 traverses it)."""
     lr = load_run(run_dir, run_data(run_dir, opts.data, opts.dataset))
     if getattr(lr.model, "image", None) is None:
-        raise FigureError(
+        raise BenchmarkError(
             f"{run_dir}: model {lr.cfg.model.name!r} has no image decoder; Figure 4 "
             "traverses the image decoder: give an mdr, beta_vae, din_pp or image ablation run")
     return lr
@@ -116,7 +123,7 @@ def pick_items(ds: ProcessedDataset, n: int, seed: int, stream: str) -> list[int
     """``n`` seeded items with an image (sorted), the same for every run on ``ds``."""
     candidates = np.flatnonzero(ds.image_mask)
     if len(candidates) == 0:
-        raise FigureError(f"{ds.root}: no item has an image")
+        raise BenchmarkError(f"{ds.root}: no item has an image")
     chosen = rng(seed, "figure4", stream).choice(candidates, min(n, len(candidates)),
                                                  replace=False)  # fmt: skip
     return sorted(int(i) for i in chosen)
@@ -129,7 +136,7 @@ def ground_truth(ds: ProcessedDataset, factors: list[str]) -> dict[str, np.ndarr
         return None
     missing = [f for f in factors if f not in truth]
     if missing:
-        raise FigureError(f"{ds.root}: no ground-truth factor(s) {missing}; "
+        raise BenchmarkError(f"{ds.root}: no ground-truth factor(s) {missing}; "
                           f"known: {sorted(truth)}")
     return {f: np.asarray(truth[f]) for f in factors}
 
@@ -239,8 +246,8 @@ def markdown(dataset: str, rows: list[dict[str, Any]], sentences: dict[str, str]
 
 
 def parse_args(argv: list[str] | None) -> Options:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    p = Parser(description=__doc__.splitlines()[0],
+               formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dataset", default=None,
                    help=f"results folder name (default {DEFAULT_DATASET}, or the run's dataset)")
     p.add_argument("--run", type=Path, default=None, help="a run folder with an image decoder")
@@ -281,46 +288,51 @@ def resolve_runs(opts: Options) -> tuple[str | None, Path, list[Path]]:
     elif opts.run is None:
         try:
             compare = [default_run(opts.results, dataset or DEFAULT_DATASET, model="beta_vae")]
-        except FigureError:
+        except BenchmarkError:
             compare = []
     else:
         compare = []
     return dataset, main_run, compare
 
 
+def _slot_columns(model: Any, slots: list[str]) -> dict[str, list[int]]:
+    """The slots asked for (--slots), or one line saying which the model lacks."""
+    try:
+        return slot_columns(model, slots)
+    except ValueError as e:
+        raise BenchmarkError(f"--slots: {e}") from None
+
+
 def main(argv: list[str] | None = None) -> int:
     opts = parse_args(argv)
     torch.set_num_threads(opts.threads)
     start = time.time()
-    try:
-        dataset, main_run, compare = resolve_runs(opts)
-        lr = open_run(main_run, opts)
-        dataset = dataset or lr.ds.name
-        slots = slot_columns(lr.model, opts.slots)
-        codes = item_codes(lr.model)
-        folder = opts.results / dataset / "figures"
-        figures = draw_items(lr, codes, pick_items(lr.ds, opts.items, opts.seed, "figure"),
-                             slots, opts, folder)  # fmt: skip
-        labels = ground_truth(lr.ds, opts.factors)
-        rows: list[dict[str, Any]] = []
-        sentences: dict[str, str] = {}
-        probe = None
-        if labels is not None:
-            probe = train_probe(lr.ds, labels, opts)
-            items = pick_items(lr.ds, opts.effect_items, opts.seed, "effect")
-            for role, run in [("main", lr), *(("compare", open_run(r, opts)) for r in compare)]:
-                if run.ds.root.resolve() != lr.ds.root.resolve():
-                    raise FigureError(f"{run.folder.root}: trained on {run.ds.root}, not on "
-                                      f"{lr.ds.root}; compare runs of one dataset")  # fmt: skip
-                run_slots = slot_columns(run.model, opts.slots)
-                run_codes = codes if run is lr else item_codes(run.model)
-                effect = traversal_effect(image_decoder(run.model), run_codes, items, run_slots,
-                                          probe, labels, n_steps=opts.steps)  # fmt: skip
-                rows += effect_rows(run, effect, run_slots, role)
-                sentences[f"{run.cfg.model.name} ({run.folder.root.name})"] = (
-                    describe_effect(effect))
-    except (FigureError, RunError, DataError, ValueError) as e:
-        raise SystemExit(f"figure4: {e}") from e
+    dataset, main_run, compare = resolve_runs(opts)
+    lr = open_run(main_run, opts)
+    dataset = dataset or lr.ds.name
+    slots = _slot_columns(lr.model, opts.slots)
+    codes = item_codes(lr.model)
+    folder = opts.results / dataset / "figures"
+    figures = draw_items(lr, codes, pick_items(lr.ds, opts.items, opts.seed, "figure"),
+                         slots, opts, folder)  # fmt: skip
+    labels = ground_truth(lr.ds, opts.factors)
+    rows: list[dict[str, Any]] = []
+    sentences: dict[str, str] = {}
+    probe = None
+    if labels is not None:
+        probe = train_probe(lr.ds, labels, opts)
+        items = pick_items(lr.ds, opts.effect_items, opts.seed, "effect")
+        for role, run in [("main", lr), *(("compare", open_run(r, opts)) for r in compare)]:
+            if run.ds.root.resolve() != lr.ds.root.resolve():
+                raise BenchmarkError(f"{run.folder.root}: trained on {run.ds.root}, not on "
+                                     f"{lr.ds.root}; compare runs of one dataset")
+            run_slots = _slot_columns(run.model, opts.slots)
+            run_codes = codes if run is lr else item_codes(run.model)
+            effect = traversal_effect(image_decoder(run.model), run_codes, items, run_slots,
+                                      probe, labels, n_steps=opts.steps)  # fmt: skip
+            rows += effect_rows(run, effect, run_slots, role)
+            sentences[f"{run.cfg.model.name} ({run.folder.root.name})"] = (
+                describe_effect(effect))
     cols = columns(opts.factors)
     write_result(dataset, "figure4", to_csv(rows, cols),
                  markdown(dataset, rows, sentences, opts.factors, figures, opts),
@@ -338,4 +350,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_script("figure4", main)

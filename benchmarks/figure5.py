@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import re
 import string
-import sys
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,12 +31,20 @@ from typing import Any
 
 import numpy as np
 import torch
-from common import RESULTS, FigureError, default_run, to_csv, to_markdown, write_result
+from common import (
+    RESULTS,
+    BenchmarkError,
+    default_run,
+    run_script,
+    to_csv,
+    to_markdown,
+    write_result,
+)
 from plotting import new_figure, save_figure, style
 
-from mdr.data.parse import DataError
+from mdr.argtypes import Parser
 from mdr.explain.aspects import aspect_words, group_purity, model_aspect_slots
-from mdr.runs import LoadedRun, RunError, load_run
+from mdr.runs import LoadedRun, load_run
 
 _TOKEN = re.compile(r"[a-z]+")  # the shop's tokens (mdr.data.synthetic: lower-case [a-z]+)
 QUALITY = "quality"  # the shop's quality factor shows in text only through sentiment
@@ -158,7 +165,7 @@ def open_run(run_dir: Path, data: Path | None) -> LoadedRun:
     """Reopen a run at its best epoch; a clear error for runs without text aspects."""
     lr = load_run(run_dir, data)
     if getattr(lr.model, "text", None) is None:
-        raise FigureError(f"{run_dir}: model {lr.cfg.model.name!r} has no text aspects (no "
+        raise BenchmarkError(f"{run_dir}: model {lr.cfg.model.name!r} has no text aspects (no "
                           "text side: a CTR baseline, DIN, or model.use_text: false)")
     return lr
 
@@ -279,7 +286,7 @@ def figure5(run_dir: Path, results: Path, data: Path | None = None, k: int = 10)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = Parser(description=__doc__.split("\n\n")[0])
     p.add_argument("--dataset", default="synthetic-small",
                    help="find the seed-0 MDR run in <results>/<dataset>/table2.manifest.json")
     p.add_argument("--run", type=Path, default=None, help="any finished run folder with text")
@@ -301,7 +308,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except (FigureError, DataError, RunError) as e:
-        sys.exit(f"figure5: {e}")
+    run_script("figure5", main)

@@ -22,19 +22,27 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
-from common import RESULTS, FigureError, default_run, to_csv, to_markdown, write_result
+from common import (
+    RESULTS,
+    BenchmarkError,
+    default_run,
+    run_script,
+    to_csv,
+    to_markdown,
+    write_result,
+)
 from torch import Tensor, nn
 
+from mdr.argtypes import Parser, int_range
 from mdr.config import apply_overrides, config_hash
 from mdr.data.catalog import DEFAULT_DATASET
 from mdr.models.image_vae import ImageDecoder, images_to_float
-from mdr.runs import LoadedRun, RunError, load_run
+from mdr.runs import LoadedRun, load_run
 from mdr.train import train
 
 COLUMNS = ("source", "model", "epoch", "heldout_rec", "mse_per_pixel",
@@ -79,7 +87,7 @@ def decoder_diagnostics(run: LoadedRun) -> dict[str, Any]:
     """Reconstructions of every item with an image by the run's decoder (posterior means)."""
     model: Any = run.model
     if getattr(model, "image", None) is None:
-        raise FigureError(f"{run.folder.root}: the model has no image decoder")
+        raise BenchmarkError(f"{run.folder.root}: the model has no image decoder")
     items = torch.nonzero(model.image_mask, as_tuple=True)[0]
     codes = model.encode_items(items)  # (n, D), posterior means
     x = images_to_float(model.images[items])  # (n, 3, S, S)
@@ -108,14 +116,14 @@ def train_vae_alone(run: LoadedRun, results: Path, epochs: int, batch: int,
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = Parser(description=__doc__.split("\n\n")[0])
     p.add_argument("--dataset", default=DEFAULT_DATASET)
     p.add_argument("--run", type=Path, action="append", default=None,
                    help="run folder(s) (default: the seed-0 mdr and beta_vae runs of Table 2)")
-    p.add_argument("--vae-epochs", type=int, default=10,
+    p.add_argument("--vae-epochs", type=int_range(0, 10_000), default=10,
                    help="epochs of the image branch trained alone (0: skip)")
-    p.add_argument("--batch", type=int, default=512)
-    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--batch", type=int_range(1, 1_000_000), default=512)
+    p.add_argument("--threads", type=int_range(1, 1024), default=None)
     p.add_argument("--results", type=Path, default=RESULTS)
     return p.parse_args(argv)
 
@@ -125,23 +133,19 @@ def main(argv: list[str] | None = None) -> int:
     if a.threads:
         torch.set_num_threads(a.threads)
     t0 = time.perf_counter()
-    try:
-        runs = a.run or [default_run(a.results, a.dataset, model=m) for m in ("mdr", "beta_vae")]
-        loaded = [load_run(r) for r in runs]
-        rows: list[dict[str, Any]] = []
-        for run in loaded:
-            rows.append({"source": "run", "model": run.folder.root.name,
-                         "epoch": run.best["epoch"], **decoder_diagnostics(run)})
-        if a.vae_epochs > 0:
-            alone, by_epoch = train_vae_alone(loaded[0], a.results, a.vae_epochs, a.batch,
-                                              a.threads)
-            rows += [{"source": "vae alone (held out)", "model": alone.folder.root.name, **r}
-                     for r in by_epoch]
-            rows.append({"source": "vae alone", "model": alone.folder.root.name,
-                         "epoch": alone.best["epoch"], **decoder_diagnostics(alone)})
-    except (FigureError, RunError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    runs = a.run or [default_run(a.results, a.dataset, model=m) for m in ("mdr", "beta_vae")]
+    loaded = [load_run(r) for r in runs]
+    rows: list[dict[str, Any]] = []
+    for run in loaded:
+        rows.append({"source": "run", "model": run.folder.root.name,
+                     "epoch": run.best["epoch"], **decoder_diagnostics(run)})
+    if a.vae_epochs > 0:
+        alone, by_epoch = train_vae_alone(loaded[0], a.results, a.vae_epochs, a.batch,
+                                          a.threads)
+        rows += [{"source": "vae alone (held out)", "model": alone.folder.root.name, **r}
+                 for r in by_epoch]
+        rows.append({"source": "vae alone", "model": alone.folder.root.name,
+                     "epoch": alone.best["epoch"], **decoder_diagnostics(alone)})
     short = loaded[0].ds.name
     md = (f"# Image branch diagnostics ({short})\n\n"
           "`run` rows: each run's decoder on every item's posterior-mean code (epoch = best "
@@ -162,4 +166,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_script("image_branch", main)

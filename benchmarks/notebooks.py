@@ -14,7 +14,6 @@ its error; the partial output goes to ``<out>/<name>.failed.html``.
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import json
 import os
@@ -24,6 +23,10 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from common import run_script
+
+from mdr.argtypes import Parser
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
@@ -135,7 +138,7 @@ def run_notebook(path: Path, out: Path, timeout: int, spec_dir: Path) -> Outcome
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = Parser(description=__doc__.split("\n\n")[0])
     p.add_argument("notebooks", nargs="*", type=Path,
                    help="notebooks to run (default: every notebooks/*.py)")
     p.add_argument("--results", type=Path, default=RESULTS, help="the results folder to read")
@@ -177,4 +180,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_script("notebooks", main)

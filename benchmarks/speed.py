@@ -37,7 +37,6 @@ takes about 4-6 minutes on 2 CPU cores; ``--quick`` under a minute.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import re
@@ -52,11 +51,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from common import CONFIGS, RESULTS
+from common import CONFIGS, RESULTS, run_script
 from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from mdr import io as mio
+from mdr.argtypes import Parser
 from mdr.config import RunConfig, apply_overrides, load_run_config, variant_overrides
 from mdr.data.batches import BatchIterator, eval_samples, training_samples, user_seen
 from mdr.data.catalog import resolve
@@ -547,7 +547,7 @@ def _read(path: Path | None) -> dict[str, Any] | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = Parser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="tiny shop, few steps (under a minute)")
     p.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     p.add_argument("--out", "--results", type=Path, default=RESULTS / "speed",
@@ -602,4 +602,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_script("speed", main)

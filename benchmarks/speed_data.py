@@ -10,7 +10,6 @@ Writes ``results/speed/data-<size>.json`` and ``.md``.
 
 from __future__ import annotations
 
-import argparse
 import os
 import platform
 import shutil
@@ -20,9 +19,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import RESULTS
+from common import RESULTS, run_script
 
 from mdr import io as mio
+from mdr.argtypes import Parser
 from mdr.provenance import manifest
 
 
@@ -46,7 +46,7 @@ def measure_step(cmd: list[str]) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = Parser(description=__doc__.split("\n\n")[0])
     p.add_argument("--size", default="cloth", choices=["tiny", "small", "cloth"])
     p.add_argument("--image-size", type=int, default=64)
     p.add_argument("--work", type=Path, default=None, help="scratch folder (default: a temp dir)")
@@ -91,4 +91,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_script("speed_data", main)

@@ -10,13 +10,21 @@ sparsity exactly. Output: ``results/<dataset>/table1.csv`` and ``.md``.
 
 from __future__ import annotations
 
-import argparse
-import sys
 import time
 from pathlib import Path
 
-from common import PAPER_NAME, REPORTED, RESULTS, read_csv, to_csv, to_markdown, write_result
+from common import (
+    PAPER_NAME,
+    REPORTED,
+    RESULTS,
+    read_csv,
+    run_script,
+    to_csv,
+    to_markdown,
+    write_result,
+)
 
+from mdr.argtypes import Parser
 from mdr.data.catalog import DEFAULT_DATASET, dataset_name, resolve
 from mdr.data.dataset import ProcessedDataset
 
@@ -55,7 +63,7 @@ def markdown(rows: list[dict], short_name: str, skips: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = Parser(description=__doc__.split("\n\n")[0])
     p.add_argument("--dataset", nargs="+", default=[DEFAULT_DATASET],
                    help="catalog names (synthetic-small, cloth, ...) or prepared folders")
     p.add_argument("--results", type=Path, default=RESULTS, help="results folder")
@@ -76,4 +84,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_script("table1", main)

@@ -12,8 +12,7 @@ finished, resumed when interrupted).
 
 from __future__ import annotations
 
-import sys
-
+from common import run_script
 from tables import parse_options, run_table
 
 MODELS = ("wide_deep", "pnn", "deepfm", "beta_vae", "abae", "din_pp", "din", "mdr")
@@ -27,4 +26,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_script("table2", main)

@@ -13,9 +13,9 @@ fc_j per slot), every one under the protocol and seeds of Table 2 (MDR's runs ar
 
 from __future__ import annotations
 
-import sys
 import time
 
+from common import run_script
 from tables import best_other_test, paired_test, parse_options, run_models, write_table
 
 TABLE3 = ("mdr", "mdr_wo_ic")
@@ -42,4 +42,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_script("table3", main)

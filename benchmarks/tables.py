@@ -13,7 +13,6 @@ GAUC beside it; global AUC, HR@10 and full-ranking NDCG@10 are in the CSV.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import subprocess
@@ -26,8 +25,18 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from common import CONFIGS, PAPER_NAME, REPORTED, RESULTS, read_csv, to_csv, write_result
+from common import (
+    CONFIGS,
+    PAPER_NAME,
+    REPORTED,
+    RESULTS,
+    BenchmarkError,
+    read_csv,
+    to_csv,
+    write_result,
+)
 
+from mdr.argtypes import Parser, int_range
 from mdr.config import config_hash, load_run_config, to_dict
 from mdr.data.catalog import DEFAULT_DATASET, dataset_name, resolve
 from mdr.registry import get_builder
@@ -39,7 +48,8 @@ LABELS = {
     "mdr_image_only": "image only", "mdr_text_only": "text only",
     "mdr_dense_aspects": "dense Eq. 14 (one fc)",
 }
-METRICS = ("gauc", "auc", "ndcg@10", "hr@10", "full_ndcg@10", "full_hr@10")
+# test metrics at the best validation epoch, then the validation GAUC that selected it
+METRICS = ("gauc", "auc", "ndcg@10", "hr@10", "full_ndcg@10", "full_hr@10", "best_valid_gauc")
 
 
 @dataclass(frozen=True)
@@ -317,16 +327,17 @@ def render(rows: list[dict], title: str, short: str, tests: list[dict], syntheti
         md += ["Synthetic data: the comparison with the paper is about the ORDERING of models,",
                "not the values (the paper's numbers are for Amazon Cloth/Toys/Office).", ""]
     md += [f"Mean ± std over {seeds} seed(s). AUC = GAUC (DIN's user-weighted AUC, the paper's "
-           "metric); NDCG@10 on the sampled lists. Best reproduced value in bold. Epochs: the "
-           "best validation epoch and the epochs run of each seed (early stopping on "
-           "validation GAUC).", ""]
+           "metric); NDCG@10 on the sampled lists. Best reproduced value in bold. Valid: the "
+           "validation GAUC at the best epoch, which selected it. Epochs: the best validation "
+           "epoch and the epochs run of each seed (early stopping on validation GAUC).", ""]
     if by_value:
         md += ["| model | AUC (ours) | AUC (paper) | diff | NDCG@10 (ours) | NDCG@10 (paper) | "
-               "diff | full-rank NDCG@10 | best / run epochs |",
-               "|---|---|---|---|---|---|---|---|---|"]
+               "diff | full-rank NDCG@10 | AUC (valid) | best / run epochs |",
+               "|---|---|---|---|---|---|---|---|---|---|"]
     else:
         md += ["| model | AUC (ours) | rank (ours) | rank (paper, mean) | NDCG@10 (ours) | "
-               "full-rank NDCG@10 | best / run epochs |", "|---|---|---|---|---|---|---|"]
+               "full-rank NDCG@10 | AUC (valid) | best / run epochs |",
+               "|---|---|---|---|---|---|---|---|"]
     tex = ["\\begin{tabular}{lcccc}", "\\toprule",
            "Model & AUC (ours) & AUC (paper) & NDCG@10 (ours) & NDCG@10 (paper) \\\\",
            "\\midrule"]
@@ -337,15 +348,16 @@ def render(rows: list[dict], title: str, short: str, tests: list[dict], syntheti
         ba = r.get("gauc_mean") == best["gauc"]
         bn = r.get("ndcg@10_mean") == best["ndcg@10"]
         epochs = f"{r['best_epochs']} / {r['epochs_run']}"
+        valid = _cell(r, "best_valid_gauc", False)
         if by_value:
             md.append(f"| {r['label']} | {_cell(r, 'gauc', ba)} | {pa if pa is not None else '-'}"
                       f" | {da} | {_cell(r, 'ndcg@10', bn)} | {pn if pn is not None else '-'} | "
-                      f"{dn} | {_cell(r, 'full_ndcg@10', False)} | {epochs} |")
+                      f"{dn} | {_cell(r, 'full_ndcg@10', False)} | {valid} | {epochs} |")
         else:
             pr = r.get("paper_rank")
             md.append(f"| {r['label']} | {_cell(r, 'gauc', ba)} | {_rank(r.get('rank'))} | "
                       f"{_rank(pr)} | {_cell(r, 'ndcg@10', bn)} | "
-                      f"{_cell(r, 'full_ndcg@10', False)} | {epochs} |")
+                      f"{_cell(r, 'full_ndcg@10', False)} | {valid} | {epochs} |")
         label = r["label"].replace("&", "\\&").replace("beta", "$\\beta$")
         tex.append(f"{label} & {_cell(r, 'gauc', ba, True)} & {pa if pa is not None else '-'} & "
                    f"{_cell(r, 'ndcg@10', bn, True)} & {pn if pn is not None else '-'} \\\\")
@@ -373,13 +385,13 @@ def run_models(models: Sequence[str], opts: Options,
                name: str) -> tuple[Path, str, list[Job], dict[str, list[dict[str, Any]]]]:
     """Run (or reuse) every (model, seed): the prepared folder, its short name, the jobs and
     each model's test results."""
-    proc = resolve(opts.dataset, progress=not opts.quiet)
-    short = dataset_name(opts.dataset)
-    if opts.models:
+    if opts.models:  # before any work: a typo costs nothing
         unknown = sorted(set(opts.models) - set(models))
         if unknown:
-            raise SystemExit(f"{name}: --models {unknown} not in this table ({list(models)})")
+            raise BenchmarkError(f"--models {unknown}: not in {name} ({list(models)})")
         models = [m for m in models if m in opts.models]
+    proc = resolve(opts.dataset, progress=not opts.quiet)
+    short = dataset_name(opts.dataset)
     jobs = plan(models, opts, proc, short)
     run_jobs(jobs, proc, opts)
     return proc, short, jobs, collect(jobs)
@@ -432,25 +444,25 @@ def run_table(name: str, title: str, models: Sequence[str], reported: str, opts:
 
 
 def parse_options(argv: list[str] | None, doc: str) -> Options:
-    p = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    p = Parser(description=doc.split("\n\n")[0])
     p.add_argument("--dataset", default=DEFAULT_DATASET,
                    help="synthetic-small (default), synthetic-tiny, cloth, toys, office or a "
                         "prepared folder")
-    p.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 (default 3)")
-    p.add_argument("--epochs", type=int, default=None, help="override the configs' epochs")
-    p.add_argument("--patience", type=int, default=None,
+    p.add_argument("--seeds", type=int_range(1, 100), default=3, help="seeds 0..N-1 (default 3)")
+    p.add_argument("--epochs", type=int_range(1, 100_000), default=None, help="override the configs' epochs")
+    p.add_argument("--patience", type=int_range(0, 100_000), default=None,
                    help="every model's early-stopping patience (epochs without a better "
                         "validation GAUC)")
     p.add_argument("--models", nargs="+", default=(),
                    help="run only these of the table's models (a partial table; use --tag)")
-    p.add_argument("--max-steps", type=int, default=None, help="cap steps per epoch")
+    p.add_argument("--max-steps", type=int_range(1, 10**9), default=None, help="cap steps per epoch")
     p.add_argument("--quick", action="store_true",
                    help="1 seed, 1 epoch of 8 steps, no full ranking, 2 jobs: a pipeline check "
                         "in about 3 minutes on 2 cores (numbers are not meaningful)")
-    p.add_argument("--jobs", type=int, default=2,
+    p.add_argument("--jobs", type=int_range(1, 256), default=2,
                    help="runs in parallel processes (default 2: on 2 cores two single-threaded "
                         "runs beat one with 2 threads)")
-    p.add_argument("--threads", type=int, default=1,
+    p.add_argument("--threads", type=int_range(1, 1024), default=1,
                    help="torch threads per run (default 1: a run's numbers then do not depend "
                         "on the machine's number of cores)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",

@@ -38,7 +38,9 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
+
+from mdr.argtypes import Parser, float_range, int_range
 
 
 def _print_json(obj: Any) -> None:
@@ -216,48 +218,11 @@ def _cmd_explain(a: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- parser
 
 
-class _Parser(argparse.ArgumentParser):
-    """An ArgumentParser whose errors are one line (no usage dump), exit status 2."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
-
-
-def _int_range(lo: int, hi: int) -> Callable[[str], int]:
-    """An argparse ``type``: an integer in [lo, hi]."""
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-        if not lo <= value <= hi:
-            raise argparse.ArgumentTypeError(f"must be from {lo} to {hi}, got {value}")
-        return value
-
-    parse.__name__ = f"integer in [{lo}, {hi}]"
-    return parse
-
-
-def _float_range(lo: float, hi: float) -> Callable[[str], float]:
-    """An argparse ``type``: a finite number in [lo, hi] (NaN refused)."""
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-        if not lo <= value <= hi:  # False for NaN as well
-            raise argparse.ArgumentTypeError(f"must be from {lo:g} to {hi:g}, got {text}")
-        return value
-
-    parse.__name__ = f"number in [{lo:g}, {hi:g}]"
-    return parse
-
-
-_SEED = _int_range(0, 2**31 - 1)  # numpy seed sequences and gensim need non-negative seeds
+_SEED = int_range(0, 2**31 - 1)  # numpy seed sequences and gensim need non-negative seeds
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(
+    p = Parser(
         prog="mdr", description="MDR companion: data, training and evaluation for "
         "Multimodal Disentangled Representation for Recommendation (ICME 2021)")
     sub = p.add_subparsers(dest="command", required=True)
@@ -294,7 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="one folder holding both files, e.g. a local mirror (the same as "
                         "giving it to --reviews-url and --meta-url)")
     d.add_argument("--no-images", action="store_true")
-    d.add_argument("--workers", type=_int_range(1, 64), default=8,
+    d.add_argument("--workers", type=int_range(1, 64), default=8,
                    help="parallel image downloads")
     d.set_defaults(func=_cmd_download)
 
@@ -309,12 +274,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the release, when --raw holds both; default: found from the files")
     r.add_argument("--allow-missing-meta", action="store_true",
                    help="prepare without a metadata file (items get no title, category <unknown>)")
-    r.add_argument("--image-size", type=_int_range(4, 512), default=64,
+    r.add_argument("--image-size", type=int_range(4, 512), default=64,
                    help="pixels per side, 4..512 (default 64)")
-    r.add_argument("--n-neg", type=_int_range(1, 100_000), default=100,
+    r.add_argument("--n-neg", type=int_range(1, 100_000), default=100,
                    help="sampled negatives per evaluation list")
     r.add_argument("--seed", type=_SEED, default=0)
-    r.add_argument("--label-fraction", type=_float_range(0.0, 1.0), default=0.1,
+    r.add_argument("--label-fraction", type=float_range(0.0, 1.0), default=0.1,
                    help="fraction of labelled items kept for weak supervision, 0..1")
     r.add_argument("--images-dir", type=Path, default=None, help="images already on disk")
     r.add_argument("--name", default=None, help="dataset name (default: derived)")
@@ -334,13 +299,13 @@ def build_parser() -> argparse.ArgumentParser:
                     help="the corpus folder (default: $MDR_FASHION_DIR, then "
                          "../shared/data/fashion-product-images-small)")
     fa.add_argument("--out", required=True, type=Path)
-    fa.add_argument("--image-size", type=_int_range(8, 512), default=64,
+    fa.add_argument("--image-size", type=int_range(8, 512), default=64,
                     help="pixels per side, 8..512 (default 64)")
-    fa.add_argument("--limit", type=_int_range(1, 10**9), default=None,
+    fa.add_argument("--limit", type=int_range(1, 10**9), default=None,
                     help="first N photographed rows only")
-    fa.add_argument("--min-count", type=_int_range(1, 10**9), default=50,
+    fa.add_argument("--min-count", type=int_range(1, 10**9), default=50,
                     help="classes rarer than this become 'other' (default 50)")
-    fa.add_argument("--label-fraction", type=_float_range(0.0, 1.0), default=0.1,
+    fa.add_argument("--label-fraction", type=float_range(0.0, 1.0), default=0.1,
                     help="fraction of items whose weak labels training may see (default 0.1)")
     fa.add_argument("--seed", type=_SEED, default=0)
     fa.add_argument("--rare", choices=["other", "drop"], default="other",
@@ -366,11 +331,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "deepfm, image_factors) or a baseline/ablation named in the config; "
                         "default: the config's model.name")
     t.add_argument("--seed", type=_SEED, default=None)
-    t.add_argument("--epochs", type=_int_range(1, 100_000), default=None)
+    t.add_argument("--epochs", type=int_range(1, 100_000), default=None)
     t.add_argument("--device", default=None, help="cpu, cuda, cuda:N or auto")
-    t.add_argument("--max-steps", type=_int_range(1, 10**9), default=None,
+    t.add_argument("--max-steps", type=int_range(1, 10**9), default=None,
                    help="cap steps per epoch (smoke)")
-    t.add_argument("--threads", type=_int_range(1, 1024), default=None,
+    t.add_argument("--threads", type=int_range(1, 1024), default=None,
                    help="torch CPU threads")
     t.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="dotted config override, e.g. loss.eta=0 (repeatable)")
@@ -403,7 +368,7 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--user", required=True,
                    help="reviewerID, or an index (#N is always an index)")
     x.add_argument("--item", required=True, help="asin, or an index (#N is always an index)")
-    x.add_argument("--top", type=_int_range(0, 1000), default=5,
+    x.add_argument("--top", type=int_range(0, 1000), default=5,
                    help="history items to show (default 5)")
     x.set_defaults(func=_cmd_explain)
     return p
@@ -431,13 +396,15 @@ def _path_error(e: OSError) -> str | None:
     return f"{where}: {e.strerror or type(e).__name__}"
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    func: Callable[[argparse.Namespace], int] = args.func
+def guarded(prog: str, func: Callable[[], int], *,
+            user_errors: tuple[type[BaseException], ...] = (), interrupted: str = "") -> int:
+    """Run ``func`` under the rule of every command: the project's error types (and
+    ``user_errors``) and OS errors about a path are one line ``<prog>: error: ...`` with exit
+    status 2; anything else is a bug and keeps its traceback."""
     try:
-        return func(args)
-    except _user_errors() as e:
-        print(f"mdr: error: {e}", file=sys.stderr)
+        return func()
+    except (*_user_errors(), *user_errors) as e:
+        print(f"{prog}: error: {e}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # `mdr data stats ... | head`: the reader left, nothing to say
         import os
@@ -448,12 +415,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         line = _path_error(e)
         if line is None:
             raise
-        print(f"mdr: error: {line}", file=sys.stderr)
+        print(f"{prog}: error: {line}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        hint = " (a run resumes with --resume)" if args.command == "train" else ""
-        print(f"mdr: interrupted{hint}", file=sys.stderr)
+        print(f"{prog}: interrupted{interrupted}", file=sys.stderr)
         return 130
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    func: Callable[[argparse.Namespace], int] = args.func
+    hint = " (a run resumes with --resume)" if args.command == "train" else ""
+    return guarded("mdr", lambda: func(args), interrupted=hint)
 
 
 if __name__ == "__main__":

@@ -292,11 +292,16 @@ def test_benchmark_scores_the_runs_into_a_csv_of_finite_in_range_numbers(
     assert bench.main([*args, "--max-items", "60", "--factors", "colour,shape"]) == 0
     manifest = json.loads((out / "disentanglement.manifest.json").read_text())
     assert manifest["n_items"] == 60 and manifest["factors"] == ["colour", "shape"]
-    assert bench.main([*args, "--factors", "hue"]) == 2  # unknown factor: a clear error
+    with pytest.raises(SystemExit, match="2"):  # an unknown factor: one clear line
+        bench.run_script("disentanglement", lambda: bench.main([*args, "--factors", "hue"]))
 
 
 def test_benchmark_without_runs_says_what_to_run(tmp_path: Path,
                                                 capsys: pytest.CaptureFixture) -> None:
     bench = load_bench()
-    assert bench.main(["--dataset", "synthetic-tiny", "--results", str(tmp_path)]) == 2
-    assert "run nox -s reproduce-table2 first" in capsys.readouterr().err
+    args = ["--dataset", "synthetic-tiny", "--results", str(tmp_path)]
+    with pytest.raises(SystemExit, match="2"):
+        bench.run_script("disentanglement", lambda: bench.main(args))
+    err = capsys.readouterr().err
+    assert err.startswith("disentanglement: error: ") and err.count("\n") == 1
+    assert "run nox -s reproduce-table2 first" in err

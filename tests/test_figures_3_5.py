@@ -198,11 +198,11 @@ def test_figure3_end_to_end(results: Path) -> None:
 
 def test_figure3_errors_clearly_without_runs(tmp_path: Path) -> None:
     fig3 = bench("figure3")
-    with pytest.raises(fig3.FigureError, match=r"no dataset has a table2\.manifest\.json"):
+    with pytest.raises(fig3.BenchmarkError, match=r"no dataset has a table2\.manifest\.json"):
         fig3.main(["--results", str(tmp_path)])
     (tmp_path / "d").mkdir()
     (tmp_path / "d" / "table2.manifest.json").write_text('{"runs": {"mdr-0a-s0": "x"}}')
-    with pytest.raises(fig3.FigureError, match="none of the 1 runs"):
+    with pytest.raises(fig3.BenchmarkError, match="none of the 1 runs"):
         fig3.main(["--results", str(tmp_path), "--dataset", "d"])
 
 
@@ -233,9 +233,9 @@ def test_figure5_any_text_run_and_clear_errors(results: Path, tmp_path: Path) ->
     folder = fig5.figure5(abae, tmp_path)  # ABAE: text only, r = z
     rows = read_rows(folder / "figure5.csv")
     assert rows and all(len(r["words"].split()) == 10 for r in rows)
-    with pytest.raises(fig5.FigureError, match="has no text aspects"):
+    with pytest.raises(fig5.BenchmarkError, match="has no text aspects"):
         fig5.figure5(results / DATASET / "runs" / "deepfm-000000000001-s0", tmp_path)
-    with pytest.raises(fig5.FigureError, match="no finished 'mdr' run with seed 5"):
+    with pytest.raises(fig5.BenchmarkError, match="no finished 'mdr' run with seed 5"):
         fig5.default_run(results, DATASET, seed=5)
 
 

@@ -126,3 +126,21 @@ def test_tag_and_quick_suffixes_never_overwrite_the_default_table() -> None:
     budget = parse_options(["--models", "pnn", "mdr", "--epochs", "20", "--patience", "3",
                             "--tag", "e20"], "doc")
     assert (budget.models, budget.patience, budget.suffix) == (("pnn", "mdr"), 3, "_e20")
+
+
+@pytest.mark.parametrize(("args", "says"), [
+    (["--seeds", "0"], "argument --seeds: must be from 1 to 100, got 0"),
+    (["--jobs", "-1"], "argument --jobs: must be from 1 to 256, got -1"),
+    (["--set", "train.lr"], "--set 'train.lr': expected KEY=VALUE"),
+    (["--models", "transformer"], "--models ['transformer']: not in table2"),
+    (["--dataset", "nowhere"], "unknown dataset 'nowhere'"),
+])
+def test_a_bad_table_argument_is_one_line(args: list[str], says: str, tmp_path: Path,
+                                          cli_env: dict[str, str]) -> None:
+    env = {**cli_env, "MDR_DATA": str(tmp_path / "data")}
+    res = subprocess.run([sys.executable, str(BENCH / "table2.py"), *args, "--results",
+                          str(tmp_path / "results")], capture_output=True, text=True, env=env,
+                         timeout=300)
+    assert res.returncode == 2 and res.stderr.count("\n") == 1, res.stderr
+    assert res.stderr.startswith("table2") and says in res.stderr, res.stderr
+    assert not (tmp_path / "results").exists() and not (tmp_path / "data").exists()

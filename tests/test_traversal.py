@@ -259,19 +259,45 @@ def test_figure4_script_on_the_tiny_run(figure4, tiny_mdr_run: Path, tmp_path: P
     assert (out / "figure4.manifest.json").is_file()
 
 
+def _one_line_error(figure4, args: list[str], capsys: pytest.CaptureFixture) -> str:
+    """What a user of ``benchmarks/figure4.py ARGS`` reads: exit 2 and one line."""
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as stop:
+        figure4.run_script("figure4", lambda: figure4.main(args))
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("figure4: error: ") and err.count("\n") == 1, err
+    return err
+
+
 def test_figure4_refuses_a_run_without_images(figure4, tiny_proc: Path, tmp_path: Path,
-                                              monkeypatch: pytest.MonkeyPatch) -> None:
+                                              monkeypatch: pytest.MonkeyPatch,
+                                              capsys: pytest.CaptureFixture) -> None:
     monkeypatch.syspath_prepend(str(REPO / "tests"))  # importlib mode: conftest by name
     from conftest import train_tiny
 
     run = train_tiny(tiny_proc, tmp_path / "abae", "abae", epochs=1, steps=1)
-    with pytest.raises(SystemExit, match="no image decoder"):
-        figure4.main(["--run", str(run), "--results", str(tmp_path / "res")])
+    err = _one_line_error(figure4, ["--run", str(run), "--results", str(tmp_path / "res")], capsys)
+    assert "no image decoder" in err
 
 
-def test_figure4_needs_a_table2_manifest(figure4, tmp_path: Path) -> None:
-    with pytest.raises(SystemExit, match=r"table2\.manifest\.json: not found"):
-        figure4.main(["--results", str(tmp_path), "--dataset", "synthetic-tiny"])
+def test_figure4_needs_a_table2_manifest(figure4, tmp_path: Path,
+                                         capsys: pytest.CaptureFixture) -> None:
+    err = _one_line_error(figure4, ["--results", str(tmp_path), "--dataset", "synthetic-tiny"],
+                          capsys)
+    assert "table2.manifest.json: not found" in err
+
+
+def test_figure4_names_a_slot_the_model_lacks(figure4, tiny_proc: Path, tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch,
+                                              capsys: pytest.CaptureFixture) -> None:
+    monkeypatch.syspath_prepend(str(REPO / "tests"))
+    from conftest import train_tiny
+
+    run = train_tiny(tiny_proc, tmp_path / "mdr", "mdr", epochs=1, steps=1)
+    err = _one_line_error(figure4, ["--run", str(run), "--slots", "hue", "--results",
+                                    str(tmp_path / "res")], capsys)
+    assert "--slots: slot 'hue' not in the model's slots" in err
 
 
 if __name__ == "__main__":  # pragma: no cover
