@@ -272,7 +272,7 @@ def training_section(cfg: RunConfig, ds: ProcessedDataset, feats: ItemFeatures,
     items = torch.cat([b["hist"][b["hist_mask"]], b["cand"]])
     out["positions_per_batch"] = int(items.numel())
     out["unique_items_per_batch"] = int(torch.unique(items).numel())
-    out["mdr_times"] = times["mdr"]
+    out["every_item_times"] = times["mdr_every_item"]  # the naive run's like-for-like
     return out, mdr_model
 
 
@@ -280,8 +280,9 @@ def encoding_section(cfg: RunConfig, feats: ItemFeatures, device: torch.device, 
                      plan: Plan, batches: list[dict[str, Tensor]],
                      unique_times: list[float]) -> dict[str, Any]:
     """MDR with naive per-position encoding on the first timed batches of the training
-    section, against the unique-item figures of the same batches."""
-    naive_cfg = apply_overrides(cfg, {"model.unique_item_encoding": False})
+    section, against unique-item encoding (without the image cache) on the same batches."""
+    naive_cfg = apply_overrides(cfg, {"model.unique_item_encoding": False,
+                                     "model.image_grad_items": None})  # no cache to read
     warm = {k: v[:128] for k, v in batches[0].items()}  # a small warm-up: naive is slow
     _, step = rec_step(naive_cfg, feats, [warm, *batches[1:]], device, amp)
     n = min(plan.naive_steps, len(unique_times))
@@ -518,7 +519,7 @@ def run_suite(plan: Plan, device: torch.device, amp: bool, dataset: str | None,
     training, mdr_model = training_section(cfg, ds, feats, device, amp, plan, batches)
     mark("training")
     encoding = encoding_section(cfg, feats, device, amp, plan, batches,
-                                training.pop("mdr_times"))
+                                training.pop("every_item_times"))
     mark("encoding")
     evaluation = evaluation_section(mdr_model, ds, cfg, device, amp, plan)
     mark("evaluation")

@@ -114,7 +114,9 @@ def test_model_names_resolve_in_one_place() -> None:
     assert model_overrides(None, "deepfm") == {"model.name": "deepfm"}
     cfg = load_run_config(path, {"train.epochs": 2}, model="deepfm")
     assert cfg.model.name == "deepfm" and cfg.train.epochs == 2
-    assert cfg.train.batch_size == 256  # the baseline's own override set
+    cfg = load_run_config(path, {"loss.beta": 4}, model="beta_vae")
+    assert not cfg.model.use_text and cfg.loss.eta == 0.0  # the baseline's own override set
+    assert cfg.loss.beta == 4.0  # the user's --set comes last
 
 
 def test_every_table_model_is_named_in_every_shipped_config() -> None:

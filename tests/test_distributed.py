@@ -67,7 +67,7 @@ def rank_batches(samples: dict[str, np.ndarray], batch_size: int, world: int,
         ctx = (distributed.DistContext(r, world, r, "gloo") if world
                else distributed.DistContext())
         job = SimpleNamespace(cfg=cfg, ctx=ctx, device=torch.device("cpu"))
-        out.append(list(_epoch_batches(samples, job, epoch)))  # type: ignore[arg-type]
+        out.append(list(_epoch_batches(samples, job, epoch, batch_size)))  # type: ignore[arg-type]
     return out
 
 
