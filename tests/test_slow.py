@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from mdr.data.catalog import SYNTHETIC_IMAGE_SIZE, resolve
 from mdr.data.dataset import ProcessedDataset
 from mdr.data.preprocess import PrepareConfig, prepare
 from mdr.data.synthetic import generate
@@ -26,40 +27,47 @@ def _digest(folder: Path) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def small(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("small")
-    generate("small", seed=0, out=root / "raw", progress=False)
-    prepare(root / "raw", root / "proc", category="Synthetic",
-            cfg=PrepareConfig(image_size=32), progress=False)
+def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data root holding the small shop as every table prepares it (raw/ and proc/)."""
+    root = tmp_path_factory.mktemp("data")
+    resolve("synthetic-small", root=root, progress=False)
     return root
 
 
-def test_small_shop_and_its_preparation_are_reproducible(small: Path, tmp_path: Path) -> None:
+def test_small_shop_and_its_preparation_are_reproducible(data_root: Path,
+                                                         tmp_path: Path) -> None:
+    small = data_root / "raw" / "synthetic-small"
     generate("small", seed=0, out=tmp_path / "raw", progress=False)
-    assert _digest(tmp_path / "raw") == _digest(small / "raw")
+    assert _digest(tmp_path / "raw") == _digest(small)
     prepare(tmp_path / "raw", tmp_path / "proc", category="Synthetic",
-            cfg=PrepareConfig(image_size=32), progress=False)
-    a, b = ProcessedDataset.open(small / "proc"), ProcessedDataset.open(tmp_path / "proc")
+            cfg=PrepareConfig(image_size=SYNTHETIC_IMAGE_SIZE), progress=False)
+    a = ProcessedDataset.open(data_root / "proc" / "synthetic-small")
+    b = ProcessedDataset.open(tmp_path / "proc")
     assert np.array_equal(a.eval_lists["test"], b.eval_lists["test"])
     assert np.array_equal(a.text["tokens"], b.text["tokens"])
     assert np.array_equal(np.asarray(a.images), np.asarray(b.images))
     assert np.array_equal(a.word_vectors, b.word_vectors)
 
 
-# seed 0 of the committed Table 2 (results/synthetic-small/table2.csv) less a margin: each
-# representation model, trained as the table trains it, must learn this much
-LEARNS = {"mdr": 0.0, "beta_vae": 0.0, "abae": 0.0, "din_pp": 0.0, "din": 0.0}
+# seed 0's test GAUC in the runs behind the committed results/synthetic-small/table2.csv (mdr
+# 0.7537, beta_vae 0.7116, abae 0.6802, din_pp 0.7308, din 0.6746) less a margin of about
+# 0.02 for other CPUs' arithmetic: each representation model, trained as the table trains
+# it, must learn this much (the CTR baselines reach 0.70-0.73)
+LEARNS = {"mdr": 0.73, "beta_vae": 0.69, "abae": 0.66, "din_pp": 0.71, "din": 0.65}
+MAX_EPOCHS = 60  # train.epochs of mdr_synthetic.yaml
 
 
-def test_every_representation_model_learns_with_its_default_training(tmp_path: Path) -> None:
-    """The table's own runs (default config, early stopping) on the small shop, seed 0."""
+def test_every_representation_model_learns_with_its_default_training(data_root: Path,
+                                                                    tmp_path: Path) -> None:
+    """The table's own runs (default config, early stopping) on the small shop, seed 0:
+    each beats its floor, and early stopping fired before the epoch budget ran out."""
     import csv
     import os
     import subprocess
     import sys
 
     bench = CONFIG.parent.parent
-    env = {**os.environ, "MDR_DATA": str(tmp_path / "data"), "PYTHONHASHSEED": "0",
+    env = {**os.environ, "MDR_DATA": str(data_root), "PYTHONHASHSEED": "0",
            "MPLBACKEND": "Agg"}
     res = subprocess.run([sys.executable, str(bench / "table2.py"), "--seeds", "1",
                           "--models", *LEARNS, "--tag", "learns", "--jobs", "2", "-q",
@@ -67,6 +75,8 @@ def test_every_representation_model_learns_with_its_default_training(tmp_path: P
                          capture_output=True, text=True, timeout=3000)
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
     with (tmp_path / "results" / "synthetic-small" / "table2_learns.csv").open() as fh:
-        got = {r["model"]: float(r["gauc_mean"]) for r in csv.DictReader(fh)}
+        table = {r["model"]: r for r in csv.DictReader(fh)}
     for model, floor in LEARNS.items():
-        assert got[model] > floor, (model, got[model], floor)
+        got = float(table[model]["gauc_mean"])
+        assert got > floor, (model, got, floor)
+        assert int(table[model]["best_epochs"]) < int(table[model]["epochs_run"]) < MAX_EPOCHS
