@@ -378,7 +378,7 @@ def render(rows: list[dict], title: str, short: str, tests: list[dict], syntheti
 
 
 def _rank(value: float | None) -> str:
-    return "-" if value is None else f"{value:g}"
+    return "-" if value is None else f"{value:.3g}"
 
 
 def run_models(models: Sequence[str], opts: Options,
