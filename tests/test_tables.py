@@ -44,6 +44,19 @@ def test_table1_on_the_tiny_shop(tmp_path: Path, cli_env: dict[str, str]) -> Non
     assert "| paper | Cloth | 39387 | 23033 | 484 | 278677 | 0.031 |" in md
     manifest = json.loads((out / "table1.manifest.json").read_text())
     assert manifest["dataset"] == "synthetic-tiny" and "versions" in manifest
+    assert "Synthetic data" in md
+
+
+def test_table1_of_real_data_outside_the_paper_is_not_called_synthetic() -> None:
+    if str(BENCH) not in sys.path:
+        sys.path.insert(0, str(BENCH))
+    from table1 import markdown
+
+    ours = [{"source": "reproduced", "dataset": "magazine", "users": 326, "items": 138,
+             "categories": 61, "behaviors": 2236, "sparsity_percent": 4.97}]
+    md = markdown(ours, "magazine", {}, synthetic=False)
+    assert "Synthetic" not in md and "Not one of the paper's categories" in md
+    assert "| paper | Office | 4905 | 2420 | 279 | 53258 | 0.449 |" in md
 
 
 @pytest.fixture(scope="module")
