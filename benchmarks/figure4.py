@@ -108,7 +108,10 @@ def run_data(run_dir: Path, data: Path | None, dataset: str | None) -> Path:
 
 def open_run(run_dir: Path, opts: Options) -> LoadedRun:
     """A finished run whose model has an image decoder (Figure 4 traverses it)."""
-    lr = load_run(run_dir, run_data(run_dir, opts.data, opts.dataset))
+    return with_decoder(load_run(run_dir, run_data(run_dir, opts.data, opts.dataset)), run_dir)
+
+
+def with_decoder(lr: LoadedRun, run_dir: Path) -> LoadedRun:
     if getattr(lr.model, "image", None) is None:
         raise BenchmarkError(
             f"{run_dir}: model {lr.cfg.model.name!r} has no image decoder; Figure 4 "
@@ -308,7 +311,14 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(opts.threads)
     start = time.time()
     dataset, main_run, compare = resolve_runs(opts)
-    lr = open_run(main_run, opts)
+    lr = load_run(main_run, run_data(main_run, opts.data, opts.dataset))
+    if opts.run is None and not lr.ds.image_mask.any():
+        # a table's dataset without images (real review files): nothing to traverse, and
+        # `nox -s figures` goes on to Figure 5
+        print(f"figure4: {dataset} has no images: Figure 4 traverses the image decoder, "
+              "so there is nothing to draw (skipped)")
+        return 0
+    lr = with_decoder(lr, main_run)
     dataset = dataset or lr.ds.name
     slots = _slot_columns(lr.model, opts.slots)
     codes = item_codes(lr.model)

@@ -302,3 +302,29 @@ def test_figure4_names_a_slot_the_model_lacks(figure4, tiny_proc: Path, tmp_path
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(pytest.main([__file__, "-q"]))
+
+
+def test_figure4_of_a_table_without_images_is_skipped(figure4, tiny_proc: Path, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch,
+                                                      capsys: pytest.CaptureFixture) -> None:
+    """Real review files have no images: `nox -s figures` skips Figure 4 and goes on."""
+    import json
+    import shutil
+
+    monkeypatch.syspath_prepend(str(REPO / "tests"))
+    from conftest import train_tiny
+
+    proc = tmp_path / "proc"
+    shutil.copytree(tiny_proc, proc)
+    np.save(proc / "image_mask.npy", np.zeros_like(np.load(proc / "image_mask.npy")))
+    runs = tmp_path / "res" / "synthetic-tiny" / "runs"
+    train_tiny(proc, runs / "mdr-000000000000-s0", "mdr_text_only", epochs=1, steps=1)
+    (runs.parent / "table2.manifest.json").write_text(
+        json.dumps({"dataset": "synthetic-tiny", "runs": {"mdr-000000000000-s0": "config.yaml"}}))
+    capsys.readouterr()
+    args = ["--dataset", "synthetic-tiny", "--results", str(tmp_path / "res")]
+    assert figure4.main(args) == 0
+    assert "has no images" in capsys.readouterr().out
+    assert not (runs.parent / "figure4.csv").exists()
+    # a run named explicitly is still refused: the user asked for that run's traversals
+    _one_line_error(figure4, ["--run", str(runs / "mdr-000000000000-s0"), *args[2:]], capsys)
