@@ -237,3 +237,27 @@ def test_real_corpus_subset(tmp_path: Path) -> None:
         assert (it["articleType"], it["baseColour"]) == table[it["id"]]
     # photos are product shots on a light background
     assert ds.images[:, 0, 0].mean() > 200
+
+
+def test_the_fashion_benchmark_end_to_end(tmp_path: Path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """`nox -s fashion` on 400 real photos, one epoch: every stage runs (prepare, train,
+    scores, Figure 4, and the traversal effect read by a probe fit on reconstructions)."""
+    import json
+
+    src = default_fashion_dir(REPO)
+    if not (src / "styles.csv").is_file():
+        pytest.skip(f"fashion corpus not found at {src} (set MDR_FASHION_DIR)")
+    monkeypatch.setenv("MDR_DATA", str(tmp_path / "data"))
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
+    import fashion
+
+    results = tmp_path / "results"
+    assert fashion.main(["--dir", str(src), "--limit", "400", "--epochs", "1",
+                         "--variants", "image", "--results", str(results), "--quiet"]) == 0
+    out = results / "fashion-images"
+    manifest = json.loads((out / "fashion.manifest.json").read_text())
+    assert manifest["dataset"] == "fashion-images"
+    effect = (out / "traversal_effect.csv").read_text().splitlines()
+    assert len(effect) > 1 and "colour" in effect[0]
+    assert list((out / "figures").glob("figure4-image-*.png"))

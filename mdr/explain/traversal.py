@@ -171,7 +171,8 @@ def image_decoder(model: nn.Module) -> Decoder:
         )
     device = model.image_columns.device
 
-    def decode(codes: Tensor) -> Tensor:
+    @torch.no_grad()  # images to look at or to probe: a probe trained on them must not
+    def decode(codes: Tensor) -> Tensor:  # backpropagate into the decoder
         return model.decode_images(codes.to(device)).clamp(0.0, 1.0)  # (n, 3, S, S), Eq. 9
 
     return decode
