@@ -28,10 +28,10 @@ Outputs under ``results/fashion-images/``: ``disentanglement.csv``/``.md`` (+ ma
 ``fashion.manifest.json`` (config, dataset counts, wall times).
 
 CPU budget (measured on the shared 2-core machine, one torch thread, other jobs
-running): prepare 39 s; training at 32x32 ~18 s an epoch (8,622 training photos at
-540-760 images/s), 12 epochs = 3.5 min per variant; scores ~80 s and probe + traversals
-~2 min per variant; 15 min in all for both variants. Rerunning reuses the prepared data
-and the finished runs. See the config for the choice of 32x32 on the CPU.
+running): prepare ~40 s; training at 32x32 ~4-5 s an epoch (8,622 training photos, batch
+512), 19 and 27 epochs to early stopping (80-130 s per variant); scores ~9 s and probe +
+traversals 20-45 s per variant: about 6 min in all for both variants. Rerunning reuses the
+prepared data and the finished runs. See the config for the choice of 32x32 on the CPU.
 """
 
 from __future__ import annotations
