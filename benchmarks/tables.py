@@ -458,7 +458,8 @@ def parse_options(argv: list[str] | None, doc: str) -> Options:
     p.add_argument("--max-steps", type=int_range(1, 10**9), default=None, help="cap steps per epoch")
     p.add_argument("--quick", action="store_true",
                    help="1 seed, 1 epoch of 8 steps, no full ranking, 2 jobs: a pipeline check "
-                        "in about 3 minutes on 2 cores (numbers are not meaningful)")
+                        "in under a minute on 2 cores once the data is prepared (numbers are "
+                        "not meaningful)")
     p.add_argument("--jobs", type=int_range(1, 256), default=2,
                    help="runs in parallel processes (default 2: on 2 cores two single-threaded "
                         "runs beat one with 2 threads)")
@@ -469,9 +470,8 @@ def parse_options(argv: list[str] | None, doc: str) -> Options:
                    help="a dotted config override for every run of the table, e.g. "
                         "loss.beta=4 (repeatable; with --tag, a sweep beside the table)")
     p.add_argument("--tag", default="",
-                   help="suffix for the outputs (table2_<tag>.csv ...), e.g. --epochs 6 --tag e6 "
-                        "for the CTR baselines on the representation models' epoch budget, "
-                        "beside the default table instead of over it")
+                   help="suffix for the outputs (table2_<tag>.csv ...), e.g. --set loss.beta=4 "
+                        "--tag beta4: a sweep beside the default table instead of over it")
     p.add_argument("--force", action="store_true", help="rerun finished runs")
     p.add_argument("--results", type=Path, default=RESULTS)
     p.add_argument("-q", "--quiet", action="store_true")
