@@ -151,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
                  for r in by_epoch]
         best = alone.best["epoch"]
         rows.append({"source": "vae alone", "model": alone.folder.root.name,
-                     "epoch": alone.best["epoch"], **decoder_diagnostics(alone)})
+                     "epoch": best, **decoder_diagnostics(alone)})
     short = loaded[0].ds.name
     md = (f"# Image branch diagnostics ({short})\n\n"
           "`run` rows: each run's decoder on every item's posterior-mean code (epoch = best "

@@ -31,9 +31,9 @@ from mdr.data.dataset import ProcessedDataset
 COLUMNS = ["source", "dataset", "users", "items", "categories", "behaviors", "sparsity_percent"]
 
 
-def table1_rows(proc: Path, short_name: str) -> list[dict]:
+def table1_rows(ds: ProcessedDataset, short_name: str) -> list[dict]:
     """Our row, plus the paper's row for the same dataset when there is one."""
-    stats = ProcessedDataset.open(proc).stats()
+    stats = ds.stats()
     ours = {"source": "reproduced", **stats, "dataset": short_name,
             "sparsity_percent": round(stats["sparsity_percent"], 3)}
     rows = [ours]
@@ -75,9 +75,10 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         proc = resolve(spec, progress=not a.quiet)
         short = dataset_name(spec)
-        rows = table1_rows(proc, short)
+        ds = ProcessedDataset.open(proc)
+        rows = table1_rows(ds, short)
         skips = rows[0].pop("skips", {})
-        md = markdown(rows, short, skips, ProcessedDataset.open(proc).is_synthetic)
+        md = markdown(rows, short, skips, ds.is_synthetic)
         folder = write_result(short, "table1", to_csv(rows, COLUMNS), md,
                               results_dir=a.results, data=str(proc),
                               wall_time_s=round(time.perf_counter() - t0, 2))

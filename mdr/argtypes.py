@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
-from typing import NoReturn
+from typing import Any, NoReturn
 
 
 class Parser(argparse.ArgumentParser):
@@ -18,31 +18,29 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def int_range(lo: int, hi: int) -> Callable[[str], int]:
-    """An argparse ``type``: an integer in [lo, hi]."""
-    def parse(text: str) -> int:
+def _ranged(convert: Callable[[str], Any], noun: str, lo: Any, hi: Any,
+            fmt: Callable[[Any], str], echo_text: bool) -> Callable[[str], Any]:
+    """An argparse ``type``: ``convert(text)`` in [lo, hi], or one line saying why not."""
+    def parse(text: str) -> Any:
         try:
-            value = int(text)
+            value = convert(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-        if not lo <= value <= hi:
-            raise argparse.ArgumentTypeError(f"must be from {lo} to {hi}, got {value}")
+            raise argparse.ArgumentTypeError(f"expected {noun}, got {text!r}") from None
+        if not lo <= value <= hi:  # False for NaN as well
+            got = text if echo_text else value
+            raise argparse.ArgumentTypeError(f"must be from {fmt(lo)} to {fmt(hi)}, got {got}")
         return value
 
-    parse.__name__ = f"integer in [{lo}, {hi}]"
+    parse.__name__ = f"{noun.split(' ', 1)[1]} in [{fmt(lo)}, {fmt(hi)}]"
     return parse
+
+
+def int_range(lo: int, hi: int) -> Callable[[str], int]:
+    """An argparse ``type``: an integer in [lo, hi]."""
+    return _ranged(int, "an integer", lo, hi, str, echo_text=False)
 
 
 def float_range(lo: float, hi: float) -> Callable[[str], float]:
-    """An argparse ``type``: a finite number in [lo, hi] (NaN refused)."""
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-        if not lo <= value <= hi:  # False for NaN as well
-            raise argparse.ArgumentTypeError(f"must be from {lo:g} to {hi:g}, got {text}")
-        return value
-
-    parse.__name__ = f"number in [{lo:g}, {hi:g}]"
-    return parse
+    """An argparse ``type``: a finite number in [lo, hi] (NaN refused); the error repeats
+    what was typed (1e30, not 1e+30)."""
+    return _ranged(float, "a number", lo, hi, lambda x: f"{x:g}", echo_text=True)

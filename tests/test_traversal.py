@@ -300,9 +300,6 @@ def test_figure4_names_a_slot_the_model_lacks(figure4, tiny_proc: Path, tmp_path
     assert "--slots: slot 'hue' not in the model's slots" in err
 
 
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(pytest.main([__file__, "-q"]))
-
 
 def test_figure4_of_a_table_without_images_is_skipped(figure4, tiny_proc: Path, tmp_path: Path,
                                                       monkeypatch: pytest.MonkeyPatch,
@@ -328,3 +325,7 @@ def test_figure4_of_a_table_without_images_is_skipped(figure4, tiny_proc: Path, 
     assert not (runs.parent / "figure4.csv").exists()
     # a run named explicitly is still refused: the user asked for that run's traversals
     _one_line_error(figure4, ["--run", str(runs / "mdr-000000000000-s0"), *args[2:]], capsys)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(pytest.main([__file__, "-q"]))

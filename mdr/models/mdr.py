@@ -48,7 +48,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from mdr.config import LossConfig, ModelConfig, SlotConfig
+from mdr.config import LossConfig, ModelConfig
 from mdr.models.base import ItemFeatures
 from mdr.models.din import DINHead, prediction_loss
 from mdr.models.fusion import DisentangledFusion, FactorLayout
@@ -142,37 +142,35 @@ class MDRRecommender(nn.Module):
                                                                 self.layout.s_dim))
                 self.register_buffer("image_cached", torch.zeros(feats.n_items,
                                                                  dtype=torch.bool))
-            labelled = self._supervised("image")
-            if labelled:
-                s_sl = self.layout.s_slices()
-                self.weak = WeakSupervision(
-                    {sl.name: (s_sl[sl.name], feats.label_classes[sl.label]) for sl in labelled},
-                    {sl.name: feats.labels[sl.label] for sl in labelled})
+            self.weak = self._weak_supervision("image", feats)
         self.text: TextAspectModel | None = None
         self.weak_text: WeakSupervision | None = None
         if cfg.use_text:
             self._build_text(cfg, feats, seed)
-            labelled = self._supervised("text")
-            if labelled:
-                z_sl = self.layout.z_slices()
-                self.weak_text = WeakSupervision(
-                    {sl.name: (z_sl[sl.name], feats.label_classes[sl.label]) for sl in labelled},
-                    {sl.name: feats.labels[sl.label] for sl in labelled})
+            self.weak_text = self._weak_supervision("text", feats)
         self.id_emb = nn.Embedding(feats.n_items, cfg.id_dim) if cfg.use_id_embedding else None
         self.rep_dim = (self.fusion.r_dim if has_content else 0) + (
             cfg.id_dim if cfg.use_id_embedding else 0
         )
         self.din = DINHead(self.rep_dim, cfg.att_hidden, cfg.mlp_hidden)
 
-    def _supervised(self, modality: str) -> list[SlotConfig]:
-        """The labelled slots with a ``modality`` ("image" or "text") part in the model: a
-        weak label supervises every part of its slot (Eq. 12-13 on the image factors, the
-        same classifier-on-factors on the text factors), so that the attribute sits in its
-        slot whichever modality carries it. Empty without ``model.weak_supervision``."""
+    def _weak_supervision(self, modality: str, feats: ItemFeatures) -> WeakSupervision | None:
+        """The classifiers of the labelled slots on their ``modality`` ("image": columns of
+        s, "text": columns of z) part: a weak label supervises every part of its slot (Eq.
+        12-13 on the image factors, the same classifier-on-factors on the text factors), so
+        that the attribute sits in its slot whichever modality carries it. None without
+        ``model.weak_supervision`` or without a labelled slot of that modality."""
         if not self.cfg.weak_supervision:
-            return []
-        slots = self.layout.image_slots if modality == "image" else self.layout.text_slots
-        return [s for s in slots if s.label is not None]
+            return None
+        image = modality == "image"
+        slots = self.layout.image_slots if image else self.layout.text_slots
+        labelled = [sl for sl in slots if sl.label is not None]
+        if not labelled:
+            return None
+        cols = self.layout.s_slices() if image else self.layout.z_slices()
+        return WeakSupervision(
+            {sl.name: (cols[sl.name], feats.label_classes[sl.label]) for sl in labelled},
+            {sl.name: feats.labels[sl.label] for sl in labelled})
 
     def _build_text(self, cfg: ModelConfig, feats: ItemFeatures, seed: int) -> None:
         assert feats.tokens is not None and feats.word_vectors is not None
