@@ -82,11 +82,12 @@ def lint(session: nox.Session) -> None:
 
 
 def _script_session(name: str, script: str, doc: str) -> None:
-    """Register a session that runs ``benchmarks/<script>`` in the shared environment."""
+    """Register a session that runs ``python -m benchmarks.<script>`` in the shared
+    environment (from the repository root, where ``benchmarks/`` is)."""
 
     def session_func(session: nox.Session) -> None:
         env = _env(session)
-        _py(session, f"benchmarks/{script}", *session.posargs, env=env)
+        _py(session, "-m", f"benchmarks.{script}", *session.posargs, env=env)
 
     session_func.__doc__ = doc
     session_func.__name__ = name.replace("-", "_")
@@ -97,28 +98,28 @@ def _script_session(name: str, script: str, doc: str) -> None:
 def figures(session: nox.Session) -> None:
     """Regenerate Figures 3, 4 and 5 from the Table 2 runs (arguments go to each script)."""
     env = _env(session)
-    for script in ("figure3.py", "figure4.py", "figure5.py"):
-        _py(session, f"benchmarks/{script}", *session.posargs, env=env)
+    for script in ("figure3", "figure4", "figure5"):
+        _py(session, "-m", f"benchmarks.{script}", *session.posargs, env=env)
 
 
 for _name, _script, _doc in [
-    ("reproduce-table1", "table1.py",
+    ("reproduce-table1", "table1",
      "Regenerate Table 1 (dataset statistics); default: the embedded `small` shop."),
-    ("reproduce-table2", "table2.py",
+    ("reproduce-table2", "table2",
      "Regenerate Table 2 (every model x 3 seeds); default: the embedded `small` shop."),
-    ("reproduce-table3", "table3.py",
+    ("reproduce-table3", "table3",
      "Regenerate Table 3 (MDR with and without the information constraint)."),
-    ("disentanglement", "disentanglement.py",
+    ("disentanglement", "disentanglement",
      "Score disentanglement (DCI, MIG, slot probe) of every representation run of Table 2/3."),
-    ("image-branch", "image_branch.py",
+    ("image-branch", "image_branch",
      "Diagnose a run's image decoder (error vs the mean image, dead units) vs a VAE alone."),
-    ("fashion", "fashion.py",
+    ("fashion", "fashion",
      "Real product photos: prepare, train the image side with weak labels, Figure 4 + scores."),
-    ("notebooks", "notebooks.py",
+    ("notebooks", "notebooks",
      "Execute the jupytext notebooks on results/ into HTML (results/notebooks/)."),
-    ("speed", "speed.py",
+    ("speed", "speed",
      "The speed suite on this machine: data, training, evaluation, FLOP efficiency."),
-    ("speed-data", "speed_data.py",
+    ("speed-data", "speed_data",
      "Measure synth and prepare of the Cloth-sized shop (wall time, peak memory)."),
 ]:
     _script_session(_name, _script, _doc)

@@ -5,10 +5,10 @@ product, ``DeepFM``), built from deepctr feature columns and fed deepctr's
 input tensor. :class:`DeepCTRRecommender` is a thin ``nn.Module`` around one of
 them with the interface of every other model (:class:`mdr.models.base.RecModel`:
 ``calculate_loss`` / ``predict`` / ``encode_items`` / ``score``), so the one
-trainer (:mod:`mdr.train`) trains it on the same batches, negatives, seeds,
+trainer (:mod:`mdr.training.train`) trains it on the same batches, negatives, seeds,
 selection rule and run folder as MDR. The three are registered as models
 ``wide_deep``, ``pnn`` and ``deepfm`` through the ``mdr.models`` entry points of
-``pyproject.toml`` (:mod:`mdr.registry` finds them there).
+``pyproject.toml`` (:mod:`mdr.training.registry` finds them there).
 
 Features (all sparse)
 ---------------------

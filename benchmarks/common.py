@@ -9,15 +9,12 @@ from __future__ import annotations
 
 import csv
 import io
-import json
-import re
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
 from mdr import io as mio
-from mdr.data.parse import DataError
 from mdr.provenance import manifest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -27,6 +24,14 @@ CONFIGS = Path(__file__).resolve().parent / "configs"
 
 # the paper's dataset names for our catalog names
 PAPER_NAME = {"cloth": "Cloth", "toys": "Toys", "office": "Office"}
+# how every table and figure names a model or ablation: one source
+LABELS = {
+    "wide_deep": "Wide&Deep", "pnn": "PNN", "deepfm": "DeepFM", "beta_vae": "beta-VAE",
+    "abae": "ABAE", "din_pp": "DIN++", "din": "DIN (ids)", "mdr": "MDR", "mdr_wo_ic": "w/o IC",
+    "mdr_wo_ws": "w/o weak labels", "mdr_no_fusion": "no fusion (r = [s, z])",
+    "mdr_image_only": "image only", "mdr_text_only": "text only",
+    "mdr_dense_aspects": "dense Eq. 14 (one fc)",
+}
 
 
 def read_csv(path: Path) -> list[dict[str, str]]:
@@ -81,21 +86,13 @@ def run_script(prog: str, main: Callable[[], int]) -> NoReturn:
     sys.exit(guarded(prog, main, user_errors=(BenchmarkError,)))
 
 
-def default_run(results: Path, dataset: str, manifest: str = "table2", model: str = "mdr",
-                seed: int = 0) -> Path:
-    """The finished ``model`` run with ``seed`` listed in ``<dataset>/<manifest>.manifest.json``."""
-    path = results / dataset / f"{manifest}.manifest.json"
-    if not path.is_file():
-        raise BenchmarkError(f"{path}: not found - run benchmarks/{manifest}.py --dataset {dataset} "
-                          "first, or give --run DIR")
-    try:
-        runs = json.loads(path.read_text(encoding="utf-8")).get("runs") or {}
-    except json.JSONDecodeError as e:
-        raise DataError(f"{path}:{e.lineno}: not valid JSON ({e.msg})") from e
-    pattern = re.compile(rf"^{re.escape(model)}-[0-9a-f]+-s{seed}$")
-    for name in runs:
-        run_dir = results / dataset / "runs" / name
-        if pattern.match(name) and (run_dir / "test.json").is_file():
-            return run_dir
-    raise BenchmarkError(f"{path}: no finished {model!r} run with seed {seed} under "
-                      f"{results / dataset / 'runs'}; give --run DIR")
+def run_module(name: str, target: str) -> None:
+    """The body of a short entry point (``python -m benchmarks.table2``): when ``name`` is
+    ``"__main__"``, run ``main()`` of the module ``target`` under :func:`run_script`."""
+    if name != "__main__":
+        return
+    import importlib
+
+    short = target.rsplit(".", 1)[-1]
+    sys.argv[0] = short  # what --help and every error line call the script
+    run_script(short, importlib.import_module(target).main)

@@ -1,6 +1,6 @@
 """Execute the companion notebooks into HTML with their outputs (``nox -s notebooks``).
 
-    python benchmarks/notebooks.py [--results DIR] [--dataset NAME] [--out results/notebooks]
+    python -m benchmarks.notebooks [--results DIR] [--dataset NAME] [--out results/notebooks]
                                    [--timeout S] [NOTEBOOK ...]
 
 Each ``notebooks/*.py`` (jupytext percent format) is converted to a notebook,
@@ -24,8 +24,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from common import run_script
-
+from benchmarks.common import run_script
 from mdr.argtypes import Parser
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -4,7 +4,7 @@ Figures are built on :class:`matplotlib.figure.Figure` directly, never through
 ``pyplot``: no global figure registry, no GUI backend, nothing to close. Wrap
 the drawing and the saving in ``with style():`` so the rc settings apply.
 
-    from plotting import MODEL_LABELS, model_colour, new_figure, save_figure, style
+    from benchmarks.plotting import MODEL_LABELS, model_colour, new_figure, save_figure, style
 
     with style():
         fig, axes = new_figure(1, 2, size=(9, 3.4))
@@ -21,8 +21,8 @@ from typing import Any
 
 import matplotlib
 from matplotlib.figure import Figure
-from tables import LABELS as MODEL_LABELS  # the tables' display names: one source
 
+from benchmarks.common import LABELS as MODEL_LABELS
 from mdr import io as mio
 
 DPI = 110  # small PNGs (tens of KB) that stay legible on a laptop screen

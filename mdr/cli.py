@@ -140,8 +140,8 @@ def _train_overrides(a: argparse.Namespace) -> dict[str, Any]:
 def _resolve_data(spec: str, quiet: bool) -> Path:
     """The prepared folder for ``--data``. Under torchrun, rank 0 alone creates a named
     dataset on first use; the other ranks wait for its ``dataset.json``."""
-    from mdr import distributed
     from mdr.data.catalog import SYNTHETIC, data_root, resolve
+    from mdr.training import distributed
 
     if distributed.is_main() or spec not in SYNTHETIC:  # real data: prepared beforehand
         return resolve(spec, progress=not quiet and distributed.is_main())
@@ -160,9 +160,9 @@ def _resolve_data(spec: str, quiet: bool) -> Path:
 
 
 def _cmd_train(a: argparse.Namespace) -> int:
-    from mdr import distributed
     from mdr.config import load_run_config
-    from mdr.train import train
+    from mdr.training import distributed
+    from mdr.training.train import train
 
     # the config (and every override) is checked before any data or folder is touched
     cfg = load_run_config(a.config, _train_overrides(a), model=a.model)
@@ -184,7 +184,7 @@ def _run_data(spec: str | None, quiet: bool) -> Path | None:
 
 
 def _cmd_evaluate(a: argparse.Namespace) -> int:
-    from mdr.runs import evaluate_run
+    from mdr.training.runs import evaluate_run
 
     result = evaluate_run(a.run, data=_run_data(a.data, a.quiet), split=a.split,
                           full_ranking=a.full_ranking, device=a.device, progress=not a.quiet,
@@ -379,7 +379,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from mdr.config import ConfigError
     from mdr.data.parse import DataError
     from mdr.io import OutputError
-    from mdr.runs import RunError
+    from mdr.training.runs import RunError
 
     return (ConfigError, DataError, OutputError, RunError)
 

@@ -67,7 +67,7 @@ class SlotConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Architecture. ``name`` is looked up in :mod:`mdr.registry`."""
+    """Architecture. ``name`` is looked up in :mod:`mdr.training.registry`."""
 
     name: str = "mdr"
     slots: tuple[SlotConfig, ...] = (

@@ -11,7 +11,7 @@
 # %% [markdown]
 # # 4. Explaining one recommendation
 #
-# Reopen the seed-0 MDR run of Table 2 (`mdr.evaluate.load_run`: its config and best
+# Reopen the seed-0 MDR run of Table 2 (`mdr.training.evaluate.load_run`: its config and best
 # weights), recommend the top-scored unseen item to one user, and explain it with
 # `mdr.explain.attribution`: the score, what each named slot contributes to it, and the
 # history items the attention weighed most. The same as `mdr explain RUN --user U --item I`.
@@ -50,10 +50,10 @@ from IPython import get_ipython
 from IPython.display import Image, display
 from tqdm import TqdmWarning
 
-# mdr.evaluate imports tqdm.auto, which warns in a kernel without ipywidgets (no bars here)
+# mdr.training.evaluate imports tqdm.auto, which warns in a kernel without ipywidgets (no bars here)
 warnings.filterwarnings("ignore", category=TqdmWarning)
 from mdr.data.parse import DataError
-from mdr.runs import RunError, load_run
+from mdr.training.runs import RunError, load_run
 
 torch.set_num_threads(1)
 OUT = RESULTS / DATASET
@@ -114,7 +114,7 @@ if run is not None:
 
 # %%
 from mdr.data.batches import eval_samples
-from mdr.evaluate import item_representations
+from mdr.training.evaluate import item_representations
 
 item = None
 if run is not None:

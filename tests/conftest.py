@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+# The test modules import their helpers (tests.helpers, tests.fixtures_*) and the benchmark
+# scripts (benchmarks.*) as packages of the checkout. The root is APPENDED, so that `mdr`
+# and `baselines` still come from the installed package, never from the working tree.
+if str(REPO) not in sys.path:
+    sys.path.append(str(REPO))
+
+from tests.helpers import train_tiny  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -29,25 +37,6 @@ def tiny_proc(data_root: Path) -> Path:
 def cli_env(data_root: Path) -> dict[str, str]:
     """Environment for subprocesses: the session's data root, no progress noise."""
     return {**os.environ, "MDR_DATA": str(data_root), "PYTHONHASHSEED": "0", "MPLBACKEND": "Agg"}
-
-
-CONFIG = REPO / "benchmarks" / "configs" / "mdr_synthetic.yaml"
-
-
-def train_tiny(proc: Path, out: Path, variant: str | None = None, epochs: int = 2,
-               steps: int = 6, seed: int = 0) -> Path:
-    """Train ``variant`` (a baseline/ablation name of the synthetic config, or MDR) on the
-    tiny shop for a few steps; returns the finished run folder."""
-    from mdr.config import apply_overrides, load_run_config, variant_overrides
-    from mdr.train import train
-
-    cfg = load_run_config(CONFIG)
-    overrides = dict(variant_overrides(CONFIG, variant)) if variant else {}
-    overrides.update({"train.epochs": epochs, "train.max_steps_per_epoch": steps,
-                      "train.batch_size": 256, "train.full_ranking": False,
-                      "train.num_threads": 1, "seed": seed})
-    train(apply_overrides(cfg, overrides), proc, out, progress=False)
-    return out
 
 
 @pytest.fixture(scope="session")

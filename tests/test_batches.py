@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from fixtures_proc import KNOWN_SEQUENCES, random_sequences, write_tiny_proc
 
 from mdr.data.batches import (
     BatchIterator,
@@ -20,6 +16,7 @@ from mdr.data.batches import (
 )
 from mdr.data.dataset import ProcessedDataset
 from mdr.data.parse import DataError
+from tests.fixtures_proc import KNOWN_SEQUENCES, random_sequences, write_tiny_proc
 
 
 @pytest.fixture(scope="module")

@@ -18,12 +18,10 @@ from baselines.deepctr_models import NETWORKS, DeepCTRRecommender, compact_histo
 from mdr.config import RunConfig, apply_overrides
 from mdr.metrics import auc, sampled_list_metrics
 from mdr.models.base import ItemFeatures, RecModel
-from mdr.registry import build_model, task_of
-from mdr.runs import RunFolder, evaluate_run
-from mdr.train import train
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from fixtures_proc import random_sequences, write_tiny_proc
+from mdr.training.registry import build_model, task_of
+from mdr.training.runs import RunFolder, evaluate_run
+from mdr.training.train import train
+from tests.fixtures_proc import random_sequences, write_tiny_proc
 
 U, N_ITEMS, C, H = 20, 30, 4, 5  # users, items, categories, history length
 ITEM_CATEGORY = np.arange(N_ITEMS) % C

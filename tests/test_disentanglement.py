@@ -9,10 +9,8 @@ runs (MDR and beta-VAE) scored by the benchmark script into a CSV of finite, in-
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 import math
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +27,6 @@ from mdr.explain.disentanglement import (
     slot_probe,
 )
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 REPO = Path(__file__).resolve().parent.parent
 BENCH = REPO / "benchmarks"
 
@@ -223,21 +220,17 @@ def test_bad_slots_and_options_raise() -> None:
 
 
 def load_bench():
-    """benchmarks/disentanglement.py as a module (it imports its neighbours common/tables)."""
-    if str(BENCH) not in sys.path:
-        sys.path.insert(0, str(BENCH))
-    spec = importlib.util.spec_from_file_location("bench_disentanglement",
-                                                  BENCH / "disentanglement.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """benchmarks/diagnostics/disentanglement.py."""
+    from benchmarks.diagnostics import disentanglement
+
+    return disentanglement
 
 
 @pytest.fixture(scope="module")
 def tiny_results(tiny_proc: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """results/synthetic-tiny/ with two finished runs (MDR, beta-VAE) and a Table 2
     manifest that also lists a deepctr and a DIN run (never trained: they are skipped)."""
-    from conftest import train_tiny
+    from tests.helpers import train_tiny
 
     results = tmp_path_factory.mktemp("results")
     runs = results / "synthetic-tiny" / "runs"

@@ -1,4 +1,4 @@
-"""Multi-process training (mdr.distributed + the trainer under torchrun).
+"""Multi-process training (mdr.training.distributed + the trainer under torchrun).
 
 Fast tests: the sharding of each epoch's samples over ranks (known answers and
 partition properties, on the trainer's own batch builder), the torchrun
@@ -26,17 +26,15 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mdr import distributed
 from mdr.config import RunConfig, apply_overrides
 from mdr.data.batches import BatchIterator
 from mdr.models.base import ItemFeatures
-from mdr.registry import register
-from mdr.runs import RunError
-from mdr.train import _epoch_batches, train
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from conftest import CONFIG, REPO
-from fixtures_proc import random_sequences, write_tiny_proc
+from mdr.training import distributed
+from mdr.training.registry import register
+from mdr.training.runs import RunError
+from mdr.training.train import _epoch_batches, train
+from tests.fixtures_proc import random_sequences, write_tiny_proc
+from tests.helpers import CONFIG, REPO
 
 TIME_KEYS = {"train_s", "valid_s", "epoch_s", "elapsed_s", "samples_per_s"}
 ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
@@ -59,7 +57,7 @@ def lines(run: Path) -> list[dict[str, Any]]:
 def rank_batches(samples: dict[str, np.ndarray], batch_size: int, world: int,
                  max_steps: int | None = None, seed: int = 5,
                  epoch: int = 2) -> list[list[dict[str, Tensor]]]:
-    """The trainer's batches (mdr.train._epoch_batches) of each rank; world 0: no torchrun."""
+    """The trainer's batches (mdr.training.train._epoch_batches) of each rank; world 0: no torchrun."""
     cfg = apply_overrides(RunConfig(), {"train.batch_size": batch_size, "seed": seed,
                                         "train.max_steps_per_epoch": max_steps})
     out = []
@@ -345,7 +343,7 @@ def test_the_ctr_baselines_take_the_same_torchrun_path(
 FAILING_RANK = textwrap.dedent("""
     import os, sys
     from mdr.config import apply_overrides, load_run_config
-    from mdr.train import train
+    from mdr.training.train import train
 
     def hook(epoch, step):
         if os.environ["RANK"] == "1" and step == 2:

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 import gzip
-import importlib.util
 import io
 import json
 import logging
 import shutil
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -39,19 +37,7 @@ from mdr.data.parse import DataError, image_filename
 pytestmark = pytest.mark.network_local
 
 
-def _load_http_server() -> Any:
-    """Import tests/http_server.py by path (pytest runs with --import-mode=importlib)."""
-    name = "mdr_tests_http_server"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("http_server.py"))
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-LocalHTTPServer = _load_http_server().LocalHTTPServer
+from tests.http_server import LocalHTTPServer  # noqa: E402
 
 CAT = "Toys_and_Games"
 GOOD = ["B00000GOOD1", "B00000GOOD2"]

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +12,6 @@ import pytest
 import torch
 
 from mdr.data.batches import eval_samples
-from mdr.evaluate import sampled_scores
 from mdr.explain.attribution import (
     Explanation,
     attention_weights,
@@ -22,10 +20,9 @@ from mdr.explain.attribution import (
     resolve_user,
     slot_drops,
 )
-from mdr.runs import LoadedRun, RunError, load_run
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # importlib mode: conftest by name
-from conftest import train_tiny
+from mdr.training.evaluate import sampled_scores
+from mdr.training.runs import LoadedRun, RunError, load_run
+from tests.helpers import train_tiny
 
 USER = 3
 

@@ -249,8 +249,7 @@ def test_the_fashion_benchmark_end_to_end(tmp_path: Path,
     if not (src / "styles.csv").is_file():
         pytest.skip(f"fashion corpus not found at {src} (set MDR_FASHION_DIR)")
     monkeypatch.setenv("MDR_DATA", str(tmp_path / "data"))
-    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
-    import fashion
+    from benchmarks.diagnostics import fashion
 
     results = tmp_path / "results"
     assert fashion.main(["--dir", str(src), "--limit", "400", "--epochs", "1",

@@ -4,11 +4,9 @@ shop (MDR and ABAE x 2 seeds of short runs, plus a DeepFM run: every model, one 
 from __future__ import annotations
 
 import csv
-import importlib
 import json
 import math
 import shutil
-import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -19,22 +17,13 @@ from PIL import Image
 
 from mdr.data.parse import DataError
 from mdr.explain.aspects import aspect_slot_shares, aspect_words, group_purity
+from tests.helpers import benchmark_module, train_tiny
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # importlib mode: conftest by name
-from conftest import train_tiny
-
-BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
 DATASET = "synthetic-tiny"
 
 
 def bench(name: str) -> ModuleType:
-    """Import a benchmark script as a module (they import their siblings by plain name, so
-    ``benchmarks/`` is on sys.path while it loads)."""
-    sys.path.insert(0, str(BENCH))
-    try:
-        return importlib.import_module(name)
-    finally:
-        sys.path.remove(str(BENCH))
+    return benchmark_module(name)
 
 
 def read_rows(path: Path) -> list[dict[str, str]]:

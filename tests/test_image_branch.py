@@ -4,17 +4,12 @@ from __future__ import annotations
 
 import csv
 import math
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
-sys.path.insert(0, str(BENCH))
-import image_branch  # noqa: E402
-
-sys.path.remove(str(BENCH))
+from benchmarks.diagnostics import image_branch
 
 
 def test_reconstruction_stats_known_answers() -> None:

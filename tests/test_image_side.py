@@ -4,25 +4,22 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 import torch
+from tests.test_fashion import N_GOOD, make_corpus
 
 from mdr.config import ConfigError, RunConfig, apply_overrides, load_run_config
 from mdr.data.fashion import prepare_fashion
 from mdr.models.base import ItemFeatures
 from mdr.models.image_factors import ImageFactorModel
-from mdr.registry import build_model, task_of
-from mdr.runs import RunError, load_run
-from mdr.tasks import ImageTask, open_task
-from mdr.train import train
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_fashion import N_GOOD, make_corpus
+from mdr.training.registry import build_model, task_of
+from mdr.training.runs import RunError, load_run
+from mdr.training.tasks import ImageTask, open_task
+from mdr.training.train import train
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "benchmarks" / "configs" / "fashion.yaml"

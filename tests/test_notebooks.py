@@ -2,14 +2,13 @@
 
 A tiny results folder is made with the real table pipeline on the tiny shop
 (Table 1; Tables 2 and 3 with one baseline, one seed and a 2-step epoch, to stay
-fast; then the figure and disentanglement scripts), then ``benchmarks/notebooks.py`` runs
+fast; then the figure and disentanglement scripts), then ``python -m benchmarks.notebooks`` runs
 every notebook on it. Also: the notebooks say what is missing instead of failing,
 and a failing cell fails the command with the notebook's name and the error.
 """
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import re
@@ -25,7 +24,8 @@ pytest.importorskip("ipykernel", reason="the 'notebooks' dependency group is not
 pytest.importorskip("nbconvert", reason="the 'notebooks' dependency group is not installed")
 
 REPO = Path(__file__).resolve().parent.parent
-BENCH = REPO / "benchmarks"
+from tests.helpers import benchmark_command, benchmark_module  # noqa: E402
+
 NOTEBOOKS = sorted((REPO / "notebooks").glob("[0-9]*.py"))
 DATASET = "synthetic-tiny"
 # what an error output, a traceback or anything written to stderr leaves in nbconvert's HTML
@@ -34,18 +34,15 @@ ERROR_MARKS = ("Traceback (most recent call last)",
 
 
 def bench(name: str) -> ModuleType:
-    """Import a benchmark script as a module (they import their siblings by plain name)."""
-    if str(BENCH) not in sys.path:
-        sys.path.insert(0, str(BENCH))
-    return importlib.import_module(name)
+    return benchmark_module(name)
 
 
 def run_notebooks(results: Path, out: Path, *notebooks: Path, dataset: str = DATASET,
                   env: dict[str, str] | None = None,
                   timeout: int = 300) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, str(BENCH / "notebooks.py"), "--results", str(results),
-           "--dataset", dataset, "--out", str(out), "--timeout", str(timeout),
-           *(str(n) for n in notebooks)]
+    cmd = benchmark_command("notebooks", "--results", str(results), "--dataset", dataset,
+                            "--out", str(out), "--timeout", str(timeout),
+                            *(str(n) for n in notebooks))
     return subprocess.run(cmd, capture_output=True, text=True, timeout=600,
                           env={**(env or os.environ), "PYTHONHASHSEED": "0"})
 

@@ -14,9 +14,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import fixtures_raw as fx
-
 from mdr.data import images as mimages
 from mdr.data import labels as mlabels
 from mdr.data import preprocess as pp
@@ -24,6 +21,7 @@ from mdr.data import text as mtext
 from mdr.data.dataset import REQUIRED_FILES, TEST, TRAIN, VALID, ProcessedDataset
 from mdr.data.parse import DataError, SkipLog, image_filename, iter_meta, iter_reviews
 from mdr.seeding import rng
+from tests import fixtures_raw as fx
 
 CFG = pp.PrepareConfig(image_size=8, n_neg=3, k_core=3, max_text_len=6, w2v_dim=8,
                        w2v_min_count=1, w2v_epochs=1, label_fraction=1.0, image_workers=2)

@@ -63,16 +63,14 @@ def test_every_representation_model_learns_with_its_default_training(data_root: 
     each beats its floor, and early stopping fired before the epoch budget ran out."""
     import csv
     import os
-    import subprocess
-    import sys
 
-    bench = CONFIG.parent.parent
+    from tests.helpers import run_benchmark
+
     env = {**os.environ, "MDR_DATA": str(data_root), "PYTHONHASHSEED": "0",
            "MPLBACKEND": "Agg"}
-    res = subprocess.run([sys.executable, str(bench / "table2.py"), "--seeds", "1",
-                          "--models", *LEARNS, "--tag", "learns", "--jobs", "2", "-q",
-                          "--results", str(tmp_path / "results")], env=env,
-                         capture_output=True, text=True, timeout=3000)
+    res = run_benchmark("table2", "--seeds", "1", "--models", *LEARNS, "--tag", "learns",
+                        "--jobs", "2", "-q", "--results", str(tmp_path / "results"), env=env,
+                        timeout=3000)
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
     with (tmp_path / "results" / "synthetic-small" / "table2_learns.csv").open() as fh:
         table = {r["model"]: r for r in csv.DictReader(fh)}

@@ -1,11 +1,10 @@
-"""The speed suite (benchmarks/speed.py): a --quick smoke, FLOP counting, exactness of the
+"""The speed suite (benchmarks/performance/speed.py): a --quick smoke, FLOP counting, exactness of the
 evaluation's blocking against a straightforward reference."""
 
 from __future__ import annotations
 
 import json
 import math
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -14,20 +13,15 @@ import numpy as np
 import pytest
 import torch
 
-BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
-CONFIG = BENCH / "configs" / "mdr_synthetic.yaml"
+from tests.helpers import CONFIG
 
 
 @pytest.fixture(scope="module")
 def speed() -> Iterator[ModuleType]:
-    """``benchmarks/speed.py`` imported as a module (benchmarks/ is not a package)."""
-    sys.path.insert(0, str(BENCH))
-    try:
-        import speed as module
+    """The speed suite, :mod:`benchmarks.performance.speed`."""
+    from benchmarks.performance import speed as module
 
-        yield module
-    finally:
-        sys.path.remove(str(BENCH))
+    yield module
 
 
 # --------------------------------------------------------------------------- FLOP counting
@@ -73,9 +67,9 @@ def tiny_model(tiny_proc: Path) -> tuple:
     from mdr.config import load_run_config
     from mdr.data.batches import eval_samples
     from mdr.data.dataset import ProcessedDataset
-    from mdr.evaluate import item_representations
-    from mdr.registry import build_model
-    from mdr.tasks import item_features
+    from mdr.training.evaluate import item_representations
+    from mdr.training.registry import build_model
+    from mdr.training.tasks import item_features
 
     torch.set_num_threads(1)
     ds = ProcessedDataset.open(tiny_proc)
@@ -98,7 +92,7 @@ def _reference_scores(model: torch.nn.Module, reps: torch.Tensor,
 def test_sampled_scores_match_reference(tiny_model: tuple) -> None:
     """Blocked list scoring gives exactly the scores of scoring ``batch_size`` users a call
     (the code before the change) and, to float rounding, one user a call."""
-    from mdr.evaluate import _list_users_per_call, sampled_scores
+    from mdr.training.evaluate import _list_users_per_call, sampled_scores
 
     ds, model, reps, samples = tiny_model
     n_cands = samples["cands"].shape[1]
@@ -114,7 +108,7 @@ def test_sampled_scores_match_reference(tiny_model: tuple) -> None:
 
 
 def test_list_users_per_call_bounds() -> None:
-    from mdr.evaluate import _list_users_per_call
+    from mdr.training.evaluate import _list_users_per_call
 
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     assert _list_users_per_call(cpu, 512, 101) == 4096 // 101
@@ -126,7 +120,7 @@ def test_list_users_per_call_bounds() -> None:
 def test_evaluate_model_metrics_unchanged(tiny_model: tuple) -> None:
     """evaluate_model's sampled metrics equal those computed from the reference scores."""
     from mdr import metrics
-    from mdr.evaluate import evaluate_model
+    from mdr.training.evaluate import evaluate_model
 
     ds, model, reps, samples = tiny_model
     got = evaluate_model(model, ds, "test", 20, 512, "cpu")

@@ -10,20 +10,18 @@ import csv
 import json
 import math
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
-BENCH = REPO / "benchmarks"
+from tests.helpers import run_benchmark
+
 # --quick (1 seed, 1 epoch, no full ranking) on the tiny shop, 2 steps an epoch
 SMOKE = ["--dataset", "synthetic-tiny", "--quick", "--max-steps", "2", "--jobs", "2", "-q"]
 
 
 def script(name: str, *args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
-    res = subprocess.run([sys.executable, str(BENCH / name), *args], capture_output=True,
-                         text=True, env=env, timeout=900)
+    res = run_benchmark(name, *args, env=env)
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
     return res
 
@@ -34,7 +32,7 @@ def rows(path: Path) -> list[dict[str, str]]:
 
 
 def test_table1_on_the_tiny_shop(tmp_path: Path, cli_env: dict[str, str]) -> None:
-    script("table1.py", "--dataset", "synthetic-tiny", "--results", str(tmp_path), env=cli_env)
+    script("table1", "--dataset", "synthetic-tiny", "--results", str(tmp_path), env=cli_env)
     out = tmp_path / "synthetic-tiny"
     (ours,) = rows(out / "table1.csv")
     assert ours["source"] == "reproduced"
@@ -48,9 +46,7 @@ def test_table1_on_the_tiny_shop(tmp_path: Path, cli_env: dict[str, str]) -> Non
 
 
 def test_table1_of_real_data_outside_the_paper_is_not_called_synthetic() -> None:
-    if str(BENCH) not in sys.path:
-        sys.path.insert(0, str(BENCH))
-    from table1 import markdown
+    from benchmarks.paper.table1 import markdown
 
     ours = [{"source": "reproduced", "dataset": "magazine", "users": 326, "items": 138,
              "categories": 61, "behaviors": 2236, "sparsity_percent": 4.97}]
@@ -65,8 +61,8 @@ def table_results(tmp_path_factory: pytest.TempPathFactory, data_root: Path) -> 
 
     env = {**os.environ, "MDR_DATA": str(data_root), "PYTHONHASHSEED": "0"}
     results = tmp_path_factory.mktemp("results")
-    script("table2.py", *SMOKE, "--results", str(results), env=env)
-    third = script("table3.py", *SMOKE, "--results", str(results), env=env)
+    script("table2", *SMOKE, "--results", str(results), env=env)
+    third = script("table3", *SMOKE, "--results", str(results), env=env)
     assert "1 run(s) reused, 6 to run" in third.stdout  # MDR's run is shared with Table 2
     return results / "synthetic-tiny"
 
@@ -110,7 +106,7 @@ def test_finished_runs_are_reused(table_results: Path, data_root: Path) -> None:
     import os
 
     env = {**os.environ, "MDR_DATA": str(data_root)}
-    again = script("table3.py", *SMOKE, "--results", str(table_results.parent), env=env)
+    again = script("table3", *SMOKE, "--results", str(table_results.parent), env=env)
     assert "7 run(s) reused, 0 to run" in again.stdout
 
 
@@ -121,17 +117,13 @@ def test_the_quick_table_is_the_same_bytes_twice(table_results: Path, data_root:
     import os
 
     env = {**os.environ, "MDR_DATA": str(data_root), "PYTHONHASHSEED": "0"}
-    script("table2.py", *SMOKE, "--results", str(tmp_path), env=env)
+    script("table2", *SMOKE, "--results", str(tmp_path), env=env)
     again = tmp_path / "synthetic-tiny" / "table2_quick.csv"
     assert again.read_bytes() == (table_results / "table2_quick.csv").read_bytes()
 
 
 def test_tag_and_quick_suffixes_never_overwrite_the_default_table() -> None:
-    sys.path.insert(0, str(BENCH))
-    try:
-        from tables import parse_options
-    finally:
-        sys.path.remove(str(BENCH))
+    from benchmarks.paper.tables import parse_options
     assert parse_options([], "doc").suffix == ""
     equal = parse_options(["--epochs", "6", "--tag", "e6"], "doc")
     assert (equal.suffix, equal.epochs) == ("_e6", 6)
@@ -151,9 +143,8 @@ def test_tag_and_quick_suffixes_never_overwrite_the_default_table() -> None:
 def test_a_bad_table_argument_is_one_line(args: list[str], says: str, tmp_path: Path,
                                           cli_env: dict[str, str]) -> None:
     env = {**cli_env, "MDR_DATA": str(tmp_path / "data")}
-    res = subprocess.run([sys.executable, str(BENCH / "table2.py"), *args, "--results",
-                          str(tmp_path / "results")], capture_output=True, text=True, env=env,
-                         timeout=300)
+    res = run_benchmark("table2", *args, "--results", str(tmp_path / "results"), env=env,
+                        timeout=300)
     assert res.returncode == 2 and res.stderr.count("\n") == 1, res.stderr
     assert res.stderr.startswith("table2") and says in res.stderr, res.stderr
     assert not (tmp_path / "results").exists() and not (tmp_path / "data").exists()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -13,20 +12,18 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mdr import evaluate as evaluate_mod
 from mdr import metrics
 from mdr.config import ConfigError, RunConfig, apply_overrides
 from mdr.data.batches import eval_samples, user_seen
 from mdr.data.dataset import ProcessedDataset
-from mdr.evaluate import evaluate_model
 from mdr.models.base import ItemFeatures, RecModel
-from mdr.registry import build_model, known_models, register
-from mdr.runs import RunError, RunFolder, evaluate_run, load_run
-from mdr.tasks import data_fingerprint, item_features
-from mdr.train import train
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from fixtures_proc import random_sequences, write_tiny_proc
+from mdr.training import evaluate as evaluate_mod
+from mdr.training.evaluate import evaluate_model
+from mdr.training.registry import build_model, known_models, register
+from mdr.training.runs import RunError, RunFolder, evaluate_run, load_run
+from mdr.training.tasks import data_fingerprint, item_features
+from mdr.training.train import train
+from tests.fixtures_proc import random_sequences, write_tiny_proc
 
 TIME_KEYS = {"train_s", "valid_s", "epoch_s", "elapsed_s", "samples_per_s"}
 
@@ -384,7 +381,7 @@ def test_mdr_resume_equality(data: Path, tmp_path: Path) -> None:
 def test_rng_states_round_trip_on_the_cpu() -> None:
     import random
 
-    from mdr.train import rng_states, set_rng_states
+    from mdr.training.runs import rng_states, set_rng_states
 
     torch.manual_seed(11)
     states = rng_states()

@@ -200,7 +200,7 @@ def test_draw_traversal_writes_a_png(tmp_path: Path) -> None:
 
 
 def test_image_decoder_on_the_tiny_run(tiny_mdr_run: Path) -> None:
-    from mdr.runs import load_run
+    from mdr.training.runs import load_run
 
     torch.set_num_threads(1)
     lr = load_run(tiny_mdr_run)
@@ -233,9 +233,8 @@ def test_image_decoder_needs_an_image_side() -> None:
 
 @pytest.fixture()
 def figure4(monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
     monkeypatch.setenv("MPLBACKEND", "Agg")
-    import figure4 as module
+    from benchmarks.paper import figure4 as module
 
     return module
 
@@ -260,7 +259,7 @@ def test_figure4_script_on_the_tiny_run(figure4, tiny_mdr_run: Path, tmp_path: P
 
 
 def _one_line_error(figure4, args: list[str], capsys: pytest.CaptureFixture) -> str:
-    """What a user of ``benchmarks/figure4.py ARGS`` reads: exit 2 and one line."""
+    """What a user of ``python -m benchmarks.figure4 ARGS`` reads: exit 2 and one line."""
     capsys.readouterr()
     with pytest.raises(SystemExit) as stop:
         figure4.run_script("figure4", lambda: figure4.main(args))
@@ -273,8 +272,7 @@ def _one_line_error(figure4, args: list[str], capsys: pytest.CaptureFixture) -> 
 def test_figure4_refuses_a_run_without_images(figure4, tiny_proc: Path, tmp_path: Path,
                                               monkeypatch: pytest.MonkeyPatch,
                                               capsys: pytest.CaptureFixture) -> None:
-    monkeypatch.syspath_prepend(str(REPO / "tests"))  # importlib mode: conftest by name
-    from conftest import train_tiny
+    from tests.helpers import train_tiny
 
     run = train_tiny(tiny_proc, tmp_path / "abae", "abae", epochs=1, steps=1)
     err = _one_line_error(figure4, ["--run", str(run), "--results", str(tmp_path / "res")], capsys)
@@ -291,8 +289,7 @@ def test_figure4_needs_a_table2_manifest(figure4, tmp_path: Path,
 def test_figure4_names_a_slot_the_model_lacks(figure4, tiny_proc: Path, tmp_path: Path,
                                               monkeypatch: pytest.MonkeyPatch,
                                               capsys: pytest.CaptureFixture) -> None:
-    monkeypatch.syspath_prepend(str(REPO / "tests"))
-    from conftest import train_tiny
+    from tests.helpers import train_tiny
 
     run = train_tiny(tiny_proc, tmp_path / "mdr", "mdr", epochs=1, steps=1)
     err = _one_line_error(figure4, ["--run", str(run), "--slots", "hue", "--results",
@@ -308,8 +305,7 @@ def test_figure4_of_a_table_without_images_is_skipped(figure4, tiny_proc: Path, 
     import json
     import shutil
 
-    monkeypatch.syspath_prepend(str(REPO / "tests"))
-    from conftest import train_tiny
+    from tests.helpers import train_tiny
 
     proc = tmp_path / "proc"
     shutil.copytree(tiny_proc, proc)

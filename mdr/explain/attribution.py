@@ -1,8 +1,8 @@
 """Why one item was recommended to one user: ``mdr explain RUN --user U --item I``.
 
 Everything is read off the model exactly as evaluation scores it
-(:mod:`mdr.evaluate`): item representations r from ``model.encode_items``
-(posterior means, :func:`mdr.evaluate.item_representations`), the user's
+(:mod:`mdr.training.evaluate`): item representations r from ``model.encode_items``
+(posterior means, :func:`mdr.training.evaluate.item_representations`), the user's
 history of the TEST split (training items plus the validation item, the most
 recent ``train.max_hist`` of them, right-aligned, :func:`mdr.data.batches.eval_samples`),
 and the DIN head through ``model.score``. An :class:`Explanation` holds
@@ -54,8 +54,8 @@ from torch import Tensor
 
 from mdr.data.batches import Split, eval_samples
 from mdr.data.dataset import ProcessedDataset
-from mdr.evaluate import item_representations
-from mdr.runs import LoadedRun, RunError, load_run
+from mdr.training.evaluate import item_representations
+from mdr.training.runs import LoadedRun, RunError, load_run
 
 SPLIT: Split = "test"
 NUISANCE = "nuisance"
@@ -459,7 +459,7 @@ def resolve_item(spec: str | int, ds: ProcessedDataset, run: Path = Path(".")) -
 
 def open_run(run_dir: str | Path, data: str | Path | None = None, device: str = "cpu",
              allow_other_data: bool = False, allow_unfinished: bool = False) -> LoadedRun:
-    """:func:`mdr.runs.load_run` of a run whose model explains itself: MDR, its ablations
+    """:func:`mdr.training.runs.load_run` of a run whose model explains itself: MDR, its ablations
     and the representation baselines (named slots of r under a DIN head)."""
     run = load_run(run_dir, data, device, allow_other_data, allow_unfinished)
     if not (hasattr(run.model, "r_columns") and hasattr(run.model, "din")):

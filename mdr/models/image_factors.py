@@ -2,7 +2,7 @@
 
 For image corpora without users or reviews (e.g. the fashion product photos,
 :mod:`mdr.data.fashion`), and as the reference "VAE trained alone" of
-``benchmarks/image_branch.py``, this is exactly the image half of
+``benchmarks/diagnostics/image_branch.py``, this is exactly the image half of
 :class:`mdr.models.mdr.MDRRecommender`, built from the same modules:
 
 - the image branch :class:`~mdr.models.image_vae.ImageVAE`: ``ImageEncoder(x) = [f,

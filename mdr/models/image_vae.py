@@ -138,7 +138,7 @@ class ImageDecoder(nn.Module):
     space, ``pixel_stats``), mapped back as ``x' = out * std + mean``. A sigmoid output has
     an asymptote at the white background (1.0, most of a product photo's pixels) that Adam
     keeps pushing towards until every output saturates and no gradient is left (measured
-    on the embedded shop: 99.8 % of outputs saturated; ``benchmarks/image_branch.py``).
+    on the embedded shop: 99.8 % of outputs saturated; ``benchmarks/diagnostics/image_branch.py``).
     """
 
     def __init__(

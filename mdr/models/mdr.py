@@ -398,7 +398,7 @@ class MDRRecommender(nn.Module):
 
     def item_loss_terms(self, items: Tensor) -> dict[str, Tensor]:
         """The item losses of Eq. 22 for the items (n,) alone, without users (pred = 0):
-        what an item batch trains (the item-level pretraining of :mod:`mdr.train`)."""
+        what an item batch trains (the item-level pretraining of :mod:`mdr.training.train`)."""
         enc = self._encode(items, sample=self.training)
         terms = self._item_losses(items, enc, torch.ones_like(items, dtype=torch.bool))
         terms["pred"] = enc["r"].new_zeros((), dtype=torch.float32)

@@ -43,10 +43,10 @@ from mdr.config import ConfigError, RunConfig, config_hash
 from mdr.data.batches import training_samples
 from mdr.data.dataset import ProcessedDataset
 from mdr.data.parse import DataError
-from mdr.evaluate import eval_mode, evaluate_model
 from mdr.models.base import ItemFeatures
-from mdr.registry import task_of
 from mdr.seeding import rng
+from mdr.training.evaluate import eval_mode, evaluate_model
+from mdr.training.registry import task_of
 
 
 def data_fingerprint(manifest: dict[str, Any]) -> str:

@@ -1,25 +1,25 @@
 #!/usr/bin/env bash
-# GPU check (issue 6): a CUDA smoke of training on the Cloth-sized shop, a torchrun/DDP step
+# GPU check: a CUDA smoke of training on the Cloth-sized shop, a torchrun/DDP step
 # and the speed suite, prepared to finish in under 8 minutes on one H100/H200.
 #
-#   bash benchmarks/gpu_check.sh [RESULTS_DIR]        (default: results/speed)
+#   bash benchmarks/performance/gpu_check.sh [RESULTS_DIR]        (default: results/speed)
 #
-# Steps: 1. synth + prepare the Cloth-sized shop at 64x64 (benchmarks/speed_data.py: wall time
+# Steps: 1. synth + prepare the Cloth-sized shop at 64x64 (benchmarks.speed_data: wall time
 # and peak memory, data-<size>.json); 2. one MDR epoch with bf16
 # autocast on CUDA (timed, checkpointed); 3. full-ranking evaluation of all its users (timed);
 # 4. a few steps under torchrun with DistributedDataParallel (nccl; MDR_GPU_NPROC processes,
 # default 1), then --resume for one more epoch. A summary lands in
-# RESULTS_DIR/gpu-check-<gpu>.json before 5. the speed suite (benchmarks/speed.py --device cuda
+# RESULTS_DIR/gpu-check-<gpu>.json before 5. the speed suite (python -m benchmarks.speed --device cuda
 # --skip-data, --quick in a dry run) writes its figures into RESULTS_DIR.
 # Wheels in .whl/ (gensim, smart_open, deepctr-torch) are installed first when the machine
 # lacks gensim.
 #
 # Dry run anywhere (CPU, gloo, the tiny shop, a few minutes on 2 cores):
-#   MDR_GPU_SIZE=tiny MDR_DEVICE=cpu bash benchmarks/gpu_check.sh /tmp/gpu-dry
+#   MDR_GPU_SIZE=tiny MDR_DEVICE=cpu bash benchmarks/performance/gpu_check.sh /tmp/gpu-dry
 # Knobs: MDR_GPU_WORK (scratch, default /tmp/mdr-gpu-check), MDR_GPU_NPROC (torchrun
 # processes), MDR_SPEED_ARGS (extra arguments for speed.py), MDR_SKIP_SPEED=1 (no step 5).
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 RESULTS=${1:-results/speed}
 SIZE=${MDR_GPU_SIZE:-cloth}
 DEVICE=${MDR_DEVICE:-cuda}
@@ -43,7 +43,7 @@ echo "== 1. data: synth + prepare the $SIZE shop at 64x64 (wall time, peak memor
 t_data0=$(now)
 if [ ! -f "$SHOP/proc/dataset.json" ]; then
   rm -rf "$SHOP"
-  $PY benchmarks/speed_data.py --size "$SIZE" --image-size 64 --work "$SHOP" --keep \
+  $PY -m benchmarks.speed_data --size "$SIZE" --image-size 64 --work "$SHOP" --keep \
       --results "$RESULTS"
 fi
 t_data1=$(now)
@@ -104,10 +104,10 @@ PY
 if [ "${MDR_SKIP_SPEED:-0}" = 1 ]; then
   echo "== 5. speed suite skipped (MDR_SKIP_SPEED=1)"
 else
-  echo "== 5. speed suite: benchmarks/speed.py --device $DEVICE (data timed in step 1)"
+  echo "== 5. speed suite: python -m benchmarks.speed --device $DEVICE (data timed in step 1)"
   SPEED=(--skip-data); [ "$SIZE" = tiny ] && SPEED+=(--quick)
   # shellcheck disable=SC2086  # MDR_SPEED_ARGS is a list of words
-  $PY benchmarks/speed.py --device "$DEVICE" --results "$RESULTS" "${SPEED[@]}" \
+  $PY -m benchmarks.speed --device "$DEVICE" --results "$RESULTS" "${SPEED[@]}" \
       ${MDR_SPEED_ARGS:-}
 fi
 echo "gpu_check: done, figures in $RESULTS"

@@ -1,6 +1,6 @@
 """deepctr-torch's DIN (``deepctr_torch.models.DIN``) at the project DIN's sizes (speed suite).
 
-The reference point of the issue: the project's DIN on id embeddings (registry
+The reference point: the project's DIN on id embeddings (registry
 model ``din``, ``benchmarks/configs/mdr_synthetic.yaml`` variant ``din``)
 should train at least as fast as deepctr-torch's DIN with the same sizes on
 the same samples. This module builds that deepctr network and its input

@@ -2,7 +2,7 @@
 
 A builder takes the resolved :class:`~mdr.config.RunConfig` and the
 :class:`~mdr.models.base.ItemFeatures` and returns an ``nn.Module``. Every model
-also names the TASK it trains on (:mod:`mdr.tasks`): ``"recommendation"`` (users'
+also names the TASK it trains on (:mod:`mdr.training.tasks`): ``"recommendation"`` (users'
 histories and stored evaluation lists; the model implements
 :class:`~mdr.models.base.RecModel`) or ``"images"`` (an image corpus without users:
 the image side trained alone).

@@ -13,7 +13,7 @@ scored with ``model.score``:
   (:func:`mdr.metrics.full_rank_metrics`).
 
 The functions take a model and a prepared dataset, never a run folder: the run layer
-(:mod:`mdr.runs`) reopens finished runs, the trainer (:mod:`mdr.train`) validates with
+(:mod:`mdr.training.runs`) reopens finished runs, the trainer (:mod:`mdr.training.train`) validates with
 them.
 """
 

@@ -1,6 +1,6 @@
 """Multi-process training under ``torchrun``: process-group helpers and per-rank sharding.
 
-The trainer (:mod:`mdr.train`) runs unchanged under::
+The trainer (:mod:`mdr.training.train`) runs unchanged under::
 
     torchrun --nproc_per_node=N -m mdr.cli train --config CFG --data PROC --out RUN
 
@@ -39,8 +39,8 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from mdr.runs import RunError
 from mdr.seeding import rng
+from mdr.training.runs import RunError
 
 ENV_BACKEND = "MDR_DIST_BACKEND"
 ENV_TIMEOUT = "MDR_DIST_TIMEOUT_MIN"

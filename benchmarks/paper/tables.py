@@ -25,8 +25,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from common import (
+
+from benchmarks.aggregate import aggregate, read_test
+from benchmarks.common import (
     CONFIGS,
+    LABELS,
     PAPER_NAME,
     REPORTED,
     RESULTS,
@@ -35,19 +38,11 @@ from common import (
     to_csv,
     write_result,
 )
-
 from mdr.argtypes import Parser, int_range
 from mdr.config import config_hash, load_run_config, to_dict
 from mdr.data.catalog import DEFAULT_DATASET, dataset_name, resolve
-from mdr.registry import get_builder
+from mdr.training.registry import get_builder
 
-LABELS = {
-    "wide_deep": "Wide&Deep", "pnn": "PNN", "deepfm": "DeepFM", "beta_vae": "beta-VAE",
-    "abae": "ABAE", "din_pp": "DIN++", "din": "DIN (ids)", "mdr": "MDR", "mdr_wo_ic": "w/o IC",
-    "mdr_wo_ws": "w/o weak labels", "mdr_no_fusion": "no fusion (r = [s, z])",
-    "mdr_image_only": "image only", "mdr_text_only": "text only",
-    "mdr_dense_aspects": "dense Eq. 14 (one fc)",
-}
 # test metrics at the best validation epoch, then the validation GAUC that selected it
 METRICS = ("gauc", "auc", "ndcg@10", "hr@10", "full_ndcg@10", "full_hr@10", "best_valid_gauc")
 
@@ -171,7 +166,7 @@ def _expected_cost(job: Job) -> int:
     """A rough rank of a run's cost on the CPU: image models, then text, then id models.
     Only the order the runs start in depends on it, never a number they produce."""
     model = load_run_config(job.config, job.overrides, model=job.model).model
-    if get_builder(model.name).__module__ != "mdr.registry":  # the CTR baselines: small
+    if get_builder(model.name).__module__ != "mdr.training.registry":  # the CTR baselines: small
         return 0
     return 2 * model.use_image + model.use_text
 
@@ -212,14 +207,8 @@ def run_jobs(jobs: list[Job], proc: Path, opts: Options) -> None:
 def collect(jobs: list[Job]) -> dict[str, list[dict[str, Any]]]:
     out: dict[str, list[dict[str, Any]]] = {}
     for job in jobs:
-        res = json.loads((job.run_dir / "test.json").read_text())
-        out.setdefault(job.model, []).append(res)
+        out.setdefault(job.model, []).append(read_test(job.run_dir))
     return out
-
-
-def _mean_std(values: list[float]) -> tuple[float, float]:
-    arr = np.asarray(values, dtype=float)
-    return float(arr.mean()), float(arr.std(ddof=1)) if len(arr) > 1 else 0.0
 
 
 def paper_ranks(reported: str) -> dict[str, float]:
@@ -251,10 +240,7 @@ def summary_rows(results: dict[str, list[dict]], short: str, reported: str) -> l
     for model, runs in results.items():
         row: dict[str, Any] = {"model": model, "label": LABELS.get(model, model),
                                "seeds": len(runs)}
-        for m in METRICS:
-            vals = [r[m] for r in runs if r.get(m) is not None]
-            if vals:
-                row[f"{m}_mean"], row[f"{m}_std"] = _mean_std(vals)
+        row.update(aggregate(runs, METRICS))
         p = paper.get((model, PAPER_NAME.get(short, "")))
         row["paper_auc"] = float(p["auc"]) if p else None
         row["paper_ndcg@10"] = float(p["ndcg@10"]) if p else None

@@ -1,78 +1,56 @@
-"""One trainer for every model: MDR, its baselines, the CTR baselines, the image side alone.
+"""The one trainer: one epoch loop for every model (MDR, its baselines, the CTR baselines,
+the image side alone).
 
-The model comes in through the registry (:mod:`mdr.registry`) and a small
-interface only (``calculate_loss`` for training; the task calls what it needs
-for validation: ``encode_items`` + ``score`` for recommendation); the trainer
-never imports a concrete model. The data comes in as a task (:mod:`mdr.tasks`):
-the epoch's training rows, a validation metric that selects the best epoch,
-and the test. Epochs are numbered from 1 for every model: epoch ``e`` draws the
-negatives ``rng(seed, "train-neg", e)`` and the shuffle ``shuffle_generator(seed, e)``,
-so every model of a table sees the same training samples in the same order.
+The model comes in through the registry (:mod:`mdr.training.registry`) and a small
+interface only (``calculate_loss`` for training; the task calls what it needs for
+validation: ``encode_items`` + ``score`` for recommendation); the trainer never imports a
+concrete model. The data comes in as a task (:mod:`mdr.training.tasks`): the epoch's
+training rows, a validation metric that selects the best epoch, and the test. The run
+folder and everything written to it belong to the run layer (:mod:`mdr.training.runs`);
+one optimiser step is :func:`mdr.training.step.train_step`.
 
-A run folder ``RUN`` (:mod:`mdr.runs`) holds:
-
-- ``config.yaml``   the resolved config plus a ``provenance:`` block (seed, git
-                    commit, package versions, the dataset's name, path and
-                    fingerprint, device)
-- ``metrics.jsonl`` one line per epoch: ``epoch``, ``step``, ``train/<term>``
-                    (mean of each loss term over the epoch's steps),
-                    ``valid/<metric>`` (recommendation: GAUC, AUC, NDCG@10,
-                    HR@10 on the sampled validation lists), ``best_epoch``, wall
-                    times and samples/s
-- ``checkpoint.pt`` after every epoch, atomically: model, optimiser, Python /
-                    NumPy / torch RNG states, epoch, step, best validation value
-                    and its epoch, early-stopping counter
-- ``best.pt``       model weights at the best validation value (model selection
-                    never looks at test)
-- ``test.json``     test metrics of ``best.pt`` (recommendation: sampled lists and
-                    full ranking), ``best_epoch`` and ``epochs_run``
-- ``DONE``          written last; a folder with it is a finished run
+The loop: epochs are numbered from 1 for every model; epoch ``e`` draws the negatives
+``rng(seed, "train-neg", e)`` and the shuffle ``shuffle_generator(seed, e)``, so every
+model of a table sees the same training samples in the same order. After each epoch
+the task validates, early stopping counts epochs without improvement
+(``train.patience``; 0 disables it; ties keep the earlier epoch), and the run folder
+gets a metrics line, ``best.pt`` when the epoch is the best so far, and a checkpoint.
+At the end ``best.pt`` is scored on the task's test: model selection never looks at
+test.
 
 Item-level pretraining (``train.pretrain_epochs`` > 0, recommendation tasks, models whose
 items carry losses): before epoch 1, ``pretrain_epochs`` passes over the catalogue in
 seeded batches of ``train.pretrain_batch_size`` items minimise Eq. 22's item losses alone
-(the model's ``calculate_loss`` of a batch ``{"item"}``), with the same optimiser; the
-run's ``metrics.jsonl`` gets an ``epoch 0`` line (``"stage": "pretrain"``, the validation
-metrics after it, never a candidate for the best epoch) and a checkpoint. A run killed
-during the pretraining starts it again (it is a pure function of the seed).
+(the model's ``calculate_loss`` of a batch ``{"item"}``), with the same optimiser; an
+``epoch 0`` metrics line (never a candidate for the best epoch) and a checkpoint follow.
+A run killed during the pretraining starts it again (it is a pure function of the seed).
 
-Model selection: early stopping on the task's validation metric (GAUC for
-recommendation, the held-out loss for the image side) after ``train.patience``
-epochs without improvement (``patience = 0`` disables it); ties keep the
-earlier epoch; the test score is always that of ``best.pt``.
-
-Resuming (``resume=True``) restores the checkpoint and continues; because the
-training rows and the shuffle order are pure functions of (seed, epoch) and
-every other random state is checkpointed, a run killed at any moment and
-resumed ends with exactly the metrics of an uninterrupted run on the CPU. A
-run is resumed only on the data it was trained on (its fingerprint), unless
-``allow_other_data``.
+Resuming (``resume=True``) restores the checkpoint and continues; because the training
+rows and the shuffle order are pure functions of (seed, epoch) and every other random
+state is checkpointed, a run killed at any moment and resumed ends with exactly the
+metrics of an uninterrupted run on the CPU.
 
 Several processes (``torchrun --nproc_per_node=N -m mdr.cli train ...``, see
-:mod:`mdr.distributed`): the model is wrapped in DistributedDataParallel (gloo
-on the CPU, nccl on CUDA); every rank trains on its part of each global batch
-of ``train.batch_size`` rows (the single-process row order, split by rank),
-gradients are averaged over ranks; rank 0 validates, logs the epoch (loss
-means and sample counts over all ranks) and alone reads and writes the run
-folder while the other ranks wait (they receive the checkpoint to resume and
-the final result from it); the checkpoint holds every rank's RNG state, so
-``--resume`` restores all of them. Rank 0 keeps the random streams
-of a single process; rank r > 0 draws its own (:func:`mdr.distributed.seed_rank`).
-Without torchrun nothing of this applies and the numbers are exactly those above.
+:mod:`mdr.training.distributed`): the model is wrapped in DistributedDataParallel (gloo
+on the CPU, nccl on CUDA); every rank trains on its part of each global batch of
+``train.batch_size`` rows (the single-process row order, split by rank), gradients are
+averaged over ranks; rank 0 validates, logs the epoch (loss means and sample counts over
+all ranks) and alone reads and writes the run folder while the other ranks wait (they
+receive the checkpoint to resume and the final result from it). Rank 0 keeps the random
+streams of a single process; rank r > 0 draws its own
+(:func:`mdr.training.distributed.seed_rank`). Without torchrun nothing of this applies.
 
-The GPU path (``train.device: cuda``, or ``auto`` on a machine with CUDA): batches
-are pinned and copied with ``non_blocking``, ``train.amp`` runs forward passes under
-bf16 autocast (no loss scaling needed; refused on a GPU without bf16), evaluation
-encodes every item once and scores from that cache
-(:func:`mdr.evaluate.item_representations`). On the CPU ``train.amp`` changes nothing.
+The GPU path (``train.device: cuda``, or ``auto`` on a machine with CUDA): batches are
+pinned and copied with ``non_blocking``, ``train.amp`` runs forward passes under bf16
+autocast (no loss scaling needed; refused on a GPU without bf16), evaluation encodes
+every item once and scores from that cache
+(:func:`mdr.training.evaluate.item_representations`). On the CPU ``train.amp`` changes
+nothing.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
-import math
-import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -84,149 +62,26 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from mdr import distributed
-from mdr.config import RunConfig, config_hash, dump_yaml, load_yaml, to_dict
+from mdr.config import RunConfig
 from mdr.data.batches import BatchIterator
-from mdr.evaluate import autocast
-from mdr.io import append_jsonl, truncate_jsonl_epochs, write_json, write_text, write_torch
 from mdr.models.base import to_device
-from mdr.provenance import device_name, manifest
-from mdr.runs import (
-    CHECKPOINT_FORMAT,
-    FORMAT_VERSION,
-    WEIGHTS_FORMAT,
+from mdr.provenance import device_name
+from mdr.seeding import seed_everything
+from mdr.training import distributed
+from mdr.training.runs import (
     RunError,
     RunFolder,
+    TrainState,
     build,
-    check_data,
     load_model_state,
-    load_torch_file,
     resolve_device,
+    rng_states,
+    set_rng_states,
 )
-from mdr.seeding import seed_everything
-from mdr.tasks import ImageTask, RecommendationTask, open_task
-
-# Config keys that may change between a run and its resumption.
-RESUMABLE_CHANGES = ("train.epochs", "train.device", "train.num_threads")
+from mdr.training.step import make_optimizer, train_step
+from mdr.training.tasks import ImageTask, RecommendationTask, open_task
 
 StepHook = Callable[[int, int], None]
-
-
-@dataclass
-class TrainState:
-    """Progress that a checkpoint carries besides weights and RNG states."""
-
-    epoch: int = 0  # completed epochs (epochs are numbered from 1)
-    step: int = 0  # optimiser steps so far
-    best_value: float = math.nan  # the best validation value of the task's monitor so far
-    best_epoch: int = 0  # 0: no epoch validated yet
-    bad_epochs: int = 0  # epochs since the best one (early stopping)
-    stopped: bool = False  # early stopping triggered
-    pretrained: bool = False  # the item-level pretraining (epoch 0) is done
-    elapsed_s: float = 0.0  # wall time of the completed epochs
-
-    def complete(self, epochs: int) -> bool:
-        return self.stopped or self.epoch >= epochs
-
-
-# --------------------------------------------------------------------------- RNG states
-
-
-def rng_states(device: torch.device | None = None) -> dict[str, Any]:
-    """Python, NumPy and torch RNG states as plain types and tensors (``weights_only``-safe);
-    with a CUDA ``device`` also that device's generator (the one its kernels draw from)."""
-    version, mt, gauss = random.getstate()
-    name, keys, pos, has_gauss, cached = np.random.get_state()  # noqa: NPY002
-    out: dict[str, Any] = {
-        "python": [version, list(mt), gauss],
-        "numpy": {"name": name, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
-                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
-        "torch": torch.get_rng_state(),
-    }
-    if device is not None and device.type == "cuda":
-        out["cuda"] = torch.cuda.get_rng_state(device)
-    return out
-
-
-def set_rng_states(states: dict[str, Any], device: torch.device | None = None) -> None:
-    """Restore :func:`rng_states`; the CUDA generator only when training on CUDA."""
-    version, mt, gauss = states["python"]
-    random.setstate((version, tuple(mt), gauss))
-    n = states["numpy"]
-    np.random.set_state((n["name"], n["keys"].numpy().astype(np.uint32), n["pos"],  # noqa: NPY002
-                         n["has_gauss"], n["cached_gaussian"]))
-    torch.set_rng_state(states["torch"])
-    cuda = states.get("cuda")
-    if cuda is not None and device is not None and device.type == "cuda":
-        torch.cuda.set_rng_state(cuda, device)
-
-
-# --------------------------------------------------------------------------- run folder
-
-
-def _cpu_state(model: nn.Module) -> dict[str, Tensor]:
-    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-
-
-def save_checkpoint(run: RunFolder, cfg: RunConfig, model: nn.Module,
-                    optimizer: torch.optim.Optimizer, state: TrainState,
-                    device: torch.device | None = None,
-                    rng_ranks: list[dict[str, Any]] | None = None) -> None:
-    """RUN/checkpoint.pt; under torchrun ``rng_ranks`` (every rank's RNG states, rank 0's
-    replaced by its current ones) is stored too, so a resumed run restores every rank."""
-    ckpt = {
-        "format": CHECKPOINT_FORMAT, "version": FORMAT_VERSION,
-        "model": _cpu_state(model), "optimizer": optimizer.state_dict(),
-        "rng": rng_states(device), "state": dataclasses.asdict(state), "config": to_dict(cfg),
-    }
-    if rng_ranks is not None:
-        ckpt["rng_ranks"] = [ckpt["rng"], *rng_ranks[1:]]
-    write_torch(run.checkpoint, ckpt)
-
-
-def save_best(run: RunFolder, model: nn.Module, epoch: int, monitor: str, value: float) -> None:
-    write_torch(run.best, {"format": WEIGHTS_FORMAT, "version": FORMAT_VERSION,
-                           "epoch": epoch, "monitor": monitor, "value": value,
-                           "model": _cpu_state(model)})
-
-
-def _config_changes(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
-    """Dotted keys whose values differ between two config dicts."""
-    keys = sorted(set(old) | set(new))
-    out = []
-    for k in keys:
-        a, b, name = old.get(k), new.get(k), f"{prefix}{k}"
-        if isinstance(a, dict) and isinstance(b, dict):
-            out += _config_changes(a, b, name + ".")
-        elif a != b:
-            out.append(name)
-    return out
-
-
-def read_checkpoint(run: RunFolder, cfg: RunConfig) -> dict[str, Any]:
-    """Load ``checkpoint.pt`` and check that it belongs to ``cfg`` (up to RESUMABLE_CHANGES)."""
-    ckpt = load_torch_file(run.checkpoint, CHECKPOINT_FORMAT)
-    changed = [k for k in _config_changes(ckpt["config"], to_dict(cfg))
-               if k not in RESUMABLE_CHANGES]
-    if changed:
-        raise RunError(f"{run.checkpoint}: written with a different config ({', '.join(changed)} "
-                       "differ); resume with the same config or start a new run folder")
-    return ckpt
-
-
-def _remove(*paths: Path) -> None:
-    for p in paths:
-        p.unlink(missing_ok=True)
-
-
-def write_config(cfg: RunConfig, run: RunFolder, task: RecommendationTask | ImageTask,
-                 device: torch.device, **extra: Any) -> None:
-    """RUN/config.yaml: the resolved config at top level plus a ``provenance:`` block."""
-    prov = manifest(seed=cfg.seed, model=cfg.model.name, config_hash=config_hash(cfg),
-                    dataset=task.name, data=str(task.root.resolve()),
-                    data_fingerprint=task.fingerprint, task=task.kind,
-                    device=device_name(str(device)), **extra)
-    write_text(run.config, dump_yaml({**to_dict(cfg), "provenance": prov}))
 
 
 # --------------------------------------------------------------------------- epochs
@@ -257,7 +112,7 @@ class _Job:
 def _epoch_batches(samples: dict[str, np.ndarray], job: _Job, epoch: int, batch_size: int,
                    stream: str = "shuffle") -> BatchIterator:
     """This process's batches of the epoch: all of them in one process; under torchrun the
-    rank's part of every global batch (:func:`mdr.distributed.shard_rows`)."""
+    rank's part of every global batch (:func:`mdr.training.distributed.shard_rows`)."""
     t, ctx = job.cfg.train, job.ctx
     pin = job.device.type == "cuda"  # pinned pages let the copy to the GPU run asynchronously
     shuffled = {"shuffle": True, "seed": job.cfg.seed, "epoch": epoch, "stream": stream}
@@ -287,28 +142,19 @@ def _steps(job: _Job, batches: BatchIterator, epoch: int, state: TrainState,
     (job.net or job.model).train()
     sums: dict[str, Tensor] = {}
     n_samples = 0
+    params = list(job.model.parameters())
     bar = tqdm(batches, desc=desc, disable=not job.progress, leave=False)
     for i, batch in enumerate(bar):
         b = to_device(batch, job.device)
-        with autocast(job.device, t.amp):
-            out = job.loss(b)
-        loss = out["loss"]
-        job.optimizer.zero_grad(set_to_none=True)
-        loss.backward()  # under DDP: gradients averaged over ranks here
-        if t.grad_clip is not None:
-            torch.nn.utils.clip_grad_norm_(job.model.parameters(), t.grad_clip)
-        job.optimizer.step()
+        out = train_step(lambda b=b: job.loss(b), params, job.optimizer, job.device, t,
+                         where=f"epoch {epoch}, step {state.step + 1}")
         state.step += 1
         n_samples += len(next(iter(batch.values())))
         for k, v in out.items():
             v = v.detach().float()
             sums[k] = sums[k] + v if k in sums else v
         if i % 20 == 0:
-            value = float(loss.detach())
-            if not math.isfinite(value):
-                raise RunError(f"non-finite loss {value} at epoch {epoch}, step {state.step}; "
-                               "lower train.lr or check the data")
-            bar.set_postfix(loss=f"{value:.4f}")
+            bar.set_postfix(loss=f"{float(out['loss'].detach()):.4f}")
         if job.on_step is not None:
             job.on_step(epoch, state.step)
     return _epoch_means(sums, len(batches), n_samples, job.ctx)
@@ -347,9 +193,9 @@ def _pretrain(job: _Job, state: TrainState) -> dict[str, Any] | None:
                 "improved": False, "stopped": False, "train_samples": n_samples,
                 "train_s": t1 - t0, "valid_s": t2 - t1, "epoch_s": t2 - t0,
                 "elapsed_s": state.elapsed_s, "samples_per_s": n_samples / max(t1 - t0, 1e-9)}
-        append_jsonl(job.run.metrics, line)
-        save_checkpoint(job.run, job.cfg, job.model, job.optimizer, state, job.device,
-                        rng_ranks)
+        job.run.append_metrics(line)
+        job.run.save_checkpoint(job.cfg, job.model, job.optimizer, state, job.device,
+                                rng_ranks)
     if ctx.enabled:
         for k, v in distributed.broadcast_object(dataclasses.asdict(state), ctx).items():
             setattr(state, k, v)
@@ -401,7 +247,7 @@ def _validate_and_log(job: _Job, state: TrainState, epoch: int, losses: dict[str
     improved = state.best_epoch == 0 or bool(better)
     if improved:
         state.best_value, state.best_epoch, state.bad_epochs = value, epoch, 0
-        save_best(run, model, epoch, task.monitor, value)
+        run.save_best(model, epoch, task.monitor, value)
     else:
         state.bad_epochs += 1
     state.epoch = epoch
@@ -416,8 +262,8 @@ def _validate_and_log(job: _Job, state: TrainState, epoch: int, losses: dict[str
         "epoch_s": t2 - t0, "elapsed_s": state.elapsed_s,
         "samples_per_s": n_samples / max(t1 - t0, 1e-9),
     }
-    append_jsonl(run.metrics, line)
-    save_checkpoint(run, job.cfg, model, job.optimizer, state, job.device, rng_ranks)
+    run.append_metrics(line)
+    run.save_checkpoint(job.cfg, model, job.optimizer, state, job.device, rng_ranks)
     return line
 
 
@@ -433,9 +279,7 @@ def _finish(job: _Job, state: TrainState) -> dict[str, Any]:
         "epochs_run": state.epoch, "stopped_early": state.stopped, "step": state.step,
         **test,
     }
-    write_json(run.test, result)
-    write_text(run.done, json.dumps({"finished": time.strftime("%Y-%m-%dT%H:%M:%SZ",
-                                                              time.gmtime())}) + "\n")
+    run.finish(result)
     return result
 
 
@@ -512,23 +356,22 @@ def _train(cfg: RunConfig, data: Path, run: RunFolder, ctx: distributed.DistCont
     if cfg.train.num_threads:
         torch.set_num_threads(cfg.train.num_threads)
     model = build(cfg, task, device)  # the same initial weights on every rank
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.train.lr,
-                                 weight_decay=cfg.train.weight_decay)
+    optimizer = make_optimizer(model.parameters(), cfg.train)
     job = _Job(cfg, task, run, model, optimizer, device, ctx, progress=progress,
                on_step=on_step)
     if ckpt:
         _restore(job, ckpt, state)
         if ctx.is_main:
-            truncate_jsonl_epochs(run.metrics, state.epoch)
+            run.truncate_metrics(state.epoch)
     else:
         if ctx.is_main:
-            _remove(run.metrics, run.best, run.checkpoint)
+            run.start_fresh()
         if ctx.rank > 0:
             distributed.seed_rank(cfg.seed, ctx.rank)
     if ctx.is_main:
         extra = {"world_size": ctx.world_size, "backend": ctx.backend} if ctx.enabled else {}
-        write_config(cfg, run, task, device, resumed_from_epoch=state.epoch if ckpt else None,
-                     **extra)
+        run.write_config(cfg, task, device, resumed_from_epoch=state.epoch if ckpt else None,
+                         **extra)
         if progress:
             how = " (train.device: auto)" if cfg.train.device == "auto" else ""
             tqdm.write(f"training {cfg.model.name} on {task.name} ({task.kind}) on "
@@ -552,60 +395,15 @@ def _train(cfg: RunConfig, data: Path, run: RunFolder, ctx: distributed.DistCont
     return distributed.broadcast_object(result, ctx)  # the other ranks wait for test.json
 
 
-def _is_run_folder(run: RunFolder) -> bool:
-    """Does ``run.root`` hold a run this trainer wrote (a config.yaml with its provenance)?"""
-    try:
-        return "config_hash" in (load_yaml(run.config).get("provenance") or {})
-    except Exception:  # an unreadable or foreign config.yaml: not ours
-        return False
-
-
-def _check_folder(run: RunFolder, resume: bool, overwrite: bool) -> None:
-    """Refuse to clobber a finished or started run unless asked; never touch a folder that
-    is not a run folder; clear the run's own files when overwriting."""
-    if run.root.exists() and not run.root.is_dir():
-        raise RunError(f"{run.root}: exists and is not a folder; give a run folder to train into")
-    if run.root.is_dir() and any(run.root.iterdir()) and not _is_run_folder(run):
-        present = sorted(p.name for p in run.root.iterdir())[:5]
-        raise RunError(f"{run.root}: not empty and not a run folder (holds {', '.join(present)}"
-                       "...); choose a new or empty folder")
-    if overwrite:
-        _remove(*run.files())
-        return
-    if resume and run.checkpoint.is_file():
-        return
-    if run.is_finished():
-        raise RunError(f"{run.root}: holds a finished run (test.json, DONE); choose another "
-                       "output folder, resume it to train more epochs, or overwrite it")
-    started = [p.name for p in run.files() if p.exists()]
-    if started and not resume:
-        raise RunError(f"{run.root}: holds a started run ({', '.join(started)}); "
-                       "pass resume to continue it or overwrite to start again")
-
-
 def _open_run(run: RunFolder, cfg: RunConfig, task: RecommendationTask | ImageTask,
               resume: bool, overwrite: bool, allow_other_data: bool,
               ctx: distributed.DistContext) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
-    """Rank 0 checks the run folder and reads the checkpoint to resume; every rank gets
-    ``(checkpoint or None, the finished run's result or None)``. Only rank 0 touches the
-    folder, so under torchrun it need not be visible from the other nodes."""
-    opened = None
-    if ctx.is_main:
-        _check_folder(run, resume, overwrite)
-        ckpt = None
-        if resume and run.checkpoint.is_file():
-            _, provenance = run.read_config()
-            check_data(run.root, provenance, task, allow_other_data)
-            ckpt = read_checkpoint(run, cfg)
-        finished = None
-        if (ckpt and TrainState(**ckpt["state"]).complete(cfg.train.epochs)
-                and run.is_finished()):
-            finished = json.loads(run.test.read_text(encoding="utf-8"))
-        else:
-            _remove(run.done, run.test)
-        opened = (ckpt, finished)
+    """Rank 0 opens the run folder (:meth:`RunFolder.open_for_training`); every rank gets
+    its ``(checkpoint or None, the finished run's result or None)``. Only rank 0 touches
+    the folder, so under torchrun it need not be visible from the other nodes."""
+    opened = (run.open_for_training(cfg, task, resume, overwrite, allow_other_data)
+              if ctx.is_main else None)
     return distributed.broadcast_object(opened, ctx)
 
 
-__all__ = ["RESUMABLE_CHANGES", "RunError", "TrainState", "read_checkpoint", "rng_states",
-           "save_checkpoint", "set_rng_states", "train"]
+__all__ = ["RunError", "TrainState", "train"]

@@ -1,0 +1,1 @@
+"""Diagnostics beyond the paper: disentanglement scores, the image branch, real photos."""

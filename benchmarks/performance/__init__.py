@@ -1,0 +1,1 @@
+"""Speed and memory: the speed suite, the data-preparation timings, the GPU check."""

@@ -1,0 +1,1 @@
+"""The test suite (run with nox -s tests; helpers in tests.helpers)."""
