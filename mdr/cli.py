@@ -36,7 +36,6 @@ import argparse
 import json
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -80,10 +79,11 @@ def _cmd_download(a: argparse.Namespace) -> int:
 
 
 def _cmd_prepare(a: argparse.Namespace) -> int:
-    from mdr.data.preprocess import PrepareConfig, prepare
+    from mdr.config import PrepareConfig
+    from mdr.data.preprocess import prepare
 
-    cfg = replace(PrepareConfig(), image_size=a.image_size, n_neg=a.n_neg, seed=a.seed,
-                  label_fraction=a.label_fraction)
+    cfg = PrepareConfig(image_size=a.image_size, n_neg=a.n_neg, seed=a.seed,
+                        label_fraction=a.label_fraction)
     manifest = prepare(a.raw, a.out, category=a.category, year=a.year, cfg=cfg,
                        images_dir=a.images_dir, strict=a.strict, name=a.name,
                        progress=not a.quiet, lenient=a.lenient,

@@ -202,6 +202,87 @@ class RunConfig:
         _check({f"seed >= 0 (got {self.seed})": self.seed >= 0})
 
 
+# --------------------------------------------------------------------------- data preparation
+
+MIN_IMAGE_SIZE, MAX_IMAGE_SIZE = 4, 512  # pixels per side of a prepared image
+MIN_PHOTO_SIZE = 8  # the photo corpora's floor
+
+
+@dataclass(frozen=True)
+class PrepareConfig:
+    """How an Amazon-format dataset is prepared (:func:`mdr.data.preprocess.prepare`):
+    everything that decides the prepared files, stored in their manifest.
+
+    word2vec: ABAE used ``w2v_dim=200`` and ``w2v_min_count=10``; the defaults
+    here (64, 5) suit the embedded shop on a laptop; real data is prepared with 200 and
+    10 (:func:`mdr.data.catalog.real_prepare_config`). ``w2v_workers=1`` keeps the
+    vectors reproducible (more threads are faster but not deterministic). ``w2v_sg=0`` is
+    CBOW (gensim's and ABAE's default). ``w2v_epochs=None`` passes over the training
+    reviews until word2vec has read about 4 M tokens (5 to 50 passes,
+    :func:`mdr.data.preprocess.w2v_epochs`): gensim's 5 suit corpora of millions of
+    words, and a small catalogue's reviews need more (measured on the
+    Magazine_Subscriptions files, 90k tokens: MDR's test GAUC 0.53 with 5 passes, 0.68
+    with 50). ``image_workers`` only changes speed, never the output.
+    """
+
+    image_size: int = 64
+    n_neg: int = 100
+    seed: int = 0
+    k_core: int = 5
+    max_text_len: int = 64  # tokens per item
+    min_token_len: int = 2
+    w2v_dim: int = 64
+    w2v_window: int = 5
+    w2v_min_count: int = 5
+    w2v_epochs: int | None = None
+    w2v_workers: int = 1
+    w2v_sg: int = 0
+    label_fraction: float = 0.1
+    shape_top_k: int = 15
+    image_workers: int = 2
+
+    def __post_init__(self) -> None:
+        _check({
+            f"{MIN_IMAGE_SIZE} <= image_size <= {MAX_IMAGE_SIZE}":
+                MIN_IMAGE_SIZE <= self.image_size <= MAX_IMAGE_SIZE,
+            "n_neg >= 1": self.n_neg >= 1,
+            "seed >= 0": self.seed >= 0,
+            "k_core >= 3 (each user needs train, valid and test behaviours)": self.k_core >= 3,
+            "max_text_len >= 1": self.max_text_len >= 1,
+            "w2v_dim >= 1": self.w2v_dim >= 1,
+            "w2v_min_count >= 1": self.w2v_min_count >= 1,
+            "w2v_epochs null or >= 1": self.w2v_epochs is None or self.w2v_epochs >= 1,
+            "w2v_sg in (0, 1)": self.w2v_sg in (0, 1),
+            "0 <= label_fraction <= 1": 0.0 <= self.label_fraction <= 1.0,
+        })
+
+
+@dataclass(frozen=True)
+class PhotoCorpusConfig:
+    """How a photo corpus without users is prepared (:func:`mdr.data.fashion.
+    prepare_fashion`): image size, the class-frequency floor below which colours and
+    article types become ``other`` (or are dropped: ``rare``), the weak-label budget, the
+    seed of the labelled fraction, and ``limit`` (the first N photographed rows only)."""
+
+    image_size: int = 64
+    min_count: int = 50
+    label_fraction: float = 0.1
+    seed: int = 0
+    limit: int | None = None
+    rare: Literal["other", "drop"] = "other"
+
+    def __post_init__(self) -> None:
+        _check({
+            f"{MIN_PHOTO_SIZE} <= image_size <= {MAX_IMAGE_SIZE} (got {self.image_size})":
+                MIN_PHOTO_SIZE <= self.image_size <= MAX_IMAGE_SIZE,
+            f"min_count >= 1 (got {self.min_count})": self.min_count >= 1,
+            f"0 <= label_fraction <= 1 (got {self.label_fraction})":
+                0.0 <= self.label_fraction <= 1.0,
+            f"seed >= 0 (got {self.seed})": self.seed >= 0,
+            f"limit null or >= 1 (got {self.limit})": self.limit is None or self.limit >= 1,
+        })
+
+
 # --------------------------------------------------------------------------- (de)serialisation
 
 
@@ -382,6 +463,16 @@ def load_run_config(
     cfg = from_dict(RunConfig, data, where=str(path) if path else "config")
     chosen = model_overrides(path, model) if model else {}
     return apply_overrides(cfg, {**chosen, **(overrides or {})})
+
+
+def load_prepare_config(path: str | Path, cls: type[T], **overrides: Any) -> T:
+    """The ``prepare:`` section of a config file as ``cls`` (:class:`PrepareConfig` or
+    :class:`PhotoCorpusConfig`), validated like the run config; ``overrides`` (fields set
+    on the command line) come last. A file without the section gives the defaults."""
+    section = load_yaml(path).get("prepare") or {}
+    if not isinstance(section, Mapping):
+        raise ConfigError(f"{path}: prepare: expected a mapping")
+    return from_dict(cls, {**section, **overrides}, where=f"{path}: prepare")
 
 
 def variant_names(path: str | Path) -> dict[str, list[str]]:

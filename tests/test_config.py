@@ -155,3 +155,24 @@ def test_a_config_that_is_not_utf8_is_a_clear_error(tmp_path: Path) -> None:
     path.write_bytes(b"train:\n  lr: 0.1 # caf\xe9\n")
     with pytest.raises(ConfigError, match="not a UTF-8 text file"):
         load_run_config(path)
+
+
+def test_a_prepare_section_is_typed_and_checked_like_the_run_config(tmp_path: Path) -> None:
+    from mdr.config import PhotoCorpusConfig, PrepareConfig, load_prepare_config
+
+    photos = load_prepare_config(CONFIGS / "fashion.yaml", PhotoCorpusConfig, limit=400)
+    assert (photos.image_size, photos.min_count, photos.limit) == (32, 50, 400)
+    # a config without the section: the defaults
+    assert load_prepare_config(CONFIGS / "mdr_synthetic.yaml", PrepareConfig) == PrepareConfig()
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("prepare: {image_size: 32, min_cout: 5}\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml: prepare: unknown key\(s\) \['min_cout'\]"):
+        load_prepare_config(bad, PhotoCorpusConfig)
+    bad.write_text("prepare: {image_size: 2}\n")
+    with pytest.raises(ConfigError, match="prepare: need 8 <= image_size <= 512"):
+        load_prepare_config(bad, PhotoCorpusConfig)
+    bad.write_text("prepare: {k_core: two}\n")
+    with pytest.raises(ConfigError, match=r"prepare\.k_core: expected an integer"):
+        load_prepare_config(bad, PrepareConfig)
+    # the run config ignores the section, as it always did
+    assert load_run_config(CONFIGS / "fashion.yaml").model.name == "image_factors"

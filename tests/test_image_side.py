@@ -10,7 +10,6 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from tests.test_fashion import N_GOOD, make_corpus
 
 from mdr.config import ConfigError, RunConfig, apply_overrides, load_run_config
 from mdr.data.fashion import prepare_fashion
@@ -20,6 +19,7 @@ from mdr.training.registry import build_model, task_of
 from mdr.training.runs import RunError, load_run
 from mdr.training.tasks import ImageTask, open_task
 from mdr.training.train import train
+from tests.test_fashion import N_GOOD, make_corpus
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "benchmarks" / "configs" / "fashion.yaml"

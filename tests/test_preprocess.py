@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from mdr.config import PrepareConfig
 from mdr.data import images as mimages
 from mdr.data import labels as mlabels
 from mdr.data import preprocess as pp
@@ -23,11 +24,11 @@ from mdr.data.parse import DataError, SkipLog, image_filename, iter_meta, iter_r
 from mdr.seeding import rng
 from tests import fixtures_raw as fx
 
-CFG = pp.PrepareConfig(image_size=8, n_neg=3, k_core=3, max_text_len=6, w2v_dim=8,
+CFG = PrepareConfig(image_size=8, n_neg=3, k_core=3, max_text_len=6, w2v_dim=8,
                        w2v_min_count=1, w2v_epochs=1, label_fraction=1.0, image_workers=2)
 
 
-def _prepare(raw: fx.RawFixture, out: Path, cfg: pp.PrepareConfig = CFG, **kw) -> dict:
+def _prepare(raw: fx.RawFixture, out: Path, cfg: PrepareConfig = CFG, **kw) -> dict:
     return pp.prepare(raw.root, out, category=raw.category, cfg=cfg, progress=False, **kw)
 
 
@@ -572,10 +573,10 @@ def test_build_vocab_order() -> None:
 
 def test_prepare_config_validation() -> None:
     with pytest.raises(ValueError, match="k_core >= 3"):
-        pp.PrepareConfig(k_core=2)
+        PrepareConfig(k_core=2)
     with pytest.raises(ValueError, match="label_fraction"):
-        pp.PrepareConfig(label_fraction=1.5)
-    d = pp.PrepareConfig()
+        PrepareConfig(label_fraction=1.5)
+    d = PrepareConfig()
     assert (d.image_size, d.n_neg, d.seed, d.w2v_workers) == (64, 100, 0, 1)
 
 

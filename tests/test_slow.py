@@ -12,9 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from mdr.config import PrepareConfig
 from mdr.data.catalog import SYNTHETIC_IMAGE_SIZE, resolve
 from mdr.data.dataset import ProcessedDataset
-from mdr.data.preprocess import PrepareConfig, prepare
+from mdr.data.preprocess import prepare
 from mdr.data.synthetic import generate
 
 pytestmark = pytest.mark.slow

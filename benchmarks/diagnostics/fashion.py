@@ -58,12 +58,12 @@ from benchmarks.common import (
 from mdr import io as mio
 from mdr.argtypes import Parser
 from mdr.config import (
-    ConfigError,
+    PhotoCorpusConfig,
     RunConfig,
     apply_overrides,
     config_hash,
+    load_prepare_config,
     load_run_config,
-    load_yaml,
     to_dict,
 )
 from mdr.data.catalog import data_root
@@ -97,30 +97,24 @@ PROBE_ITEMS = 4000  # training photos whose reconstructions train the probe
 # --------------------------------------------------------------------------- data and runs
 
 
-PREPARE_DEFAULTS = {"image_size": 32, "min_count": 50, "label_fraction": 0.1, "limit": None}
+def prepare_settings(cfg_path: Path, limit: int | None, seed: int) -> PhotoCorpusConfig:
+    """The config file's ``prepare:`` section (how the corpus is prepared), with ``limit``
+    and the runs' ``seed`` (it also seeds the labelled fraction)."""
+    extra: dict[str, Any] = {"seed": seed} | ({} if limit is None else {"limit": limit})
+    return load_prepare_config(cfg_path, PhotoCorpusConfig, **extra)
 
 
-def prepare_settings(cfg_path: Path, limit: int | None) -> dict[str, Any]:
-    """The config file's ``prepare:`` section (how the corpus is prepared), with ``limit``."""
-    given = load_yaml(cfg_path).get("prepare") or {}
-    unknown = sorted(set(given) - set(PREPARE_DEFAULTS))
-    if unknown:
-        raise ConfigError(f"{cfg_path}: prepare: unknown key(s) {unknown}; "
-                          f"known: {sorted(PREPARE_DEFAULTS)}")
-    return {**PREPARE_DEFAULTS, **given, **({} if limit is None else {"limit": limit})}
-
-
-def proc_folder(settings: dict[str, Any], root: Path) -> Path:
-    """``<root>/proc/fashion-images`` for the default settings, else a suffixed name."""
-    suffix = "" if settings["image_size"] == 32 else f"-{settings['image_size']}"
-    suffix += "" if settings["limit"] is None else f"-limit{settings['limit']}"
+def proc_folder(settings: PhotoCorpusConfig, root: Path) -> Path:
+    """``<root>/proc/fashion-images`` at 32x32 without a limit, else a suffixed name."""
+    suffix = "" if settings.image_size == 32 else f"-{settings.image_size}"
+    suffix += "" if settings.limit is None else f"-limit{settings.limit}"
     return root / "proc" / f"{DATASET}{suffix}"
 
 
-def ensure_prepared(src: Path, proc: Path, settings: dict[str, Any], seed: int,
+def ensure_prepared(src: Path, proc: Path, settings: PhotoCorpusConfig,
                     progress: bool) -> Path:
     """Prepare unless ``proc`` already holds the corpus with the same settings."""
-    want = {**settings, "seed": seed}
+    want = to_dict(settings)
     if (proc / "dataset.json").is_file():
         have = FashionImages.open(proc).manifest["config"]
         if all(have.get(k) == v for k, v in want.items()):
@@ -294,15 +288,14 @@ def main(argv: list[str] | None = None) -> int:
         raise DataError(f"fashion corpus not found at {src}: pass --dir or set MDR_FASHION_DIR")
     names = [v.strip() for v in args.variants.split(",") if v.strip()]
     cfgs = {n: variant_config(args.config, n, args.epochs) for n in names}
-    settings = prepare_settings(args.config, args.limit)
     base = cfgs[names[0]]
     if any(c.seed != base.seed for c in cfgs.values()):
         raise BenchmarkError("--variants: the variants must share the seed (it also seeds the "
                              "labelled fraction)")
+    settings = prepare_settings(args.config, args.limit, base.seed)
     timings: dict[str, float] = {}
     t = time.perf_counter()
-    proc = ensure_prepared(src, proc_folder(settings, data_root()), settings, base.seed,
-                           progress)
+    proc = ensure_prepared(src, proc_folder(settings, data_root()), settings, progress)
     timings["prepare_s"] = time.perf_counter() - t
     out = args.results / DATASET
     figures = out / "figures"
@@ -333,7 +326,7 @@ def main(argv: list[str] | None = None) -> int:
                              indent=None, default=float))
     ds = FashionImages.open(proc)
     common = {"data": str(proc), "config": to_dict(base), "config_path": str(args.config),
-              "prepare": settings}
+              "prepare": to_dict(settings)}
     write_result(DATASET, "disentanglement", to_csv(score_rows, [*SCORE_COLUMNS, "run"]),
                  scores_markdown(score_rows, ds, details[names[0]]["dci"]["importance_method"]),
                  results_dir=args.results, **common,

@@ -24,14 +24,10 @@ real data at 64x64, as in the paper.
 from __future__ import annotations
 
 import os
-from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from mdr.config import PrepareConfig
 from mdr.data.parse import CATEGORY_ALIASES, DataError
-
-if TYPE_CHECKING:
-    from mdr.data.preprocess import PrepareConfig
 
 SYNTHETIC = {"synthetic-tiny": "tiny", "synthetic-small": "small", "synthetic-cloth": "cloth"}
 AMAZON = CATEGORY_ALIASES  # downloaded on first use
@@ -63,9 +59,7 @@ def shared_folder(relative: Path, env: str) -> Path:
 
 def real_prepare_config() -> PrepareConfig:
     """How real data is prepared: 64x64 images and ABAE's word2vec (dim 200, min_count 10)."""
-    from mdr.data.preprocess import PrepareConfig
-
-    return replace(PrepareConfig(), image_size=REAL_IMAGE_SIZE, w2v_dim=200, w2v_min_count=10)
+    return PrepareConfig(image_size=REAL_IMAGE_SIZE, w2v_dim=200, w2v_min_count=10)
 
 
 def dataset_name(spec: str | Path) -> str:
@@ -99,7 +93,7 @@ def resolve(spec: str | Path, root: Path | None = None, seed: int = 0,
 
 
 def _ensure_synthetic(name: str, root: Path, seed: int, progress: bool) -> Path:
-    from mdr.data.preprocess import PrepareConfig, prepare
+    from mdr.data.preprocess import prepare
     from mdr.data.synthetic import generate
 
     proc = root / "proc" / name
@@ -110,7 +104,7 @@ def _ensure_synthetic(name: str, root: Path, seed: int, progress: bool) -> Path:
         generate(SYNTHETIC[name], seed=seed, out=raw, progress=progress)
     # the tiny shop's users have only ~75 unseen items: 50 negatives per evaluation list
     n_neg = 50 if name == "synthetic-tiny" else PrepareConfig().n_neg
-    cfg = replace(PrepareConfig(), image_size=SYNTHETIC_IMAGE_SIZE, n_neg=n_neg)
+    cfg = PrepareConfig(image_size=SYNTHETIC_IMAGE_SIZE, n_neg=n_neg)
     prepare(raw, proc, category="Synthetic", cfg=cfg, progress=progress)
     return proc
 

@@ -68,6 +68,7 @@ from typing import Any, Literal
 import numpy as np
 
 from mdr import io as mio
+from mdr.config import PhotoCorpusConfig
 from mdr.data.dataset import check_prepared, load_npy, load_npz, read_jsonl, read_manifest
 from mdr.data.images import load_images
 from mdr.data.parse import DataError, SkipLog
@@ -77,7 +78,6 @@ from mdr.seeding import rng
 KIND = "images-only"
 OUTPUT_KIND = "fashion-images"  # the ownership marker's kind (mdr.io)
 FORMAT_VERSION = 1
-MIN_IMAGE_SIZE, MAX_IMAGE_SIZE = 8, 512
 STYLES = "styles.csv"
 STYLES_TEXT = "styles_text.csv"
 COLUMNS = ("id", "gender", "masterCategory", "subCategory", "articleType", "baseColour")
@@ -93,7 +93,6 @@ FACTOR_COLUMNS: dict[str, str] = {
     "sub": "subCategory",
 }
 LABELS = ("colour", "article")
-DEFAULT_MIN_COUNT = 50
 DEFAULT_DIR = Path("..") / "shared" / "data" / "fashion-product-images-small"
 ENV_DIR = "MDR_FASHION_DIR"
 REQUIRED_FILES = ("dataset.json", "images.npy", "labels.npz", "factors.npz", "items.jsonl")
@@ -317,32 +316,21 @@ def _decode(rows: list[Row], images: dict[int, Path], size: int, skips: SkipLog,
     return [rows[i] for i in keep], np.ascontiguousarray(pixels[keep])
 
 
-def _check_args(image_size: int, min_count: int, label_fraction: float, rare: str) -> None:
-    if not MIN_IMAGE_SIZE <= image_size <= MAX_IMAGE_SIZE:
-        raise DataError(f"image_size must lie in [{MIN_IMAGE_SIZE}, {MAX_IMAGE_SIZE}], "
-                        f"got {image_size}")
-    if min_count < 1:
-        raise DataError(f"min_count must be at least 1, got {min_count}")
-    if not 0.0 <= label_fraction <= 1.0:  # also refuses NaN
-        raise DataError(f"label_fraction must lie in [0, 1], got {label_fraction}")
-    if rare not in ("other", "drop"):
-        raise DataError(f"rare must be 'other' or 'drop', got {rare!r}")
-
-
 def prepare_fashion(
     src_dir: str | Path,
     out: str | Path,
-    image_size: int = 64,
-    min_count: int = DEFAULT_MIN_COUNT,
-    label_fraction: float = 0.1,
-    seed: int = 0,
-    limit: int | None = None,
+    image_size: int = PhotoCorpusConfig.image_size,
+    min_count: int = PhotoCorpusConfig.min_count,
+    label_fraction: float = PhotoCorpusConfig.label_fraction,
+    seed: int = PhotoCorpusConfig.seed,
+    limit: int | None = PhotoCorpusConfig.limit,
     progress: bool = True,
-    rare: Literal["other", "drop"] = "other",
+    rare: Literal["other", "drop"] = PhotoCorpusConfig.rare,
     strict: bool = False,
     overwrite: bool = False,
 ) -> dict[str, Any]:
-    """Prepare the fashion corpus at ``src_dir`` into ``out``; returns the manifest.
+    """Prepare the fashion corpus at ``src_dir`` into ``out``; returns the manifest. The
+    settings are the fields of :class:`mdr.config.PhotoCorpusConfig` (validated by it).
 
     ``limit`` keeps the first ``limit`` photographed rows (ascending id) before
     decoding (tests). ``rare``, ``strict``: see the module docstring. ``out`` must
@@ -350,7 +338,9 @@ def prepare_fashion(
     function; anything else is refused before any work (:func:`mdr.io.check_output`).
     """
     src, out = Path(src_dir), Path(out)
-    _check_args(image_size, min_count, label_fraction, rare)
+    # the typed settings of the config files' `prepare:` section: one validator for both
+    PhotoCorpusConfig(image_size=image_size, min_count=min_count, label_fraction=label_fraction,
+                      seed=seed, limit=limit, rare=rare)
     _check_src(src)
     mio.check_output(out, OUTPUT_KIND, overwrite)
     skips = SkipLog()

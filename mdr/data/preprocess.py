@@ -83,7 +83,7 @@ from typing import Any
 import numpy as np
 
 from mdr import io as mio
-from mdr.config import ConfigError
+from mdr.config import PrepareConfig
 from mdr.data import images as mimages
 from mdr.data import labels as mlabels
 from mdr.data import text as mtext
@@ -104,61 +104,10 @@ from mdr.seeding import rng
 UNKNOWN_CATEGORY = "<unknown>"
 FACTORS_FILE = "factors.json"
 OUTPUT_KIND = "prepared-dataset"  # the ownership marker's kind (mdr.io)
-MIN_IMAGE_SIZE, MAX_IMAGE_SIZE = 4, 512
 _MIN_DISTINCT = 3  # items a user needs: at least one to train on, one to validate, one to test
 _SAFE_DATASET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
 _LINE_BREAK = re.compile(r"[\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029]")
-
-
-@dataclass(frozen=True)
-class PrepareConfig:
-    """Everything that decides the prepared files (stored in the manifest).
-
-    word2vec: ABAE used ``w2v_dim=200`` and ``w2v_min_count=10``; the defaults
-    here (64, 5) suit the embedded shop on a laptop, real-data configs may set
-    200. ``w2v_workers=1`` keeps the vectors reproducible (more threads are
-    faster but not deterministic). ``w2v_sg=0`` is CBOW (gensim's and ABAE's
-    default). ``w2v_epochs=None`` passes over the training reviews until word2vec has
-    read about :data:`W2V_TOKENS` tokens (5 to 50 passes): gensim's 5 suit corpora of
-    millions of words, and a small catalogue's reviews need more (measured on the
-    Magazine_Subscriptions files, 90k tokens: MDR's test GAUC 0.53 with 5 passes, 0.68
-    with 50). ``image_workers`` only changes speed, never the output.
-    """
-
-    image_size: int = 64
-    n_neg: int = 100
-    seed: int = 0
-    k_core: int = 5
-    max_text_len: int = 64  # tokens per item
-    min_token_len: int = 2
-    w2v_dim: int = 64
-    w2v_window: int = 5
-    w2v_min_count: int = 5
-    w2v_epochs: int | None = None
-    w2v_workers: int = 1
-    w2v_sg: int = 0
-    label_fraction: float = 0.1
-    shape_top_k: int = 15
-    image_workers: int = 2
-
-    def __post_init__(self) -> None:
-        checks = {
-            f"{MIN_IMAGE_SIZE} <= image_size <= {MAX_IMAGE_SIZE}":
-                MIN_IMAGE_SIZE <= self.image_size <= MAX_IMAGE_SIZE,
-            "n_neg >= 1": self.n_neg >= 1,
-            "seed >= 0": self.seed >= 0,
-            "k_core >= 3 (each user needs train, valid and test behaviours)": self.k_core >= 3,
-            "max_text_len >= 1": self.max_text_len >= 1,
-            "w2v_dim >= 1": self.w2v_dim >= 1,
-            "w2v_min_count >= 1": self.w2v_min_count >= 1,
-            "w2v_epochs null or >= 1": self.w2v_epochs is None or self.w2v_epochs >= 1,
-            "w2v_sg in (0, 1)": self.w2v_sg in (0, 1),
-            "0 <= label_fraction <= 1": 0.0 <= self.label_fraction <= 1.0,
-        }
-        bad = [k for k, ok in checks.items() if not ok]
-        if bad:
-            raise ConfigError(f"PrepareConfig: need {', '.join(bad)}")
 
 
 # --------------------------------------------------------------------------- reviews
