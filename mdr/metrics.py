@@ -1,6 +1,6 @@
 """Ranking and classification metrics: pure NumPy functions over score arrays.
 
-Conventions (DESIGN.md, Protocol):
+Conventions (docs/design.md, Protocol):
 
 - :func:`auc` is the rank statistic (Mann-Whitney U / (n_pos * n_neg)); a tie
   between a positive and a negative counts one half.

@@ -545,15 +545,6 @@ def _content_length(resp: requests.Response) -> int | None:
     return int(value) if value.isdigit() else None
 
 
-def fetch_file(session: requests.Session, url: str, dest: str | Path,
-               policy: RetryPolicy = RetryPolicy(), progress: bool = False) -> dict[str, Any]:
-    """Download ``url`` to ``dest`` (resumable, gzip-verified, atomic); skip a complete ``dest``.
-
-    :func:`fetch_first` with one source; see there for the report and the errors.
-    """
-    return fetch_first(session, [Source(url, url)], dest, policy, progress)
-
-
 def fetch_first(
     session: requests.Session,
     sources: Sequence[Source],

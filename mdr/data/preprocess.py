@@ -41,7 +41,7 @@ layout plus ``factors.json``). The steps, in order:
 4. **Ids**: users and items numbered in the sorted order of their original id
    strings, so ids do not depend on file order. Each user's behaviours are
    sorted by (time, file line).
-5. **Splits and evaluation lists** (DESIGN.md, Protocol): last behaviour test,
+5. **Splits and evaluation lists** (docs/design.md, Protocol): last behaviour test,
    second to last valid, the rest train. For each user and each of valid/test,
    column 0 is the held-out item, then ``n_neg`` negatives drawn uniformly
    without replacement from the items the user never interacted with, from the

@@ -24,7 +24,9 @@ weights of Eq. 11 and Eq. 22 mean the same at 32x32 and at 64x64:
 
 With these, loss_visual = rec + beta * kl (Eq. 11) is the negative ELBO of a beta-VAE
 per pixel value: beta = 1 is a plain VAE and beta > 1 a beta-VAE exactly as in Higgins
-et al. The models form Eq. 11 themselves (``combine``) from :meth:`ImageVAE.rec` and
+et al. It is the paper's derivation made concrete: Eq. 5 (maximise the reconstruction
+likelihood of x from r) under the KL budget of Eq. 6 gives the Lagrangian Eq. 7, whose
+KL term Eq. 8 splits into I(s; x) and KL(q(s) || p(s)); Eq. 9-11 are its terms. The models form Eq. 11 themselves (``combine``) from :meth:`ImageVAE.rec` and
 :meth:`ImageVAE.kl`, one value per image ([n]); :func:`reconstruction_loss` and
 :func:`kl_divergence` are their pure cores.
 """

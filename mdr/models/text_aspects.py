@@ -14,7 +14,7 @@
   every text-related column of r to every p_j through one fc, so nothing ties an aspect
   to a slot. D (n_aspects, d) is initialised from k-means centroids of the vectors of
   the words the items' texts use, rows L2-normalised (ABAE's initialisation).
-- Eq. 15 (as corrected in DESIGN.md, following ABAE):
+- Eq. 15 (as corrected in docs/design.md, following ABAE):
   hinge = 1/g sum_{j=1..g} max(0, 1 - t'.t + t'.n_j) on L2-normalised vectors, with t
   the encoded input sentence (Eq. 2) and n_j the mean word vector of a random other
   item's text; plus the orthogonality term on the row-normalised D. Scales: the hinge is

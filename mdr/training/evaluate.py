@@ -1,4 +1,4 @@
-"""Score a model on the stored evaluation lists and by full ranking (the Protocol of DESIGN.md).
+"""Score a model on the stored evaluation lists and by full ranking (the protocol of docs/design.md).
 
 Item representations are computed once per evaluation (``model.encode_items``
 over all items, in chunks, posterior means), then every user's candidates are

@@ -114,7 +114,7 @@ def item_features(ds: ProcessedDataset) -> ItemFeatures:
 
 @dataclass
 class RecommendationTask:
-    """A prepared Amazon-format dataset under the Protocol of DESIGN.md."""
+    """A prepared Amazon-format dataset under the protocol of docs/design.md."""
 
     ds: ProcessedDataset
     cfg: RunConfig
