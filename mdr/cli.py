@@ -60,7 +60,7 @@ def _print_result(result: dict[str, Any], as_json: bool) -> None:
 
 
 def _cmd_synth(a: argparse.Namespace) -> int:
-    from mdr.data.synthetic import generate
+    from mdr.data.shop import generate
 
     summary = generate(a.size, seed=a.seed, out=a.out, progress=not a.quiet,
                        overwrite=a.overwrite)

@@ -16,7 +16,7 @@ from mdr.config import PrepareConfig
 from mdr.data.catalog import SYNTHETIC_IMAGE_SIZE, resolve
 from mdr.data.dataset import ProcessedDataset
 from mdr.data.preprocess import prepare
-from mdr.data.synthetic import generate
+from mdr.data.shop import generate
 
 pytestmark = pytest.mark.slow
 CONFIG = Path(__file__).resolve().parent.parent / "benchmarks" / "configs" / "mdr_synthetic.yaml"

@@ -7,17 +7,29 @@ import json
 import re
 from collections import Counter, defaultdict
 from dataclasses import replace
+from importlib.resources import files
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-import mdr.data.synthetic as syn
+import mdr.data.shop as syn
 from mdr.data.parse import DataError, SkipLog, image_filename, iter_meta, iter_reviews
+from mdr.data.shop import write as shop_write
+from mdr.data.shop.factors import _make_items
+from mdr.data.shop.render import _image_params, _silhouette_mask
+from mdr.data.shop.reviews import _tokens
+from mdr.data.shop.users import _make_users, _review_days, _simulate
+from mdr.data.shop.words import DATA_FILES
 
 REVIEWS = "reviews_Synthetic_5.json.gz"
 META = "meta_Synthetic.json.gz"
+# The package's word lists and templates, as installed.
+DATA_SHA256 = {
+    "words.json": "61b89b322e1037329b14c30be8db63328eec7097d9972ce6d765a57cc741a4ec",
+    "templates.json": "b8b512dceeb650a1452688b1ea82c40d1b5a035d81bf50ee4019093eb604b210",
+}
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +60,7 @@ def _value_name(factors: dict, asin: str, factor: str) -> str:
 def _key_tokens(factor: str) -> list[set[str]]:
     """Per value, the words that name it and nothing else (no other value, no filler)."""
     filler = syn.filler_vocabulary()
-    per_value = [{t for p in syns for t in syn._tokens(p)} for syns in syn.VALUE_WORDS[factor]]
+    per_value = [{t for p in syns for t in _tokens(p)} for syns in syn.VALUE_WORDS[factor]]
     return [
         toks - filler - set().union(*(o for j, o in enumerate(per_value) if j != k))
         for k, toks in enumerate(per_value)
@@ -129,7 +141,7 @@ def test_check_5core_rejects_known_violations() -> None:
 
 def test_review_days_never_go_back_and_some_tie() -> None:
     lengths = np.array([5, 6, 40, 150, 5] * 20)
-    days = syn._review_days(lengths, seed=0)
+    days = _review_days(lengths, seed=0)
     assert [len(d) for d in days] == lengths.tolist()
     steps = np.concatenate([np.diff(d) for d in days])
     assert (steps >= 0).all() and 0.05 < (steps == 0).mean() < 0.3
@@ -200,7 +212,7 @@ def test_interrupted_run_leaves_nothing_that_looks_complete(
     def boom(*_a: object, **_k: object) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(syn, "_write_gzip_lines", boom)
+    monkeypatch.setattr(shop_write, "_write_gzip_lines", boom)
     with pytest.raises(KeyboardInterrupt):
         syn.generate("tiny", seed=0, out=tmp_path / "shop", progress=False)
     assert list(tmp_path.iterdir()) == []
@@ -228,14 +240,14 @@ def test_every_value_is_named_by_its_own_words() -> None:
         keys = _key_tokens(factor)
         for k, syns in enumerate(syn.VALUE_WORDS[factor]):
             for phrase in syns:
-                assert set(syn._tokens(phrase)) & keys[k], (factor, phrase)
+                assert set(_tokens(phrase)) & keys[k], (factor, phrase)
 
 
 def test_visual_only_factors_never_reach_the_text() -> None:
     words = syn.vocabulary()
     for name in ("shape", "pattern"):
         for value in syn.FACTOR_BY_NAME[name].values:
-            forms = {f for t in syn._tokens(value) if len(t) > 1
+            forms = {f for t in _tokens(value) if len(t) > 1
                      for f in (t, t.removesuffix("s"), t.removesuffix("es"))}  # fmt: skip
             assert not forms & words, (name, value)  # e.g. "dresses", "dress", "stripes"
 
@@ -245,7 +257,7 @@ def test_colour_words_name_the_items_colour_in_some_reviews(factors: dict, revie
     own, other = 0, 0
     mentioned_items, per_review = set(), []
     for r in reviews:
-        toks = set(syn._tokens(r.text))
+        toks = set(_tokens(r.text))
         hits = {k for k, ks in enumerate(keys) if toks & ks}
         true = factors["items"][r.asin]["colour"]
         own += true in hits
@@ -262,26 +274,26 @@ def test_size_words_in_most_reviews_and_material_words_only_in_text(
     shop: Path, factors: dict, reviews: list
 ) -> None:
     size_keys, mat_keys = _key_tokens("size"), _key_tokens("material")
-    size_hits = [bool(set(syn._tokens(r.text)) & set().union(*size_keys)) for r in reviews]
+    size_hits = [bool(set(_tokens(r.text)) & set().union(*size_keys)) for r in reviews]
     assert np.mean(size_hits) > 0.5
     right = wrong = 0
     for r in reviews:
-        toks = set(syn._tokens(r.text))
+        toks = set(_tokens(r.text))
         true = factors["items"][r.asin]["material"]
         right += bool(toks & mat_keys[true])
         wrong += sum(bool(toks & ks) for k, ks in enumerate(mat_keys) if k != true)
     assert right > 100 and wrong == 0
     all_mat = set().union(*mat_keys)
     for m in iter_meta(shop / META, fmt="amazon2014"):  # not in titles either
-        assert not set(syn._tokens(m.title)) & (all_mat | set().union(*_key_tokens("colour")))
+        assert not set(_tokens(m.title)) & (all_mat | set().union(*_key_tokens("colour")))
 
 
 def test_images_ignore_text_only_factors() -> None:
-    items = syn._make_items(20, seed=3)
+    items = _make_items(20, seed=3)
     swapped = replace(items, values={**items.values,
                                      "material": (items.values["material"] + 1) % 8,
                                      "brand": (items.values["brand"] + 5) % 12})  # fmt: skip
-    p, q = syn._image_params(items, 3), syn._image_params(swapped, 3)
+    p, q = _image_params(items, 3), _image_params(swapped, 3)
     for i in range(20):
         assert np.array_equal(syn.render_image(p, i), syn.render_image(q, i))
 
@@ -305,11 +317,11 @@ def test_image_pixels_show_the_colour(shop: Path, factors: dict) -> None:
 
 
 def test_drawn_scale_follows_size() -> None:
-    items = syn._make_items(200, seed=5)
-    p = syn._image_params(items, 5)
+    items = _make_items(200, seed=5)
+    p = _image_params(items, 5)
     area = np.array([
-        syn._silhouette_mask(syn.FACTOR_BY_NAME["shape"].values[int(p["shape"][i])],
-                             *map(float, p["centre"][i]), float(p["size_px"][i])).mean()
+        _silhouette_mask(syn.FACTOR_BY_NAME["shape"].values[int(p["shape"][i])],
+                         *map(float, p["centre"][i]), float(p["size_px"][i])).mean()
         for i in range(200)
     ])  # fmt: skip
     means = [area[items.values["size"] == k].mean() for k in range(4)]
@@ -321,9 +333,9 @@ def test_drawn_scale_follows_size() -> None:
 
 def test_history_predicts_the_next_item_and_popularity_is_long_tailed() -> None:
     cfg = syn.SIZES["small"]
-    items = syn._make_items(cfg.n_items, 0)
-    users = syn._make_users(cfg, items, 0)
-    seq, _ = syn._simulate(items, users, 0, progress=False)
+    items = _make_items(cfg.n_items, 0)
+    users = _make_users(cfg, items, 0)
+    seq, _ = _simulate(items, users, 0, progress=False)
     colour = items.values["colour"]
 
     def agreement(lag: int) -> float:
@@ -341,10 +353,23 @@ def test_history_predicts_the_next_item_and_popularity_is_long_tailed() -> None:
 
 def test_vocabulary_is_large_and_reviews_use_it(reviews: list) -> None:
     assert len(syn.vocabulary()) >= 1000
-    used = {t for r in reviews for t in syn._tokens(r.text)}
+    used = {t for r in reviews for t in _tokens(r.text)}
     assert len(used) >= 600 and used <= syn.vocabulary() | {t.lower() for t in syn.BRANDS}
-    lengths = [len(syn._tokens(r.text)) for r in reviews]
+    lengths = [len(_tokens(r.text)) for r in reviews]
     assert min(lengths) <= 3 and max(lengths) >= 60  # varying length, a few near-empty
+
+
+def test_word_files_are_the_pinned_ones() -> None:
+    folder = files("mdr.data.shop")
+    assert {p.name for p in folder.iterdir() if p.name.endswith(".json")} == set(DATA_SHA256)
+    assert set(DATA_FILES) == set(DATA_SHA256)
+    for name, pinned in DATA_SHA256.items():
+        got = hashlib.sha256(folder.joinpath(name).read_bytes()).hexdigest()
+        assert got == pinned, (
+            f"mdr/data/shop/{name} changed (sha256 {got}). Every review of every generated "
+            "shop is drawn from it, so this changes every generated shop (and every result "
+            "computed on one); if that is intended, update DATA_SHA256 and say so."
+        )
 
 
 def test_load_factors_validates(shop: Path, tmp_path: Path) -> None:

@@ -46,7 +46,7 @@ from mdr.argtypes import Parser
 from mdr.explain.aspects import aspect_words, group_purity, model_aspect_slots
 from mdr.training.runs import LoadedRun, load_run
 
-_TOKEN = re.compile(r"[a-z]+")  # the shop's tokens (mdr.data.synthetic: lower-case [a-z]+)
+_TOKEN = re.compile(r"[a-z]+")  # the shop's tokens (mdr.data.shop: lower-case [a-z]+)
 QUALITY = "quality"  # the shop's quality factor shows in text only through sentiment
 _SENTIMENT_BANKS = ("pos", "neg", "neu", "feeling", "bad_feeling")
 _PEOPLE_FIELDS = ("who", "she", "her")
@@ -72,7 +72,7 @@ def _tokens(text: str) -> list[str]:
 
 def _template_words(templates: dict[str, tuple[str, ...]], factors: set[str]) -> set[str]:
     """Every token a topic's templates can produce, except the factor values they insert."""
-    from mdr.data import synthetic as syn
+    from mdr.data import shop as syn
 
     words: set[str] = set()
     for ts in templates.values():
@@ -104,7 +104,7 @@ def synthetic_word_factors() -> dict[str, WordFactor]:
 
     Any other word (fillers, words shared between topics) belongs to no factor.
     """
-    from mdr.data import synthetic as syn
+    from mdr.data import shop as syn
 
     factors = set(syn.VALUE_WORDS)
     value_of: dict[str, set[tuple[str, str]]] = {}

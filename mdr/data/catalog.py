@@ -94,7 +94,7 @@ def resolve(spec: str | Path, root: Path | None = None, seed: int = 0,
 
 def _ensure_synthetic(name: str, root: Path, seed: int, progress: bool) -> Path:
     from mdr.data.preprocess import prepare
-    from mdr.data.synthetic import generate
+    from mdr.data.shop import generate
 
     proc = root / "proc" / name
     if (proc / "dataset.json").is_file():

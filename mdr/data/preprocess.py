@@ -98,7 +98,7 @@ from mdr.data.parse import (
     iter_meta,
     iter_reviews,
 )
-from mdr.data.synthetic import load_factors
+from mdr.data.shop import load_factors
 from mdr.seeding import rng
 
 UNKNOWN_CATEGORY = "<unknown>"
