@@ -298,3 +298,18 @@ def test_benchmark_without_runs_says_what_to_run(tmp_path: Path,
     err = capsys.readouterr().err
     assert err.startswith("disentanglement: error: ") and err.count("\n") == 1
     assert "run nox -s reproduce-table2 first" in err
+
+
+def test_runs_without_content_slots_are_skipped_with_the_reason(tiny_proc: Path,
+                                                                tmp_path: Path) -> None:
+    """What a run's model declares decides it (mdr.models.capabilities): a CTR baseline has
+    no item representation, DIN's id embeddings no content slots."""
+    from tests.helpers import train_tiny
+
+    bench = load_bench()
+    deepfm = train_tiny(tiny_proc, tmp_path / "deepfm-s0", "deepfm", epochs=1, steps=1)
+    din = train_tiny(tiny_proc, tmp_path / "din-s0", "din", epochs=1, steps=1)
+    assert bench.score_run(deepfm, None, None, 20, 0) == (
+        "deepfm: a CTR baseline on id features, no item representation to score")
+    assert bench.score_run(din, None, None, 20, 0) == (
+        "id embeddings: no content representation to score")

@@ -1,5 +1,5 @@
-"""Explaining one recommendation (mdr.explain.attribution) on the tiny shop: known answers
-recomputed independently of the module, text, JSON, CLI and errors."""
+"""Explaining one recommendation (mdr.explain.attribution, ``mdr explain``) on the tiny shop:
+known answers recomputed independently of the module, text, JSON, CLI and errors."""
 
 from __future__ import annotations
 
@@ -11,13 +11,14 @@ import numpy as np
 import pytest
 import torch
 
+from mdr.cli import resolve_item, resolve_user
 from mdr.data.batches import eval_samples
 from mdr.explain.attribution import (
+    NEEDS,
+    PURPOSE,
     Explanation,
     attention_weights,
     explain,
-    resolve_item,
-    resolve_user,
     slot_drops,
 )
 from mdr.training.evaluate import sampled_scores
@@ -212,22 +213,37 @@ def test_mdr_explain_command(tiny_mdr_run: Path, capsys: pytest.CaptureFixture[s
     assert err.startswith("mdr: error:") and "unknown user 'nobody'" in err
 
 
-def test_runs_that_cannot_be_explained(tiny_mdr_run: Path, tiny_proc: Path,
-                                      tmp_path: Path) -> None:
-    from mdr.explain.attribution import open_run
+def test_runs_that_cannot_be_explained(tiny_mdr_run: Path, tiny_proc: Path, tmp_path: Path,
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    from mdr.cli import main
+
+    def one_line(run: Path, *extra: str) -> str:
+        """What `mdr explain RUN` prints: one line on stderr, exit status 2."""
+        capsys.readouterr()
+        assert main(["explain", str(run), "--user", "#0", "--item", "#1", *extra]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("mdr: error: ") and err.count("\n") == 1, err
+        return err
 
     no_best = tmp_path / "no-best"
     no_best.mkdir()
     shutil.copy(tiny_mdr_run / "config.yaml", no_best / "config.yaml")
-    with pytest.raises(RunError, match=r"no-best: an unfinished run.*--allow-unfinished"):
-        open_run(no_best)
-    with pytest.raises(RunError, match=r"no-best/best\.pt: file not found"):
-        open_run(no_best, allow_unfinished=True)
+    err = one_line(no_best)
+    assert "no-best: an unfinished run" in err and "--allow-unfinished" in err
+    assert "no-best/best.pt: file not found" in one_line(no_best, "--allow-unfinished")
     deepfm = train_tiny(tiny_proc, tmp_path / "deepfm-s0", "deepfm", epochs=1, steps=2)
-    with pytest.raises(RunError, match=r"deepfm-s0: a 'deepfm' run; explain needs"):
-        open_run(deepfm)
-    with pytest.raises(RunError, match="run folder not found"):
-        open_run(tmp_path / "missing")
+    lr = load_run(deepfm)
+    assert not lr.capabilities.attention  # read once, when the run is opened
+    want = (r"deepfm-s0: model 'deepfm' has no DIN attention over the history; explain needs "
+            r"a representation model under the DIN head")
+    with pytest.raises(RunError, match=want):
+        lr.require(NEEDS, purpose=PURPOSE)
+    with pytest.raises(RunError, match=want):
+        explain(lr, 0, 1)
+    assert "deepfm-s0: model 'deepfm' has no DIN attention" in one_line(deepfm)
+    assert "run folder not found" in one_line(tmp_path / "missing")
+    mdr_run = load_run(tiny_mdr_run)
+    assert mdr_run.require(NEEDS, purpose=PURPOSE) is mdr_run
 
 
 def test_id_embedding_model_is_explained_by_attention_only(tiny_proc: Path,

@@ -61,3 +61,14 @@ def test_image_branch_on_the_tiny_run(tiny_mdr_run: Path, tmp_path: Path) -> Non
     before = (alone / "test.json").read_bytes()
     assert image_branch.main(args) == 0
     assert (alone / "test.json").read_bytes() == before
+
+
+def test_a_run_without_an_image_decoder_is_one_clear_error(tiny_proc: Path,
+                                                            tmp_path: Path) -> None:
+    from mdr.training.runs import RunError, load_run
+    from tests.helpers import train_tiny
+
+    abae = load_run(train_tiny(tiny_proc, tmp_path / "abae-s0", "abae", epochs=1, steps=1))
+    with pytest.raises(RunError, match=r"abae-s0: model 'abae' has no image decoder; the "
+                                       r"image-branch diagnostics decode"):
+        image_branch.decoder_diagnostics(abae)

@@ -11,14 +11,14 @@ import numpy as np
 import pytest
 import torch
 
+from mdr.explain.drawing import draw_traversal
+from mdr.explain.effect import traversal_effect
+from mdr.explain.probe import fit_probe
 from mdr.explain.traversal import (
     NoImageDecoderError,
-    draw_traversal,
-    fit_probe,
     image_decoder,
     item_codes,
     slot_columns,
-    traversal_effect,
     traversal_values,
     traverse,
 )
@@ -54,6 +54,9 @@ class HandProbe:
     """An exact reader of the hand-drawn images (one-hot probabilities)."""
 
     factors = ("colour", "shape")
+
+    def __init__(self) -> None:
+        self.holdout_accuracy: dict[str, float] = {}  # not trained: nothing held out
 
     def predict_proba(self, images: torch.Tensor) -> dict[str, np.ndarray]:
         centre = images[:, :, 8, 8]  # (n, 3): inside both shapes

@@ -9,7 +9,7 @@ For every representation-model run of Tables 2 and 3 (the ``runs`` of
 neither exists, every finished run folder ``NAME-HASH-sSEED`` under the runs
 folder), the codes are the model's deterministic item representation r
 (``load_run(RUN).model.encode_items``, posterior means), the slots are
-``model.fusion.r_columns()``, and a slot stands for the factor of the same name
+``model.r_columns()``, and a slot stands for the factor of the same name
 (colour, size, shape, pattern, material, brand). The ground truth is the
 prepared dataset's ``factors.npz`` (one value per prepared item id, so row i of
 the codes is item i). :func:`mdr.explain.disentanglement.score_codes` gives DCI,
@@ -27,7 +27,7 @@ import argparse
 import re
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -99,24 +99,26 @@ def score_run(run_dir: Path, data: Path | None, factor_names: list[str] | None,
     import torch
 
     from mdr.explain.disentanglement import score_codes
+    from mdr.models.capabilities import SlotCodes
     from mdr.training.evaluate import eval_mode
     from mdr.training.runs import load_run
 
     lr = load_run(run_dir, data)
     mcfg = lr.cfg.model
-    if not hasattr(lr.model, "r_columns"):
+    if not lr.capabilities.codes:
         return f"{mcfg.name}: a CTR baseline on id features, no item representation to score"
-    if mcfg.use_id_embedding or not (mcfg.use_image or mcfg.use_text):
+    if mcfg.use_id_embedding or not lr.capabilities.slots:
         return "id embeddings: no content representation to score"
+    model = cast(SlotCodes, lr.model)  # what the capabilities promise
     items = item_subset(lr.ds.n_items, max_items, seed)
     with eval_mode(lr.model):
-        reps = lr.model.encode_items(torch.from_numpy(items).to(lr.device))  # (n, D)
+        reps = model.encode_items(torch.from_numpy(items).to(lr.device))  # (n, D)
     codes = reps.float().cpu().double().numpy()  # row i = item items[i]
     truth = ground_truth(lr.ds, factor_names)
     ys = {f: v[items] for f, v in truth.items()}
     constant = [f for f, y in ys.items() if np.unique(y).size < 2]
     ys = {f: y for f, y in ys.items() if f not in constant}
-    slot_columns = lr.model.r_columns()
+    slot_columns = model.r_columns()
     slot_factor = {s: s for s in slot_columns if s in ys}
     out = score_codes(codes, ys, slot_columns, slot_factor, seed=seed)
     out["constant_factors_dropped"] = constant

@@ -19,7 +19,8 @@ One command, resumable (rerunning it skips what is done):
    (:func:`mdr.explain.disentanglement.score_codes`);
 4. Figure 4 on real photos: traversals of the colour and shape slots of a few held-out
    photos (:func:`mdr.explain.traversal.traverse`), and the measured effect of each
-   slot's traversal on the decoded colour and article (:func:`traversal_effect`, with a
+   slot's traversal on the decoded colour and article
+   (:func:`mdr.explain.effect.traversal_effect`, with a
    CNN probe trained on the model's reconstructions of the training photos, because it
    has to read decoded images).
 
@@ -70,15 +71,10 @@ from mdr.data.catalog import data_root
 from mdr.data.fashion import FashionImages, default_fashion_dir, prepare_fashion
 from mdr.data.parse import DataError
 from mdr.explain.disentanglement import score_codes
-from mdr.explain.traversal import (
-    as_images,
-    describe_effect,
-    draw_traversal,
-    fit_probe,
-    image_decoder,
-    traversal_effect,
-    traverse,
-)
+from mdr.explain.drawing import draw_traversal
+from mdr.explain.effect import describe_effect, traversal_effect
+from mdr.explain.probe import as_images, fit_probe
+from mdr.explain.traversal import image_decoder, traverse
 from mdr.models.image_factors import ImageFactorModel
 from mdr.provenance import manifest
 from mdr.seeding import rng

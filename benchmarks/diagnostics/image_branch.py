@@ -27,7 +27,7 @@ import argparse
 import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
@@ -35,7 +35,6 @@ from torch import Tensor, nn
 from benchmarks.aggregate import default_run
 from benchmarks.common import (
     RESULTS,
-    BenchmarkError,
     run_script,
     to_csv,
     to_markdown,
@@ -44,7 +43,7 @@ from benchmarks.common import (
 from mdr.argtypes import Parser, int_range
 from mdr.config import apply_overrides, config_hash
 from mdr.data.catalog import DEFAULT_DATASET
-from mdr.models.image_vae import ImageDecoder, images_to_float
+from mdr.models.capabilities import ImageDecoding
 from mdr.training.runs import LoadedRun, load_run
 from mdr.training.train import train
 
@@ -52,7 +51,7 @@ COLUMNS = ("source", "model", "epoch", "heldout_rec", "mse_per_pixel",
            "mean_image_mse_per_pixel", "across_item_std", "dead_relu_fraction")
 
 
-def _relu_outputs(decoder: ImageDecoder, r_visual: Tensor) -> list[Tensor]:
+def _relu_outputs(decoder: nn.Module, r_visual: Tensor) -> list[Tensor]:
     """Outputs of every ReLU of the decoder for the codes ``r_visual`` (n, Dv)."""
     outs: list[Tensor] = []
     hooks = [m.register_forward_hook(lambda _m, _i, o: outs.append(o.detach()))
@@ -65,7 +64,7 @@ def _relu_outputs(decoder: ImageDecoder, r_visual: Tensor) -> list[Tensor]:
     return outs
 
 
-def dead_fraction(decoder: ImageDecoder, r_visual: Tensor) -> float:
+def dead_fraction(decoder: nn.Module, r_visual: Tensor) -> float:
     """Share of the decoder's ReLU units (channels for conv layers) that are 0 for all items."""
     dead = total = 0
     for o in _relu_outputs(decoder, r_visual):
@@ -88,14 +87,14 @@ def reconstruction_stats(x: Tensor, x_rec: Tensor) -> dict[str, float]:
 @torch.no_grad()
 def decoder_diagnostics(run: LoadedRun) -> dict[str, Any]:
     """Reconstructions of every item with an image by the run's decoder (posterior means)."""
-    model: Any = run.model
-    if getattr(model, "image", None) is None:
-        raise BenchmarkError(f"{run.folder.root}: the model has no image decoder")
-    items = torch.nonzero(model.image_mask, as_tuple=True)[0]
+    run.require("image_decoder", purpose="the image-branch diagnostics decode every item's "
+                "code: give an mdr, beta_vae, din_pp or image-side run")
+    model = cast(ImageDecoding, run.model)  # what require checked
+    items = model.image_items()
     codes = model.encode_items(items)  # (n, D), posterior means
-    x = images_to_float(model.images[items])  # (n, 3, S, S)
+    x = model.item_images(items)  # (n, 3, S, S)
     stats = reconstruction_stats(x, model.decode_images(codes))
-    stats["dead_relu_fraction"] = dead_fraction(model.image.decoder,
+    stats["dead_relu_fraction"] = dead_fraction(model.decoder_network,
                                                 codes[:, model.image_columns])
     return stats
 

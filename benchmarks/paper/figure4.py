@@ -13,7 +13,7 @@ quantile over all items while the rest of r stays fixed, and decoded (Eq. 9) int
 of 10 images: ``results/<dataset>/figures/figure4-<slot>-item<id>.png`` (the item's
 input image on the left).
 
-Beside the picture, the measured effect (:func:`mdr.explain.traversal.traversal_effect`):
+Beside the picture, the measured effect (:func:`mdr.explain.effect.traversal_effect`):
 a CNN probe trained on the shop's real images with their ground-truth factors reads
 each decoded traversal image; per (slot traversed, factor) the fraction of steps at
 which its predicted class differs from the first step's (``flip``) and the total
@@ -33,7 +33,7 @@ import argparse
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -52,19 +52,11 @@ from mdr.argtypes import Parser
 from mdr.config import ConfigError
 from mdr.data.catalog import DEFAULT_DATASET, resolve
 from mdr.data.dataset import ProcessedDataset
-from mdr.explain.traversal import (
-    CNNProbe,
-    TraversalEffect,
-    as_images,
-    describe_effect,
-    fit_probe,
-    image_decoder,
-    item_codes,
-    slot_columns,
-    traversal_effect,
-    traversal_figure,
-    traverse,
-)
+from mdr.explain.drawing import traversal_figure
+from mdr.explain.effect import TraversalEffect, describe_effect, traversal_effect
+from mdr.explain.probe import CNNProbe, as_images, fit_probe
+from mdr.explain.traversal import image_decoder, item_codes, slot_columns, traverse
+from mdr.models.capabilities import ImageDecoding
 from mdr.seeding import rng
 from mdr.training.runs import LoadedRun, RunFolder, load_run
 
@@ -106,17 +98,15 @@ def run_data(run_dir: Path, data: Path | None, dataset: str | None) -> Path:
     return resolve(dataset, progress=False)
 
 
+NEEDS = "image_decoder"  # what Figure 4 reads off a run's model
+PURPOSE = ("Figure 4 traverses the image decoder: give an mdr, beta_vae, din_pp or image "
+           "ablation run")
+
+
 def open_run(run_dir: Path, opts: Options) -> LoadedRun:
     """A finished run whose model has an image decoder (Figure 4 traverses it)."""
-    return with_decoder(load_run(run_dir, run_data(run_dir, opts.data, opts.dataset)), run_dir)
-
-
-def with_decoder(lr: LoadedRun, run_dir: Path) -> LoadedRun:
-    if getattr(lr.model, "image", None) is None:
-        raise BenchmarkError(
-            f"{run_dir}: model {lr.cfg.model.name!r} has no image decoder; Figure 4 "
-            "traverses the image decoder: give an mdr, beta_vae, din_pp or image ablation run")
-    return lr
+    lr = load_run(run_dir, run_data(run_dir, opts.data, opts.dataset))
+    return lr.require(NEEDS, purpose=PURPOSE)
 
 
 # --------------------------------------------------------------------------- items and probe
@@ -298,7 +288,7 @@ def resolve_runs(opts: Options) -> tuple[str | None, Path, list[Path]]:
     return dataset, main_run, compare
 
 
-def _slot_columns(model: Any, slots: list[str]) -> dict[str, list[int]]:
+def _slot_columns(model: ImageDecoding, slots: list[str]) -> dict[str, list[int]]:
     """The slots asked for (--slots), or one line saying which the model lacks."""
     try:
         return slot_columns(model, slots)
@@ -318,10 +308,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"figure4: {dataset} has no images: Figure 4 traverses the image decoder, "
               "so there is nothing to draw (skipped)")
         return 0
-    lr = with_decoder(lr, main_run)
+    lr.require(NEEDS, purpose=PURPOSE)
+    model = cast(ImageDecoding, lr.model)  # what require checked
     dataset = dataset or lr.ds.name
-    slots = _slot_columns(lr.model, opts.slots)
-    codes = item_codes(lr.model)
+    slots = _slot_columns(model, opts.slots)
+    codes = item_codes(model)
     folder = opts.results / dataset / "figures"
     figures = draw_items(lr, codes, pick_items(lr.ds, opts.items, opts.seed, "figure"),
                          slots, opts, folder)  # fmt: skip
@@ -336,8 +327,9 @@ def main(argv: list[str] | None = None) -> int:
             if run.ds.root.resolve() != lr.ds.root.resolve():
                 raise BenchmarkError(f"{run.folder.root}: trained on {run.ds.root}, not on "
                                      f"{lr.ds.root}; compare runs of one dataset")
-            run_slots = _slot_columns(run.model, opts.slots)
-            run_codes = codes if run is lr else item_codes(run.model)
+            run_model = cast(ImageDecoding, run.model)
+            run_slots = _slot_columns(run_model, opts.slots)
+            run_codes = codes if run is lr else item_codes(run_model)
             effect = traversal_effect(image_decoder(run.model), run_codes, items, run_slots,
                                       probe, labels, n_steps=opts.steps)  # fmt: skip
             rows += effect_rows(run, effect, run_slots, role)
@@ -351,7 +343,7 @@ def main(argv: list[str] | None = None) -> int:
                  factors=opts.factors, items_seed=opts.seed, figure_items=opts.items,
                  effect_items=opts.effect_items, steps=opts.steps,
                  probe={"epochs": opts.probe_epochs,
-                        "holdout_accuracy": getattr(probe, "holdout_accuracy", None)},
+                        "holdout_accuracy": None if probe is None else probe.holdout_accuracy},
                  wall_s=round(time.time() - start, 1))  # fmt: skip
     for text in sentences.values():
         print(text)

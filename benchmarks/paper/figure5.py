@@ -27,7 +27,7 @@ import string
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -35,7 +35,6 @@ import torch
 from benchmarks.aggregate import default_run
 from benchmarks.common import (
     RESULTS,
-    BenchmarkError,
     run_script,
     to_csv,
     to_markdown,
@@ -44,6 +43,7 @@ from benchmarks.common import (
 from benchmarks.plotting import new_figure, save_figure, style
 from mdr.argtypes import Parser
 from mdr.explain.aspects import aspect_words, group_purity, model_aspect_slots
+from mdr.models.capabilities import TextAspects
 from mdr.training.runs import LoadedRun, load_run
 
 _TOKEN = re.compile(r"[a-z]+")  # the shop's tokens (mdr.data.shop: lower-case [a-z]+)
@@ -163,19 +163,17 @@ def factor_columns(words: list[str], table: dict[str, WordFactor], order: list[s
 
 def open_run(run_dir: Path, data: Path | None) -> LoadedRun:
     """Reopen a run at its best epoch; a clear error for runs without text aspects."""
-    lr = load_run(run_dir, data)
-    if getattr(lr.model, "text", None) is None:
-        raise BenchmarkError(f"{run_dir}: model {lr.cfg.model.name!r} has no text aspects (no "
-                          "text side: a CTR baseline, DIN, or model.use_text: false)")
-    return lr
+    return load_run(run_dir, data).require(
+        "text_aspects", purpose="Figure 5 reads the aspects of a text side (a CTR baseline, "
+        "DIN, or model.use_text: false has none)")
 
 
 @torch.no_grad()
 def aspect_rows(lr: LoadedRun, k: int = 10) -> tuple[list[dict[str, Any]], list[str]]:
     """One row per aspect: its k nearest words, its slot and every slot's share; plus the
     factor and purity on the synthetic shop. Returns the rows and the slot names."""
-    model = lr.model
-    words = aspect_words(model.text.D, lr.ds.word_vectors, lr.ds.vocab, k)
+    model = cast(TextAspects, lr.model)  # what open_run checked
+    words = aspect_words(model.aspect_matrix, model.word_vectors, lr.ds.vocab, k)
     slots, shares = model_aspect_slots(model)  # (K, S)
     table = synthetic_word_factors() if lr.ds.is_synthetic else None
     order = [s.name for s in lr.cfg.model.slots]

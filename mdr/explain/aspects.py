@@ -42,10 +42,12 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping, Sequence
+from typing import cast
 
 import numpy as np
-import torch
 from torch import Tensor
+
+from mdr.models.capabilities import TextAspects, model_capabilities
 
 SPECIAL_TOKENS = frozenset({"<pad>", "<unk>"})
 
@@ -137,31 +139,22 @@ def aspect_slot_shares(
     return list(cols), shares
 
 
-@torch.no_grad()
-def model_text_representations(model: torch.nn.Module, chunk: int = 1024) -> Tensor:
-    """r_text (n, T) of every item WITH text, from posterior means (no sampling)."""
-    items = model.text_items  # (n,)
-    parts = []
-    for i in range(0, items.shape[0], chunk):
-        r = model._encode(items[i : i + chunk], sample=False)["r_content"]  # (c, r_dim)
-        parts.append(r[:, model.fusion.text_index])  # (c, T)
-    return torch.cat(parts).float()
-
-
-def model_aspect_slots(model: torch.nn.Module) -> tuple[list[str], np.ndarray]:
-    """Slot names and shares (K, S) for a trained MDR-family model with a text side."""
-    text = getattr(model, "text", None)
-    if text is None:
+def model_aspect_slots(model: object) -> tuple[list[str], np.ndarray]:
+    """Slot names and shares (K, S) for a trained model with text aspects
+    (:class:`mdr.models.capabilities.TextAspects`: MDR and its ablations with a text side)."""
+    if not model_capabilities(model).text_aspects:
         raise ValueError("the model has no text side (model.use_text is false): no aspects")
-    columns = model.fusion.text_columns()
+    text = cast(TextAspects, model)  # model_capabilities checked the declaration
+    columns = text.text_columns()
     names = [n for n, c in columns.items() if c]
-    if text.decoder == "per_slot":  # Eq. 14: aspect j is its slot's by construction
-        shares = np.zeros((len(text.aspect_slots), len(names)))
-        for j, slot in enumerate(text.aspect_slots):
+    if text.aspect_decoder == "per_slot":  # Eq. 14: aspect j is its slot's by construction
+        owners = text.aspect_slots
+        shares = np.zeros((len(owners), len(names)))
+        for j, slot in enumerate(owners):
             shares[j, names.index(slot)] = 1.0
         return names, shares
-    r_text = model_text_representations(model)
-    return aspect_slot_shares(text.p_fc.weight, r_text, {n: columns[n] for n in names})
+    r_text = text.text_representations()
+    return aspect_slot_shares(text.aspect_weights(), r_text, {n: columns[n] for n in names})
 
 
 def group_purity(words: Sequence[str], group_of: Mapping[str, str],
@@ -185,5 +178,4 @@ __all__ = [
     "aspect_words",
     "group_purity",
     "model_aspect_slots",
-    "model_text_representations",
 ]

@@ -11,6 +11,10 @@ A training/evaluation batch is a dict of tensors:
 - ``hist_mask`` bool [B, H]  True for real history positions
 - ``cand``      long [B]     candidate item id
 - ``label``     float [B]    1 for the observed next item, 0 for a sampled negative
+
+What the explanations and diagnostics need beyond :class:`RecModel` (codes with named
+slots, an image decoder, DIN attention, text aspects) is declared in
+:mod:`mdr.models.capabilities`.
 """
 
 from __future__ import annotations
@@ -59,6 +63,17 @@ class RecModel(Protocol):
               user: Tensor | None = None) -> Tensor:
         """Logits [B, C] of candidates ``cands`` [B, C] given ``hist`` [B, H], using
         precomputed item representations ``reps`` [I, D] (from :meth:`encode_items`)."""
+        ...
+
+
+@runtime_checkable
+class ItemLosses(Protocol):
+    """A model whose items alone may carry losses: the trainer's item-level pretraining
+    (``train.pretrain_epochs``) feeds it batches ``{"item": long [B]}``, without users."""
+
+    @property
+    def trains_items(self) -> bool:
+        """Whether a batch of items alone has losses to train."""
         ...
 
 

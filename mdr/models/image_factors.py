@@ -33,6 +33,7 @@ from torch import Tensor, nn
 
 from mdr.config import RunConfig, SlotConfig
 from mdr.models.base import ItemFeatures
+from mdr.models.capabilities import Capabilities
 from mdr.models.fusion import IMAGE_KINDS, FactorLayout
 from mdr.models.image_vae import (
     ImageVAE,
@@ -103,6 +104,27 @@ class ImageFactorModel(nn.Module):
     def decode_images(self, codes: Tensor) -> Tensor:
         """Images (n, 3, S, S) in pixel units decoded from codes s (n, N) (Eq. 9)."""
         return self.image.decode(codes)
+
+    # ------------------------------------------------------------------ explanations
+    @property
+    def capabilities(self) -> Capabilities:
+        """An image side without a recommender (:mod:`mdr.models.capabilities`): slot codes,
+        the image decoder and item losses; no attention, no text."""
+        return Capabilities(codes=True, slots=True, image_decoder=True,
+                            item_losses=self.trains_items)
+
+    @property
+    def decoder_network(self) -> nn.Module:
+        """The image decoder of Eq. 9: s (n, N) -> (n, 3, S, S)."""
+        return self.image.decoder
+
+    def image_items(self) -> Tensor:
+        """The items that have an image: long (n,)."""
+        return torch.nonzero(self.image_mask, as_tuple=True)[0]
+
+    def item_images(self, items: Tensor) -> Tensor:
+        """The images of ``items`` (n,): float (n, 3, S, S) in [0, 1]."""
+        return images_to_float(self.images[items])
 
     @torch.no_grad()
     def predict_labels(self, codes: Tensor) -> dict[str, Tensor]:
