@@ -109,6 +109,8 @@ for _name, _script, _doc in [
      "Regenerate Table 2 (every model x 3 seeds); default: the embedded `small` shop."),
     ("reproduce-table3", "table3",
      "Regenerate Table 3 (MDR with and without the information constraint)."),
+    ("tune", "tune",
+     "Tune every model of Table 2 on validation only (Optuna; same trials for every model)."),
     ("disentanglement", "disentanglement",
      "Score disentanglement (DCI, MIG, slot probe) of every representation run of Table 2/3."),
     ("image-branch", "image_branch",

@@ -24,8 +24,9 @@ Features (all sparse)
 
 Sizes come from the run config: embedding width ``model.id_dim`` (16), DNN widths
 ``model.mlp_hidden`` (80, 40), history length ``train.max_hist``; no L2 penalty on the
-embeddings (deepctr's ``l2_reg_*`` = 0; ``train.weight_decay`` is the one knob), no
-dropout, no batch norm, so a forward pass consumes no random numbers.
+embeddings (deepctr's ``l2_reg_*`` = 0; ``train.weight_decay`` is the one knob), dropout
+``model.dropout`` in the DNN (0 by default: a forward pass then consumes no random
+numbers), no batch norm.
 
 Input tensor (deepctr's ``build_input_features`` order, float32 as deepctr
 feeds it; ids are exact in float32 below 2**24, checked): column 0 ``user``,
@@ -77,6 +78,7 @@ from baselines._deepctr_import import (
 )
 from mdr.config import RunConfig
 from mdr.models.base import ItemFeatures
+from mdr.models.capabilities import Capabilities
 from mdr.models.din import prediction_loss
 
 # model name -> how its deepctr network is built (see build_network)
@@ -105,12 +107,14 @@ def feature_columns(n_users: int, n_items: int, n_categories: int, max_hist: int
 
 
 def build_network(kind: str, columns: Sequence[SparseFeat | VarLenSparseFeat],
-                  dnn_hidden: Sequence[int], seed: int) -> BaseModel:
+                  dnn_hidden: Sequence[int], seed: int, dropout: float = 0.0) -> BaseModel:
     """The deepctr network of ``kind`` on the CPU; ``forward`` returns logits
-    (``task="regression"``), no L2 penalty, no dropout."""
+    (``task="regression"``), no L2 penalty, ``dropout`` in its DNN (``model.dropout``)."""
     cols = list(columns)
     common = {"dnn_hidden_units": tuple(dnn_hidden), "l2_reg_embedding": 0.0,
               "l2_reg_dnn": 0.0, "seed": seed, "task": "regression", "device": "cpu"}
+    if dropout > 0:  # passed only when set: no dropout, no random numbers drawn
+        common["dnn_dropout"] = dropout
     if kind == "wide_deep":
         return WDL(cols, cols, l2_reg_linear=0.0, **common)
     if kind == "pnn":
@@ -252,7 +256,8 @@ class DeepCTRRecommender(nn.Module):
                                   cfg.train.max_hist, cfg.model.id_dim)
         with torch.random.fork_rng(devices=[]):  # seeded init, the caller's RNG untouched
             torch.manual_seed(cfg.seed)
-            self.net = build_network(kind, columns, cfg.model.mlp_hidden, cfg.seed)
+            self.net = build_network(kind, columns, cfg.model.mlp_hidden, cfg.seed,
+                                     cfg.model.dropout)
         self.feature_index: dict[str, tuple[int, int]] = dict(self.net.feature_index)
         self.register_buffer("item_category", cat, persistent=False)  # (I,)
 
@@ -282,6 +287,12 @@ class DeepCTRRecommender(nn.Module):
         """``{"loss": BCE}`` (Eq. 21, the objective every model of Table 2 shares)."""
         pred = prediction_loss(self.predict(batch), batch["label"])
         return {"loss": pred, "pred": pred.detach()}
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """Nothing for the explanations (:mod:`mdr.models.capabilities`): ids only, no item
+        representation, no image or text side, no DIN attention."""
+        return Capabilities()
 
     # ------------------------------------------------------------------ scoring
     def encode_items(self, items: Tensor) -> Tensor:

@@ -11,6 +11,7 @@
     mdr data fashion-images [--dir DIR] --out PROC [--image-size 64] [--limit N] [--overwrite]
     mdr train         --config CFG --data PROC --out RUN [--model M] [--seed S] [--epochs N]
                       [--device D] [--set KEY=VALUE] [--resume] [--overwrite]
+    mdr tune          --config CFG --data PROC --model M --storage FILE|URL [--trials N]
     mdr evaluate      RUN [--split valid|test] [--full-ranking] [--json]
     mdr explain       RUN --user U --item I [--top K] [--json]
 
@@ -183,6 +184,47 @@ def _run_data(spec: str | None, quiet: bool) -> Path | None:
     return resolve(spec, progress=not quiet)
 
 
+def _cmd_tune(a: argparse.Namespace) -> int:
+    import torch
+
+    from mdr.config import load_tuning, parse_value, search_space
+    from mdr.training.tuning import StudySpec, run_worker
+
+    tuning = load_tuning(a.config)
+    space = search_space(a.config, a.model)  # checked before any data or study is touched
+    fixed = dict(tuning.fixed)
+    for item in a.set or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            from mdr.config import ConfigError
+
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE")
+        fixed[key] = parse_value(value)
+    data = _resolve_data(a.data, a.quiet)
+    from mdr.data.catalog import dataset_name
+
+    storage = a.storage
+    runs = a.runs or (Path(storage).parent / "runs" if "://" not in storage else None)
+    if runs is None:
+        from mdr.config import ConfigError
+
+        raise ConfigError("--runs: needed with an RDB --storage (where the trials' run "
+                          "folders go)")
+    spec = StudySpec(config=a.config, model=a.model, data=data, storage=storage,
+                     study=a.study or a.model, trials=a.trials or tuning.trials,
+                     seed=tuning.seed, runs=runs, dataset=dataset_name(a.data),
+                     overrides=fixed)
+    torch.set_num_threads(a.threads)
+
+    def said(index: int, state: str) -> None:
+        if not a.quiet:
+            print(f"{spec.study}: trial {index + 1}/{spec.trials} {state}", flush=True)
+
+    ran = run_worker(spec, space, progress=False, on_trial=said)
+    _print_json({"study": spec.study, "storage": storage, "trials_run_here": ran})
+    return 0
+
+
 def _cmd_evaluate(a: argparse.Namespace) -> int:
     from mdr.training.runs import evaluate_run
 
@@ -197,11 +239,44 @@ def _cmd_evaluate(a: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_explain(a: argparse.Namespace) -> int:
-    from mdr.explain.attribution import explain, open_run, resolve_item, resolve_user
+def _resolve(spec: str | int, raw_ids: list[str], what: str, run: Path, ds: Any) -> int:
+    """A raw id or an index -> the 0-based index: ``#12`` is always index 12; a plain
+    ``12`` is the raw id ``"12"`` when the dataset has one (Amazon book asins are all
+    digits), else index 12."""
+    from mdr.training.runs import RunError
 
-    run = open_run(a.run, _run_data(a.data, a.quiet), a.device,
-                   allow_other_data=a.allow_other_data, allow_unfinished=a.allow_unfinished)
+    s = str(spec).strip()
+    if not s.startswith("#"):
+        try:
+            return raw_ids.index(s)
+        except ValueError:
+            pass
+    digits = s[1:] if s.startswith("#") else s
+    if digits.isdigit() and int(digits) < len(raw_ids):
+        return int(digits)
+    raise RunError(f"{run}: unknown {what} {s!r} in dataset {ds.name} ({ds.root}): give a raw "
+                   f"id or an index 0..{len(raw_ids) - 1} (#N is always an index)")
+
+
+def resolve_user(spec: str | int, ds: Any, run: Path = Path(".")) -> int:
+    """``--user``: the index of a user given as a ``reviewerID`` (``users.txt``) or an index
+    of the prepared dataset ``ds``."""
+    return _resolve(spec, ds.user_ids, "user", run, ds)
+
+
+def resolve_item(spec: str | int, ds: Any, run: Path = Path(".")) -> int:
+    """``--item``: the index of an item given as an ``asin`` (``items.jsonl``) or an index."""
+    asins = [str(m.get("asin", i)) for i, m in enumerate(ds.items)]
+    return _resolve(spec, asins, "item", run, ds)
+
+
+def _cmd_explain(a: argparse.Namespace) -> int:
+    from mdr.explain.attribution import NEEDS, PURPOSE, explain
+    from mdr.training.runs import load_run
+
+    run = load_run(a.run, _run_data(a.data, a.quiet), a.device,
+                   allow_other_data=a.allow_other_data,
+                   allow_unfinished=a.allow_unfinished).require(NEEDS, purpose=PURPOSE)
     if not run.folder.is_finished():
         print(f"mdr: warning: {a.run} is an unfinished run; explaining its best epoch so far",
               file=sys.stderr)
@@ -345,6 +420,26 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--allow-other-data", action="store_true",
                    help="resume on data other than the run's (its fingerprint differs)")
     t.set_defaults(func=_cmd_train)
+
+    tu = sub.add_parser("tune", parents=[common],
+                        help="run trials of one model's tuning study (validation only); "
+                             "python -m benchmarks.tune drives every model")
+    tu.add_argument("--config", type=Path, required=True,
+                    help="YAML config with the model, its search: space and tuning: section")
+    tu.add_argument("--data", required=True, help="prepared folder or dataset name")
+    tu.add_argument("--model", required=True, help="a model name of the config")
+    tu.add_argument("--storage", required=True,
+                    help="an Optuna journal file (shared filesystem) or an RDB URL")
+    tu.add_argument("--study", default=None, help="the study's name (default: the model)")
+    tu.add_argument("--trials", type=int_range(1, 100_000), default=None,
+                    help="counted trials the study should hold (default: the config's "
+                         "tuning.trials)")
+    tu.add_argument("--runs", type=Path, default=None,
+                    help="where the trials' run folders go (default: runs/ beside a journal)")
+    tu.add_argument("--set", action="append", metavar="KEY=VALUE",
+                    help="a config override for every trial, after tuning.fixed (repeatable)")
+    tu.add_argument("--threads", type=int_range(1, 1024), default=1, help="torch CPU threads")
+    tu.set_defaults(func=_cmd_tune)
 
     run_args = argparse.ArgumentParser(add_help=False)
     run_args.add_argument("--data", default=None,

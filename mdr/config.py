@@ -37,13 +37,31 @@ class ConfigError(ValueError):
 def _check(checks: Mapping[str, bool]) -> None:
     """Raise one :class:`ConfigError` naming every failed check (``"epochs >= 1"`` ...);
     :func:`from_dict` puts the section (and file) in front."""
-    bad = [k for k, ok in checks.items() if not ok]
+    bad = [k if len(k) <= 200 else k[:200] + "...)" for k, ok in checks.items() if not ok]
     if bad:
         raise _InvalidValues(f"need {'; '.join(bad)}")
 
 
 class _InvalidValues(ConfigError):
     """Values of the right types that break a rule of their dataclass."""
+
+
+# Documented maxima of the size settings: far above any sensible value, low enough that a
+# typo cannot allocate tens of GB before anything checks it.
+MAX_WIDTH = 4096  # any layer, slot or embedding width
+MAX_LAYERS = 16  # hidden layers of an MLP, conv layers of the image branch
+MAX_BATCH = 1_000_000  # rows of a training or evaluation batch
+MAX_HISTORY = 1000  # history items a sample reads
+MAX_NEGATIVES = 1000  # sampled negatives per positive, negative sentences per item
+MAX_EPOCHS = 100_000
+
+
+def _in(value: int | None, low: int, high: int) -> bool:
+    return value is None or low <= value <= high
+
+
+def _widths(values: tuple[int, ...], low: int = 1) -> bool:
+    return len(values) <= MAX_LAYERS and all(low <= v <= MAX_WIDTH for v in values)
 
 
 # --------------------------------------------------------------------------- schema
@@ -64,6 +82,10 @@ class SlotConfig:
     dim: int = 4
     label: str | None = None
 
+    def __post_init__(self) -> None:
+        _check({f"slot dim from 1 to {MAX_WIDTH} (got {self.dim})": _in(self.dim, 1, MAX_WIDTH),
+                "slot name a non-empty word": bool(self.name) and len(self.name) <= 64})
+
 
 @dataclass(frozen=True)
 class ModelConfig:
@@ -83,8 +105,11 @@ class ModelConfig:
     alpha: float = 0.5  # Algorithm 1, lines 3-4
     use_image: bool = True
     use_text: bool = True
-    use_id_embedding: bool = False  # off reproduces the paper
-    id_dim: int = 16
+    # the sparse features the CTR baselines read: an item-id and a category embedding in
+    # every item's representation and a user-id embedding in the prediction MLP (Eq. 20).
+    # Off reproduces the paper's representation models; the tuner may switch it on
+    use_id_embedding: bool = False
+    id_dim: int = 16  # width of each id embedding (and the CTR baselines' embeddings)
     image_channels: tuple[int, ...] = (32, 32, 64, 64)
     text_hidden: int = 32  # width of each attribute extractor AE_j (Eq. 3)
     n_aspects: int = 15  # text attributes = rows of D (Eq. 14); Figure 5 shows 15
@@ -94,6 +119,7 @@ class ModelConfig:
     max_text_len: int = 64
     att_hidden: tuple[int, ...] = (36,)  # DIN attention MLP (Eq. 18)
     mlp_hidden: tuple[int, ...] = (80, 40)  # DIN prediction MLP (Eq. 20)
+    dropout: float = 0.0  # after each hidden layer of the prediction MLP (and the CTR DNNs)
     unique_item_encoding: bool = True  # encode each unique item of a batch once
     # in training, send at most this many of a batch's unique items through the image
     # encoder (with gradients); the others read the cache of their latest encoding
@@ -103,6 +129,30 @@ class ModelConfig:
     # training-time sample s ~ N(f, exp(lambda)) that the decoders reconstruct from
     recommend_from_sample: bool = False
     weak_supervision: bool = True  # Eq. 12-13 classifiers on labelled slots
+
+    def __post_init__(self) -> None:
+        w = MAX_WIDTH
+        _check({
+            f"image_blackbox_dim, text_blackbox_dim, blackbox_out_dim from 0 to {w}":
+                all(_in(getattr(self, k), 0, w) for k in
+                    ("image_blackbox_dim", "text_blackbox_dim", "blackbox_out_dim")),
+            f"id_dim and text_hidden from 1 to {w} (got {self.id_dim}, {self.text_hidden})":
+                _in(self.id_dim, 1, w) and _in(self.text_hidden, 1, w),
+            f"image_channels: 1 to {MAX_LAYERS} widths from 1 to {w} (got "
+            f"{list(self.image_channels)})": bool(self.image_channels) and _widths(
+                self.image_channels),
+            f"att_hidden: 1 to {MAX_LAYERS} widths from 1 to {w}": bool(self.att_hidden)
+                and _widths(self.att_hidden),
+            f"mlp_hidden: at most {MAX_LAYERS} widths from 1 to {w}": _widths(self.mlp_hidden),
+            f"n_aspects from 1 to {w} (got {self.n_aspects})": _in(self.n_aspects, 1, w),
+            f"max_text_len from 1 to {w} (got {self.max_text_len})":
+                _in(self.max_text_len, 1, w),
+            f"0 <= alpha <= 1 (got {self.alpha})": 0.0 <= self.alpha <= 1.0,
+            f"0 <= dropout < 1 (got {self.dropout})": 0.0 <= self.dropout < 1.0,
+            f"image_grad_items null or from 1 to {MAX_BATCH} (got {self.image_grad_items})":
+                _in(self.image_grad_items, 1, MAX_BATCH),
+            "at most 64 slots": len(self.slots) <= 64,
+        })
 
 
 @dataclass(frozen=True)
@@ -126,9 +176,10 @@ class LossConfig:
         _check({
             **{f"{w} a finite number >= 0 (got {getattr(self, w)})":
                math.isfinite(getattr(self, w)) and getattr(self, w) >= 0 for w in weights},
-            f"n_text_neg >= 1 (got {self.n_text_neg})": self.n_text_neg >= 1,
-            f"max_recon_items null or >= 1 (got {self.max_recon_items})":
-                self.max_recon_items is None or self.max_recon_items >= 1,
+            f"n_text_neg from 1 to {MAX_NEGATIVES} (got {self.n_text_neg})":
+                _in(self.n_text_neg, 1, MAX_NEGATIVES),
+            f"max_recon_items null or from 1 to {MAX_BATCH} (got {self.max_recon_items})":
+                _in(self.max_recon_items, 1, MAX_BATCH),
         })
 
 
@@ -165,29 +216,36 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         _check({
-            f"epochs >= 1 (got {self.epochs})": self.epochs >= 1,
-            f"batch_size >= 1 (got {self.batch_size})": self.batch_size >= 1,
-            f"lr a positive number (got {self.lr})": math.isfinite(self.lr) and self.lr > 0,
-            f"weight_decay >= 0 (got {self.weight_decay})": self.weight_decay >= 0,
-            f"grad_clip null or > 0 (got {self.grad_clip})":
-                self.grad_clip is None or self.grad_clip > 0,
-            f"patience >= 0 (got {self.patience})": self.patience >= 0,
-            f"max_hist >= 1 (got {self.max_hist})": self.max_hist >= 1,
-            f"n_train_neg >= 1 (got {self.n_train_neg})": self.n_train_neg >= 1,
-            f"eval_batch_size >= 1 (got {self.eval_batch_size})": self.eval_batch_size >= 1,
+            f"epochs from 1 to {MAX_EPOCHS} (got {self.epochs})": _in(self.epochs, 1, MAX_EPOCHS),
+            f"batch_size from 1 to {MAX_BATCH} (got {self.batch_size})":
+                _in(self.batch_size, 1, MAX_BATCH),
+            f"lr a positive finite number (got {self.lr})": math.isfinite(self.lr) and self.lr > 0,
+            f"weight_decay a finite number >= 0 (got {self.weight_decay})":
+                math.isfinite(self.weight_decay) and self.weight_decay >= 0,
+            f"grad_clip null or a finite number > 0 (got {self.grad_clip})":
+                self.grad_clip is None or (math.isfinite(self.grad_clip) and self.grad_clip > 0),
+            f"patience from 0 to {MAX_EPOCHS} (got {self.patience})":
+                _in(self.patience, 0, MAX_EPOCHS),
+            f"max_hist from 1 to {MAX_HISTORY} (got {self.max_hist})":
+                _in(self.max_hist, 1, MAX_HISTORY),
+            f"n_train_neg from 1 to {MAX_NEGATIVES} (got {self.n_train_neg})":
+                _in(self.n_train_neg, 1, MAX_NEGATIVES),
+            f"eval_batch_size from 1 to {MAX_BATCH} (got {self.eval_batch_size})":
+                _in(self.eval_batch_size, 1, MAX_BATCH),
             f"device cpu, cuda, cuda:N or auto (got {self.device!r})":
                 bool(_DEVICE.match(self.device)),
             f"max_steps_per_epoch null or >= 1 (got {self.max_steps_per_epoch})":
                 self.max_steps_per_epoch is None or self.max_steps_per_epoch >= 1,
             f"full_rank_users null or >= 1 (got {self.full_rank_users})":
                 self.full_rank_users is None or self.full_rank_users >= 1,
-            f"num_threads null or >= 1 (got {self.num_threads})":
-                self.num_threads is None or self.num_threads >= 1,
+            f"num_threads null or from 1 to 1024 (got {self.num_threads})":
+                _in(self.num_threads, 1, 1024),
             f"0 < valid_fraction < 1 (got {self.valid_fraction})":
                 0.0 < self.valid_fraction < 1.0,
             f"pretrain_epochs >= 0 (got {self.pretrain_epochs})": self.pretrain_epochs >= 0,
-            f"pretrain_batch_size >= 1 (got {self.pretrain_batch_size})":
-                self.pretrain_batch_size >= 1,
+            f"pretrain_epochs at most {MAX_EPOCHS}": self.pretrain_epochs <= MAX_EPOCHS,
+            f"pretrain_batch_size from 1 to {MAX_BATCH} (got {self.pretrain_batch_size})":
+                _in(self.pretrain_batch_size, 1, MAX_BATCH),
         })
 
 
@@ -283,7 +341,96 @@ class PhotoCorpusConfig:
         })
 
 
+# --------------------------------------------------------------------------- tuning
+
+
+@dataclass(frozen=True)
+class SearchParam:
+    """One dimension of a model's search space (the ``search:`` section of a config file).
+
+    Either a range, ``{low, high}`` (integers when both bounds are integers; ``log: true``
+    samples on a log scale), or ``{choices: [...]}``.
+    """
+
+    low: int | float | None = None
+    high: int | float | None = None
+    log: bool = False
+    choices: tuple[Any, ...] | None = None
+
+    def __post_init__(self) -> None:
+        ranged = self.low is not None and self.high is not None
+        _check({
+            "either low and high, or choices": ranged != (self.choices is not None),
+            "low < high": not ranged or self.low < self.high,  # type: ignore[operator]
+            "low > 0 with log": not self.log or (ranged and self.low > 0),  # type: ignore[operator]
+            "at least one choice": self.choices is None or len(self.choices) >= 1,
+        })
+
+    @property
+    def is_int(self) -> bool:
+        return self.choices is None and all(
+            isinstance(v, int) and not isinstance(v, bool) for v in (self.low, self.high))
+
+
+@dataclass(frozen=True)
+class TuningConfig:
+    """The tuned protocol of a config file (its ``tuning:`` section): how many trials
+    every model gets, the one seed the trials train with, the seeds of the tuned tables
+    (never the tuning seed), and the settings fixed for every trial and tuned run."""
+
+    trials: int = 16
+    seed: int = 0
+    table_seeds: tuple[int, ...] = (1, 2, 3, 4, 5)
+    fixed: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _check({
+            f"trials >= 1 (got {self.trials})": self.trials >= 1,
+            f"seed >= 0 (got {self.seed})": self.seed >= 0,
+            "table_seeds: at least one, none negative, none the tuning seed": bool(
+                self.table_seeds) and all(0 <= x != self.seed for x in self.table_seeds),
+            "table_seeds distinct": len(set(self.table_seeds)) == len(self.table_seeds),
+        })
+
+
+def load_tuning(path: str | Path) -> TuningConfig:
+    """The ``tuning:`` section of a config file (defaults when it has none)."""
+    section = load_yaml(path).get("tuning") or {}
+    return from_dict(TuningConfig, section, where=f"{path}: tuning")
+
+
+def search_space(path: str | Path, model: str) -> dict[str, SearchParam]:
+    """Model ``model``'s search space in the config file ``path``: the ``search:`` section's
+    ``all`` entries, then the model's own (a model may drop a shared key by giving it
+    ``null``). Every key must be a valid override of the model's config."""
+    section = load_yaml(path).get("search") or {}
+    if not isinstance(section, Mapping):
+        raise ConfigError(f"{path}: search: expected a mapping of model names")
+    unknown = sorted(set(section) - {"all", *_variant_names(path)})
+    if unknown:
+        raise ConfigError(f"{path}: search: no model named {unknown}")
+    merged: dict[str, Any] = {}
+    for part in ("all", model):
+        entries = section.get(part) or {}
+        if not isinstance(entries, Mapping):
+            raise ConfigError(f"{path}: search.{part}: expected a mapping of config keys")
+        merged.update(entries)
+    space = {key: from_dict(SearchParam, spec, where=f"{path}: search.{key}")
+             for key, spec in merged.items() if spec is not None}
+    base = load_run_config(path, model=model)
+    for key, p in space.items():  # every key must be a key of the config
+        apply_overrides(base, {key: p.low if p.choices is None else p.choices[0]})
+    return space
+
+
 # --------------------------------------------------------------------------- (de)serialisation
+
+
+def _short(value: Any, limit: int = 120) -> str:
+    """``repr(value)``, cut to ``limit`` characters: an error message never repeats an
+    arbitrarily large value."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
 
 
 def _convert(tp: Any, value: Any, where: str) -> Any:
@@ -303,14 +450,14 @@ def _convert(tp: Any, value: Any, where: str) -> Any:
                 return _convert(a, value, where)
             except ConfigError as e:
                 errors.append(str(e))
-        raise ConfigError(f"{where}: {value!r} matches none of {args}")
+        raise ConfigError(f"{where}: {_short(value)} matches none of {args}")
     if origin is Literal:
         if value not in args:
-            raise ConfigError(f"{where}: {value!r} is not one of {list(args)}")
+            raise ConfigError(f"{where}: {_short(value)} is not one of {list(args)}")
         return value
     if origin is tuple:
         if not isinstance(value, list | tuple):
-            raise ConfigError(f"{where}: expected a list, got {value!r}")
+            raise ConfigError(f"{where}: expected a list, got {_short(value)}")
         if len(args) == 2 and args[1] is Ellipsis:
             return tuple(_convert(args[0], v, f"{where}[{i}]") for i, v in enumerate(value))
         if len(args) != len(value):
@@ -318,7 +465,7 @@ def _convert(tp: Any, value: Any, where: str) -> Any:
         return tuple(_convert(a, v, f"{where}[{i}]") for i, (a, v) in enumerate(zip(args, value)))
     if origin is dict:
         if not isinstance(value, Mapping):
-            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+            raise ConfigError(f"{where}: expected a mapping, got {_short(value)}")
         return dict(value)
     if is_dataclass(tp):
         if isinstance(value, tp):
@@ -326,19 +473,25 @@ def _convert(tp: Any, value: Any, where: str) -> Any:
         return from_dict(tp, value, where)
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ConfigError(f"{where}: expected a number, got {value!r}")
-        return float(value)
+            raise ConfigError(f"{where}: expected a number, got {_short(value)}")
+        try:
+            number = float(value)
+        except OverflowError:  # an integer too large for a float
+            number = math.inf
+        if not math.isfinite(number):
+            raise ConfigError(f"{where}: expected a finite number, got {_short(value)}")
+        return number
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+            raise ConfigError(f"{where}: expected an integer, got {_short(value)}")
         return value
     if tp is bool:
         if not isinstance(value, bool):
-            raise ConfigError(f"{where}: expected true/false, got {value!r}")
+            raise ConfigError(f"{where}: expected true/false, got {_short(value)}")
         return value
     if tp is str:
         if not isinstance(value, str):
-            raise ConfigError(f"{where}: expected a string, got {value!r}")
+            raise ConfigError(f"{where}: expected a string, got {_short(value)}")
         return value
     raise ConfigError(f"{where}: unsupported type {tp}")
 
@@ -380,25 +533,52 @@ def config_hash(obj: Any, length: int = 12) -> str:
 def apply_overrides(cfg: T, overrides: Mapping[str, Any]) -> T:
     """Return ``cfg`` with dotted-key overrides applied, e.g. ``{"loss.eta": 0}``.
 
-    Overrides go through the same validation as YAML files.
+    ``*`` stands for every element of a list: ``{"model.slots.*.dim": 8}`` widens every
+    slot. Overrides go through the same validation as YAML files.
     """
     data = to_dict(cfg)
     for key, value in overrides.items():
-        node = data
-        parts = key.split(".")
-        for p in parts[:-1]:
-            if not isinstance(node, dict) or p not in node:
-                raise ConfigError(f"override {key!r}: no section {p!r}")
-            node = node[p]
-        if not isinstance(node, dict) or parts[-1] not in node:
-            raise ConfigError(f"override {key!r}: unknown key {parts[-1]!r}")
-        node[parts[-1]] = value
+        _set_dotted(data, key, key.split("."), value)
     return from_dict(type(cfg), data)
 
 
+def _set_dotted(node: Any, key: str, parts: list[str], value: Any) -> None:
+    head, rest = parts[0], parts[1:]
+    if head == "*":
+        if not isinstance(node, list) or not node or not rest:
+            raise ConfigError(f"override {key!r}: '*' must stand for the elements of a "
+                              "non-empty list, followed by a key")
+        for element in node:
+            _set_dotted(element, key, rest, value)
+        return
+    if not isinstance(node, dict) or head not in node:
+        what = "unknown key" if not rest else "no section"
+        raise ConfigError(f"override {key!r}: {what} {head!r}")
+    if rest:
+        _set_dotted(node[head], key, rest, value)
+    else:
+        node[head] = value
+
+
 class _Loader(yaml.SafeLoader):
-    """PyYAML's safe loader with YAML 1.2 floats: ``1e-3`` is a number, not the string
-    that YAML 1.1 (PyYAML's default) makes of it."""
+    """PyYAML's safe loader with YAML 1.2 floats (``1e-3`` is a number, not the string that
+    YAML 1.1, PyYAML's default, makes of it) that refuses a key given twice in a mapping
+    (PyYAML keeps the last silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            try:
+                line = seen.setdefault(key, key_node.start_mark.line + 1)
+            except TypeError:  # an unhashable key (a list or a mapping)
+                raise yaml.constructor.ConstructorError(
+                    None, None, "a mapping key must be a scalar", key_node.start_mark) from None
+            if line != key_node.start_mark.line + 1:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {_short(key, 60)} given twice (first on line {line})",
+                    key_node.start_mark)
+        return super().construct_mapping(node, deep=deep)
 
 
 _Loader.add_implicit_resolver(
@@ -411,12 +591,28 @@ _Loader.add_implicit_resolver(
     list("-+0123456789."))
 
 
-def parse_value(text: str) -> Any:
-    """A scalar or list as written on a command line (``--set key=VALUE``), read as YAML."""
+MAX_CONFIG_BYTES = 1_000_000  # a config file is a few KB; anything this large is not one
+
+
+def _yaml(text: str, where: str) -> Any:
+    """``text`` read with :class:`_Loader`; every failure one ConfigError naming ``where``."""
     try:
         return yaml.load(text, Loader=_Loader)  # a SafeLoader subclass
     except yaml.YAMLError as e:
-        raise ConfigError(f"{text!r}: not a YAML value ({e})") from e
+        raise ConfigError(f"{where}: invalid YAML: {_one_line(e)}") from None
+    except (ValueError, RecursionError, OverflowError) as e:  # e.g. a 5,000-digit integer
+        raise ConfigError(f"{where}: a value YAML cannot read ({type(e).__name__}: "
+                          f"{_one_line(e)})") from None
+
+
+def _one_line(e: BaseException, limit: int = 300) -> str:
+    text = " ".join(str(e).split())
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def parse_value(text: str) -> Any:
+    """A scalar or list as written on a command line (``--set key=VALUE``), read as YAML."""
+    return _yaml(text, _short(text, 60))
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
@@ -424,15 +620,15 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:
+        if path.stat().st_size > MAX_CONFIG_BYTES:
+            raise ConfigError(f"{path}: {path.stat().st_size} bytes: not a config file (at "
+                              f"most {MAX_CONFIG_BYTES})")
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as e:
         raise ConfigError(f"{path}: not a UTF-8 text file (byte {e.start}: {e.reason})") from e
     except OSError as e:
         raise ConfigError(f"{path}: cannot read ({e.strerror or e})") from e
-    try:
-        data = yaml.load(text, Loader=_Loader)  # a SafeLoader subclass
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: invalid YAML: {e}") from e
+    data = _yaml(text, str(path))
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -442,7 +638,7 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
 
 VARIANT_SECTIONS = ("baselines", "ablations")
 # top-level sections of a config file that are not part of the run config itself
-_NOT_RUN_CONFIG = (*VARIANT_SECTIONS, "description", "provenance", "prepare")
+_NOT_RUN_CONFIG = (*VARIANT_SECTIONS, "description", "provenance", "prepare", "search", "tuning")
 
 
 def load_run_config(
@@ -473,6 +669,11 @@ def load_prepare_config(path: str | Path, cls: type[T], **overrides: Any) -> T:
     if not isinstance(section, Mapping):
         raise ConfigError(f"{path}: prepare: expected a mapping")
     return from_dict(cls, {**section, **overrides}, where=f"{path}: prepare")
+
+
+def _variant_names(path: str | Path) -> list[str]:
+    """Every model name a config file can train: ``mdr`` and its baselines and ablations."""
+    return ["mdr", *(n for names in variant_names(path).values() for n in names)]
 
 
 def variant_names(path: str | Path) -> dict[str, list[str]]:

@@ -30,6 +30,7 @@ __all__ = [
     "gauc",
     "hit_at_k",
     "ndcg_at_k",
+    "per_user_list_metrics",
     "rank_of_positive",
     "sampled_list_metrics",
 ]
@@ -170,18 +171,35 @@ def hit_at_k(scores: ArrayLike, k: int) -> float:
     return float(np.mean(ranks < k)) if ranks.size else float("nan")
 
 
+def _list_user_auc(s: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Each row's AUC: one user with a single positive (column 0), so
+    AUC_u = (#neg below + 1/2 #neg tied) / n_neg."""
+    pos = s[:, :1]
+    return (np.sum(s[:, 1:] < pos, axis=1) + 0.5 * np.sum(s[:, 1:] == pos, axis=1)) / (
+        s.shape[1] - 1
+    )
+
+
 def _list_gauc(s: NDArray[np.float64]) -> float:
-    """GAUC of list-shaped scores in O(n): each row is one user with a single positive
-    (column 0), so AUC_u = (#neg below + 1/2 #neg tied) / n_neg; rows have equal
-    impression counts, so the impression-weighted mean is the plain mean.
+    """GAUC of list-shaped scores in O(n): rows have equal impression counts, so the
+    impression-weighted mean of the per-user AUCs is the plain mean.
     Equals :func:`gauc` on the flattened lists (tested)."""
     if s.shape[0] == 0 or s.shape[1] < 2:
         return float("nan")
-    pos = s[:, :1]
-    per_user = (np.sum(s[:, 1:] < pos, axis=1) + 0.5 * np.sum(s[:, 1:] == pos, axis=1)) / (
-        s.shape[1] - 1
-    )
-    return float(np.mean(per_user))
+    return float(np.mean(_list_user_auc(s)))
+
+
+def per_user_list_metrics(scores: ArrayLike, k: int = 10) -> dict[str, NDArray[np.float64]]:
+    """Each user's (row's) AUC, NDCG@k and HR@k of list-shaped scores (n_users, 1 + n_neg):
+    the per-user values whose means are :func:`sampled_list_metrics`' ``gauc``,
+    ``ndcg@k`` and ``hr@k`` (the units a paired bootstrap over users resamples)."""
+    _check_k(k)
+    s = _as_scores(scores, 2)
+    if s.shape[1] < 2:
+        raise ValueError("scores: need the positive and at least one negative per row")
+    ranks = rank_of_positive(s)
+    return {"auc": _list_user_auc(s), f"ndcg@{k}": _ndcg_from_ranks(ranks, k),
+            f"hr@{k}": (ranks < k).astype(np.float64)}
 
 
 def sampled_list_metrics(scores: ArrayLike, k: int = 10) -> dict[str, float]:

@@ -86,7 +86,9 @@ def detectable_difference(sd_diff: float, n: int, alpha: float = ALPHA,
         nc = delta * math.sqrt(n)
         if df > 500:
             return float(stats.norm.sf(crit - nc) + stats.norm.cdf(-crit - nc)) - power
-        return float(stats.nct.sf(crit, df, nc) + stats.nct.cdf(-crit, df, nc)) - power
+        got = float(stats.nct.sf(crit, df, nc) + stats.nct.cdf(-crit, df, nc))
+        # scipy's noncentral t gives NaN far in its tail, where the power is 1
+        return (got if math.isfinite(got) else 1.0) - power
 
     high = 1.0
     while power_at(high) < 0:  # power grows with the effect: widen until it brackets

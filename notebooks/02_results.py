@@ -159,29 +159,24 @@ if table3 is not None:
     plot_gauc(table3, f"Table 3 ({DATASET})")
 
 # %% [markdown]
-# ## Paired tests over seeds
+# ## Comparisons
 #
-# Seed *i* of MDR against seed *i* of the strongest other model (Table 2) or of MDR without
-# the information constraint (Table 3), a paired t-test on test GAUC, as recorded in each
-# table's manifest.
+# MDR against every other model of each table: the mean difference over seeds, paired
+# t-test (Holm-adjusted across the table), Wilcoxon, a paired bootstrap CI over test users
+# and the difference the seeds could detect at 80 % power, as each table's
+# `<table>.comparisons.csv` records them.
 
 # %%
-rows = []
-for name in ("table2", "table3"):
-    path = table_file(name, "manifest.json")
-    if path is None:
-        continue
-    man = json.loads(path.read_text(encoding="utf-8"))
-    test = man.get("paired_test") or {}
-    rows.append({"table": path.name.split(".")[0], "a": test.get("a"), "b": test.get("b"),
-                 "metric": test.get("metric"), "seeds": test.get("n"),
-                 "mean diff (a - b)": test.get("mean_diff"), "p value": test.get("p_value"),
-                 "note": test.get("note", ""), "git commit": (man.get("git_commit") or "")[:10],
-                 "wall time (s)": man.get("wall_time_s")})
-if rows:
-    display(pd.DataFrame(rows))
+frames = []
+for name in ("table2", "table3", "ablations", "table2_tuned", "table3_tuned", "ablations_tuned"):
+    path = table_file(name, "comparisons.csv")
+    if path is not None:
+        frames.append(pd.read_csv(path).assign(table=name))
+if frames:
+    display(pd.concat(frames)[["table", "a", "b", "metric", "seeds", "mean_diff", "ci_low",
+                               "ci_high", "p_t", "p_t_holm", "p_wilcoxon", "detectable_80"]])
 else:
-    print("no table manifests yet: run `nox -s reproduce-table2` and `nox -s reproduce-table3`")
+    print("no comparisons yet: run `nox -s reproduce-table2` and `nox -s reproduce-table3`")
 
 # %% [markdown]
 # ## Per seed

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from pathlib import Path
 
 import pytest
@@ -127,13 +128,23 @@ def test_every_table_model_is_named_in_every_shipped_config() -> None:
 
 
 @pytest.mark.parametrize(("override", "message"), [
-    ({"train.batch_size": 0}, "batch_size >= 1"),
-    ({"train.epochs": 0}, "epochs >= 1"),
-    ({"train.lr": -1.0}, "lr a positive number"),
+    ({"train.batch_size": 0}, "batch_size from 1 to 1000000"),
+    ({"train.epochs": 0}, "epochs from 1 to 100000"),
+    ({"train.lr": -1.0}, "lr a positive finite number"),
     ({"train.device": "gpu"}, "device cpu, cuda"),
     ({"train.valid_fraction": 1.0}, "valid_fraction"),
-    ({"loss.beta": float("nan")}, "beta a finite number"),
+    ({"loss.beta": float("nan")}, r"loss.beta: expected a finite number, got nan"),
     ({"seed": -1}, "seed >= 0"),
+    # non-finite numbers and sizes without bounds
+    ({"train.weight_decay": float("inf")}, "train.weight_decay: expected a finite number"),
+    ({"train.lr": 1e400}, "expected a finite number"),
+    ({"train.batch_size": 10**9}, "batch_size from 1 to 1000000"),
+    ({"train.max_hist": 10**6}, "max_hist from 1 to 1000"),
+    ({"model.image_channels": []}, "image_channels: 1 to 16 widths"),
+    ({"model.id_dim": -4}, "id_dim and text_hidden from 1 to 4096"),
+    ({"model.slots.*.dim": 10**7}, "slot dim from 1 to 4096"),
+    ({"model.dropout": 1.0}, "0 <= dropout < 1"),
+    ({"loss.n_text_neg": 10**6}, "n_text_neg from 1 to 1000"),
 ])
 def test_impossible_values_are_one_clear_error(override: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
@@ -176,3 +187,33 @@ def test_a_prepare_section_is_typed_and_checked_like_the_run_config(tmp_path: Pa
         load_prepare_config(bad, PrepareConfig)
     # the run config ignores the section, as it always did
     assert load_run_config(CONFIGS / "fashion.yaml").model.name == "image_factors"
+
+
+def test_a_key_given_twice_is_refused_with_its_line(tmp_path: Path) -> None:
+    from mdr.config import load_yaml
+
+    cfg = tmp_path / "twice.yaml"
+    cfg.write_text("train:\n  lr: 0.001\n  epochs: 3\n  lr: 0.1\n")
+    with pytest.raises(ConfigError, match=r"key 'lr' given twice \(first on line 2\)"):
+        load_yaml(cfg)
+
+
+@pytest.mark.parametrize(("text", "says"), [
+    ("train: {epochs: " + "9" * 5000 + "}\n", "a value YAML cannot read"),
+    ("a: " + "[" * 5000 + "]" * 5000 + "\n", "a value YAML cannot read"),
+    ("? [a, b]\n: 1\n", "a mapping key must be a scalar"),
+    ("train: {lr: .inf}\n", "train.lr: expected a finite number"),
+])
+def test_values_yaml_refuses_otherwise_are_one_line(text: str, says: str,
+                                                    tmp_path: Path) -> None:
+    cfg = tmp_path / "odd.yaml"
+    cfg.write_text(text)
+    with pytest.raises(ConfigError, match=re.escape(says)) as e:
+        load_run_config(cfg)
+    assert len(str(e.value)) < 600 and "\n" not in str(e.value)
+
+
+def test_an_error_never_repeats_a_huge_value() -> None:
+    with pytest.raises(ConfigError) as e:
+        apply_overrides(RunConfig(), {"train.device": "x" * 100_000})
+    assert len(str(e.value)) < 1000

@@ -518,7 +518,8 @@ def test_variants_run(feats, name):
         reps = m.encode_items(torch.arange(N_ITEMS))
         assert reps.shape == (N_ITEMS, m.rep_dim)
         assert m.score(
-            reps, batch["hist"], batch["hist_mask"], torch.randint(0, N_ITEMS, (8, 11))
+            reps, batch["hist"], batch["hist_mask"], torch.randint(0, N_ITEMS, (8, 11)),
+            batch["user"],
         ).shape == (8, 11)
     zero_terms = {
         "image_only": {"text", "ortho", "reg"},
@@ -689,3 +690,159 @@ def test_weak_labels_supervise_every_part_of_their_slot(feats):
             yc[keep_c], reduction="sum")
         got = m.weak_text(items, enc["z"], has)
         torch.testing.assert_close(got, (ce + ce_m + ce_c) / has.float().sum())
+
+
+# --------------------------------------------------------------------------- capabilities
+
+
+CAPABILITIES = {  # variant -> (slots, image_decoder, text_aspects); codes, attention always
+    "mdr": (True, True, True),
+    "image_only": (True, True, False),
+    "text_only": (True, False, True),
+    "concat": (True, True, True),
+    "id_only": (False, False, False),
+    "mdr_ids": (True, True, True),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CAPABILITIES))
+def test_capabilities_follow_the_config(feats, name):
+    from mdr.models.capabilities import Capabilities, model_capabilities
+
+    m = MDRRecommender(tiny_cfg(**VARIANTS.get(name, {})), LossConfig(), feats)
+    slots, image, text = CAPABILITIES[name]
+    want = Capabilities(codes=True, slots=slots, image_decoder=image, attention=True,
+                        text_aspects=text, item_losses=slots)
+    assert m.capabilities == want
+    assert model_capabilities(m) == want  # and the declared protocols are implemented
+    assert want.missing("image_decoder", "text_aspects") == (
+        [] if image and text else [w for w, ok in (("image decoder", image),
+                                                   ("text aspects", text)) if not ok])
+    parts = m.r_parts()
+    if not slots:
+        assert parts == {}
+    else:
+        assert {k: v for k, v in parts.items() if k != "id_embedding"} == {
+            k: v for k, v in m.r_columns().items() if v}
+        assert ("id_embedding" in parts) == (name == "mdr_ids")
+        assert sorted(c for v in parts.values() for c in v) == list(range(m.rep_dim))
+
+
+def test_declared_methods_read_what_the_model_computes(feats):
+    """The capabilities' methods are the model's own computations, not copies of them."""
+    m = MDRRecommender(tiny_cfg(), LossConfig(), feats, seed=0).eval()
+    items = torch.arange(N_ITEMS)
+    with torch.no_grad():
+        reps = m.encode_items(items)
+        batch = tiny_batch()
+        h_hist = reps[batch["hist"]]
+        h_cand = reps[torch.randint(0, N_ITEMS, (8, 3))]
+        torch.testing.assert_close(m.attention_weights(h_hist, batch["hist_mask"], h_cand),
+                                   m.din.attention(h_hist, batch["hist_mask"], h_cand))
+        assert m.image_items().tolist() == [i for i in range(N_ITEMS) if i != 7]
+        x = m.item_images(torch.tensor([0, 3]))
+        assert x.shape == (2, 3, SIZE, SIZE) and float(x.max()) <= 1.0
+        assert m.decoder_network is m.image.decoder
+        torch.testing.assert_close(m.decode_images(reps),
+                                   m.decoder_network(reps[:, m.image_columns]))
+        text_items = m.text_items
+        r_text = m._encode(text_items, sample=False)["r_content"][:, m.fusion.text_index]
+        torch.testing.assert_close(m.text_representations(chunk=7), r_text.float())
+    assert m.aspect_matrix is m.text.D and m.aspect_decoder == "per_slot"
+    assert torch.equal(m.word_vectors, feats.word_vectors.float())
+    assert m.aspect_slots == list(m.text.aspect_slots)
+    assert m.text_columns() == m.fusion.text_columns()
+    with pytest.raises(ValueError, match="per-slot aspect decoder has no dense weights"):
+        m.aspect_weights()
+    dense = MDRRecommender(tiny_cfg(aspect_decoder="dense"), LossConfig(), feats)
+    assert torch.equal(dense.aspect_weights(), dense.text.p_fc.weight)
+    text_only = MDRRecommender(tiny_cfg(use_image=False), LossConfig(), feats)
+    with pytest.raises(ValueError, match="no image side"):
+        text_only.image_items()
+    with pytest.raises(ValueError, match="no text side"):
+        MDRRecommender(tiny_cfg(use_text=False), LossConfig(), feats).aspect_matrix  # noqa: B018
+
+
+def test_declaring_capabilities_changes_no_weight(feats):
+    """The declared interface adds methods only: the same parameters, in the same order, with
+    the same initial values as a model built without touching it."""
+    a = MDRRecommender(tiny_cfg(), LossConfig(), feats, seed=3)
+    _ = (a.capabilities, a.r_parts(), a.aspect_slots, a.image_items())
+    b = MDRRecommender(tiny_cfg(), LossConfig(), feats, seed=3)
+    sa, sb = a.state_dict(), b.state_dict()
+    assert list(sa) == list(sb)
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_image_side_and_ctr_baselines_declare_what_they_offer(feats):
+    from mdr.config import RunConfig, apply_overrides
+    from mdr.models.capabilities import Capabilities, model_capabilities
+    from mdr.models.image_factors import ImageFactorModel
+    from mdr.training.registry import build_model
+
+    cfg = apply_overrides(RunConfig(), {"model.name": "image_factors"})
+    cfg = dataclasses.replace(cfg, model=dataclasses.replace(tiny_cfg(), name="image_factors"))
+    side = ImageFactorModel(cfg, feats)
+    assert model_capabilities(side) == Capabilities(codes=True, slots=True, image_decoder=True,
+                                                    item_losses=True)
+    assert side.decoder_network is side.image.decoder
+    assert torch.equal(side.image_items(), torch.nonzero(side.image_mask, as_tuple=True)[0])
+    deepfm = build_model("deepfm", apply_overrides(RunConfig(), {"model.name": "deepfm"}), feats)
+    assert model_capabilities(deepfm) == Capabilities()
+    assert model_capabilities(deepfm).missing("image_decoder") == ["image decoder"]
+
+
+def test_model_capabilities_of_models_that_declare_nothing_or_too_much():
+    from mdr.models.capabilities import Capabilities, model_capabilities
+
+    class ItemLossModel(torch.nn.Module):
+        trains_items = True
+
+    class Boaster(torch.nn.Module):
+        @property
+        def capabilities(self) -> Capabilities:
+            return Capabilities(image_decoder=True)
+
+    assert model_capabilities(torch.nn.Linear(2, 2)) == Capabilities()
+    assert model_capabilities(ItemLossModel()) == Capabilities(item_losses=True)
+    with pytest.raises(TypeError, match="declares 'image_decoder' but does not implement "
+                                        "ImageDecoding"):
+        model_capabilities(Boaster())
+    with pytest.raises(ValueError, match="unknown capabilities"):
+        Capabilities().missing("decoder")
+
+
+def test_id_embeddings_give_the_ctr_baselines_inputs(feats):
+    """model.use_id_embedding: item id and category in every item's representation, the
+    user id in the prediction MLP; predict and score agree; the user changes the score."""
+    import dataclasses
+
+    cats = torch.arange(N_ITEMS) % 3
+    f = dataclasses.replace(feats, category=cats, n_categories=3)
+    plain = MDRRecommender(tiny_cfg(), LossConfig(), f, seed=0)
+    ids = MDRRecommender(tiny_cfg(use_id_embedding=True), LossConfig(), f, seed=0).eval()
+    assert ids.rep_dim == plain.rep_dim + 2 * 6
+    assert ids.user_emb.num_embeddings == f.n_users and ids.category_emb.num_embeddings == 3
+    batch = tiny_batch()
+    with torch.no_grad():
+        reps = ids.encode_items(torch.arange(N_ITEMS))  # (I, r + 2 id_dim)
+        torch.testing.assert_close(reps[:, -6:], ids.category_emb(cats))
+        p = ids.predict(batch)
+        s = ids.score(reps, batch["hist"], batch["hist_mask"], batch["cand"][:, None],
+                      batch["user"])
+        torch.testing.assert_close(s[:, 0], p, rtol=1e-5, atol=1e-5)
+        other = ids.score(reps, batch["hist"], batch["hist_mask"], batch["cand"][:, None],
+                          (batch["user"] + 1) % f.n_users)
+    assert not torch.allclose(other, s)
+    with pytest.raises(ValueError, match="needs the users' ids"):
+        ids.score(reps, batch["hist"], batch["hist_mask"], batch["cand"][:, None])
+
+
+def test_dropout_draws_nothing_when_off_and_masks_when_on(feats):
+    off = MDRRecommender(tiny_cfg(), LossConfig(), feats, seed=0)
+    assert not any(isinstance(m, torch.nn.Dropout) for m in off.modules())
+    on = MDRRecommender(tiny_cfg(dropout=0.5), LossConfig(), feats, seed=0)
+    assert sum(isinstance(m, torch.nn.Dropout) for m in on.modules()) == 2  # mlp (16, 8)
+    # the same weights: dropout layers hold no parameters and draw nothing at init
+    for (k, a), (_, b) in zip(off.state_dict().items(), on.state_dict().items()):
+        assert torch.equal(a, b), k

@@ -68,3 +68,8 @@ def test_holm_known_answer() -> None:
     assert holm([0.5, 0.9]) == pytest.approx([1.0, 1.0])
     out = holm([0.02, float("nan")])
     assert out[0] == pytest.approx(0.02) and math.isnan(out[1])
+
+
+def test_detectable_difference_with_two_seeds_is_large_but_finite() -> None:
+    two = detectable_difference(0.01, 2)
+    assert math.isfinite(two) and two > detectable_difference(0.01, 3)

@@ -15,11 +15,9 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
 import sys
 import time
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +36,7 @@ from benchmarks.common import (
     to_csv,
     write_result,
 )
+from benchmarks.executor import Task, add_executor_options, make_executor
 from mdr.argtypes import Parser, int_range
 from mdr.config import config_hash, load_run_config, to_dict
 from mdr.data.catalog import DEFAULT_DATASET, dataset_name, resolve
@@ -59,12 +58,17 @@ class Job:
 @dataclass
 class Options:
     dataset: str = DEFAULT_DATASET
-    seeds: int = 3
+    seeds: int = 3  # seeds 0..N-1, unless seed_list gives them (tuned: the first N of them)
+    seed_list: tuple[int, ...] = ()
+    tuned: bool = False  # every model with its tuned overrides (tuning/best.yaml)
+    quick: bool = False  # a pipeline check (with --tuned: the quick tuning's best.yaml)
     epochs: int | None = None
     patience: int | None = None
     models: tuple[str, ...] = ()  # a subset of the table's models (default: all)
     max_steps: int | None = None
     jobs: int = 2
+    executor: str = "local"  # local subprocesses, or Ray (benchmarks.executor)
+    ray_address: str | None = None
     force: bool = False
     quiet: bool = False
     results: Path = RESULTS
@@ -82,10 +86,47 @@ def config_for(proc: Path) -> Path:
     return CONFIGS / ("mdr_synthetic.yaml" if synthetic else "mdr_amazon.yaml")
 
 
+def seeds_of(opts: Options) -> tuple[int, ...]:
+    return opts.seed_list or tuple(range(opts.seeds))
+
+
+def tuned_overrides(opts: Options, short: str, cfg_path: Path,
+                    models: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """Each model's overrides of the tuned protocol: the config's ``tuning.fixed``, then its
+    chosen trial (``results/<dataset>/tuning/best.yaml``); an ablation is the TUNED MDR with
+    its one change applied last (nothing retuned)."""
+    import yaml
+
+    from mdr.config import load_tuning, variant_names, variant_overrides
+
+    path = opts.results / short / ("tuning_quick" if opts.quick else "tuning") / "best.yaml"
+    if not path.is_file():
+        raise BenchmarkError(f"{path}: not found - run `python -m benchmarks.tune --dataset "
+                             f"{opts.dataset}` first (--tuned trains each model's chosen "
+                             "settings)")
+    try:
+        best = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as e:
+        raise BenchmarkError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from e
+    fixed = dict(load_tuning(cfg_path).fixed)
+    ablations = set(variant_names(cfg_path)["ablations"])
+    out: dict[str, dict[str, Any]] = {}
+    for m in models:
+        base = "mdr" if m in ablations else m
+        if base not in best or not isinstance(best[base], dict):
+            raise BenchmarkError(f"{path}: no tuned settings for {base!r} (tuned: "
+                                 f"{sorted(best)}); tune it first")
+        chosen = dict(best[base].get("overrides") or {})
+        out[m] = {**fixed, **chosen, **(variant_overrides(cfg_path, m) if m in ablations
+                                        else {})}
+    return out
+
+
 def plan(models: Sequence[str], opts: Options, proc: Path, short: str) -> list[Job]:
     """One job per (model, seed): the model's resolved config (by name, from the dataset's
-    config file) plus the table's own overrides (epochs, patience, steps). On a dataset
-    without images (:func:`without_images`) models run without their image side."""
+    config file), its tuned overrides with ``--tuned``, then the table's own overrides
+    (epochs, patience, steps). On a dataset without images (:func:`without_images`)
+    models run without their image side."""
     jobs = []
     cfg_path = config_for(proc)
     extra: dict[str, Any] = {}
@@ -97,11 +138,12 @@ def plan(models: Sequence[str], opts: Options, proc: Path, short: str) -> list[J
         extra["train.max_steps_per_epoch"] = opts.max_steps
     extra.update(opts.extra)
     kept, _ = without_images(models, cfg_path, proc)
+    tuned = tuned_overrides(opts, short, cfg_path, list(kept)) if opts.tuned else {}
     for model in models:
         if model not in kept:
             continue
-        overrides = {**extra, **kept[model]}
-        for seed in range(opts.seeds):
+        overrides = {**tuned.get(model, {}), **extra, **kept[model]}
+        for seed in seeds_of(opts):
             resolved = load_run_config(cfg_path, {**overrides, "seed": seed}, model=model)
             key = config_hash({"model": model, "config": to_dict(resolved), "dataset": short})
             run_dir = opts.results / short / "runs" / f"{model}-{key}-s{seed}"
@@ -149,16 +191,17 @@ def without_images(models: Sequence[str], cfg_path: Path,
                   + "".join(f"; {n}" for n in notes) + "."]
 
 
-def _command(job: Job, proc: Path, threads: int) -> list[str]:
-    """``mdr train`` for a job: the model by name, the table's overrides as ``--set``."""
+def _command(job: Job, proc: Path, threads: int, force: bool) -> list[str]:
+    """``mdr train`` for a job: the model by name, the table's overrides as ``--set``;
+    always ``--resume`` (a started run continues, also when its worker was retried)."""
     # -P: the installed package, never ./mdr of whatever folder the table runs from
     cmd = [sys.executable, "-P", "-m", "mdr.cli", "train", "-q", "--config", str(job.config),
            "--data", str(proc), "--out", str(job.run_dir), "--model", job.model,
-           "--seed", str(job.seed), "--threads", str(threads)]
+           "--seed", str(job.seed), "--threads", str(threads), "--resume"]
     for k, v in job.overrides.items():
         cmd += ["--set", f"{k}={json.dumps(v)}"]
-    if (job.run_dir / "checkpoint.pt").is_file():
-        cmd.append("--resume")
+    if force:
+        cmd.append("--overwrite")
     return cmd
 
 
@@ -172,33 +215,16 @@ def _expected_cost(job: Job) -> int:
 
 
 def run_jobs(jobs: list[Job], proc: Path, opts: Options) -> None:
-    todo = []
-    for job in jobs:
-        if (job.run_dir / "test.json").is_file() and not opts.force:
-            continue
-        if opts.force and job.run_dir.exists():
-            import shutil
-
-            shutil.rmtree(job.run_dir)
-        todo.append(job)
-    print(f"{len(jobs) - len(todo)} run(s) reused, {len(todo)} to run with {opts.jobs} job(s)")
+    """Every job without a finished run folder (all with ``--force``), longest first, on the
+    executor of ``--executor``."""
+    todo = [j for j in jobs if opts.force or not (j.run_dir / "test.json").is_file()]
+    print(f"{len(jobs) - len(todo)} run(s) reused, {len(todo)} to run on the "
+          f"{opts.executor} executor ({opts.jobs} job(s))")
     todo.sort(key=lambda j: -_expected_cost(j))  # longest first: the jobs end together
-    threads = opts.threads
-
-    def one(i_job: tuple[int, Job]) -> None:
-        i, job = i_job
-        t0 = time.perf_counter()
-        job.run_dir.parent.mkdir(parents=True, exist_ok=True)
-        log = job.run_dir.parent / f"{job.run_dir.name}.log"
-        with log.open("w") as fh:
-            rc = subprocess.run(_command(job, proc, threads), stdout=fh, stderr=subprocess.STDOUT)
-        took = time.perf_counter() - t0
-        if rc.returncode != 0:
-            raise RuntimeError(f"run {job.run_dir.name} failed (exit {rc.returncode}); see {log}")
-        print(f"[{i + 1}/{len(todo)}] {job.model} seed {job.seed}: {took:.0f} s", flush=True)
-
-    with ThreadPoolExecutor(max_workers=opts.jobs) as pool:
-        list(pool.map(one, enumerate(todo)))
+    tasks = [Task(f"{j.model} seed {j.seed}", tuple(_command(j, proc, opts.threads, opts.force)),
+                  j.run_dir.parent / f"{j.run_dir.name}.log", cpus=opts.threads) for j in todo]
+    if tasks:
+        make_executor(opts.executor, opts.jobs, opts.ray_address).run(tasks)
 
 
 # --------------------------------------------------------------------------- aggregation
@@ -231,22 +257,43 @@ def _ranks(values: dict[str, float]) -> dict[str, float]:
     return dict(zip(names, rankdata([-values[n] for n in names]).tolist()))
 
 
-def summary_rows(results: dict[str, list[dict]], short: str, reported: str) -> list[dict]:
-    """One row per model: mean and std of each metric over seeds, the paper's AUC/NDCG beside,
-    and both orderings: the model's rank here and its mean rank in the paper."""
+def hit_cap(run: dict[str, Any]) -> bool:
+    """Whether the epoch cap, not early stopping, ended a run (``test.json``)."""
+    return bool(run.get("hit_epoch_cap", not run.get("stopped_early", True)))
+
+
+def inputs_of(cfg_path: Path, model: str, overrides: dict[str, Any]) -> str:
+    """What a model reads: ids (user, item and category embeddings), image, text, weak
+    labels; the CTR baselines read the sparse id features only."""
+    m = load_run_config(cfg_path, overrides, model=model).model
+    if get_builder(m.name).__module__ != "mdr.training.registry":
+        return "ids, category"
+    parts = ["ids, category"] if m.use_id_embedding else []
+    parts += [name for name, on in (("image", m.use_image), ("text", m.use_text)) if on]
+    if m.weak_supervision and any(sl.label for sl in m.slots):
+        parts.append("weak labels")
+    return ", ".join(parts)
+
+
+def summary_rows(results: dict[str, list[dict]], short: str, reported: str,
+                 inputs: dict[str, str] | None = None) -> list[dict]:
+    """One row per model: what it reads, mean and std of each metric over seeds, the paper's
+    AUC/NDCG beside, both orderings (the model's rank here and its mean rank in the paper),
+    and the runs that hit the epoch cap (marked ``*`` in the epochs)."""
     paper = {(r["model"], r["dataset"]): r for r in read_csv(REPORTED / reported)}
     in_paper = paper_ranks(reported)
     rows = []
     for model, runs in results.items():
         row: dict[str, Any] = {"model": model, "label": LABELS.get(model, model),
-                               "seeds": len(runs)}
+                               "inputs": (inputs or {}).get(model, ""), "seeds": len(runs)}
         row.update(aggregate(runs, METRICS))
         p = paper.get((model, PAPER_NAME.get(short, "")))
         row["paper_auc"] = float(p["auc"]) if p else None
         row["paper_ndcg@10"] = float(p["ndcg@10"]) if p else None
         row["paper_rank"] = in_paper.get(model)
         row["best_epochs"] = ";".join(str(r.get("best_epoch")) for r in runs)
-        row["epochs_run"] = ";".join(str(r.get("epochs_run")) for r in runs)
+        row["epochs_run"] = ";".join(f"{r.get('epochs_run')}{'*' * hit_cap(r)}" for r in runs)
+        row["capped"] = sum(hit_cap(r) for r in runs)
         rows.append(row)
     ours = _ranks({r["model"]: r["gauc_mean"] for r in rows if "gauc_mean" in r})
     for r in rows:
@@ -270,23 +317,113 @@ def rank_agreement(rows: list[dict]) -> dict[str, Any]:
             "models": [r["model"] for r in both]}
 
 
-def paired_test(results: dict[str, list[dict]], a: str, b: str, metric: str = "gauc") -> dict:
-    """Paired t-test of ``a`` against ``b`` over seeds (seed i of a paired with seed i of b)."""
-    from scipy import stats
+# metric of test.json -> its per-user value in test_users.npz (None: computed from ranks)
+COMPARED = {"gauc": "auc", "ndcg@10": "ndcg@10", "full_ndcg@10": None}
 
-    x = [r[metric] for r in results.get(a, [])]
-    y = [r[metric] for r in results.get(b, [])]
-    n = min(len(x), len(y))
-    if n < 2:
-        return {"a": a, "b": b, "metric": metric, "n": n, "p_value": None,
-                "note": "needs at least 2 seeds"}
-    diff = np.asarray(x[:n]) - np.asarray(y[:n])
-    if np.allclose(diff, diff[0]):
-        p = 0.0 if diff[0] != 0 else 1.0
-    else:
-        p = float(stats.ttest_rel(x[:n], y[:n]).pvalue)
-    return {"a": a, "b": b, "metric": metric, "n": n, "mean_diff": float(diff.mean()),
-            "p_value": p}
+
+def user_values(run_dir: Path, metric: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """(users, values) of one metric from a run's ``test_users.npz``; None without it."""
+    from mdr.data.dataset import load_npz
+
+    path = run_dir / "test_users.npz"
+    if not path.is_file():
+        return None
+    z = load_npz(path)
+    key = COMPARED[metric]
+    if key is not None:
+        return z["user"], z[key]
+    if "full_rank" not in z:
+        return None
+    ranks = z["full_rank"]
+    return z["full_user"], np.where(ranks < 10, 1.0 / np.log2(ranks + 2.0), 0.0)
+
+
+def _mean_over_seeds(run_dirs: Sequence[Path], metric: str) -> tuple[np.ndarray, np.ndarray] | None:
+    got = [user_values(d, metric) for d in run_dirs]
+    if not got or any(g is None for g in got):
+        return None
+    users = got[0][0]
+    if any(not np.array_equal(g[0], users) for g in got):
+        return None
+    return users, np.mean([g[1] for g in got], axis=0)
+
+
+def compare(results: dict[str, list[dict[str, Any]]], dirs: dict[str, dict[int, Path]],
+            a: str, b: str, metric: str) -> dict[str, Any]:
+    """Model ``a`` against ``b`` on one test metric: paired over seeds (t-test, Wilcoxon,
+    the difference the seeds detect at 80 % power) and over test users (a paired
+    bootstrap 95 % CI of the mean difference, each user's value averaged over seeds)."""
+    from mdr import stats
+
+    by_seed = {m: {r["seed"]: r for r in results.get(m, []) if r.get(metric) is not None}
+               for m in (a, b)}
+    seeds = sorted(set(by_seed[a]) & set(by_seed[b]))
+    out: dict[str, Any] = {"a": a, "b": b, "metric": metric, "seeds": len(seeds)}
+    if not seeds:
+        return out
+    x = np.array([by_seed[a][s][metric] for s in seeds], float)
+    y = np.array([by_seed[b][s][metric] for s in seeds], float)
+    d = x - y
+    out["mean_diff"] = float(d.mean())
+    out["p_t"] = stats.paired_t(x, y)
+    out["p_wilcoxon"] = stats.wilcoxon(x, y)
+    out["detectable_80"] = stats.detectable_difference(
+        float(d.std(ddof=1)) if len(d) > 1 else float("nan"), len(d))
+    ua = _mean_over_seeds([dirs[a][s] for s in seeds], metric)
+    ub = _mean_over_seeds([dirs[b][s] for s in seeds], metric)
+    if ua is not None and ub is not None and np.array_equal(ua[0], ub[0]):
+        out["ci_low"], out["ci_high"] = stats.paired_bootstrap_ci(ua[1], ub[1])
+        out["users"] = len(ua[0])
+    return out
+
+
+def comparisons(results: dict[str, list[dict[str, Any]]], jobs: Sequence[Job], a: str,
+                others: Sequence[str]) -> list[dict[str, Any]]:
+    """``a`` against each of ``others`` on every compared metric, with Holm-adjusted
+    t-test p-values across the table's comparisons of each metric."""
+    from mdr import stats
+
+    dirs: dict[str, dict[int, Path]] = {}
+    for j in jobs:
+        dirs.setdefault(j.model, {})[j.seed] = j.run_dir
+    rows = [compare(results, dirs, a, b, m) for m in COMPARED for b in others
+            if a in results and b in results]
+    rows = [r for r in rows if r["seeds"] > 0]
+    for m in COMPARED:
+        mine = [r for r in rows if r["metric"] == m]
+        for r, p in zip(mine, stats.holm([r.get("p_t", float("nan")) for r in mine])):
+            r["p_t_holm"] = p
+    return rows
+
+
+COMPARISON_COLUMNS = ["a", "b", "metric", "seeds", "mean_diff", "p_t", "p_t_holm",
+                      "p_wilcoxon", "ci_low", "ci_high", "users", "detectable_80"]
+
+
+def _p(v: Any) -> str:
+    return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.3g}"
+
+
+def comparisons_markdown(rows: Sequence[dict[str, Any]]) -> list[str]:
+    if not rows:
+        return []
+    out = ["", "Comparisons, paired over seeds (t-test, Holm-adjusted across this table's "
+           "comparisons of a metric, and Wilcoxon) and over test users (a paired bootstrap "
+           "95 % CI of the mean difference, each user's value averaged over seeds). "
+           "Detectable: the smallest true difference these seeds detect with 80 % power "
+           "(paired t, 5 %).", "",
+           "| comparison | metric | mean diff | 95 % CI (users) | p (t) | p (t, Holm) | "
+           "p (Wilcoxon) | detectable (80 %) |", "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        ci = (f"[{r['ci_low']:+.4f}, {r['ci_high']:+.4f}]" if r.get("ci_low") is not None
+              else "-")
+        diff = f"{r['mean_diff']:+.4f}" if r.get("mean_diff") is not None else "-"
+        det = f"{r['detectable_80']:.4f}" if r.get("detectable_80") is not None and not (
+            math.isnan(r["detectable_80"])) else "-"
+        out.append(f"| {LABELS.get(r['a'], r['a'])} vs {LABELS.get(r['b'], r['b'])} | "
+                   f"{r['metric']} | {diff} | {ci} | {_p(r.get('p_t'))} | "
+                   f"{_p(r.get('p_t_holm'))} | {_p(r.get('p_wilcoxon'))} | {det} |")
+    return out
 
 
 def _cell(row: dict, m: str, bold: bool, tex: bool = False) -> str:
@@ -300,7 +437,7 @@ def _cell(row: dict, m: str, bold: bool, tex: bool = False) -> str:
 
 
 def render(rows: list[dict], title: str, short: str, tests: list[dict], synthetic: bool,
-           seeds: int, notes: Sequence[str] = ()) -> tuple[str, str]:
+           seeds: Sequence[int], notes: Sequence[str] = ()) -> tuple[str, str]:
     """Markdown and LaTeX tables. On the paper's datasets: reproduced mean ± std, the
     paper's number, the difference. Elsewhere (the embedded shop, another category) the
     paper's values cannot be compared, its ordering can: each model's rank here beside its
@@ -312,18 +449,21 @@ def render(rows: list[dict], title: str, short: str, tests: list[dict], syntheti
     if synthetic:
         md += ["Synthetic data: the comparison with the paper is about the ORDERING of models,",
                "not the values (the paper's numbers are for Amazon Cloth/Toys/Office).", ""]
-    md += [f"Mean ± std over {seeds} seed(s). AUC = GAUC (DIN's user-weighted AUC, the paper's "
-           "metric); NDCG@10 on the sampled lists. Best reproduced value in bold. Valid: the "
-           "validation GAUC at the best epoch, which selected it. Epochs: the best validation "
-           "epoch and the epochs run of each seed (early stopping on validation GAUC).", ""]
+    seed_text = ", ".join(map(str, seeds))
+    md += [f"Mean ± std over {len(seeds)} seed(s) ({seed_text}). AUC = GAUC (DIN's "
+           "user-weighted AUC, the paper's metric); NDCG@10 on the sampled lists. Best "
+           "reproduced value in bold. Reads: the inputs of each model (ids = user, item and "
+           "category embeddings). Valid: the validation GAUC at the best epoch, which "
+           "selected it. Epochs: the best validation epoch and the epochs run of each seed "
+           "(early stopping on validation GAUC; `*`: the run hit the epoch cap instead).", ""]
     if by_value:
-        md += ["| model | AUC (ours) | AUC (paper) | diff | NDCG@10 (ours) | NDCG@10 (paper) | "
-               "diff | full-rank NDCG@10 | AUC (valid) | best / run epochs |",
-               "|---|---|---|---|---|---|---|---|---|---|"]
+        md += ["| model | reads | AUC (ours) | AUC (paper) | diff | NDCG@10 (ours) | "
+               "NDCG@10 (paper) | diff | full-rank NDCG@10 | AUC (valid) | best / run epochs |",
+               "|---|---|---|---|---|---|---|---|---|---|---|"]
     else:
-        md += ["| model | AUC (ours) | rank (ours) | rank (paper, mean) | NDCG@10 (ours) | "
+        md += ["| model | reads | AUC (ours) | rank (ours) | rank (paper, mean) | NDCG@10 (ours) | "
                "full-rank NDCG@10 | AUC (valid) | best / run epochs |",
-               "|---|---|---|---|---|---|---|---|"]
+               "|---|---|---|---|---|---|---|---|---|"]
     tex = ["\\begin{tabular}{lcccc}", "\\toprule",
            "Model & AUC (ours) & AUC (paper) & NDCG@10 (ours) & NDCG@10 (paper) \\\\",
            "\\midrule"]
@@ -336,12 +476,14 @@ def render(rows: list[dict], title: str, short: str, tests: list[dict], syntheti
         epochs = f"{r['best_epochs']} / {r['epochs_run']}"
         valid = _cell(r, "best_valid_gauc", False)
         if by_value:
-            md.append(f"| {r['label']} | {_cell(r, 'gauc', ba)} | {pa if pa is not None else '-'}"
+            md.append(f"| {r['label']} | {r.get('inputs') or '-'} | {_cell(r, 'gauc', ba)} | "
+                      f"{pa if pa is not None else '-'}"
                       f" | {da} | {_cell(r, 'ndcg@10', bn)} | {pn if pn is not None else '-'} | "
                       f"{dn} | {_cell(r, 'full_ndcg@10', False)} | {valid} | {epochs} |")
         else:
             pr = r.get("paper_rank")
-            md.append(f"| {r['label']} | {_cell(r, 'gauc', ba)} | {_rank(r.get('rank'))} | "
+            md.append(f"| {r['label']} | {r.get('inputs') or '-'} | {_cell(r, 'gauc', ba)} | "
+                      f"{_rank(r.get('rank'))} | "
                       f"{_rank(pr)} | {_cell(r, 'ndcg@10', bn)} | "
                       f"{_cell(r, 'full_ndcg@10', False)} | {valid} | {epochs} |")
         label = r["label"].replace("&", "\\&").replace("beta", "$\\beta$")
@@ -353,11 +495,11 @@ def render(rows: list[dict], title: str, short: str, tests: list[dict], syntheti
         md += ["", f"Ordering against the paper's (mean rank over Cloth, Toys, Office) over the "
                f"{agree['n']} models both have: Spearman's rho = {agree['spearman']:+.2f}, "
                f"Kendall's tau = {agree['kendall']:+.2f} (1: the same ordering)."]
-    for test in tests:
-        p = test.get("p_value")
-        md += ["", f"Paired t-test over seeds, {test['a']} vs {test['b']} on GAUC: "
-               + (f"mean difference {test['mean_diff']:+.4f}, p = {p:.3g} (n = {test['n']})"
-                  if p is not None else test.get("note", "n/a"))]
+    capped = sum(r.get("capped", 0) for r in rows)
+    if capped:
+        md += ["", f"**{capped} run(s) hit the epoch cap** (`*`): early stopping did not end "
+               "them, so their numbers may still be rising."]
+    md += comparisons_markdown(tests)
     if notes:
         md += ["", *notes]
     return "\n".join(md) + "\n", "\n".join(tex)
@@ -378,6 +520,11 @@ def run_models(models: Sequence[str], opts: Options,
         models = [m for m in models if m in opts.models]
     proc = resolve(opts.dataset, progress=not opts.quiet)
     short = dataset_name(opts.dataset)
+    if opts.tuned:  # the tuned protocol's seeds: never the tuning seed
+        from mdr.config import load_tuning
+
+        table_seeds = load_tuning(config_for(proc)).table_seeds
+        opts.seed_list = table_seeds[:opts.seeds] if opts.seeds else table_seeds
     jobs = plan(models, opts, proc, short)
     run_jobs(jobs, proc, opts)
     return proc, short, jobs, collect(jobs)
@@ -385,48 +532,46 @@ def run_models(models: Sequence[str], opts: Options,
 
 def write_table(name: str, title: str, models: Sequence[str], reported: str, opts: Options,
                 proc: Path, short: str, jobs: list[Job],
-                results: dict[str, list[dict[str, Any]]], tests: list[dict],
+                results: dict[str, list[dict[str, Any]]], ours: str,
                 t0: float, notes: Sequence[str] = ()) -> Path:
-    """``results/<dataset>/<name>.{csv,md,tex}`` and the manifest for ``models``."""
+    """``results/<dataset>/<name>.{csv,md,tex}``, ``<name>.comparisons.csv`` (``ours``
+    against every other model of the table) and the manifest for ``models``."""
     from mdr import io as mio
     from mdr.data.dataset import ProcessedDataset
 
-    rows = summary_rows({m: results[m] for m in models if m in results}, short, reported)
+    present = [m for m in models if m in results]
+    mine = [j for j in jobs if j.model in models]
+    first = {j.model: j for j in reversed(mine)}
+    inputs = {m: inputs_of(first[m].config, m, first[m].overrides) for m in present}
+    rows = summary_rows({m: results[m] for m in present}, short, reported, inputs)
+    tests = comparisons(results, mine, ours, [m for m in present if m != ours])
     synthetic = ProcessedDataset.open(proc).is_synthetic
     notes = [*without_images(models, config_for(proc), proc)[1], *notes]
-    md, tex = render(rows, title, short, tests, synthetic, opts.seeds, notes)
-    columns = ["model", "label", "seeds"] + [f"{m}_{s}" for m in METRICS for s in ("mean", "std")]
-    columns += ["paper_auc", "paper_ndcg@10", "paper_rank", "rank", "best_epochs", "epochs_run"]
+    md, tex = render(rows, title, short, tests, synthetic, seeds_of(opts), notes)
+    columns = ["model", "label", "inputs", "seeds"]
+    columns += [f"{m}_{s}" for m in METRICS for s in ("mean", "std")]
+    columns += ["paper_auc", "paper_ndcg@10", "paper_rank", "rank", "best_epochs", "epochs_run",
+                "capped"]
     name = name + opts.suffix
-    mine = [j for j in jobs if j.model in models]
     folder = write_result(
         short, name, to_csv(rows, columns), md, results_dir=opts.results,
-        data=str(proc), seeds=opts.seeds, models=[m for m in models if m in results],
-        paired_tests=tests,
-        rank_agreement=rank_agreement(rows),
+        data=str(proc), seeds=list(seeds_of(opts)), tuned=opts.tuned, models=present,
+        comparisons=tests, rank_agreement=rank_agreement(rows),
         runs={j.run_dir.name: str(j.config) for j in mine},
         wall_time_s=round(time.perf_counter() - t0, 1))
+    mio.write_text(folder / f"{name}.comparisons.csv", to_csv(tests, COMPARISON_COLUMNS))
     mio.write_text(folder / f"{name}.tex", tex)
     print(md)
     return folder
 
 
-def best_other_test(results: dict[str, list[dict[str, Any]]], ours: str,
-                    others: Sequence[str]) -> list[dict]:
-    """The paired t-test of ``ours`` against the best of ``others`` (by mean GAUC)."""
-    candidates = [m for m in others if m in results]
-    best = max(candidates, key=lambda m: np.mean([r["gauc"] for r in results[m]]), default=None)
-    return [paired_test(results, ours, best)] if best and ours in results else []
-
-
 def run_table(name: str, title: str, models: Sequence[str], reported: str, opts: Options,
-              compare: tuple[str, Sequence[str]]) -> Path:
+              ours: str) -> Path:
     """Run (or reuse) every model and seed, then write ``results/<dataset>/<name>.*``."""
     t0 = time.perf_counter()
     proc, short, jobs, results = run_models(models, opts, name)
-    tests = best_other_test(results, *compare)
     return write_table(name, title, models, reported, opts, proc, short, jobs, results,
-                       tests, t0)
+                       ours, t0)
 
 
 def parse_options(argv: list[str] | None, doc: str) -> Options:
@@ -434,7 +579,13 @@ def parse_options(argv: list[str] | None, doc: str) -> Options:
     p.add_argument("--dataset", default=DEFAULT_DATASET,
                    help="synthetic-small (default), synthetic-tiny, cloth, toys, office or a "
                         "prepared folder")
-    p.add_argument("--seeds", type=int_range(1, 100), default=3, help="seeds 0..N-1 (default 3)")
+    p.add_argument("--seeds", type=int_range(1, 100), default=None,
+                   help="seeds 0..N-1 (default 3); with --tuned the first N of the config's "
+                        "tuning.table_seeds (default all: five seeds, never the tuning seed)")
+    p.add_argument("--tuned", action="store_true",
+                   help="every model with its tuned settings (results/<dataset>/tuning/"
+                        "best.yaml, from python -m benchmarks.tune) on the tuned protocol's "
+                        "seeds; writes <table>_tuned.* beside the one-rule table")
     p.add_argument("--epochs", type=int_range(1, 100_000), default=None, help="override the configs' epochs")
     p.add_argument("--patience", type=int_range(0, 100_000), default=None,
                    help="every model's early-stopping patience (epochs without a better "
@@ -449,6 +600,7 @@ def parse_options(argv: list[str] | None, doc: str) -> Options:
     p.add_argument("--jobs", type=int_range(1, 256), default=2,
                    help="runs in parallel processes (default 2: on 2 cores two single-threaded "
                         "runs beat one with 2 threads)")
+    add_executor_options(p)
     p.add_argument("--threads", type=int_range(1, 1024), default=1,
                    help="torch threads per run (default 1: a run's numbers then do not depend "
                         "on the machine's number of cores)")
@@ -470,14 +622,20 @@ def parse_options(argv: list[str] | None, doc: str) -> Options:
         if not sep or not key:
             p.error(f"--set {item!r}: expected KEY=VALUE")
         extra[key] = parse_value(value)
-    opts = Options(dataset=a.dataset, seeds=a.seeds, epochs=a.epochs, patience=a.patience,
+    opts = Options(dataset=a.dataset, seeds=a.seeds or 3, epochs=a.epochs, patience=a.patience,
+                   tuned=a.tuned,
                    models=tuple(a.models), max_steps=a.max_steps, jobs=a.jobs,
+                   executor=a.executor, ray_address=a.ray_address,
                    threads=a.threads, force=a.force, quiet=a.quiet, results=a.results,
                    extra=extra)
+    if a.tuned:
+        opts.suffix = "_tuned"
+        opts.seeds = a.seeds or 0  # 0: every seed of the tuned protocol
     if a.tag:
-        opts.suffix = f"_{a.tag}"
+        opts.suffix += f"_{a.tag}"
     if a.quick:
-        opts.seeds = 1 if a.seeds == 3 else a.seeds
+        opts.quick = True
+        opts.seeds = a.seeds or 1
         opts.epochs = a.epochs or 1
         opts.max_steps = a.max_steps or 8
         opts.jobs = max(a.jobs, 2)

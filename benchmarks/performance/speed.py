@@ -236,12 +236,14 @@ def deepctr_step(cfg: RunConfig, ds: ProcessedDataset, batches: list[dict[str, T
     )
 
     m = cfg.model
-    net = build_deepctr_din(ds.n_items, m.id_dim, m.att_hidden, m.mlp_hidden, cfg.train.max_hist,
+    net = build_deepctr_din(ds.n_users, ds.n_items, ds.n_categories, m.id_dim, m.att_hidden,
+                            m.mlp_hidden, cfg.train.max_hist,
                             device, cfg.seed)
     t = replace(cfg.train, amp=amp)
     opt = make_optimizer(net.parameters(), t)
     params = list(net.parameters())
-    xs = [deepctr_din_input(net, b) for b in batches]
+    category = torch.from_numpy(ds.item_category.astype("int64"))
+    xs = [deepctr_din_input(net, b, category) for b in batches]
     net.train()
 
     def step(i: int) -> None:

@@ -138,7 +138,10 @@ def training_samples(ds: ProcessedDataset, epoch: int, seed: int, n_neg: int = 1
     }
 
 
-def _history_splits(split: Split) -> tuple[int, ...]:
+def _history_splits(split: Split, ds: ProcessedDataset | None = None) -> tuple[int, ...]:
+    if split == "test" and ds is not None and not ds.has_test:
+        raise DataError(f"{ds.root}: this view holds no test split (the validation-only data "
+                        "of tuning and protocol choices); nothing here may read the test")
     if split == "valid":
         return (TRAIN,)
     if split == "test":
@@ -154,7 +157,7 @@ def eval_samples(ds: ProcessedDataset, split: Split, max_hist: int = 20) -> dict
     Returns ``user`` int64 [U], ``hist`` int64 [U, H], ``hist_mask`` bool [U, H],
     ``cands`` int64 [U, 1 + n_neg] (column 0 the held-out positive).
     """
-    splits = _history_splits(split)
+    splits = _history_splits(split, ds)
     cands = ds.eval_lists[split].astype(np.int64)
     if cands.shape[0] != ds.n_users:
         raise DataError(f"{ds.root}/eval_lists.npz: {split!r} has {cands.shape[0]} rows, "
@@ -175,7 +178,7 @@ def user_seen(ds: ProcessedDataset, split: Split = "valid") -> sp.csr_matrix:
     held-out positive (``eval_lists[split][:, 0]``) is always left rankable, even
     if the user had interacted with it before.
     """
-    user, item = _behaviours(ds, _history_splits(split))
+    user, item = _behaviours(ds, _history_splits(split, ds))
     m = sp.csr_matrix((np.ones(user.size, bool), (user, item)),
                       shape=(ds.n_users, ds.n_items), dtype=bool)
     m.sum_duplicates()

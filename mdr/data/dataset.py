@@ -144,11 +144,12 @@ def check_npz(path: Path, how: str = "prepare the dataset again") -> None:
         raise _damaged(path, e, how) from e
 
 
-def load_npz(path: Path) -> dict[str, np.ndarray]:
-    """Every array of an ``.npz`` file, loaded (no pickles); damage is a DataError naming it."""
+def load_npz(path: Path, keys: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+    """The arrays of an ``.npz`` file (every one, or only ``keys``: the others are never
+    read), loaded without pickles; damage is a DataError naming it."""
     try:
         with np.load(path, allow_pickle=False) as z:
-            return {k: z[k] for k in z.files}
+            return {k: z[k] for k in z.files if keys is None or k in keys}
     except (zipfile.BadZipFile, zlib.error, ValueError, EOFError, OSError, KeyError) as e:
         raise _damaged(path, e, "prepare the dataset again") from e
 
@@ -258,8 +259,8 @@ class ProcessedDataset:
         return dict(self.manifest.get("labels", {}))
 
     # ------------------------------------------------------------------ arrays
-    def _npz(self, name: str) -> dict[str, np.ndarray]:
-        return load_npz(self.root / name)
+    def _npz(self, name: str, keys: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+        return load_npz(self.root / name, keys)
 
     @functools.cached_property
     def behaviors(self) -> dict[str, np.ndarray]:
@@ -272,6 +273,18 @@ class ProcessedDataset:
     @functools.cached_property
     def eval_lists(self) -> dict[str, np.ndarray]:
         return self._npz("eval_lists.npz")
+
+    @property
+    def has_test(self) -> bool:
+        """Whether this view holds the test behaviours and lists (see :meth:`validation_only`)."""
+        return True
+
+    def validation_only(self) -> ValidationView:
+        """The same folder without its test split: what the tuner and every protocol
+        choice read. Its behaviours hold no test behaviour and its evaluation lists no
+        test list (the test arrays of eval_lists.npz are never read), so no choice made
+        on it can depend on them."""
+        return ValidationView(self.root)
 
     @functools.cached_property
     def text(self) -> dict[str, np.ndarray]:
@@ -322,3 +335,24 @@ class ProcessedDataset:
             "behaviors_distinct": int(c.get("behaviors_distinct", c["behaviors"])),
             "skips": self.manifest.get("skips", {}).get("counts", {}),
         }
+
+
+@dataclass
+class ValidationView(ProcessedDataset):
+    """A prepared folder without its test split (:meth:`ProcessedDataset.validation_only`):
+    every user's last behaviour is gone from :attr:`behaviors` (so it is no longer excluded
+    from the training negatives either) and :attr:`eval_lists` holds ``valid`` only."""
+
+    @property
+    def has_test(self) -> bool:
+        return False
+
+    @functools.cached_property
+    def behaviors(self) -> dict[str, np.ndarray]:
+        b = self._npz("behaviors.npz")
+        keep = b["split"] != TEST
+        return {k: v[keep] for k, v in b.items()}
+
+    @functools.cached_property
+    def eval_lists(self) -> dict[str, np.ndarray]:
+        return self._npz("eval_lists.npz", keys=("valid",))

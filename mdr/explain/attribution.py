@@ -11,8 +11,8 @@ and the DIN head through ``model.score``. An :class:`Explanation` holds
 - the rank of the item in the user's stored test list (column 0 the held-out
   positive, then the sampled negatives); an item outside the list gets the rank
   it would have if it were added;
-- one :class:`SlotContribution` per named slot of r (``model.fusion.r_columns()``,
-  plus ``blackbox``): the drop in the logit when that slot's columns of r are
+- one :class:`SlotContribution` per named part of r (``model.r_parts()``: the slots,
+  ``blackbox`` and an appended id embedding): the drop in the logit when its columns are
   replaced by their mean over ALL items, for the candidate AND every history
   item (``drop``), and for the candidate only (``drop_candidate``). Sorted by
   ``drop``, largest first. ``all_means_logit`` is the logit with every column
@@ -20,7 +20,7 @@ and the DIN head through ``model.score``. An :class:`Explanation` holds
   the slot drops need not add up to ``logit - all_means_logit`` (the head is
   non-linear);
 - the history items the DIN attention weighed most (Eq. 18, read from
-  ``model.din.attention``): the raw weights wh_k (DIN uses NO softmax, so they
+  ``model.attention_weights``): the raw weights wh_k (DIN uses NO softmax, so they
   neither sum to one nor need be positive; ``u = sum_k wh_k h_k``, Eq. 19) and
   each item's share ``|wh_k| / sum_k |wh_k|`` of the total weight on the real
   history, which sums to one; the ``top_history`` items of largest ``|wh_k|``
@@ -32,33 +32,35 @@ and the DIN head through ``model.score``. An :class:`Explanation` holds
   same name, else to the fact named by its weak label, and counted among the
   ``top_history`` most recent history items ("like 3 of your last 5 items").
 
-Models on item-id embeddings only (``din``) have no slots: they are explained
-by the attention alone, and :attr:`Explanation.notes` says so.
-
-Users and items on the command line (:func:`resolve_user`, :func:`resolve_item`)
-are the dataset's raw ids (``reviewerID`` from ``users.txt``, ``asin`` from
-``items.jsonl``) or 0-based integer indices: ``#12`` is always index 12; a
-plain ``12`` is the raw id ``"12"`` when the dataset has one (Amazon book asins
-are all digits), else index 12.
+What a run must offer (:mod:`mdr.models.capabilities`): DIN attention over the history
+(:class:`~mdr.models.capabilities.HistoryAttention`), i.e. MDR, its ablations and the
+representation baselines. Models on item-id embeddings only (``din``) have no named
+parts of r: they are explained by the attention alone, and :attr:`Explanation.notes`
+says so. ``mdr explain`` (:mod:`mdr.cli`) turns the command line's users and items
+into the indices :func:`explain` takes.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import Tensor
 
 from mdr.data.batches import Split, eval_samples
 from mdr.data.dataset import ProcessedDataset
+from mdr.models.capabilities import HistoryAttention
 from mdr.training.evaluate import item_representations
-from mdr.training.runs import LoadedRun, RunError, load_run
+from mdr.training.runs import LoadedRun, RunError
 
 SPLIT: Split = "test"
 NUISANCE = "nuisance"
+# what explain needs of a run's model, and the reason a run without it is refused
+NEEDS = "attention"
+PURPOSE = ("explain needs a representation model under the DIN head (mdr, its ablations, "
+           "beta_vae, abae, din_pp, din)")
 
 
 # --------------------------------------------------------------------------- results
@@ -272,10 +274,12 @@ def _slot_fact(slot: str, label: str | None, facts: ItemFacts) -> str | None:
 
 
 def _score(model: torch.nn.Module, reps: Tensor, hist: Tensor, mask: Tensor,
-           cands: Tensor) -> Tensor:
-    """``model.score`` of one user: ``hist``/``mask`` (H,), ``cands`` (C,) -> logits (C,)."""
+           cands: Tensor, user: int | None = None) -> Tensor:
+    """``model.score`` of one user: ``hist``/``mask`` (H,), ``cands`` (C,) -> logits (C,);
+    ``user`` for models that read the user id."""
+    users = None if user is None else torch.tensor([user], device=reps.device)
     with torch.no_grad():
-        return model.score(reps, hist[None], mask[None], cands[None])[0].float()
+        return model.score(reps, hist[None], mask[None], cands[None], users)[0].float()
 
 
 def _at_mean(reps: Tensor, cols: list[int], mean: Tensor) -> Tensor:
@@ -286,43 +290,35 @@ def _at_mean(reps: Tensor, cols: list[int], mean: Tensor) -> Tensor:
 
 
 def slot_drops(model: torch.nn.Module, reps: Tensor, hist: Tensor, mask: Tensor, item: int,
-               cols: list[int]) -> tuple[float, float]:
+               cols: list[int], user: int | None = None) -> tuple[float, float]:
     """(drop, drop_candidate): the logit minus the logit with ``cols`` of r at their mean
     over all items, for the candidate and the history / for the candidate only."""
     mean = reps.mean(dim=0)  # (D,)
     cand = torch.tensor([item], device=reps.device)
-    base = _score(model, reps, hist, mask, cand)[0]
-    both = _score(model, _at_mean(reps, cols, mean), hist, mask, cand)[0]
+    base = _score(model, reps, hist, mask, cand, user)[0]
+    both = _score(model, _at_mean(reps, cols, mean), hist, mask, cand, user)[0]
     # candidate only: an extra row I holds the candidate with the slot at its mean
     row = reps[item].clone()
     row[cols] = mean[cols]
     ext = torch.cat([reps, row[None]])  # (I + 1, D)
-    only = _score(model, ext, hist, mask, torch.tensor([reps.shape[0]], device=reps.device))[0]
+    only = _score(model, ext, hist, mask, torch.tensor([reps.shape[0]], device=reps.device),
+                  user)[0]
     return float(base - both), float(base - only)
 
 
-def part_columns(model: torch.nn.Module) -> dict[str, list[int]]:
-    """Named parts of r: ``model.fusion.r_columns()`` (slots and ``blackbox``) and, for a
-    content model with an id embedding appended, ``id_embedding``. Empty for ``din``."""
-    fusion = getattr(model, "fusion", None)
-    if fusion is None or not (model.cfg.use_image or model.cfg.use_text):
-        return {}
-    parts = {k: v for k, v in fusion.r_columns().items() if v}
-    if getattr(model, "id_emb", None) is not None:
-        parts["id_embedding"] = list(range(fusion.r_dim, model.rep_dim))
-    return parts
+def part_columns(model: HistoryAttention) -> dict[str, list[int]]:
+    """Named parts of r (``model.r_parts()``): slots, ``blackbox`` and, for a content model
+    with an id embedding appended, ``id_embedding``. Empty for ``din``."""
+    return model.r_parts()
 
 
-def attention_weights(model: torch.nn.Module, reps: Tensor, hist: Tensor, mask: Tensor,
+def attention_weights(model: HistoryAttention, reps: Tensor, hist: Tensor, mask: Tensor,
                       item: int) -> Tensor:
-    """wh_k of Eq. 18 from ``model.din.attention``: (H,), zero on padded positions."""
-    din = getattr(model, "din", None)
-    if din is None:
-        raise RunError(f"model {type(model).__name__} has no DIN head to read attention from")
+    """wh_k of Eq. 18 from ``model.attention_weights``: (H,), zero on padded positions."""
     with torch.no_grad():
         h_hist = reps[hist][None]  # (1, H, D)
         h_cand = reps[[item]][None]  # (1, 1, D)
-        return din.attention(h_hist, mask[None], h_cand)[0, 0].float()  # (H,)
+        return model.attention_weights(h_hist, mask[None], h_cand)[0, 0].float()  # (H,)
 
 
 def list_rank(scores: Tensor, cands: Tensor, item: int, logit: float) -> tuple[int, int, bool]:
@@ -348,11 +344,11 @@ def _check_index(run: LoadedRun, user: int, item: int) -> None:
 
 
 def _contributions(run: LoadedRun, reps: Tensor, hist: Tensor, mask: Tensor, item: int,
-                   facts: ItemFacts, recent: list[int]) -> list[SlotContribution]:
+                   facts: ItemFacts, recent: list[int], user: int) -> list[SlotContribution]:
     labels = {s.name: s.label for s in run.cfg.model.slots}
     out = []
-    for slot, cols in part_columns(run.model).items():
-        drop, drop_cand = slot_drops(run.model, reps, hist, mask, item, cols)
+    for slot, cols in part_columns(cast(HistoryAttention, run.model)).items():
+        drop, drop_cand = slot_drops(run.model, reps, hist, mask, item, cols, user)
         fact = _slot_fact(slot, labels.get(slot), facts)
         value = facts.values[fact][item] if fact else None
         matches = (sum(facts.values[fact][j] == value for j in recent)
@@ -364,7 +360,7 @@ def _contributions(run: LoadedRun, reps: Tensor, hist: Tensor, mask: Tensor, ite
 
 def _attention(run: LoadedRun, reps: Tensor, hist: Tensor, mask: Tensor, item: int,
                facts: ItemFacts, top: int) -> list[HistoryWeight]:
-    w = attention_weights(run.model, reps, hist, mask, item)  # (H,)
+    w = attention_weights(cast(HistoryAttention, run.model), reps, hist, mask, item)  # (H,)
     real = torch.nonzero(mask).squeeze(1)
     total = float(w[real].abs().sum())
     H = hist.shape[0]
@@ -381,7 +377,9 @@ def _attention(run: LoadedRun, reps: Tensor, hist: Tensor, mask: Tensor, item: i
 
 def explain(run: LoadedRun, user: int, item: int, top_history: int = 5) -> Explanation:
     """Explain the score of ``item`` for ``user`` (0-based indices of the prepared dataset)
-    under the test-split history, as evaluation scores it (see the module docstring)."""
+    under the test-split history, as evaluation scores it (see the module docstring). A run
+    whose model has no DIN attention is a :class:`RunError`."""
+    run.require(NEEDS, purpose=PURPOSE)
     _check_index(run, user, item)
     if top_history < 1:
         raise ValueError(f"top_history must be >= 1, got {top_history}")
@@ -392,16 +390,16 @@ def explain(run: LoadedRun, user: int, item: int, top_history: int = 5) -> Expla
     cands = torch.from_numpy(samples["cands"][user]).to(dev)  # (C,)
     model.eval()
     reps = item_representations(model, ds.n_items, run.cfg.train.eval_batch_size, dev)  # (I, D)
-    scores = _score(model, reps, hist, mask, torch.cat([cands, cands.new_tensor([item])]))
+    scores = _score(model, reps, hist, mask, torch.cat([cands, cands.new_tensor([item])]), user)
     logit = float(scores[-1])
     rank, size, in_list = list_rank(scores[:-1], cands, item, logit)
     everything = list(range(reps.shape[1]))
     all_means = float(_score(model, _at_mean(reps, everything, reps.mean(0)), hist, mask,
-                             cands.new_tensor([item]))[0])
+                             cands.new_tensor([item]), user)[0])
     facts = item_facts(ds)
     real = hist[mask].tolist()  # oldest first
     recent = real[::-1][:top_history]  # newest first
-    contributions = _contributions(run, reps, hist, mask, item, facts, recent)
+    contributions = _contributions(run, reps, hist, mask, item, facts, recent, user)
     notes = []
     if not contributions:
         notes.append(f"model {run.cfg.model.name!r} represents items by id embeddings only: "
@@ -427,48 +425,6 @@ def _sigmoid(x: float) -> float:
     return 1.0 / (1.0 + math.exp(-x)) if x >= 0 else math.exp(x) / (1.0 + math.exp(x))
 
 
-# --------------------------------------------------------------------------- CLI
-
-
-def _resolve(spec: str | int, raw_ids: list[str], what: str, run: Path, ds: ProcessedDataset
-             ) -> int:
-    """A raw id or an index (see the module docstring) -> the 0-based index."""
-    s = str(spec).strip()
-    if not s.startswith("#"):
-        try:
-            return raw_ids.index(s)
-        except ValueError:
-            pass
-    digits = s[1:] if s.startswith("#") else s
-    if digits.isdigit() and int(digits) < len(raw_ids):
-        return int(digits)
-    raise RunError(f"{run}: unknown {what} {s!r} in dataset {ds.name} ({ds.root}): give a raw "
-                   f"id or an index 0..{len(raw_ids) - 1} (#N is always an index)")
-
-
-def resolve_user(spec: str | int, ds: ProcessedDataset, run: Path = Path(".")) -> int:
-    """The index of a user given as a ``reviewerID`` (``users.txt``) or an index."""
-    return _resolve(spec, ds.user_ids, "user", run, ds)
-
-
-def resolve_item(spec: str | int, ds: ProcessedDataset, run: Path = Path(".")) -> int:
-    """The index of an item given as an ``asin`` (``items.jsonl``) or an index."""
-    asins = [str(m.get("asin", i)) for i, m in enumerate(ds.items)]
-    return _resolve(spec, asins, "item", run, ds)
-
-
-def open_run(run_dir: str | Path, data: str | Path | None = None, device: str = "cpu",
-             allow_other_data: bool = False, allow_unfinished: bool = False) -> LoadedRun:
-    """:func:`mdr.training.runs.load_run` of a run whose model explains itself: MDR, its ablations
-    and the representation baselines (named slots of r under a DIN head)."""
-    run = load_run(run_dir, data, device, allow_other_data, allow_unfinished)
-    if not (hasattr(run.model, "r_columns") and hasattr(run.model, "din")):
-        raise RunError(f"{run.folder.root}: a {run.cfg.model.name!r} run; explain needs a "
-                       "representation model under the DIN head (mdr, its ablations, beta_vae, "
-                       "abae, din_pp, din)")
-    return run
-
-
-__all__ = ["Explanation", "HistoryWeight", "ItemFacts", "SlotContribution",
-           "attention_weights", "explain", "item_facts", "list_rank", "open_run",
-           "part_columns", "resolve_item", "resolve_user", "slot_drops"]
+__all__ = ["NEEDS", "PURPOSE", "Explanation", "HistoryWeight", "ItemFacts", "SlotContribution",
+           "attention_weights", "explain", "item_facts", "list_rank", "part_columns",
+           "slot_drops"]

@@ -34,11 +34,15 @@ class PReLU(nn.Module):
         return F.prelu(x.reshape(-1, x.shape[-1]), self.weight.to(x.dtype)).view(x.shape)
 
 
-def _mlp(in_dim: int, hidden: tuple[int, ...]) -> tuple[nn.Sequential, int]:
-    """Linear + PReLU blocks; returns the stack and its output width."""
+def _mlp(in_dim: int, hidden: tuple[int, ...],
+         dropout: float = 0.0) -> tuple[nn.Sequential, int]:
+    """Linear + PReLU blocks (+ dropout after each when ``dropout`` > 0, so that no
+    dropout draws no random numbers); returns the stack and its output width."""
     layers: list[nn.Module] = []
     for h in hidden:
         layers += [nn.Linear(in_dim, h), PReLU(h)]
+        if dropout > 0:
+            layers.append(nn.Dropout(dropout))
         in_dim = h
     return nn.Sequential(*layers), in_dim
 
@@ -89,14 +93,20 @@ class DINAttention(nn.Module):
 
 
 class DINHead(nn.Module):
-    """Attention pooling (Eq. 18-19) and the prediction MLP (Eq. 20) -> logits (B, C)."""
+    """Attention pooling (Eq. 18-19) and the prediction MLP (Eq. 20) -> logits (B, C).
+
+    ``user_dim`` > 0: the MLP also reads a user vector (B, user_dim) (the user-id embedding
+    the CTR baselines read), broadcast over the candidates.
+    """
 
     def __init__(
-        self, dim: int, att_hidden: tuple[int, ...] = (36,), mlp_hidden: tuple[int, ...] = (80, 40)
+        self, dim: int, att_hidden: tuple[int, ...] = (36,),
+        mlp_hidden: tuple[int, ...] = (80, 40), dropout: float = 0.0, user_dim: int = 0,
     ) -> None:
         super().__init__()
         self.attention = DINAttention(dim, att_hidden)
-        self.mlp, width = _mlp(3 * dim, mlp_hidden)
+        self.user_dim = user_dim
+        self.mlp, width = _mlp(3 * dim + user_dim, mlp_hidden, dropout)
         self.out = nn.Linear(width, 1)
 
     def interest(self, h_hist: Tensor, hist_mask: Tensor, h_cand: Tensor) -> Tensor:
@@ -104,11 +114,17 @@ class DINHead(nn.Module):
         w = self.attention(h_hist, hist_mask, h_cand)  # (B, C, H)
         return torch.bmm(w.to(h_hist.dtype), h_hist)  # (B, C, D)
 
-    def forward(self, h_hist: Tensor, hist_mask: Tensor, h_cand: Tensor) -> Tensor:
-        """``h_hist`` (B, H, D), ``hist_mask`` bool (B, H), ``h_cand`` (B, C, D) -> (B, C)."""
+    def forward(self, h_hist: Tensor, hist_mask: Tensor, h_cand: Tensor,
+                e_user: Tensor | None = None) -> Tensor:
+        """``h_hist`` (B, H, D), ``hist_mask`` bool (B, H), ``h_cand`` (B, C, D), with
+        ``user_dim``: ``e_user`` (B, user_dim) -> (B, C)."""
         u = self.interest(h_hist, hist_mask, h_cand)  # (B, C, D)
-        x = torch.cat([u, h_cand, u * h_cand], dim=-1)  # (B, C, 3D), Eq. 20
-        return self.out(self.mlp(x)).squeeze(-1)
+        parts = [u, h_cand, u * h_cand]  # Eq. 20: (B, C, 3D)
+        if self.user_dim:
+            if e_user is None:
+                raise ValueError("this DIN head reads a user vector: pass e_user")
+            parts.append(e_user.unsqueeze(1).expand(-1, h_cand.shape[1], -1))  # (B, C, U)
+        return self.out(self.mlp(torch.cat(parts, dim=-1))).squeeze(-1)
 
 
 def prediction_loss(logits: Tensor, labels: Tensor) -> Tensor:

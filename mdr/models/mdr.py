@@ -1,6 +1,7 @@
 """MDR: multimodal disentangled item representations under a DIN head (Eq. 1-22).
 
-:class:`MDRRecommender` implements the :class:`mdr.models.base.RecModel` protocol.
+:class:`MDRRecommender` implements the :class:`mdr.models.base.RecModel` protocol, and
+the explanations' protocols of :mod:`mdr.models.capabilities` that its config gives it.
 Every model variant is a config, not a subclass:
 
 =====================================  ======================================
@@ -50,6 +51,7 @@ from torch import Tensor, nn
 
 from mdr.config import LossConfig, ModelConfig
 from mdr.models.base import ItemFeatures
+from mdr.models.capabilities import Capabilities
 from mdr.models.din import DINHead, prediction_loss
 from mdr.models.fusion import DisentangledFusion, FactorLayout
 from mdr.models.image_vae import (
@@ -148,11 +150,22 @@ class MDRRecommender(nn.Module):
         if cfg.use_text:
             self._build_text(cfg, feats, seed)
             self.weak_text = self._weak_supervision("text", feats)
+        # the sparse features of the CTR baselines: item id and category in every item's
+        # representation, the user id in the prediction MLP (Eq. 20)
         self.id_emb = nn.Embedding(feats.n_items, cfg.id_dim) if cfg.use_id_embedding else None
+        self.category_emb: nn.Embedding | None = None
+        self.user_emb: nn.Embedding | None = None
+        if cfg.use_id_embedding:
+            if feats.category is None:
+                raise ValueError("model.use_id_embedding: the features carry no categories")
+            self.register_buffer("item_category", feats.category.long(), persistent=False)
+            self.category_emb = nn.Embedding(max(feats.n_categories, 1), cfg.id_dim)
+            self.user_emb = nn.Embedding(max(feats.n_users, 1), cfg.id_dim)
         self.rep_dim = (self.fusion.r_dim if has_content else 0) + (
-            cfg.id_dim if cfg.use_id_embedding else 0
+            2 * cfg.id_dim if cfg.use_id_embedding else 0
         )
-        self.din = DINHead(self.rep_dim, cfg.att_hidden, cfg.mlp_hidden)
+        self.din = DINHead(self.rep_dim, cfg.att_hidden, cfg.mlp_hidden, cfg.dropout,
+                           user_dim=cfg.id_dim if cfg.use_id_embedding else 0)
 
     def _weak_supervision(self, modality: str, feats: ItemFeatures) -> WeakSupervision | None:
         """The classifiers of the labelled slots on their ``modality`` ("image": columns of
@@ -220,8 +233,9 @@ class MDRRecommender(nn.Module):
                 # posterior wide (measured: image-only valid GAUC ~0.5 that way)
                 r = self.fusion(f_rec, z)
             parts.append(r)
-        if self.id_emb is not None:
+        if self.id_emb is not None and self.category_emb is not None:
             parts.append(self.id_emb(items))  # (n, id_dim)
+            parts.append(self.category_emb(self.item_category[items]))  # (n, id_dim)
         out["r"] = torch.cat(parts, dim=-1) if len(parts) > 1 else parts[0]
         return out
 
@@ -294,6 +308,100 @@ class MDRRecommender(nn.Module):
         if self.image is None:
             raise ValueError("this model has no image side (model.use_image is false)")
         return self.image.decode(r[:, self.image_columns])
+
+    # ------------------------------------------------------------------ explanations
+    @property
+    def capabilities(self) -> Capabilities:
+        """What the explanations can read off this model (:mod:`mdr.models.capabilities`):
+        slots, image decoder and text aspects as its config has them, the DIN attention
+        always."""
+        content = self.image is not None or self.text is not None
+        return Capabilities(codes=True, slots=content, image_decoder=self.image is not None,
+                            attention=True, text_aspects=self.text is not None,
+                            item_losses=self.trains_items)
+
+    def _image_side(self) -> ImageVAE:
+        if self.image is None:
+            raise ValueError("this model has no image side (model.use_image is false)")
+        return self.image
+
+    def _text_side(self) -> TextAspectModel:
+        if self.text is None:
+            raise ValueError("this model has no text side (model.use_text is false)")
+        return self.text
+
+    @property
+    def decoder_network(self) -> nn.Module:
+        """The image decoder of Eq. 9: r[:, image_columns] (n, Dv) -> (n, 3, S, S)."""
+        return self._image_side().decoder
+
+    def image_items(self) -> Tensor:
+        """The items that have an image: long (n,)."""
+        self._image_side()
+        return torch.nonzero(self.image_mask, as_tuple=True)[0]
+
+    def item_images(self, items: Tensor) -> Tensor:
+        """The images of ``items`` (n,): float (n, 3, S, S) in [0, 1]."""
+        self._image_side()
+        return images_to_float(self.images[items])
+
+    def r_parts(self) -> dict[str, list[int]]:
+        """Named parts of r: the slots and ``"blackbox"`` that have columns and, with an id
+        embedding appended to the content, ``"id_embedding"``. Empty for id embeddings
+        alone (``din``)."""
+        if not (self.cfg.use_image or self.cfg.use_text):
+            return {}
+        parts = {k: v for k, v in self.fusion.r_columns().items() if v}
+        if self.id_emb is not None:
+            parts["id_embedding"] = list(range(self.fusion.r_dim, self.rep_dim))  # item, category
+        return parts
+
+    def attention_weights(self, h_hist: Tensor, hist_mask: Tensor, h_cand: Tensor) -> Tensor:
+        """The DIN weights wh (B, C, H) of Eq. 18 (no softmax), zero where ``hist_mask``
+        (B, H) is False, for ``h_hist`` (B, H, D) and candidates ``h_cand`` (B, C, D)."""
+        return self.din.attention(h_hist, hist_mask, h_cand)
+
+    @property
+    def aspect_matrix(self) -> Tensor:
+        """D (K, d) of Eq. 14."""
+        return self._text_side().D
+
+    @property
+    def word_vectors(self) -> Tensor:
+        """The frozen word vectors (V, d) of the text side."""
+        return self._text_side().word_vectors
+
+    @property
+    def aspect_decoder(self) -> str:
+        """``"per_slot"`` (Eq. 14 as printed) or ``"dense"`` (``model.aspect_decoder``)."""
+        return self._text_side().decoder
+
+    @property
+    def aspect_slots(self) -> list[str]:
+        """The slot of each aspect under ``"per_slot"`` (``"any"`` each when dense)."""
+        return list(self._text_side().aspect_slots)
+
+    def text_columns(self) -> dict[str, list[int]]:
+        """Each text slot, then ``"blackbox"``, -> its columns of r_text = r[:, text_index]."""
+        return self.fusion.text_columns()
+
+    def aspect_weights(self) -> Tensor:
+        """W (K, T) of the dense aspect decoder p = W r_text + b."""
+        text = self._text_side()
+        if text.decoder != "dense":
+            raise ValueError("the per-slot aspect decoder has no dense weights W")
+        return text.p_fc.weight.detach()
+
+    @torch.no_grad()
+    def text_representations(self, chunk: int = 1024) -> Tensor:
+        """r_text (n, T) of every item WITH text, from posterior means (no sampling)."""
+        self._text_side()
+        items = self.text_items  # (n,)
+        parts = []
+        for i in range(0, items.shape[0], chunk):
+            r = self._encode(items[i : i + chunk], sample=False)["r_content"]  # (c, r_dim)
+            parts.append(r[:, self.fusion.text_index])  # (c, T)
+        return torch.cat(parts).float()
 
     # ------------------------------------------------------------------ item losses
     def _sample_negatives(self, items: Tensor, g: int) -> Tensor:
@@ -374,7 +482,8 @@ class MDRRecommender(nn.Module):
     def loss_terms(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         """Every term of Eq. 22, undetached (fp32 scalars), plus the logits."""
         h_hist, h_cand, items, enc, valid = self._batch_reps(batch)
-        logits = self.din(h_hist, batch["hist_mask"].bool(), h_cand.unsqueeze(1))[:, 0]
+        logits = self.din(h_hist, batch["hist_mask"].bool(), h_cand.unsqueeze(1),
+                          self._user(batch["user"]))[:, 0]
         terms = {"pred": prediction_loss(logits, batch["label"])}  # Eq. 21
         terms.update(self._item_losses(items, enc, valid))
         terms["logits"] = logits
@@ -416,7 +525,8 @@ class MDRRecommender(nn.Module):
     def predict(self, batch: dict[str, Tensor]) -> Tensor:
         """Logits (B,) of the batch's (history, candidate) pairs."""
         h_hist, h_cand, _, _, _ = self._batch_reps(batch)
-        return self.din(h_hist, batch["hist_mask"].bool(), h_cand.unsqueeze(1))[:, 0]
+        return self.din(h_hist, batch["hist_mask"].bool(), h_cand.unsqueeze(1),
+                        self._user(batch["user"]))[:, 0]
 
     def score(
         self,
@@ -427,9 +537,17 @@ class MDRRecommender(nn.Module):
         user: Tensor | None = None,
     ) -> Tensor:
         """Logits (B, C) of ``cands`` (B, C) given ``hist`` (B, H), from cached ``reps``
-        (I, D) of :meth:`encode_items`. ``user`` is unused (DIN has no user id)."""
+        (I, D) of :meth:`encode_items`. ``user`` (B,) is read with ``use_id_embedding``."""
         h_hist = reps[hist]  # (B, H, D); padded positions get weight 0 in Eq. 18
-        return self.din(h_hist, hist_mask.bool(), reps[cands])  # (B, C)
+        return self.din(h_hist, hist_mask.bool(), reps[cands], self._user(user))  # (B, C)
+
+    def _user(self, user: Tensor | None) -> Tensor | None:
+        """The user-id embeddings (B, id_dim) the prediction MLP reads, or None."""
+        if self.user_emb is None:
+            return None
+        if user is None:
+            raise ValueError("model.use_id_embedding: scoring needs the users' ids")
+        return self.user_emb(user)
 
 
 __all__ = ["LOSS_TERMS", "MDRRecommender"]

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -139,27 +140,63 @@ def full_ranking_ranks(model: nn.Module, reps: Tensor, samples: dict[str, np.nda
     return np.concatenate(ranks) if ranks else np.zeros(0, np.int64)
 
 
-def evaluate_model(model: nn.Module, ds: ProcessedDataset, split: Split = "valid",
+@dataclass(frozen=True)
+class Evaluation:
+    """What one evaluation measured: the metrics (means over users) and, per user, the
+    values they average (the units of a paired bootstrap over test users)."""
+
+    metrics: dict[str, float]
+    users: np.ndarray  # int64 [U]: the users of the sampled lists (every user)
+    per_user: dict[str, np.ndarray]  # "auc", "ndcg@k", "hr@k": float64 [U]
+    full_users: np.ndarray  # int64 [U']: the users ranked over all items ([] without)
+    full_ranks: np.ndarray  # int64 [U']: their positive's 0-based rank
+
+
+def evaluate_split(model: nn.Module, ds: ProcessedDataset, split: Split = "valid",
                    max_hist: int = 20, batch_size: int = 512,
                    device: torch.device | str = "cpu", full_ranking: bool = False,
                    amp: bool = False, progress: bool = False, k: int = K,
-                   full_rank_users: int | None = None) -> dict[str, float]:
+                   full_rank_users: int | None = None) -> Evaluation:
     """Sampled-list metrics (``gauc``, ``auc``, ``ndcg@k``, ``hr@k``) of ``split``, plus
     ``full_ndcg@k`` and ``full_hr@k`` when ``full_ranking`` (over all users, or the fixed
-    subset of ``full_rank_users`` users, see :func:`full_rank_user_subset`)."""
+    subset of ``full_rank_users`` users, see :func:`full_rank_user_subset`), with the
+    per-user values behind them."""
     device = torch.device(device)
     samples = eval_samples(ds, split, max_hist)
     reps = item_representations(model, ds.n_items, batch_size, device, amp)
     scores = sampled_scores(model, reps, samples, batch_size, device, amp, progress)
     result = metrics.sampled_list_metrics(scores, k=k)
+    per_user = metrics.per_user_list_metrics(scores, k) if len(scores) else {}
+    full_users = np.zeros(0, np.int64)
+    ranks = np.zeros(0, np.int64)
     if full_ranking:
-        rows = full_rank_user_subset(ds.n_users, full_rank_users)
-        ranks = full_ranking_ranks(model, reps, subset_rows(samples, rows), user_seen(ds, split),
-                                   batch_size, device, amp, progress)
+        ranked = subset_rows(samples, full_rank_user_subset(ds.n_users, full_rank_users))
+        ranks = full_ranking_ranks(model, reps, ranked, user_seen(ds, split), batch_size,
+                                   device, amp, progress)
+        full_users = ranked["user"].astype(np.int64)
         result["full_rank_users"] = len(ranks)
         result |= {f"full_{key}": v for key, v in metrics.full_rank_metrics(ranks, k).items()}
-    return result
+    return Evaluation(result, samples["user"].astype(np.int64), per_user, full_users, ranks)
 
 
-__all__ = ["K", "autocast", "eval_mode", "evaluate_model", "full_ranking_ranks",
-           "item_representations", "sampled_scores"]
+def evaluate_model(model: nn.Module, ds: ProcessedDataset, split: Split = "valid",
+                   max_hist: int = 20, batch_size: int = 512,
+                   device: torch.device | str = "cpu", full_ranking: bool = False,
+                   amp: bool = False, progress: bool = False, k: int = K,
+                   full_rank_users: int | None = None) -> dict[str, float]:
+    """The metrics of :func:`evaluate_split` alone."""
+    return evaluate_split(model, ds, split, max_hist, batch_size, device, full_ranking, amp,
+                          progress, k, full_rank_users).metrics
+
+
+__all__ = [
+    "Evaluation",
+    "K",
+    "autocast",
+    "eval_mode",
+    "evaluate_model",
+    "evaluate_split",
+    "full_ranking_ranks",
+    "item_representations",
+    "sampled_scores",
+]

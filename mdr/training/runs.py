@@ -2,7 +2,8 @@
 
 The trainer (:mod:`mdr.training.train`) is the loop; everything it reads from or
 writes to a run folder goes through :class:`RunFolder`. Evaluation, the explanation
-tools, the benchmarks and the CLI reopen finished runs here too (:func:`load_run`).
+tools, the benchmarks and the CLI reopen finished runs here too (:func:`load_run`), and
+ask the reopened run for what its model offers them (:meth:`LoadedRun.require`).
 One format for every model (MDR, its baselines, the CTR baselines, the image side
 alone):
 
@@ -19,7 +20,11 @@ alone):
                    and the config it was written with
 ``best.pt``        model weights at the best validation value (model selection never
                    looks at test)
-``test.json``      the test metrics of ``best.pt``, ``best_epoch`` and ``epochs_run``
+``test.json``      the test metrics of ``best.pt``, ``best_epoch``, ``epochs_run`` and
+                   ``hit_epoch_cap`` (the cap, not early stopping, ended the run)
+``test_users.npz`` per test user, the values those metrics average (``user``, ``auc``,
+                   ``ndcg@10``, ``hr@10``; ``full_user``/``full_rank`` of full ranking):
+                   what a paired bootstrap over users resamples, without retraining
 ``DONE``           written last: a folder with it (and test.json) is a finished run
 =================  ===============================================================
 
@@ -49,7 +54,15 @@ from torch import Tensor, nn
 
 from mdr.config import RunConfig, config_hash, dump_yaml, from_dict, load_yaml, to_dict
 from mdr.data.batches import Split
-from mdr.io import append_jsonl, truncate_jsonl_epochs, write_json, write_text, write_torch
+from mdr.io import (
+    append_jsonl,
+    truncate_jsonl_epochs,
+    write_json,
+    write_npz,
+    write_text,
+    write_torch,
+)
+from mdr.models.capabilities import Capabilities, model_capabilities
 from mdr.provenance import device_name, manifest
 from mdr.training.evaluate import evaluate_model
 from mdr.training.registry import build_model
@@ -226,11 +239,16 @@ class RunFolder:
         return self.root / "test.json"
 
     @property
+    def test_users(self) -> Path:
+        return self.root / "test_users.npz"
+
+    @property
     def done(self) -> Path:
         return self.root / "DONE"
 
     def files(self) -> list[Path]:
-        return [self.config, self.metrics, self.checkpoint, self.best, self.test, self.done]
+        return [self.config, self.metrics, self.checkpoint, self.best, self.test,
+                self.test_users, self.done]
 
     def is_finished(self) -> bool:
         return self.done.is_file() and self.test.is_file()
@@ -285,7 +303,7 @@ class RunFolder:
         if (ckpt and TrainState(**ckpt["state"]).complete(cfg.train.epochs)
                 and self.is_finished()):
             return ckpt, self.read_result()
-        self._remove(self.done, self.test)
+        self._remove(self.done, self.test, self.test_users)
         return ckpt, None
 
     def start_fresh(self) -> None:
@@ -330,8 +348,11 @@ class RunFolder:
                                 "epoch": epoch, "monitor": monitor, "value": value,
                                 "model": _cpu_state(model)})
 
-    def finish(self, result: dict[str, Any]) -> None:
-        """test.json, then DONE: the folder is a finished run."""
+    def finish(self, result: dict[str, Any], per_user: dict[str, np.ndarray]) -> None:
+        """test.json (and the per-user test values behind it, test_users.npz), then DONE:
+        the folder is a finished run."""
+        if per_user:
+            write_npz(self.test_users, **per_user)
         write_json(self.test, result)
         write_text(self.done, json.dumps({"finished": time.strftime("%Y-%m-%dT%H:%M:%SZ",
                                                                    time.gmtime())}) + "\n")
@@ -391,8 +412,9 @@ def check_data(where: Path, provenance: dict[str, Any], task: RecommendationTask
 
 @dataclass(frozen=True)
 class LoadedRun:
-    """A finished run, ready to use: its config, its task (the prepared data), and the
-    model at its best validation epoch (in eval mode)."""
+    """A finished run, ready to use: its config, its task (the prepared data), the model
+    at its best validation epoch (in eval mode), and what the model offers the
+    explanations (:mod:`mdr.models.capabilities`), read once when the run is opened."""
 
     folder: RunFolder
     cfg: RunConfig
@@ -400,11 +422,26 @@ class LoadedRun:
     model: nn.Module
     best: dict[str, Any]  # best.pt's metadata: epoch, monitor, value
     device: torch.device
+    capabilities: Capabilities = dataclasses.field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "capabilities", model_capabilities(self.model))
 
     @property
     def ds(self) -> Any:
         """The prepared dataset (a ProcessedDataset for recommendation runs)."""
         return self.task.data
+
+    def require(self, *needs: str, purpose: str) -> LoadedRun:
+        """This run, when its model offers every capability in ``needs`` (names of
+        :class:`~mdr.models.capabilities.Capabilities` fields); else a :class:`RunError`
+        naming the run, its model, what it lacks and ``purpose`` (why it is needed), e.g.
+        ``RUN: model 'deepfm' has no image decoder; Figure 4 traverses the image decoder``."""
+        missing = self.capabilities.missing(*needs)
+        if missing:
+            raise RunError(f"{self.folder.root}: model {self.cfg.model.name!r} has no "
+                           f"{' and no '.join(missing)}; {purpose}")
+        return self
 
 
 def load_run(run_dir: str | Path, data: str | Path | None = None, device: str = "cpu",

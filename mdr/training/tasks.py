@@ -45,7 +45,7 @@ from mdr.data.dataset import ProcessedDataset
 from mdr.data.parse import DataError
 from mdr.models.base import ItemFeatures
 from mdr.seeding import rng
-from mdr.training.evaluate import eval_mode, evaluate_model
+from mdr.training.evaluate import eval_mode, evaluate_model, evaluate_split
 from mdr.training.registry import task_of
 
 
@@ -84,7 +84,14 @@ class Task(Protocol):
                  progress: bool) -> dict[str, float]: ...
 
     def test(self, model: nn.Module, device: torch.device, amp: bool,
-             progress: bool) -> dict[str, Any]: ...
+             progress: bool) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """The test metrics and, per test unit (user), the values they average."""
+        ...
+
+    @property
+    def has_test(self) -> bool:
+        """False on validation-only data (tuning): the task has no test to score."""
+        ...
 
 
 # --------------------------------------------------------------------------- recommendation
@@ -152,13 +159,20 @@ class RecommendationTask:
         return evaluate_model(model, self.ds, "valid", t.max_hist, t.eval_batch_size, device,
                               amp=amp, progress=progress)
 
+    @property
+    def has_test(self) -> bool:
+        return self.ds.has_test
+
     def test(self, model: nn.Module, device: torch.device, amp: bool,
-             progress: bool) -> dict[str, Any]:
+             progress: bool) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         t = self.cfg.train
-        test = evaluate_model(model, self.ds, "test", t.max_hist, t.eval_batch_size, device,
-                              full_ranking=t.full_ranking, amp=amp, progress=progress,
-                              full_rank_users=t.full_rank_users)
-        return {"n_users": self.ds.n_users, **test}
+        ev = evaluate_split(model, self.ds, "test", t.max_hist, t.eval_batch_size, device,
+                            full_ranking=t.full_ranking, amp=amp, progress=progress,
+                            full_rank_users=t.full_rank_users)
+        per_user = {"user": ev.users, **ev.per_user}
+        if len(ev.full_users):
+            per_user |= {"full_user": ev.full_users, "full_rank": ev.full_ranks}
+        return {"n_users": self.ds.n_users, **ev.metrics}, per_user
 
 
 # --------------------------------------------------------------------------- images
@@ -232,11 +246,15 @@ class ImageTask:
         del amp, progress
         return self._held_out(model, device)
 
+    @property
+    def has_test(self) -> bool:
+        return True
+
     def test(self, model: nn.Module, device: torch.device, amp: bool,
-             progress: bool) -> dict[str, Any]:
+             progress: bool) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         del amp, progress
         return {"n_items": self.data.n_items, "n_train": len(self.train_items),
-                "n_valid": len(self.valid_items), **self._held_out(model, device)}
+                "n_valid": len(self.valid_items), **self._held_out(model, device)}, {}
 
     @torch.no_grad()
     def _held_out(self, model: Any, device: torch.device) -> dict[str, float]:
@@ -282,14 +300,21 @@ def split_items(items: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarr
 # --------------------------------------------------------------------------- opening
 
 
-def open_task(cfg: RunConfig, data: str | Path) -> RecommendationTask | ImageTask:
-    """The task that ``cfg.model.name`` trains on, over the prepared folder ``data``."""
+def open_task(cfg: RunConfig, data: str | Path,
+              validation_only: bool = False) -> RecommendationTask | ImageTask:
+    """The task that ``cfg.model.name`` trains on, over the prepared folder ``data``; with
+    ``validation_only`` (tuning) over its validation-only view
+    (:meth:`~mdr.data.dataset.ProcessedDataset.validation_only`): no test to score."""
     root = Path(data)
     kind = task_of(cfg.model.name)
     if kind == "images":
+        if validation_only:
+            raise ConfigError(f"model {cfg.model.name!r}: the image side alone has no "
+                              "validation-only view to tune on")
         return ImageTask(_open_images(root), cfg)
     try:
-        return RecommendationTask(ProcessedDataset.open(root), cfg)
+        ds = ProcessedDataset.open(root)
+        return RecommendationTask(ds.validation_only() if validation_only else ds, cfg)
     except DataError:
         from mdr.data.dataset import read_manifest
         from mdr.data.fashion import KIND

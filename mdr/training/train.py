@@ -65,6 +65,7 @@ from tqdm.auto import tqdm
 from mdr.config import RunConfig
 from mdr.data.batches import BatchIterator
 from mdr.models.base import to_device
+from mdr.models.capabilities import model_capabilities
 from mdr.provenance import device_name
 from mdr.seeding import seed_everything
 from mdr.training import distributed
@@ -82,6 +83,7 @@ from mdr.training.step import make_optimizer, train_step
 from mdr.training.tasks import ImageTask, RecommendationTask, open_task
 
 StepHook = Callable[[int, int], None]
+EpochHook = Callable[[dict[str, Any]], None]
 
 
 # --------------------------------------------------------------------------- epochs
@@ -101,6 +103,7 @@ class _Job:
     net: nn.Module | None = None  # the DDP wrapper under torchrun (forward = calculate_loss)
     progress: bool = True
     on_step: StepHook | None = None
+    on_epoch: EpochHook | None = None
 
     def loss(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         """One training forward pass: through DDP under torchrun, directly otherwise."""
@@ -169,7 +172,7 @@ def _pretrain(job: _Job, state: TrainState) -> dict[str, Any] | None:
     t, ctx = job.cfg.train, job.ctx
     state.pretrained = True
     if (t.pretrain_epochs == 0 or job.task.kind != "recommendation"
-            or not getattr(job.model, "trains_items", False)):
+            or not model_capabilities(job.model).item_losses):
         return None
     t0 = time.perf_counter()
     rows = {"item": np.arange(job.task.data.n_items, dtype=np.int64)}
@@ -272,14 +275,17 @@ def _finish(job: _Job, state: TrainState) -> dict[str, Any]:
     model, run, task, t = job.model, job.run, job.task, job.cfg.train
     best = run.load_best(model)
     model.to(job.device)
-    test = task.test(model, job.device, t.amp, job.progress)
+    test, per_user = task.test(model, job.device, t.amp, job.progress) if task.has_test else (
+        {"test": "none: validation-only data"}, {})
     result = {
         "dataset": task.name, "model": job.cfg.model.name, "seed": job.cfg.seed,
         "best_epoch": best["epoch"], f"best_valid_{best['monitor']}": best["value"],
-        "epochs_run": state.epoch, "stopped_early": state.stopped, "step": state.step,
+        "epochs_run": state.epoch, "stopped_early": state.stopped,
+        # the epoch cap, not early stopping, ended the run: a table marks it
+        "hit_epoch_cap": not state.stopped and state.epoch >= t.epochs, "step": state.step,
         **test,
     }
-    run.finish(result)
+    run.finish(result, per_user)
     return result
 
 
@@ -288,7 +294,8 @@ def _finish(job: _Job, state: TrainState) -> dict[str, Any]:
 
 def train(cfg: RunConfig, data: str | Path, out: str | Path, resume: bool = False,
           progress: bool = True, overwrite: bool = False, allow_other_data: bool = False,
-          on_step: StepHook | None = None) -> dict[str, Any]:
+          on_step: StepHook | None = None, on_epoch: EpochHook | None = None,
+          validation_only: bool = False) -> dict[str, Any]:
     """Train ``cfg.model.name`` on the prepared folder ``data`` into the run folder ``out``.
 
     Returns the final test metrics (the content of ``RUN/test.json``). With
@@ -297,7 +304,11 @@ def train(cfg: RunConfig, data: str | Path, out: str | Path, resume: bool = Fals
     only unless ``allow_other_data``. A finished or started run is never overwritten
     unless ``overwrite``, and a folder that is not a run folder never is.
     ``on_step(epoch, step)`` is called after every optimiser step (a hook for tests
-    and monitoring).
+    and monitoring), ``on_epoch(line)`` with each epoch's metrics line once it is logged
+    and checkpointed (the tuner reports validation to its pruner there; an exception it
+    raises stops the run, which stays resumable). With ``validation_only`` the run
+    trains on the data's validation-only view and scores no test
+    (:meth:`mdr.data.dataset.ProcessedDataset.validation_only`): what tuning trials do.
 
     Under torchrun (see the module docstring) every rank calls this; each returns
     the same result, progress shows on rank 0 only, and a failing rank names itself
@@ -310,7 +321,8 @@ def train(cfg: RunConfig, data: str | Path, out: str | Path, resume: bool = Fals
         result = _train(cfg, Path(data), RunFolder(Path(out)), ctx,
                         distributed.local_device(device, ctx), resume=resume,
                         overwrite=overwrite, allow_other_data=allow_other_data,
-                        progress=progress and ctx.is_main, on_step=on_step)
+                        progress=progress and ctx.is_main, on_step=on_step,
+                        on_epoch=on_epoch, validation_only=validation_only)
         failed = False
         return result
     except BaseException as e:
@@ -343,9 +355,10 @@ def _restore(job: _Job, ckpt: dict[str, Any], state: TrainState) -> None:
 
 def _train(cfg: RunConfig, data: Path, run: RunFolder, ctx: distributed.DistContext,
            device: torch.device, *, resume: bool, overwrite: bool, allow_other_data: bool,
-           progress: bool, on_step: StepHook | None) -> dict[str, Any]:
+           progress: bool, on_step: StepHook | None, on_epoch: EpochHook | None,
+           validation_only: bool) -> dict[str, Any]:
     """:func:`train` inside the process group (a no-op group in one process)."""
-    task = open_task(cfg, data)
+    task = open_task(cfg, data, validation_only)
     ckpt, finished = _open_run(run, cfg, task, resume, overwrite, allow_other_data, ctx)
     if finished is not None:
         return finished
@@ -358,7 +371,7 @@ def _train(cfg: RunConfig, data: Path, run: RunFolder, ctx: distributed.DistCont
     model = build(cfg, task, device)  # the same initial weights on every rank
     optimizer = make_optimizer(model.parameters(), cfg.train)
     job = _Job(cfg, task, run, model, optimizer, device, ctx, progress=progress,
-               on_step=on_step)
+               on_step=on_step, on_epoch=on_epoch)
     if ckpt:
         _restore(job, ckpt, state)
         if ctx.is_main:
@@ -386,6 +399,8 @@ def _train(cfg: RunConfig, data: Path, run: RunFolder, ctx: distributed.DistCont
                        f"{task.monitor} {line[f'valid/{task.monitor}']:.4f}")
     while not state.complete(cfg.train.epochs):
         line = _run_epoch(job, state)
+        if on_epoch is not None and line is not None:
+            on_epoch(line)
         if progress and line is not None:
             shown = "  ".join(f"{k[6:]} {v:.4f}" for k, v in line.items()
                               if k.startswith("valid/") and isinstance(v, float))[:120]
