@@ -25,10 +25,11 @@ from mdr.data.shop.words import DATA_FILES
 
 REVIEWS = "reviews_Synthetic_5.json.gz"
 META = "meta_Synthetic.json.gz"
-# The package's word lists and templates, as installed.
+# The package's word lists and templates (and the photo shop's), as installed.
 DATA_SHA256 = {
     "words.json": "61b89b322e1037329b14c30be8db63328eec7097d9972ce6d765a57cc741a4ec",
     "templates.json": "b8b512dceeb650a1452688b1ea82c40d1b5a035d81bf50ee4019093eb604b210",
+    "photos.json": "2730bded0c600abc641a736a382d50f2c30779949fff91357d58992a3ae18721",
 }
 
 

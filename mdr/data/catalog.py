@@ -6,6 +6,11 @@ name                   what happens on first use
 ``synthetic-tiny``     generate the tiny shop (CI, seconds) and prepare it
 ``synthetic-small``    generate the small shop (the default of every table)
 ``synthetic-cloth``    generate the Cloth-sized shop (speed/memory benchmarks)
+``photo-tiny``         generate the tiny photo shop (every item a real product
+``photo-small``        photo, :mod:`mdr.data.shop.photos`) from the fashion corpus
+                       (``$MDR_FASHION_DIR``, else
+                       ``../shared/data/fashion-product-images-small``) and prepare
+                       it as the synthetic shop of the same size
 ``cloth`` ``toys``     download the Amazon 2014 5-core category (reviews, meta,
 ``office``             images) and prepare it at 64x64 (the paper's datasets)
 ``magazine``           prepare the real Amazon 2018 Magazine_Subscriptions files
@@ -29,7 +34,10 @@ from pathlib import Path
 from mdr.config import PrepareConfig
 from mdr.data.parse import CATEGORY_ALIASES, DataError
 
-SYNTHETIC = {"synthetic-tiny": "tiny", "synthetic-small": "small", "synthetic-cloth": "cloth"}
+# the generated shops: name -> size; the photo shops are those of PHOTO
+PHOTO = {"photo-tiny": "tiny", "photo-small": "small"}
+SYNTHETIC = {"synthetic-tiny": "tiny", "synthetic-small": "small", "synthetic-cloth": "cloth",
+             **PHOTO}
 AMAZON = CATEGORY_ALIASES  # downloaded on first use
 # real categories whose files are expected on disk (not downloaded): name -> (category, year)
 LOCAL = {"magazine": ("Magazine_Subscriptions", 2018)}
@@ -93,6 +101,8 @@ def resolve(spec: str | Path, root: Path | None = None, seed: int = 0,
 
 
 def _ensure_synthetic(name: str, root: Path, seed: int, progress: bool) -> Path:
+    """Generate (drawn, or from the photo corpus for the names of :data:`PHOTO`) and
+    prepare a shop; both kinds are prepared alike."""
     from mdr.data.preprocess import prepare
     from mdr.data.shop import generate
 
@@ -101,9 +111,14 @@ def _ensure_synthetic(name: str, root: Path, seed: int, progress: bool) -> Path:
         return proc
     raw = root / "raw" / name
     if not (raw / "factors.json").is_file():
-        generate(SYNTHETIC[name], seed=seed, out=raw, progress=progress)
+        photos = None
+        if name in PHOTO:
+            from mdr.data.shop.photos import default_photos_dir
+
+            photos = default_photos_dir()
+        generate(SYNTHETIC[name], seed=seed, out=raw, progress=progress, photos=photos)
     # the tiny shop's users have only ~75 unseen items: 50 negatives per evaluation list
-    n_neg = 50 if name == "synthetic-tiny" else PrepareConfig().n_neg
+    n_neg = 50 if SYNTHETIC[name] == "tiny" else PrepareConfig().n_neg
     cfg = PrepareConfig(image_size=SYNTHETIC_IMAGE_SIZE, n_neg=n_neg)
     prepare(raw, proc, category="Synthetic", cfg=cfg, progress=progress)
     return proc

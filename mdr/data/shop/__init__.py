@@ -8,6 +8,14 @@ loader serves it and the real data; the ground truth is what makes quantitative
 disentanglement scores possible. Synthetic results are illustrations, not
 evidence about real shops.
 
+``generate(size, seed, out, photos=DIR)`` writes the **photo shop** instead: the
+same shop with each item one real product photo of the fashion corpus at ``DIR``,
+its colour and shape the photo's own labels (grouped into 12 colour and 14 shape
+classes), its title the photo's product name, everything else drawn as below; its
+``factors.json`` lists only the factors some modality shows. Sizes ``tiny`` and
+``small`` (dataset names ``photo-tiny``, ``photo-small``); :mod:`.photos` documents
+every choice (the groupings, which photos become items, the kinds).
+
 Modules
 -------
 ===============  ==============================================================
@@ -20,10 +28,18 @@ Modules
                  ``words.json`` and ``templates.json`` (the tests pin their
                  sha256: editing them changes every generated shop)
 :mod:`.render`   drawing the item images; :func:`.render.image_tasks` is the one
-                 call :func:`generate` makes for them, so another source of
-                 images (photos) replaces that call and nothing else
+                 call :func:`generate` makes for them
+:mod:`.photos`   the photo shop: its colour and shape classes (the corpus
+                 groupings), prices, complements and words (package data
+                 ``photos.json``, pinned too), which photos become items, and
+                 the photos as images (:func:`.photos.image_tasks`, in place of
+                 the drawing)
 :mod:`.write`    the Amazon files, ``factors.json`` and :func:`generate`
 ===============  ==============================================================
+
+What follows from a shop's factor classes (the factor table, each product type's
+price, which types complement which) is one :class:`~.factors.Catalogue`:
+:data:`~.factors.DRAWN` for the drawn shop, :data:`.photos.PHOTO` for the photo shop.
 
 Items and their factors
 -----------------------
@@ -125,16 +141,19 @@ from mdr.data.shop.factors import (
     BACKGROUND_RGB,
     BRANDS,
     COLOUR_RGB,
+    DRAWN,
     FACTOR_BY_NAME,
     FACTORS,
     KINDS,
     POSITION_DIR,
     SIZE_SCALE,
     SIZES,
+    Catalogue,
     Factor,
     ShopSize,
     load_factors,
 )
+from mdr.data.shop.photos import PHOTO
 from mdr.data.shop.render import IMAGE_SIZE, render_image
 from mdr.data.shop.reviews import MENTION_P, ReviewWriter, filler_vocabulary, vocabulary
 from mdr.data.shop.users import check_5core
@@ -147,6 +166,7 @@ __all__ = [
     "BRANDS",
     "CATEGORY",
     "COLOUR_RGB",
+    "DRAWN",
     "FACTORS",
     "FACTOR_BY_NAME",
     "IMAGE_SIZE",
@@ -154,11 +174,13 @@ __all__ = [
     "MENTION_P",
     "OUTPUT_KIND",
     "PEOPLE",
+    "PHOTO",
     "POSITION_DIR",
     "SIZES",
     "SIZE_SCALE",
     "TEMPLATES",
     "VALUE_WORDS",
+    "Catalogue",
     "Factor",
     "ReviewWriter",
     "ShopSize",

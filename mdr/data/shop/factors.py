@@ -3,12 +3,16 @@
 The factor table and the reasons behind the marginals are in :mod:`mdr.data.shop`.
 Items are drawn here (:func:`_make_items`); ``factors.json``, the ground truth a
 prepared dataset scores against, is read back and validated by :func:`load_factors`.
+
+A :class:`Catalogue` bundles what follows from the shop's factor classes (the factor
+table, the price of each product type, which types complement which): :data:`DRAWN`
+is the drawn shop's, :mod:`mdr.data.shop.photos` builds the photo shop's.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -131,6 +135,47 @@ _MATERIAL_PRICE = (1.0, 0.8, 1.6, 1.1, 1.3, 1.0, 1.5, 1.4)
 _LINES = ("Classic", "Signature", "Essential", "Heritage", "Studio", "Urban", "Modern", "Vintage")
 _SINGULAR = ("T-Shirt", "Dress", "Trousers", "Shoe", "Handbag", "Hat", "Watch", "Mug")
 
+# Sequential drift: which product type tends to follow which (complements).
+_COMPLEMENTS = {
+    "T-Shirts": ("Trousers", "Hats", "Shoes"),
+    "Dresses": ("Shoes", "Handbags", "Watches"),
+    "Trousers": ("T-Shirts", "Shoes"),
+    "Shoes": ("Handbags", "Trousers", "Dresses"),
+    "Handbags": ("Dresses", "Watches", "Shoes"),
+    "Hats": ("T-Shirts", "Shoes"),
+    "Watches": ("Handbags", "Dresses", "Mugs"),
+    "Mugs": ("T-Shirts", "Watches"),
+}
+
+
+@dataclass(frozen=True)
+class Catalogue:
+    """What follows from a shop's factor classes.
+
+    ``factors`` in drawing order (:func:`_make_items` draws them in this order);
+    ``shape_price`` is the base price of each product type (``shape`` value);
+    ``complements`` names, per product type, the types that tend to follow it (the
+    shopping-intent chain of :mod:`mdr.data.shop.users`); ``recorded`` are the
+    factors ``factors.json`` lists: those some modality shows.
+    """
+
+    name: str  # the dataset name's prefix: "synthetic-small", "photo-small"
+    factors: tuple[Factor, ...]
+    shape_price: tuple[float, ...]
+    complements: Mapping[str, tuple[str, ...]]
+    recorded: tuple[str, ...]
+
+    @property
+    def by_name(self) -> dict[str, Factor]:
+        return {f.name: f for f in self.factors}
+
+    def recorded_factors(self) -> list[Factor]:
+        return [f for f in self.factors if f.name in self.recorded]
+
+
+DRAWN = Catalogue("synthetic", FACTORS, _SHAPE_PRICE, _COMPLEMENTS,
+                  tuple(f.name for f in FACTORS))  # fmt: skip
+
 
 # --------------------------------------------------------------------------- items
 
@@ -142,6 +187,7 @@ class _Items:
     titles: list[str]
     prices: np.ndarray  # float [I]
     exposure: np.ndarray  # float [I]: popularity weight of being shown
+    catalogue: Catalogue = DRAWN
 
 
 def _random_ids(gen: np.random.Generator, n: int, prefix: str, width: int) -> list[str]:
@@ -170,31 +216,47 @@ def _draw_values(gen: np.random.Generator, n: int, weights: Sequence[float]) -> 
     return v.astype(np.int64)
 
 
-def _make_items(n: int, seed: int) -> _Items:
+def _make_items(n: int, seed: int, catalogue: Catalogue = DRAWN,
+                given: Mapping[str, np.ndarray] | None = None,
+                names: Sequence[str] | None = None) -> _Items:  # fmt: skip
+    """Draw ``n`` items of ``catalogue``.
+
+    ``given`` fixes some factors' values (int64 [n]; the photo shop's colour and
+    shape, the photos' labels): they are not drawn, every other factor is.
+    ``names`` (one per item) start the titles instead of the drawn product line and
+    type. Without both, the drawn shop's items, draw for draw.
+    """
     gen = rng(seed, "synthetic", "items")
+    given = dict(given or {})
     values: dict[str, np.ndarray] = {}
-    for f in FACTORS:
-        if f.name == "quality":
+    for f in catalogue.factors:
+        if f.name == "quality" or f.name in given:
             continue
         values[f.name] = _draw_values(gen, n, f.weights)
+    values.update({k: np.asarray(v, np.int64) for k, v in given.items()})
     tier = values["brand"] * 3 // len(BRANDS)  # 0 premium, 1 mid, 2 budget
     u = gen.random(n)
     cum = np.cumsum(np.asarray(_QUALITY_BY_TIER), axis=1)[tier]  # (I, 3)
     values["quality"] = (u[:, None] > cum).sum(1).clip(0, 2).astype(np.int64)
-    values = {f.name: values[f.name] for f in FACTORS}  # factor order
+    values = {f.name: values[f.name] for f in catalogue.factors}  # factor order
     asins = _random_ids(gen, n, "B0", 8)
     lines = gen.integers(0, len(_LINES), n)
     models = gen.integers(100, 1000, n)
-    titles = [
-        f"{BRANDS[b]} {_LINES[ln]} {_SINGULAR[s]} {BRANDS[b][:2].upper()}-{m}"
-        for b, ln, s, m in zip(values["brand"], lines, values["shape"], models)
-    ]
-    base = (np.asarray(_SHAPE_PRICE)[values["shape"]] * np.asarray(_MATERIAL_PRICE)[values["material"]]
+    if names is None:
+        titles = [
+            f"{BRANDS[b]} {_LINES[ln]} {_SINGULAR[s]} {BRANDS[b][:2].upper()}-{m}"
+            for b, ln, s, m in zip(values["brand"], lines, values["shape"], models)
+        ]
+    else:
+        titles = [f"{name} by {BRANDS[b]} {BRANDS[b][:2].upper()}-{m}"
+                  for name, b, m in zip(names, values["brand"], models)]  # fmt: skip
+    base = (np.asarray(catalogue.shape_price)[values["shape"]]
+            * np.asarray(_MATERIAL_PRICE)[values["material"]]
             * np.asarray(_BRAND_PRICE)[tier] * np.exp(gen.normal(0.0, 0.25, n)))  # fmt: skip
     prices = np.maximum(np.ceil(base) - 0.01, 4.99).round(2)
     quality_mult = np.array([0.6, 1.0, 1.5])[values["quality"]]
     exposure = _MIN_CORE + gen.lognormal(0.0, 1.1, n) * quality_mult
-    return _Items(values, asins, titles, prices, exposure)
+    return _Items(values, asins, titles, prices, exposure, catalogue)
 
 
 # --------------------------------------------------------------------------- factors.json

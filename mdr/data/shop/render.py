@@ -2,8 +2,8 @@
 
 Only visual factors (colour, size, shape, pattern) and the image nuisances
 (background, position, jitter, sensor noise) enter a picture. :func:`image_tasks` is
-the one call :func:`mdr.data.shop.generate` makes: a shop whose images come from
-elsewhere provides its own function of that signature.
+the one call :func:`mdr.data.shop.generate` makes; the photo shop makes
+:func:`mdr.data.shop.photos.image_tasks` instead (the same kind of tasks).
 """
 
 from __future__ import annotations

@@ -3,6 +3,9 @@
 Factor sentences (colour, size, material, occasion, brand) name the item's own value
 with the probabilities of :data:`MENTION_P`; filler sentences (shipping, gifts, fit ...)
 are nuisance. Polarity follows the rating. Words come from :mod:`mdr.data.shop.words`.
+A shop with other factor classes (the photo shop) passes its own value words, mention
+probabilities and factor templates to :class:`ReviewWriter`; the defaults are the drawn
+shop's.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import math
 import random
 import re
 import string
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from mdr.data.shop.words import BANKS, PEOPLE, TEMPLATES, VALUE_WORDS
@@ -50,16 +53,28 @@ def _split_template(t: str) -> tuple[tuple[str, str | None], ...]:
     return tuple((lit, field) for lit, field, _, _ in string.Formatter().parse(t))
 
 
-class ReviewWriter:
-    """Writes a review (summary, text) for one behaviour from the item's text factors."""
+ValueWords = Mapping[str, Sequence[Sequence[str]]]  # factor -> per value, its synonyms
+Templates = Mapping[str, Mapping[str, Sequence[str]]]  # topic -> polarity -> templates
 
-    def __init__(self) -> None:
+
+class ReviewWriter:
+    """Writes a review (summary, text) for one behaviour from the item's text factors.
+
+    ``value_words``, ``mention_p`` and ``templates`` default to the drawn shop's
+    (:data:`VALUE_WORDS`, :data:`MENTION_P`, :data:`TEMPLATES`); ``mention_p``'s keys,
+    in order, are the factors a review may name (one draw each, in that order).
+    """
+
+    def __init__(self, value_words: ValueWords = VALUE_WORDS,
+                 mention_p: Mapping[str, float] = MENTION_P,
+                 templates: Templates = TEMPLATES) -> None:  # fmt: skip
+        self.mention_p = dict(mention_p)
         self.banks = {k: _Bank(v) for k, v in BANKS.items()}
         self.people = _Bank(PEOPLE, s=0.6)
-        self.values = {f: [_Bank(syn, s=0.9) for syn in vals] for f, vals in VALUE_WORDS.items()}
+        self.values = {f: [_Bank(syn, s=0.9) for syn in vals] for f, vals in value_words.items()}
         self.templates = {
             topic: {pol: _Bank([_split_template(t) for t in ts], s=0.5) for pol, ts in d.items()}
-            for topic, d in TEMPLATES.items()
+            for topic, d in templates.items()
         }
         self.topics = _Bank(_FILLER_TOPICS)  # weights replaced below
         cum, acc = [], 0.0
@@ -111,7 +126,7 @@ class ReviewWriter:
         if u < 0.012:
             return summary, ""  # summary-only review
         body: list[str] = []
-        for f, p in MENTION_P.items():
+        for f, p in self.mention_p.items():
             if rnd.random() < p:
                 fpol = "neg" if pol == "neg" and rnd.random() < 0.6 else "pos"
                 body.append(self._sentence(f, fpol, rnd, item))
@@ -139,10 +154,10 @@ def _tokens(text: str) -> list[str]:
     return _TOKEN.findall(text.lower())
 
 
-def filler_vocabulary() -> set[str]:
+def filler_vocabulary(templates: Templates = TEMPLATES) -> set[str]:
     """Words of the templates and filler banks (everything but the factor synonyms)."""
     words: set[str] = set()
-    for d in TEMPLATES.values():
+    for d in templates.values():
         for ts in d.values():
             for t in ts:
                 for lit, _field, _, _ in string.Formatter().parse(t):
@@ -156,10 +171,10 @@ def filler_vocabulary() -> set[str]:
     return words
 
 
-def vocabulary() -> set[str]:
+def vocabulary(value_words: ValueWords = VALUE_WORDS, templates: Templates = TEMPLATES) -> set[str]:
     """Every word a review can contain (lower-case tokens ``[a-z]+``)."""
-    words = filler_vocabulary()
-    for vals in VALUE_WORDS.values():
+    words = filler_vocabulary(templates)
+    for vals in value_words.values():
         for syns in vals:
             for s in syns:
                 words.update(_tokens(s))

@@ -12,21 +12,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mdr.data.shop.factors import _MIN_CORE, FACTOR_BY_NAME, ShopSize, _Items, _random_ids
+from mdr.data.shop.factors import _MIN_CORE, Catalogue, ShopSize, _Items, _random_ids
 from mdr.data.shop.words import FIRST_NAMES, LAST_NAMES
 from mdr.seeding import rng
-
-# Sequential drift: which product type tends to follow which (complements).
-_COMPLEMENTS = {
-    "T-Shirts": ("Trousers", "Hats", "Shoes"),
-    "Dresses": ("Shoes", "Handbags", "Watches"),
-    "Trousers": ("T-Shirts", "Shoes"),
-    "Shoes": ("Handbags", "Trousers", "Dresses"),
-    "Handbags": ("Dresses", "Watches", "Shoes"),
-    "Hats": ("T-Shirts", "Shoes"),
-    "Watches": ("Handbags", "Dresses", "Mugs"),
-    "Mugs": ("T-Shirts", "Watches"),
-}
 
 # How users choose (see :mod:`mdr.data.shop`).
 _PREF_CONCENTRATION = {"colour": 0.35, "shape": 0.5, "size": 0.25, "material": 0.5,
@@ -84,7 +72,7 @@ def _make_users(cfg: ShopSize, items: _Items, seed: int) -> _Users:
     extras = _integer_split(gen.lognormal(0.0, 1.0, n), extra_total, cap)
     log_theta, weight = {}, {}
     for name, conc in _PREF_CONCENTRATION.items():
-        k = len(FACTOR_BY_NAME[name].values)
+        k = len(items.catalogue.by_name[name].values)
         base = np.bincount(items.values[name], minlength=k) + 1.0
         alpha = conc * k * base / base.sum()
         g = gen.gamma(np.broadcast_to(alpha, (n, k)))
@@ -116,15 +104,16 @@ def _make_users(cfg: ShopSize, items: _Items, seed: int) -> _Users:
 # --------------------------------------------------------------------------- choices
 
 
-def _transition_matrix() -> np.ndarray:
+def _transition_matrix(catalogue: Catalogue) -> np.ndarray:
     """Shape -> next shopping intent: 35 % same type, 45 % complements, 20 % anything."""
-    shapes = FACTOR_BY_NAME["shape"].values
+    shapes = catalogue.by_name["shape"].values
+    complements = catalogue.complements
     k = len(shapes)
     t = np.full((k, k), 0.20 / k)
     for i, s in enumerate(shapes):
         t[i, i] += 0.35
-        for c in _COMPLEMENTS[s]:
-            t[i, shapes.index(c)] += 0.45 / len(_COMPLEMENTS[s])
+        for c in complements[s]:
+            t[i, shapes.index(c)] += 0.45 / len(complements[s])
     return t / t.sum(1, keepdims=True)
 
 
@@ -173,9 +162,9 @@ def _simulate(items: _Items, users: _Users, seed: int, progress: bool) -> tuple[
     gen = rng(seed, "synthetic", "choices")
     v = items.values
     n_users, lmax = len(users.lengths), int(users.lengths.max())
-    k_shape = len(FACTOR_BY_NAME["shape"].values)
+    k_shape = len(items.catalogue.by_name["shape"].values)
     sampler = _Sampler.build(items.exposure, v["shape"], k_shape)
-    trans = _transition_matrix()
+    trans = _transition_matrix(items.catalogue)
     theta_shape = np.exp(users.log_theta["shape"])
     quality_bonus = _QUALITY_BONUS * (v["quality"] - 1.0)
     seq = np.full((n_users, lmax), -1, np.int64)

@@ -2,7 +2,9 @@
 
 They live in the package's data files (``words.json``, ``templates.json``), read once
 at import. Every generated review is drawn from them, so editing a file changes every
-generated shop; the tests pin their sha256 for that reason.
+generated shop; the tests pin their sha256 for that reason. The photo shop's
+groupings and extra words are a third such file, ``photos.json``, read by
+:mod:`mdr.data.shop.photos`.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from typing import Any
 
 from mdr.data.shop.factors import BRANDS
 
-DATA_FILES = ("words.json", "templates.json")
+DATA_FILES = ("words.json", "templates.json", "photos.json")  # photos.json: mdr.data.shop.photos
 
 
 def _load(name: str) -> Any:

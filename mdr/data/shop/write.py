@@ -2,7 +2,9 @@
 
 :func:`generate` draws items and users, simulates the choices, then writes the reviews
 and draws the images in worker processes (fixed chunks, each with its own random
-stream, so the bytes do not depend on the number of workers).
+stream, so the bytes do not depend on the number of workers). With ``photos`` it
+writes the photo shop instead (:mod:`mdr.data.shop.photos`): the same steps, with
+the photos' colour, shape and names, its own words, and the photos as images.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ from typing import Any
 import numpy as np
 
 from mdr.data.parse import DataError, image_filename
-from mdr.data.shop.factors import BRANDS, FACTOR_BY_NAME, FACTORS, SIZES, _Items, _make_items
+from mdr.data.shop import photos as _photos
+from mdr.data.shop.factors import BRANDS, SIZES, _Items, _make_items
 from mdr.data.shop.render import image_tasks
 from mdr.data.shop.reviews import ReviewWriter, _tokens
 from mdr.data.shop.users import (
@@ -33,7 +36,7 @@ from mdr.data.shop.users import (
     _simulate,
     check_5core,
 )
-from mdr.io import atomic_dir
+from mdr.io import atomic_dir, check_output
 from mdr.seeding import rng
 
 CATEGORY = "Synthetic"
@@ -63,13 +66,14 @@ def _review_time(day: int) -> str:
 
 
 def _meta_lines(items: _Items) -> Iterator[str]:
+    shapes = items.catalogue.by_name["shape"].values
     for i in sorted(range(len(items.asins)), key=items.asins.__getitem__):
         asin = items.asins[i]
         yield repr({
             "asin": asin,
             "imUrl": f"http://synthetic.invalid/images/{image_filename(asin)}",
             "title": items.titles[i],
-            "categories": [[CATEGORY, FACTOR_BY_NAME["shape"].values[items.values["shape"][i]]]],
+            "categories": [[CATEGORY, shapes[items.values["shape"][i]]]],
             "brand": BRANDS[items.values["brand"][i]],
             "price": float(items.prices[i]),
         })  # fmt: skip
@@ -81,11 +85,19 @@ _TEXT_CHUNK = 20_000  # behaviours per review task (fixed: output independent of
 
 def _review_chunk(seed: int, chunk: int, item_text: np.ndarray, item: np.ndarray,
                   stars: np.ndarray, verbosity: np.ndarray, asin: list[str], uid: list[str],
-                  name: list[str], day: np.ndarray) -> tuple[list[str], set[str]]:  # fmt: skip
-    """JSON lines of one chunk of behaviours (its own text stream) and the words they use."""
-    writer = ReviewWriter()
+                  name: list[str], day: np.ndarray,
+                  photo: bool = False) -> tuple[list[str], set[str]]:  # fmt: skip
+    """JSON lines of one chunk of behaviours (its own text stream) and the words they use.
+
+    ``photo``: the photo shop's writer (its value words, mention probabilities and
+    templates); ``item_text``'s columns are the writer's text factors, in order.
+    """
+    if photo:
+        writer = ReviewWriter(_photos.VALUE_WORDS, _photos.MENTION_P_PHOTO, _photos.PHOTO_TEMPLATES)
+        keys: tuple[str, ...] = tuple(_photos.MENTION_P_PHOTO)
+    else:
+        writer, keys = ReviewWriter(), _TEXT_FACTORS
     rnd = random.Random(int(rng(seed, "synthetic", "text", chunk).integers(0, 2**63 - 1)))
-    keys = _TEXT_FACTORS
     lines: list[str] = []
     words: set[str] = set()
     for b in range(len(item)):
@@ -104,23 +116,40 @@ def _review_chunk(seed: int, chunk: int, item_text: np.ndarray, item: np.ndarray
 # --------------------------------------------------------------------------- factors.json
 
 
-def _factors_doc(size: str, seed: int, items: _Items) -> dict[str, Any]:
+def _factors_doc(name: str, seed: int, items: _Items,
+                 extra: dict[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
+    """The ground truth of the catalogue's recorded factors; ``extra`` sections after the
+    header (the photo shop's ``photo_source``; ``photos`` goes last, one line per item)."""
     order = sorted(range(len(items.asins)), key=items.asins.__getitem__)
-    return {
-        "name": f"synthetic-{size}",
+    factors = items.catalogue.recorded_factors()
+    extra = dict(extra or {})
+    per_photo = extra.pop("photos", None)
+    doc = {
+        "name": name,
         "seed": seed,
         "factors": {f.name: {"kind": f.kind, "modalities": f.shown_in(), "values": list(f.values)}
-                    for f in FACTORS},
-        "items": {items.asins[i]: {f.name: int(items.values[f.name][i]) for f in FACTORS}
+                    for f in factors},
+        **extra,
+        "items": {items.asins[i]: {f.name: int(items.values[f.name][i]) for f in factors}
                   for i in order},
     }
+    if per_photo is not None:
+        doc["photos"] = per_photo
+    return doc
+
+
+_PER_ITEM = ("items", "photos")  # the sections written one line per item
 
 
 def _factors_json(doc: dict[str, Any]) -> str:
     """Readable and compact: the header indented, then one line per item."""
-    head = json.dumps({k: v for k, v in doc.items() if k != "items"}, indent=1)
-    rows = ",\n".join(f"  {json.dumps(a)}: {json.dumps(v)}" for a, v in doc["items"].items())
-    return head[:-2] + ',\n "items": {\n' + rows + "\n }\n}\n"
+    head = json.dumps({k: v for k, v in doc.items() if k not in _PER_ITEM}, indent=1)
+    sections = [
+        f' "{key}": {{\n' + ",\n".join(f"  {json.dumps(a)}: {json.dumps(v)}"
+                                       for a, v in doc[key].items()) + "\n }"
+        for key in _PER_ITEM if key in doc
+    ]  # fmt: skip
+    return head[:-2] + ",\n" + ",\n".join(sections) + "\n}\n"
 
 
 # --------------------------------------------------------------------------- generate
@@ -153,12 +182,18 @@ def _run_tasks(tasks: list[tuple[Any, tuple]], workers: int, progress: bool) -> 
 
 
 def generate(size: str, seed: int, out: str | Path, progress: bool = True,
-             workers: int | None = None, overwrite: bool = False) -> dict[str, Any]:  # fmt: skip
+             workers: int | None = None, overwrite: bool = False,
+             photos: str | Path | None = None) -> dict[str, Any]:  # fmt: skip
     """Write the synthetic shop of ``size`` ("tiny", "small", "cloth") into ``out``.
 
     Returns a summary: counts, repairs, realised vocabulary and wall time per stage.
     ``workers`` processes write the reviews and draw the images (default: the CPU
     count for shops of 1,000+ items, else 1); the output does not depend on it.
+
+    ``photos``: the folder of the product-photo corpus; the shop is then the photo
+    shop (:mod:`mdr.data.shop.photos`, named ``photo-<size>``): each item one real
+    photo, its colour and shape the photo's grouped labels. The corpus is read (and
+    a missing one refused) before anything is written.
 
     ``out`` must not exist, be empty, or (with ``overwrite``) hold a shop written by
     this function; anything else is refused before any work (:func:`mdr.io.atomic_dir`,
@@ -176,10 +211,19 @@ def generate(size: str, seed: int, out: str | Path, progress: bool = True,
         stages[name] = round(now - since, 3)
         return now
 
+    picks, t = None, t0
+    if photos is not None:
+        check_output(out, OUTPUT_KIND, overwrite)  # a refused out before the corpus is read
+        picks = _photos.pick_photos(photos, cfg.n_items, seed)
+        t = lap("photos", t0)
+    name = f"synthetic-{size}" if picks is None else f"{_photos.PHOTO.name}-{size}"
     with atomic_dir(out, OUTPUT_KIND, overwrite) as tmp:
-        items = _make_items(cfg.n_items, seed)
+        if picks is None:
+            items = _make_items(cfg.n_items, seed)
+        else:
+            items = _make_items(cfg.n_items, seed, _photos.PHOTO, picks.given(), picks.names())
         users = _make_users(cfg, items, seed)
-        t = lap("items_users", t0)
+        t = lap("items_users", t)
         seq, match = _simulate(items, users, seed, progress)
         seq, repairs = _fill_and_repair(seq, users.lengths, items, seed)
         mask = np.arange(seq.shape[1])[None, :] < users.lengths[:, None]
@@ -192,7 +236,8 @@ def generate(size: str, seed: int, out: str | Path, progress: bool = True,
         days = np.concatenate(_review_days(users.lengths, seed))
         stars = _ratings(items.values["quality"][b_item], match[b_user, b_step],
                          users.leniency[b_user], seed)  # fmt: skip
-        item_text = np.stack([items.values[f] for f in _TEXT_FACTORS], axis=1)  # (I, 5)
+        text_factors = _TEXT_FACTORS if picks is None else tuple(_photos.MENTION_P_PHOTO)
+        item_text = np.stack([items.values[f] for f in text_factors], axis=1)  # (I, F)
         asin_b = [items.asins[i] for i in b_item]
         uid_b = [users.ids[u] for u in b_user]
         name_b = [users.names[u] for u in b_user]
@@ -202,11 +247,15 @@ def generate(size: str, seed: int, out: str | Path, progress: bool = True,
         spans = [(lo, lo + _TEXT_CHUNK) for lo in range(0, len(b_item), _TEXT_CHUNK)]
         tasks: list[tuple[Any, tuple]] = [
             (_review_chunk, (seed, c, item_text, b_item[lo:hi], stars[lo:hi], verb_b[lo:hi],
-                             asin_b[lo:hi], uid_b[lo:hi], name_b[lo:hi], days[lo:hi]))
+                             asin_b[lo:hi], uid_b[lo:hi], name_b[lo:hi], days[lo:hi],
+                             picks is not None))
             for c, (lo, hi) in enumerate(spans)
         ]  # fmt: skip
         n_text = len(tasks)
-        tasks += image_tasks(items, seed, tmp / "images")
+        if picks is None:
+            tasks += image_tasks(items, seed, tmp / "images")
+        else:
+            tasks += _photos.image_tasks(picks, items.asins, tmp / "images")
         results = _run_tasks(tasks, workers, progress)
         lines = [line for chunk_lines, _ in results[:n_text] for line in chunk_lines]
         words = set().union(*(w for _, w in results[:n_text]))
@@ -216,12 +265,13 @@ def generate(size: str, seed: int, out: str | Path, progress: bool = True,
         order = sorted(range(len(lines)), key=lambda b: (asin_b[b], day_b[b], uid_b[b]))
         _write_gzip_lines(tmp / f"reviews_{CATEGORY}_5.json.gz", (lines[b] for b in order))
         _write_gzip_lines(tmp / f"meta_{CATEGORY}.json.gz", _meta_lines(items))
-        (tmp / "factors.json").write_text(_factors_json(_factors_doc(size, seed, items)),
+        extra = None if picks is None else picks.doc(items.asins)
+        (tmp / "factors.json").write_text(_factors_json(_factors_doc(name, seed, items, extra)),
                                           encoding="utf-8")  # fmt: skip
         t = lap("write", t)
     wall = time.perf_counter() - t0
-    return {
-        "name": f"synthetic-{size}",
+    summary = {
+        "name": name,
         "size": size,
         "seed": seed,
         "out": str(Path(out)),
@@ -237,3 +287,6 @@ def generate(size: str, seed: int, out: str | Path, progress: bool = True,
         "workers": workers,
         "wall_time_s": round(wall, 3),
     }
+    if picks is not None:
+        summary["photos"] = picks.summary()
+    return summary

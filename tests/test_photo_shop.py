@@ -1,0 +1,273 @@
+"""The photo shop: the embedded shop with every item a real product photo.
+
+Most tests read the real corpus (``$MDR_FASHION_DIR`` or
+``../shared/data/fashion-product-images-small``) and skip when it is absent; the
+package data, the choosing rule (on drawn stand-in photos) and the missing-corpus
+errors are tested everywhere.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import mdr.data.shop as syn
+from mdr.cli import main
+from mdr.data import catalog
+from mdr.data.fashion import default_fashion_dir
+from mdr.data.labels import BASE_COLOURS
+from mdr.data.parse import DataError, SkipLog, image_filename, iter_meta, iter_reviews
+from mdr.data.shop import photos as ph
+from mdr.data.shop.reviews import _tokens, filler_vocabulary
+
+REPO = Path(__file__).resolve().parents[1]
+REVIEWS = "reviews_Synthetic_5.json.gz"
+META = "meta_Synthetic.json.gz"
+
+
+def _corpus() -> Path:
+    src = default_fashion_dir(REPO)
+    if not (src / "styles.csv").is_file():
+        pytest.skip(f"fashion corpus not found at {src} (set MDR_FASHION_DIR)")
+    return src
+
+
+def _tree(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file() and p.name != ".mdr-output.json"}
+
+
+@pytest.fixture(scope="module")
+def corpus() -> Path:
+    return _corpus()
+
+
+@pytest.fixture(scope="module")
+def shop(corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("photo") / "tiny"
+    summary = syn.generate("tiny", seed=0, out=out, progress=False, photos=corpus)
+    assert summary["name"] == "photo-tiny" and summary["photos"]["undecodable"] == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def factors(shop: Path) -> dict:
+    return syn.load_factors(shop)
+
+
+@pytest.fixture(scope="module")
+def styles(corpus: Path) -> dict[int, tuple[str, str]]:
+    """id -> (baseColour, articleType), read independently of mdr's parser."""
+    with (corpus / "styles.csv").open(encoding="utf-8", newline="") as fh:
+        rows = list(csv.reader(fh))
+    head = rows[0]
+    c, a = head.index("baseColour"), head.index("articleType")
+    return {int(r[0]): (r[c], r[a]) for r in rows[1:] if len(r) == len(head)}
+
+
+# --------------------------------------------------------------------------- the package data
+
+
+def test_groupings_are_disjoint_and_named() -> None:
+    assert set(ph.PHOTO_COLOURS) == set(BASE_COLOURS)  # the real-data weak labels' colours
+    assert ph.PHOTO_COLOURS[:10] == syn.FACTOR_BY_NAME["colour"].values  # the drawn ones first
+    for groups in (ph.COLOUR_GROUPS, ph.SHAPE_GROUPS):
+        labels = [label for members in groups.values() for label in members]
+        assert len(labels) == len(set(labels))  # each corpus label in one class at most
+    assert set(ph.COMPLEMENTS) == set(ph.PHOTO_SHAPES)
+    assert all(set(c) <= set(ph.PHOTO_SHAPES) - {s} for s, c in ph.COMPLEMENTS.items())
+    assert len(ph.SHAPE_PRICE) == len(ph.PHOTO_SHAPES) and min(ph.SHAPE_PRICE) > 0
+    assert [len(ph.VALUE_WORDS[f]) for f in ("colour", "shape")] == [12, 14]
+    assert {f.name for f in ph.PHOTO.factors} == set(syn.FACTOR_BY_NAME)  # all drawn factors
+
+
+def test_every_value_is_named_by_its_own_words() -> None:
+    filler = filler_vocabulary(ph.PHOTO_TEMPLATES)
+    owners: dict[str, set[str]] = {}
+    for factor, vals in ph.VALUE_WORDS.items():
+        for syns in vals:
+            for t in {t for p in syns for t in _tokens(p)}:
+                owners.setdefault(t, set()).add(factor)
+    assert not {t for t, fs in owners.items() if len(fs) > 1}  # no word names two factors
+    for factor in ("colour", "shape"):
+        per_value = [{t for p in syns for t in _tokens(p)} for syns in ph.VALUE_WORDS[factor]]
+        for k, syns in enumerate(ph.VALUE_WORDS[factor]):
+            own = per_value[k] - filler - set().union(*(o for j, o in enumerate(per_value)
+                                                        if j != k))
+            for phrase in syns:
+                assert set(_tokens(phrase)) & own, (factor, phrase)
+
+
+def test_groupings_have_enough_photos(corpus: Path) -> None:
+    photos, counts = ph.corpus_photos(corpus)
+    assert counts["candidates"] == len(photos) > 8_000
+    colour = Counter(p.colour for p in photos)
+    shape = Counter(p.shape for p in photos)
+    assert min(colour[k] for k in range(len(ph.PHOTO_COLOURS))) >= 80  # orange: 88
+    assert min(shape[k] for k in range(len(ph.PHOTO_SHAPES))) >= 200  # belts: 211
+
+
+# --------------------------------------------------------------------------- the choosing rule
+
+
+def _stand_ins(tmp_path: Path, n: int) -> list[ph.Photo]:
+    """Candidates on drawn JPEGs: colour class k with weight 2^-k, shapes 9-13 with 4
+    photos each, one undecodable file (id 25, a common shape)."""
+    gen = np.random.default_rng(0)
+    img = tmp_path / "ok.jpg"
+    Image.new("RGB", (8, 8), (200, 10, 10)).save(img)
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"\xff\xd8\xff\xe0 not a jpeg")
+    p_colour = 0.5 ** np.arange(len(ph.PHOTO_COLOURS))
+    colour = gen.choice(len(p_colour), n, p=p_colour / p_colour.sum())
+    shape = gen.integers(0, 9, n)
+    shape[:20] = np.arange(20) % 5 + 9  # the rare shapes, 4 photos each
+    return [ph.Photo(i, bad if i == 25 else img, f"name {i}", "x", "y", int(c), int(s))
+            for i, (c, s) in enumerate(zip(colour, shape))]
+
+
+def test_choice_fills_every_class_then_follows_the_seeded_order(tmp_path: Path) -> None:
+    cands = _stand_ins(tmp_path, 3000)
+    n = 600
+    chosen, undecodable = ph.choose_photos(cands, n, seed=0)
+    assert len(chosen) == n and [p.id for p in chosen] == sorted(p.id for p in chosen)
+    assert 25 not in {p.id for p in chosen} and undecodable <= 1
+    colour = Counter(p.colour for p in chosen)
+    shape = Counter(p.shape for p in chosen)
+    available = Counter(p.colour for p in cands if p.id != 25)
+    for k in range(len(ph.PHOTO_COLOURS)):  # quota n // 48, or every photo of a rare class
+        assert colour[k] >= min(n // 48, available[k])
+    assert all(shape[k] == 4 for k in range(9, 14))  # the quota (10) exceeds what exists
+    assert colour[0] > colour[3] > colour[6]  # beyond the quotas: the candidates' proportions
+    again, _ = ph.choose_photos(cands, n, seed=0)
+    other, _ = ph.choose_photos(cands, n, seed=1)
+    assert again == chosen and other != chosen
+    with pytest.raises(DataError, match="needs 5,000 photos"):
+        ph.choose_photos(cands, 5_000, seed=0)
+
+
+# --------------------------------------------------------------------------- missing corpus
+
+
+def test_a_missing_corpus_is_one_clear_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                            capsys: pytest.CaptureFixture) -> None:
+    nowhere = tmp_path / "nowhere"
+    with pytest.raises(DataError, match=rf"{nowhere}.*MDR_FASHION_DIR"):
+        syn.generate("tiny", seed=0, out=tmp_path / "out", progress=False, photos=nowhere)
+    assert not (tmp_path / "out").exists()
+    assert main(["data", "synth", "-q", "--size", "tiny", "--photos", str(nowhere),
+                 "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and str(nowhere) in err and "MDR_FASHION_DIR" in err
+    monkeypatch.setenv("MDR_FASHION_DIR", str(nowhere))  # the catalog's default place
+    with pytest.raises(DataError, match=rf"{nowhere}.*MDR_FASHION_DIR"):
+        catalog.resolve("photo-tiny", root=tmp_path / "data", progress=False)
+    assert main(["data", "synth", "-q", "--size", "tiny", "--photos",
+                 "--out", str(tmp_path / "out")]) == 2  # --photos alone: the default place
+    assert str(nowhere) in capsys.readouterr().err
+
+
+def test_sizes_beyond_the_corpus_are_refused(corpus: Path, tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="needs 23,033 photos"):
+        syn.generate("cloth", seed=0, out=tmp_path / "c", progress=False, photos=corpus)
+    assert not (tmp_path / "c").exists()
+
+
+# --------------------------------------------------------------------------- the tiny photo shop
+
+
+def test_layout_counts_and_images_are_the_photos(shop: Path, factors: dict,
+                                                 corpus: Path) -> None:
+    cfg = syn.SIZES["tiny"]
+    skips = SkipLog()
+    reviews = list(iter_reviews(shop / REVIEWS, skips, strict=True))
+    assert skips.total() == 0 and len(reviews) == cfg.n_behaviors
+    users, items = Counter(r.user for r in reviews), Counter(r.asin for r in reviews)
+    assert len(users) == cfg.n_users and min(users.values()) >= 5 and min(items.values()) >= 5
+    metas = list(iter_meta(shop / META, fmt="amazon2014", strict=True))
+    assert {m.asin for m in metas} == set(items) == set(factors["items"]) == set(factors["photos"])
+    shapes = factors["factors"]["shape"]["values"]
+    for m in metas:
+        photo = factors["photos"][m.asin]
+        assert m.leaf_category == shapes[factors["items"][m.asin]["shape"]]
+        assert (shop / "images" / image_filename(m.asin)).read_bytes() == \
+            (corpus / "images" / f"{photo['id']}.jpg").read_bytes()  # the photo, unchanged
+        assert m.title.endswith(f" by {m.brand} {m.brand[:2].upper()}-{m.title[-3:]}")
+    assert len({p["id"] for p in factors["photos"].values()}) == cfg.n_items  # distinct photos
+    assert factors["photo_source"]["inputs"]["styles.csv"] == hashlib.sha256(
+        (corpus / "styles.csv").read_bytes()).hexdigest()
+
+
+def test_colour_and_shape_are_the_photos_labels(factors: dict, styles: dict, corpus: Path) -> None:
+    kinds = {f: v["kind"] for f, v in factors["factors"].items()}
+    assert kinds == {"colour": "visual_dominant", "size": "text_only", "shape": "visual_dominant",
+                     "material": "text_only", "occasion": "text_only", "brand": "text_only",
+                     "quality": "text_only"}
+    colours = factors["factors"]["colour"]["values"]
+    shapes = factors["factors"]["shape"]["values"]
+    assert colours == list(ph.PHOTO_COLOURS) and shapes == list(ph.PHOTO_SHAPES)
+    group_of = {"colour": {m: c for c, ms in ph.COLOUR_GROUPS.items() for m in ms},
+                "shape": {m: s for s, ms in ph.SHAPE_GROUPS.items() for m in ms}}
+    for asin, photo in factors["photos"].items():
+        base, article = styles[photo["id"]]
+        assert (photo["baseColour"], photo["articleType"]) == (base, article)
+        assert colours[factors["items"][asin]["colour"]] == group_of["colour"][base]
+        assert shapes[factors["items"][asin]["shape"]] == group_of["shape"][article]
+    for f, names in (("colour", colours), ("shape", shapes)):  # every class has items
+        assert {v[f] for v in factors["items"].values()} == set(range(len(names)))
+
+
+def test_reviews_name_the_items_colour_and_shape(shop: Path, factors: dict) -> None:
+    filler = filler_vocabulary(ph.PHOTO_TEMPLATES)
+    for f in ("colour", "shape"):
+        keys = [{t for p in syns for t in _tokens(p)} - filler for syns in ph.VALUE_WORDS[f]]
+        keys = [k - set().union(*(o for j, o in enumerate(keys) if j != i))
+                for i, k in enumerate(keys)]
+        own = other = mentioned = 0
+        reviews = list(iter_reviews(shop / REVIEWS, SkipLog()))
+        for r in reviews:
+            hits = {k for k, ks in enumerate(keys) if set(_tokens(r.text)) & ks}
+            true = factors["items"][r.asin][f]
+            own += true in hits
+            other += len(hits - {true})
+            mentioned += bool(hits)
+        assert 0.15 < mentioned / len(reviews) < 0.6, f
+        assert own > 8 * other, f
+
+
+def test_byte_reproducible_and_seeded(shop: Path, corpus: Path, tmp_path: Path) -> None:
+    again = tmp_path / "again"
+    syn.generate("tiny", seed=0, out=again, progress=False, photos=corpus)
+    assert _tree(again) == _tree(shop)
+    other = tmp_path / "other"
+    syn.generate("tiny", seed=1, out=other, progress=False, photos=corpus)
+
+    def photo_ids(folder: Path) -> set[int]:
+        doc = json.loads((folder / "factors.json").read_text())
+        return {p["id"] for p in doc["photos"].values()}
+
+    assert photo_ids(other) != photo_ids(shop)  # another seed, other photos
+
+
+def test_photo_tiny_prepares_from_the_catalog(corpus: Path, tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    from mdr.data.dataset import ProcessedDataset
+
+    monkeypatch.setenv("MDR_FASHION_DIR", str(corpus))
+    proc = catalog.resolve("photo-tiny", root=tmp_path, progress=False)
+    assert proc == tmp_path / "proc" / "photo-tiny"
+    assert catalog.dataset_name("photo-tiny") == "photo-tiny"
+    ds = ProcessedDataset.open(proc)
+    m = ds.manifest
+    assert m["name"] == "photo-tiny" and m["synthetic"]
+    assert (m["config"]["image_size"], m["config"]["n_neg"]) == (catalog.SYNTHETIC_IMAGE_SIZE, 50)
+    assert m["counts"]["items_with_image"] == syn.SIZES["tiny"].n_items
+    assert set(m["factors"]) >= {"colour", "shape", "size", "brand"}
+    assert catalog.resolve("photo-tiny", root=tmp_path, progress=False) == proc  # reused
