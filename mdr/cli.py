@@ -2,7 +2,7 @@
 
 ::
 
-    mdr data synth    --size {tiny,small,cloth} --seed N --out DIR [--overwrite]
+    mdr data synth    --size {tiny,small,cloth} --seed N --out DIR [--overwrite] [--photos [DIR]]
     mdr data download --category CAT --out DIR [--year 2014|2018] [--base-url URL] [--no-images]
     mdr data prepare  --raw DIR --out PROC [--category CAT] [--year 2014|2018]
                       [--allow-missing-meta] [--lenient | --strict] [--overwrite]
@@ -40,7 +40,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from mdr.argtypes import Parser, float_range, int_range
+from mdr.argtypes import Parser, float_range, int_range, safe_name
 
 
 def _print_json(obj: Any) -> None:
@@ -63,8 +63,13 @@ def _print_result(result: dict[str, Any], as_json: bool) -> None:
 def _cmd_synth(a: argparse.Namespace) -> int:
     from mdr.data.shop import generate
 
+    photos = a.photos
+    if photos == "":  # --photos without a folder: the corpus's default place
+        from mdr.data.shop.photos import default_photos_dir
+
+        photos = default_photos_dir()
     summary = generate(a.size, seed=a.seed, out=a.out, progress=not a.quiet,
-                       overwrite=a.overwrite)
+                       overwrite=a.overwrite, photos=photos)
     _print_json(summary)
     return 0
 
@@ -313,10 +318,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, type=Path)
     s.add_argument("--overwrite", action="store_true",
                    help="replace a shop that an earlier `mdr data synth` wrote at --out")
+    s.add_argument("--photos", nargs="?", const="", default=None, metavar="DIR",
+                   help="the photo shop: every item a real product photo of the fashion "
+                        "corpus at DIR (without DIR: $MDR_FASHION_DIR, else "
+                        "../shared/data/fashion-product-images-small); sizes tiny, small")
     s.set_defaults(func=_cmd_synth)
 
     d = dsub.add_parser("download", parents=[common], help="download an Amazon 5-core category and its images")
-    d.add_argument("--category", required=True,
+    d.add_argument("--category", required=True, type=safe_name,
                    help="e.g. Clothing_Shoes_and_Jewelry, or cloth/toys/office")
     d.add_argument("--out", required=True, type=Path)
     d.add_argument("--year", type=int, choices=[2014, 2018], default=2014)
@@ -342,7 +351,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--raw", required=True, type=Path,
                    help="a folder in the Amazon layout (2014 or 2018 release)")
     r.add_argument("--out", required=True, type=Path)
-    r.add_argument("--category", default=None,
+    r.add_argument("--category", default=None, type=safe_name,
                    help="the category to prepare when --raw holds several (any name; "
                         "cloth/toys/office for the paper's); default: the one present")
     r.add_argument("--year", type=int, choices=[2014, 2018], default=None,
@@ -357,7 +366,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--label-fraction", type=float_range(0.0, 1.0), default=0.1,
                    help="fraction of labelled items kept for weak supervision, 0..1")
     r.add_argument("--images-dir", type=Path, default=None, help="images already on disk")
-    r.add_argument("--name", default=None, help="dataset name (default: derived)")
+    r.add_argument("--name", default=None, type=safe_name,
+                   help="dataset name (default: derived)")
     damage = r.add_mutually_exclusive_group()
     damage.add_argument("--strict", action="store_true", help="fail on the first malformed line")
     damage.add_argument("--lenient", action="store_true",
@@ -469,14 +479,21 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _user_errors() -> tuple[type[BaseException], ...]:
-    """The project's own error types: raised where bad input is recognised, naming it."""
-    from mdr.config import ConfigError
-    from mdr.data.parse import DataError
-    from mdr.io import OutputError
-    from mdr.training.runs import RunError
+# The project's own error types, raised where bad input is recognised, naming it.
+_USER_ERRORS = (("mdr.config", "ConfigError"), ("mdr.data.parse", "DataError"),
+                ("mdr.io", "OutputError"), ("mdr.training.errors", "RunError"))
 
-    return (ConfigError, DataError, OutputError, RunError)
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """The project's error types among the modules already loaded: an exception of a type
+    whose module was never imported cannot have been raised, so the handler imports
+    nothing (no torch) while a command fails or is interrupted."""
+    found = []
+    for module, name in _USER_ERRORS:
+        loaded = sys.modules.get(module)
+        if loaded is not None:
+            found.append(getattr(loaded, name))
+    return tuple(found)
 
 
 def _path_error(e: OSError) -> str | None:
@@ -491,6 +508,12 @@ def _path_error(e: OSError) -> str | None:
     return f"{where}: {e.strerror or type(e).__name__}"
 
 
+def _bounded(text: str, limit: int = 2000) -> str:
+    """One line of bounded length: a message never floods the terminal."""
+    text = " ".join(text.split())
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
 def guarded(prog: str, func: Callable[[], int], *,
             user_errors: tuple[type[BaseException], ...] = (), interrupted: str = "") -> int:
     """Run ``func`` under the rule of every command: the project's error types (and
@@ -498,8 +521,14 @@ def guarded(prog: str, func: Callable[[], int], *,
     status 2; anything else is a bug and keeps its traceback."""
     try:
         return func()
+    except KeyboardInterrupt:  # first: its clause evaluates nothing, imports nothing
+        import signal
+
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C: no traceback
+        print(f"{prog}: interrupted{interrupted}", file=sys.stderr)
+        return 130
     except (*_user_errors(), *user_errors) as e:
-        print(f"{prog}: error: {e}", file=sys.stderr)
+        print(f"{prog}: error: {_bounded(str(e))}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # `mdr data stats ... | head`: the reader left, nothing to say
         import os
@@ -512,9 +541,6 @@ def guarded(prog: str, func: Callable[[], int], *,
             raise
         print(f"{prog}: error: {line}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"{prog}: interrupted{interrupted}", file=sys.stderr)
-        return 130
 
 
 def main(argv: Sequence[str] | None = None) -> int:

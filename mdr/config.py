@@ -677,9 +677,22 @@ def _variant_names(path: str | Path) -> list[str]:
 
 
 def variant_names(path: str | Path) -> dict[str, list[str]]:
-    """Section -> names of the named override sets a config file defines."""
+    """Section -> names of the named override sets a config file defines (each a name that
+    can be part of a run folder's name)."""
+    from mdr.argtypes import name_problem
+
     data = load_yaml(path)
-    return {s: list(data.get(s) or {}) for s in VARIANT_SECTIONS}
+    out = {}
+    for section in VARIANT_SECTIONS:
+        table = data.get(section) or {}
+        if not isinstance(table, Mapping):
+            raise ConfigError(f"{path}: {section}: expected a mapping of names to overrides")
+        for name in table:
+            problem = name_problem(name)
+            if problem is not None:
+                raise ConfigError(f"{path}: {section}: {problem}")
+        out[section] = list(table)
+    return out
 
 
 def variant_overrides(path: str | Path, name: str) -> dict[str, Any]:

@@ -73,11 +73,32 @@ def append_jsonl(path: str | Path, obj: Any) -> None:
 
 
 def write_torch(path: str | Path, obj: Any) -> None:
-    """``torch.save`` atomically (checkpoints: a kill never leaves half a file)."""
+    """``torch.save`` atomically (checkpoints: a kill never leaves half a file). A write that
+    fails (torch reports a full disk as a RuntimeError, not an OSError) is one
+    :class:`OutputError` naming the file and the free space."""
     import torch
 
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+    path = Path(path)
+    try:
+        with atomic_path(path) as tmp:
+            torch.save(obj, tmp)
+    except (RuntimeError, OSError) as e:
+        if isinstance(e, OSError) and e.filename is not None and e.errno not in (28, 122):
+            raise  # a path error the CLI names itself (not a full disk)
+        raise OutputError(f"{path}: could not write it ({_first_line(e)}); "
+                          f"{_free_space(path.parent)} free there") from None
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    return text[:200]
+
+
+def _free_space(folder: Path) -> str:
+    try:
+        return human_bytes(shutil.disk_usage(folder).free)
+    except OSError:
+        return "unknown space"
 
 
 def truncate_jsonl_epochs(path: str | Path, last_epoch: int) -> None:
@@ -138,6 +159,10 @@ _TEMP_SUFFIX = re.compile(r"[a-z0-9_]{8}")  # what tempfile.mkdtemp appends
 
 class OutputError(ValueError):
     """An output folder that this tool must not create or replace (names the folder and why)."""
+
+
+class FolderInUse(OutputError):
+    """Another command holds the folder's lock."""
 
 
 def marker_text(kind: str) -> str:
@@ -275,7 +300,9 @@ def atomic_dir(path: str | Path, kind: str, overwrite: bool = False) -> Iterator
     (:func:`clean_leftovers`). An interrupted build leaves no folder at ``path`` that
     looks complete, and an earlier output at ``path`` stays as it was until the new one
     is complete. An OS error without a file name inside the block (e.g. a full disk) is
-    re-raised as :class:`OutputError` naming ``path``.
+    re-raised as :class:`OutputError` naming ``path``. One command at a time builds an
+    output: the build's marker is locked while it runs, and a second command that finds a
+    live build of the same ``path`` is refused, naming its pid.
     """
     path = Path(path)
     check_output(path, kind, overwrite)
@@ -290,6 +317,7 @@ def atomic_dir(path: str | Path, kind: str, overwrite: bool = False) -> Iterator
     lock = None
     try:
         lock = _new_marker(tmp, kind)
+        _refuse_concurrent_build(path, tmp)
         os.chmod(tmp, 0o755)  # mkdtemp makes it 0700; the result is an ordinary folder
         try:
             yield tmp
@@ -298,12 +326,33 @@ def atomic_dir(path: str | Path, kind: str, overwrite: bool = False) -> Iterator
                 raise OutputError(f"{path}: {e.strerror or e} while writing the output") from e
             raise
         check_output(path, kind, overwrite)  # again: the folder may have changed meanwhile
+        (tmp / _BUILD_PID).unlink(missing_ok=True)
         _move_into_place(tmp, path)
     finally:
         if lock is not None:
             os.close(lock)
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+_BUILD_PID = ".mdr-build-pid"  # in a build folder while it runs: who builds it
+
+
+def _refuse_concurrent_build(path: Path, mine: Path) -> None:
+    """Refuse to build ``path`` while another live build of it exists (its marker locked).
+    Two builds started at the same instant may both be refused; never both go on."""
+    (mine / _BUILD_PID).write_text(f"{os.getpid()}\n", encoding="ascii")
+    prefix = f".{path.name}{_PARTIAL}"
+    for entry in sorted(path.parent.glob(glob.escape(prefix) + "*")):
+        if entry == mine or not _TEMP_SUFFIX.fullmatch(entry.name[len(prefix):]):
+            continue
+        if entry.is_dir() and not entry.is_symlink() and _locked(entry / MARKER):
+            try:
+                holder = (entry / _BUILD_PID).read_text(encoding="ascii").strip()[:20]
+            except OSError:
+                holder = "unknown"
+            raise FolderInUse(f"{path}: being written by another command (pid {holder}); "
+                              "wait for it to finish, or stop it")
 
 
 def _move_into_place(tmp: Path, path: Path) -> None:
@@ -336,3 +385,47 @@ def _json_default(o: Any) -> Any:
     if isinstance(o, Path):
         return str(o)
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+# --------------------------------------------------------------------------- locks
+
+
+@contextlib.contextmanager
+def folder_lock(lock_file: str | Path, folder: str | Path) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``lock_file`` for the block: the lock of ``folder``,
+    which one command at a time may write. A held lock is refused with one
+    :class:`FolderInUse` line naming the holder's pid; a lock file left by a killed
+    process holds no lock (the kernel releases it with the process), so it is taken over.
+    The lock file itself stays (removing it would let a waiting command lock a file
+    that is no longer the lock)."""
+    lock_file = Path(lock_file)
+    lock_file.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            import fcntl
+        except ImportError:  # not POSIX: no locking
+            fcntl = None
+        if fcntl is not None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.read(fd, 64).decode("ascii", "replace").strip() or "unknown"
+                raise FolderInUse(f"{folder}: in use by another command (pid {holder}); "
+                                  "wait for it to finish, or stop it") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        yield
+    finally:
+        os.close(fd)
+
+
+def own_temp_files(folder: str | Path, names: Iterator[str] | list[str]) -> list[Path]:
+    """The temporary files :func:`atomic_path` leaves in ``folder`` when a process is
+    killed mid-write, for the files ``names`` only (``.<name>.<random>.tmp``)."""
+    folder = Path(folder)
+    out = []
+    for name in names:
+        out += [p for p in folder.glob(glob.escape(f".{name}.") + "*.tmp") if p.is_file()
+                and re.fullmatch(rf"\.{re.escape(name)}\.[A-Za-z0-9_]+\.tmp", p.name)]
+    return sorted(out)

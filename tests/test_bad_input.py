@@ -588,7 +588,7 @@ CASES: list[Case] = [
          "no review file for category 'toys': looked for reviews_toys_5.json.gz, "
          "reviews_toys_5.json, toys_5.json.gz, toys_5.json, reviews_Toys_and_Games_5.json.gz"),
     Case("category-unsafe-name", lambda c: prep(c, "--category", "../../etc/x"), 2,
-         "category '../../etc/x': not a valid name"),
+         "argument --category: '../../etc/x' cannot be part of a file name"),
     Case("category-other-case", lambda c: prep(c, "--category", "synthetic"), 0,
          "(2014 release, Synthetic)"),
     Case("wrong-year", lambda c: prep(c, "--year", "2018"), 2,
@@ -601,7 +601,7 @@ CASES: list[Case] = [
     Case("images-dir-missing", lambda c: prep(c, "--images-dir", c.p("nope")), 2,
          "images folder not found (--images-dir)"),
     Case("name-with-path", lambda c: prep(c, "--name", "../../results/x"), 2,
-         "dataset name '../../results/x': use letters"),
+         "argument --name: '../../results/x' cannot be part of a file name"),
     Case("factors-json-corrupt", lambda c: prep(c, raw=c.raw({"factors.json": lambda b: b[:40]})),
          2, "factors.json:3: not valid JSON"),
     Case("factors-json-not-utf8", lambda c: prep(c, raw=c.raw({"factors.json": lambda b: b"\xff" + b})),

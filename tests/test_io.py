@@ -108,17 +108,24 @@ def test_leftovers_of_killed_runs_are_removed_but_not_live_or_foreign_ones(tmp_p
     (backup / mio.MARKER).write_text(mio.marker_text("prepared-dataset"))
     other.mkdir()
     (other / mio.MARKER).write_text(mio.marker_text("prepared-dataset"))
+    (live / ".mdr-build-pid").write_text("4242\n")
     fd = os.open(live / mio.MARKER, os.O_RDONLY)
     fcntl.flock(fd, fcntl.LOCK_EX)  # as a build that is still running holds it
-    try:
-        with mio.atomic_dir(out, "prepared-dataset") as tmp:
+    try:  # one command at a time builds an output: the live build's pid is named
+        with pytest.raises(mio.FolderInUse, match=r"out: being written by another command "
+                                                  r"\(pid 4242\)"), \
+                mio.atomic_dir(out, "prepared-dataset") as tmp:
             (tmp / "x").write_text("x")
     finally:
         os.close(fd)
+    assert not out.exists()
     assert not dead.exists() and not old.exists() and not empty.exists()
     assert live.is_dir() and other.is_dir() and backup.is_dir()
     assert (foreign / "thesis" / "ch1.tex").read_text() == "chapter one"
-    assert mio.clean_leftovers(out) == [live]  # its owner has gone now
+    with mio.atomic_dir(out, "prepared-dataset") as tmp:  # its owner has gone now
+        (tmp / "x").write_text("x")
+    assert not live.exists() and (out / "x").is_file()
+    assert sorted(p.name for p in out.iterdir()) == [mio.MARKER, "x"]  # no build pid file
 
 
 def test_os_error_without_a_file_name_names_the_output(tmp_path: Path) -> None:

@@ -37,7 +37,7 @@ from benchmarks.common import (
     write_result,
 )
 from benchmarks.executor import Task, add_executor_options, make_executor
-from mdr.argtypes import Parser, int_range
+from mdr.argtypes import Parser, int_range, safe_name
 from mdr.config import config_hash, load_run_config, to_dict
 from mdr.data.catalog import DEFAULT_DATASET, dataset_name, resolve
 from mdr.training.registry import get_builder
@@ -590,7 +590,7 @@ def parse_options(argv: list[str] | None, doc: str) -> Options:
     p.add_argument("--patience", type=int_range(0, 100_000), default=None,
                    help="every model's early-stopping patience (epochs without a better "
                         "validation GAUC)")
-    p.add_argument("--models", nargs="+", default=(),
+    p.add_argument("--models", nargs="+", default=(), type=safe_name,
                    help="run only these of the table's models (a partial table; use --tag)")
     p.add_argument("--max-steps", type=int_range(1, 10**9), default=None, help="cap steps per epoch")
     p.add_argument("--quick", action="store_true",
@@ -607,7 +607,7 @@ def parse_options(argv: list[str] | None, doc: str) -> Options:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="a dotted config override for every run of the table, e.g. "
                         "loss.beta=4 (repeatable; with --tag, a sweep beside the table)")
-    p.add_argument("--tag", default="",
+    p.add_argument("--tag", default="", type=safe_name,
                    help="suffix for the outputs (table2_<tag>.csv ...), e.g. --set loss.beta=4 "
                         "--tag beta4: a sweep beside the default table instead of over it")
     p.add_argument("--force", action="store_true", help="rerun finished runs")

@@ -38,7 +38,7 @@ from benchmarks.executor import Task, add_executor_options, make_executor
 from benchmarks.paper.table2 import MODELS
 from benchmarks.paper.tables import config_for, without_images
 from mdr import io as mio
-from mdr.argtypes import Parser, int_range
+from mdr.argtypes import Parser, int_range, safe_name
 from mdr.config import load_run_config, load_tuning, search_space
 from mdr.data.catalog import DEFAULT_DATASET, dataset_name, resolve
 from mdr.provenance import manifest
@@ -69,7 +69,8 @@ def parse(argv: list[str] | None) -> Options:
     p = Parser(description=__doc__.split("\n\n")[0])
     p.add_argument("--dataset", default=DEFAULT_DATASET,
                    help="a catalog name (synthetic-small, magazine, ...) or a prepared folder")
-    p.add_argument("--models", nargs="+", default=(), help="tune only these of Table 2's models")
+    p.add_argument("--models", nargs="+", default=(), type=safe_name,
+                   help="tune only these of Table 2's models")
     p.add_argument("--trials", type=int_range(1, 10_000), default=None,
                    help="trials per model (default: the config's tuning.trials)")
     p.add_argument("--quick", action="store_true",

@@ -33,9 +33,10 @@ the item, so their average is the term itself. With
 encoded separately and the item losses average over the real positions (the
 naive baseline of the speed benchmark; same logits in eval mode).
 
-Scales (see :mod:`mdr.models.image_vae`): rec is the squared L2 error summed over
-the 3*S*S pixels of an image; kl AVERAGES over the N image-factor dims, as Eq. 10
-writes it (so ``beta`` here equals a textbook beta-VAE's beta times N).
+Scales (see :mod:`mdr.models.image_vae`): rec is half the squared error of the
+standardised pixels AVERAGED over the 3*S*S values of an image, and kl is the KL SUMMED
+over the N image-factor dims divided by the same 3*S*S, so rec + beta * kl is a beta-VAE's
+negative ELBO per pixel value and ``beta`` means what it means in Higgins et al.
 The text term uses t' = sum_j softmax(p)_j d_j (Eq. 14) and the ABAE hinge of
 Eq. 15 with ``n_text_neg`` = g negatives per item.
 
@@ -284,7 +285,8 @@ class MDRRecommender(nn.Module):
         return s, f_rec
 
     def encode_items(self, items: Tensor, chunk: int = 2048) -> Tensor:
-        """Deterministic representations (posterior mean f, no sampling): (n, rep_dim)."""
+        """Deterministic representations h = MDR(sentence, x) of Eq. 16-17 (posterior mean f,
+        no sampling): (n, rep_dim)."""
         reps = [
             self._encode(items[i : i + chunk], sample=False)["r"]
             for i in range(0, items.shape[0], chunk)
@@ -456,8 +458,10 @@ class MDRRecommender(nn.Module):
     def _batch_reps(
         self, batch: dict[str, Tensor]
     ) -> tuple[Tensor, Tensor, Tensor, dict[str, Tensor], Tensor]:
-        """Encode a batch's items; returns h_hist (B,H,D), h_cand (B,D), the encoded
-        items, their encodings and the mask of items that count in the item losses."""
+        """Encode a batch's items: h_k = MDR(sentence_k, x_k) of every history item (Eq. 16)
+        and h_i of the candidate (Eq. 17), each unique item once. Returns h_hist (B,H,D),
+        h_cand (B,D), the encoded items, their encodings and the mask of items that count
+        in the item losses."""
         hist, mask, cand = batch["hist"], batch["hist_mask"].bool(), batch["cand"]
         B, H = hist.shape
         sample = self.training

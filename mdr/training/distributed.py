@@ -40,7 +40,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from mdr.seeding import rng
-from mdr.training.runs import RunError
+from mdr.training.errors import RunError
 
 ENV_BACKEND = "MDR_DIST_BACKEND"
 ENV_TIMEOUT = "MDR_DIST_TIMEOUT_MIN"

@@ -40,6 +40,7 @@ from mdr.data.batches import (
 )
 from mdr.data.dataset import ProcessedDataset
 from mdr.models.base import to_device
+from mdr.training.errors import DivergedError
 
 K = 10
 # Full ranking calls model.score on blocks of (users x items). DIN materialises
@@ -165,6 +166,11 @@ def evaluate_split(model: nn.Module, ds: ProcessedDataset, split: Split = "valid
     samples = eval_samples(ds, split, max_hist)
     reps = item_representations(model, ds.n_items, batch_size, device, amp)
     scores = sampled_scores(model, reps, samples, batch_size, device, amp, progress)
+    if not np.all(np.isfinite(scores)):
+        bad = int(np.sum(~np.isfinite(scores)))
+        raise DivergedError(f"{bad} of the {split} scores are NaN or infinite: the model "
+                            "diverged; lower train.lr or the loss weights, or set "
+                            "train.grad_clip")
     result = metrics.sampled_list_metrics(scores, k=k)
     per_user = metrics.per_user_list_metrics(scores, k) if len(scores) else {}
     full_users = np.zeros(0, np.int64)

@@ -57,8 +57,11 @@ class UnknownModelError(ConfigError):
 def register(name: str, builder: Builder, *, task: Task = "recommendation",
              replace: bool = False) -> None:
     """Register ``builder`` under ``name``; re-registering needs ``replace=True``."""
-    if not name or not isinstance(name, str):
-        raise ValueError(f"model name must be a non-empty string, got {name!r}")
+    from mdr.argtypes import name_problem
+
+    problem = name_problem(name)
+    if problem is not None:
+        raise ValueError(f"model name {problem}")
     if name in _REGISTRY and not replace:
         raise ValueError(f"model {name!r} is already registered (pass replace=True)")
     _REGISTRY[name] = Entry(builder, task)

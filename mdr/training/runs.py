@@ -39,6 +39,7 @@ unless asked (``allow_other_data``).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -56,6 +57,8 @@ from mdr.config import RunConfig, config_hash, dump_yaml, from_dict, load_yaml, 
 from mdr.data.batches import Split
 from mdr.io import (
     append_jsonl,
+    folder_lock,
+    own_temp_files,
     truncate_jsonl_epochs,
     write_json,
     write_npz,
@@ -64,6 +67,7 @@ from mdr.io import (
 )
 from mdr.models.capabilities import Capabilities, model_capabilities
 from mdr.provenance import device_name, manifest
+from mdr.training.errors import RunError
 from mdr.training.evaluate import evaluate_model
 from mdr.training.registry import build_model
 from mdr.training.tasks import ImageTask, RecommendationTask, open_task
@@ -73,10 +77,6 @@ WEIGHTS_FORMAT = "mdr-weights"
 FORMAT_VERSION = 2
 # Config keys that may change between a run and its resumption.
 RESUMABLE_CHANGES = ("train.epochs", "train.device", "train.num_threads")
-
-
-class RunError(RuntimeError):
-    """A run folder or checkpoint that cannot be used as asked (exit status 2 in the CLI)."""
 
 
 @dataclass
@@ -260,21 +260,44 @@ class RunFolder:
         except Exception:  # an unreadable or foreign config.yaml: not ours
             return False
 
+    @property
+    def lock_file(self) -> Path:
+        return self.root / ".lock"
+
     def _remove(self, *paths: Path) -> None:
         for p in paths:
             p.unlink(missing_ok=True)
 
     # ------------------------------------------------------------------ opening for training
+    def refuse_foreign(self) -> None:
+        """Refuse, touching nothing, a path that is a file or a folder that holds anything
+        but a run (this tool's lock file alone counts as empty)."""
+        root = self.root
+        if root.exists() and not root.is_dir():
+            raise RunError(f"{root}: exists and is not a folder; give a run folder to train into")
+        present = sorted(p.name for p in root.iterdir()) if root.is_dir() else []
+        if [n for n in present if n != self.lock_file.name] and not self.is_run_folder():
+            raise RunError(f"{root}: not empty and not a run folder (holds "
+                           f"{', '.join(present[:5])}...); choose a new or empty folder")
+
+    def lock(self) -> contextlib.AbstractContextManager[None]:
+        """The run folder's lock, held by the command that trains into it
+        (:func:`mdr.io.folder_lock`): a second command is refused, naming the first's pid."""
+        self.refuse_foreign()  # before the lock file creates the folder
+        return folder_lock(self.lock_file, self.root)
+
+    def clean_temp_files(self) -> list[Path]:
+        """Remove the half-written temporary files a killed command left (only those of the
+        run folder's own files; called under the lock, so none is being written)."""
+        stray = own_temp_files(self.root, [p.name for p in self.files()])
+        self._remove(*stray)
+        return stray
+
     def check_writable(self, resume: bool, overwrite: bool) -> None:
         """Refuse to clobber a finished or started run unless asked; never touch a folder
         that is not a run folder; clear the run's own files when overwriting."""
         root = self.root
-        if root.exists() and not root.is_dir():
-            raise RunError(f"{root}: exists and is not a folder; give a run folder to train into")
-        if root.is_dir() and any(root.iterdir()) and not self.is_run_folder():
-            present = sorted(p.name for p in root.iterdir())[:5]
-            raise RunError(f"{root}: not empty and not a run folder (holds "
-                           f"{', '.join(present)}...); choose a new or empty folder")
+        self.refuse_foreign()
         if overwrite:
             self._remove(*self.files())
             return
@@ -295,6 +318,7 @@ class RunFolder:
         returns ``(checkpoint or None, the finished run's result or None)``. An unfinished
         resumption loses its stale ``test.json``/``DONE``."""
         self.check_writable(resume, overwrite)
+        self.clean_temp_files()
         ckpt = None
         if resume and self.checkpoint.is_file():
             _, provenance = self.read_config()
@@ -302,7 +326,10 @@ class RunFolder:
             ckpt = self.read_checkpoint(cfg)
         if (ckpt and TrainState(**ckpt["state"]).complete(cfg.train.epochs)
                 and self.is_finished()):
-            return ckpt, self.read_result()
+            try:
+                return ckpt, self.read_result()
+            except RunError:  # a damaged test.json: score best.pt again below
+                pass
         self._remove(self.done, self.test, self.test_users)
         return ckpt, None
 
@@ -385,8 +412,16 @@ class RunFolder:
         return ckpt
 
     def read_result(self) -> dict[str, Any]:
-        """test.json of a finished run."""
-        return json.loads(self.test.read_text(encoding="utf-8"))
+        """test.json of a finished run; a damaged one is a RunError naming it."""
+        try:
+            doc = json.loads(self.test.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError, RecursionError) as e:
+            raise RunError(f"{self.test}: damaged ({type(e).__name__}); resume the run to "
+                           "score it again") from None
+        if not isinstance(doc, dict):
+            raise RunError(f"{self.test}: damaged (not a JSON object); resume the run to "
+                           "score it again")
+        return doc
 
     def load_best(self, model: nn.Module) -> dict[str, Any]:
         """Load ``best.pt`` into ``model``; returns its metadata (epoch, monitor, value)."""

@@ -15,13 +15,8 @@ import torch
 from torch import Tensor, nn
 
 from mdr.config import TrainConfig
+from mdr.training.errors import DivergedError
 from mdr.training.evaluate import autocast
-from mdr.training.runs import RunError
-
-
-class DivergedError(RunError):
-    """The loss became NaN or infinite: the run diverged (a user error: a setting such as
-    ``train.lr`` is too large for this model)."""
 
 
 def make_optimizer(parameters: Iterable[nn.Parameter], t: TrainConfig) -> torch.optim.Optimizer:

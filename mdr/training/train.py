@@ -50,6 +50,7 @@ nothing.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
 from collections.abc import Callable
@@ -69,6 +70,7 @@ from mdr.models.capabilities import model_capabilities
 from mdr.provenance import device_name
 from mdr.seeding import seed_everything
 from mdr.training import distributed
+from mdr.training.errors import DivergedError
 from mdr.training.runs import (
     RunError,
     RunFolder,
@@ -242,7 +244,10 @@ def _validate_and_log(job: _Job, state: TrainState, epoch: int, losses: dict[str
     """Validate, update early stopping, append the metrics line and checkpoint one epoch."""
     t, run, model, task = job.cfg.train, job.run, job.model, job.task
     t0, t1 = times
-    valid = task.validate(model, job.device, t.amp, job.progress)
+    try:
+        valid = task.validate(model, job.device, t.amp, job.progress)
+    except DivergedError as e:
+        raise DivergedError(f"epoch {epoch}: {e}") from None
     t2 = time.perf_counter()
     value = valid[task.monitor]
     # NaN never improves; the first epoch always counts, so best.pt exists
@@ -357,8 +362,19 @@ def _train(cfg: RunConfig, data: Path, run: RunFolder, ctx: distributed.DistCont
            device: torch.device, *, resume: bool, overwrite: bool, allow_other_data: bool,
            progress: bool, on_step: StepHook | None, on_epoch: EpochHook | None,
            validation_only: bool) -> dict[str, Any]:
-    """:func:`train` inside the process group (a no-op group in one process)."""
-    task = open_task(cfg, data, validation_only)
+    """:func:`train` inside the process group (a no-op group in one process); rank 0 holds
+    the run folder's lock throughout."""
+    task = open_task(cfg, data, validation_only)  # bad data: refused before any folder is made
+    with run.lock() if ctx.is_main else contextlib.nullcontext():
+        return _train_locked(cfg, task, run, ctx, device, resume=resume, overwrite=overwrite,
+                             allow_other_data=allow_other_data, progress=progress,
+                             on_step=on_step, on_epoch=on_epoch)
+
+
+def _train_locked(cfg: RunConfig, task: RecommendationTask | ImageTask, run: RunFolder,
+                  ctx: distributed.DistContext, device: torch.device, *, resume: bool,
+                  overwrite: bool, allow_other_data: bool, progress: bool,
+                  on_step: StepHook | None, on_epoch: EpochHook | None) -> dict[str, Any]:
     ckpt, finished = _open_run(run, cfg, task, resume, overwrite, allow_other_data, ctx)
     if finished is not None:
         return finished
