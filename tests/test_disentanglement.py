@@ -313,3 +313,27 @@ def test_runs_without_content_slots_are_skipped_with_the_reason(tiny_proc: Path,
         "deepfm: a CTR baseline on id features, no item representation to score")
     assert bench.score_run(din, None, None, 20, 0) == (
         "id embeddings: no content representation to score")
+
+
+def test_input_probe_known_answers() -> None:
+    from mdr.explain.disentanglement import input_probe
+
+    gen = np.random.default_rng(0)
+    y = gen.integers(0, 4, 400)
+    onehot = np.eye(4)[y] + gen.normal(0, 0.05, (400, 4))
+    noise = gen.normal(0, 1, (400, 6))
+    rows = {r["input"]: r for r in input_probe({"carries": onehot, "noise": noise}, {"f": y})}
+    assert rows["carries"]["accuracy"] > 0.95
+    assert rows["noise"]["accuracy"] < rows["noise"]["chance"] + 0.15
+    assert rows["carries"]["chance"] == rows["noise"]["chance"]  # the same split
+
+
+def test_the_benchmark_writes_the_input_ceiling(tiny_results: Path) -> None:
+    bench = load_bench()
+    assert bench.main(["--dataset", "synthetic-tiny", "--results", str(tiny_results),
+                       "--threads", "1"]) == 0
+    with (tiny_results / "synthetic-tiny" / "input_probe.csv").open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert {r["input"] for r in rows} == {"pixels", "text_tfidf"}
+    by = {(r["input"], r["factor"]): float(r["accuracy"]) - float(r["chance"]) for r in rows}
+    assert by["pixels", "colour"] >= 0.2  # a flat fill colour: the pixels carry it

@@ -32,7 +32,15 @@ from typing import Any, cast
 import numpy as np
 
 from benchmarks.aggregate import RUN_NAME, mean_std, parse_run_name, read_json
-from benchmarks.common import LABELS, RESULTS, BenchmarkError, run_script, to_csv, write_result
+from benchmarks.common import (
+    LABELS,
+    RESULTS,
+    BenchmarkError,
+    run_script,
+    to_csv,
+    to_markdown,
+    write_result,
+)
 from mdr.argtypes import Parser
 from mdr.data.catalog import DEFAULT_DATASET, dataset_name
 from mdr.seeding import rng
@@ -311,6 +319,42 @@ def score_all(args: argparse.Namespace) -> tuple[dict[str, dict[str, Any]], dict
     return scores, skipped, info, short
 
 
+def raw_inputs(ds: Any, items: np.ndarray) -> dict[str, np.ndarray]:
+    """The items' raw inputs as features: every pixel value (items with an image), and the
+    sublinear TF-IDF of the item text's tokens."""
+    from scipy import sparse
+    from sklearn.feature_extraction.text import TfidfTransformer
+
+    out: dict[str, np.ndarray] = {}
+    if bool(np.asarray(ds.image_mask).any()):
+        out["pixels"] = np.asarray(ds.images)[items].reshape(len(items), -1) / 255.0
+    tokens = np.asarray(ds.text["tokens"])[items]
+    rows = np.repeat(np.arange(len(items)), tokens.shape[1])
+    real = tokens.ravel() != 0  # 0 pads
+    counts = sparse.csr_matrix((np.ones(int(real.sum())), (rows[real], tokens.ravel()[real])),
+                               shape=(len(items), int(tokens.max()) + 1))
+    out["text_tfidf"] = TfidfTransformer(sublinear_tf=True).fit_transform(counts).toarray()
+    return out
+
+
+def ceiling(data: Path | None, first_run: Path, factor_names: list[str] | None,
+            max_items: int | None, seed: int) -> list[dict[str, Any]]:
+    """:func:`mdr.explain.disentanglement.input_probe` on the runs' dataset."""
+    from mdr.data.dataset import ProcessedDataset
+    from mdr.explain.disentanglement import input_probe
+    from mdr.training.runs import RunFolder
+
+    ds = ProcessedDataset.open(data or RunFolder(first_run).read_config()[1]["data"])
+    truth = ground_truth(ds, factor_names)
+    items = item_subset(ds.n_items, max_items, seed)
+    if bool(np.asarray(ds.image_mask).any()):
+        items = items[np.asarray(ds.image_mask, bool)[items]]
+    return input_probe(raw_inputs(ds, items), {f: y[items] for f, y in truth.items()}, seed)
+
+
+INPUT_COLUMNS = ["input", "factor", "accuracy", "chance"]
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.threads:
@@ -331,7 +375,20 @@ def main(argv: list[str] | None = None) -> int:
                               "constant_factors_dropped": s["constant_factors_dropped"],
                               "best_epoch": s["best_epoch"]} for name, s in scores.items()},
                  wall_time_s=round(time.perf_counter() - t0, 1))
+    first = args.runs_dir or args.results / short / "runs"
+    probe = ceiling(args.data, first / next(iter(scores)), args.factors.split(",")
+                    if args.factors else None, args.max_items, args.seed)
+    probe_md = ["# The ceiling: factors read from the raw inputs (" + short + ")", "",
+                "The slot probe's held-out accuracy with the same L2 logistic probe and split "
+                "on the items' raw inputs: every pixel value, and the sublinear TF-IDF of the "
+                "item text. A slot near chance on a factor the inputs carry lost it; one near "
+                "chance on a factor the inputs do not carry had nothing to find.", "",
+                to_markdown(probe, INPUT_COLUMNS)]
+    write_result(short, "input_probe", to_csv(probe, INPUT_COLUMNS), "\n".join(probe_md) + "\n",
+                 results_dir=args.results, data=info["data"], split_seed=args.seed,
+                 max_items=args.max_items)
     print(md)
+    print("\n".join(probe_md))
     return 0
 
 
