@@ -111,6 +111,8 @@ for _name, _script, _doc in [
      "Regenerate Table 3 (MDR with and without the information constraint)."),
     ("tune", "tune",
      "Tune every model of Table 2 on validation only (Optuna; same trials for every model)."),
+    ("claims", "claims",
+     "Write results/claims.md: each claim of the paper, our evidence per dataset, a verdict."),
     ("disentanglement", "disentanglement",
      "Score disentanglement (DCI, MIG, slot probe) of every representation run of Table 2/3."),
     ("image-branch", "image_branch",
