@@ -13,7 +13,7 @@ import shutil
 import sys
 import tempfile
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -152,7 +152,7 @@ def write_npz(path: str | Path, **arrays: np.ndarray) -> None:
 MARKER = ".mdr-output.json"
 TOOL = "mdr-companion"
 MARKER_VERSION = 1
-KINDS = ("synthetic-raw", "prepared-dataset", "fashion-images")
+KINDS = ("synthetic-raw", "prepared-dataset", "fashion-images", "amazon-raw")
 _PARTIAL, _OLD = ".partial-", ".old-"
 _TEMP_SUFFIX = re.compile(r"[a-z0-9_]{8}")  # what tempfile.mkdtemp appends
 
@@ -218,6 +218,83 @@ def check_output(path: str | Path, kind: str, overwrite: bool = False) -> None:
     if not overwrite:
         raise OutputError(f"{path}: already holds mdr's {kind} output; pass --overwrite "
                           "(overwrite=True) to replace it, or choose another output path")
+
+
+# --------------------------------------------------------------------------- folders filled in place
+#
+# ``mdr data download`` adds files to its folder one by one (and a re-run completes what an
+# earlier one began), so it does not build a new folder and swap it in. Its rule instead
+# (:func:`claim_folder`): the folder is one it created (it carries the marker of its kind),
+# or an empty one (then marked), or an unmarked folder holding nothing but names the command
+# itself writes (e.g. files put there by hand, as its documentation invites); anything else
+# is refused before any work. Inside, a file it cannot use is moved aside
+# (:func:`move_aside`), never deleted or replaced.
+
+
+def claim_folder(path: str | Path, kind: str, own_name: Callable[[str], bool],
+                 what: str = "files of this command") -> None:
+    """Make sure ``path`` is a folder that a command of ``kind`` may fill in place.
+
+    Accepted: a path that does not exist (created and marked), an empty folder (marked),
+    a folder carrying this tool's marker of ``kind``, and an unmarked folder whose every
+    entry is ``own_name(entry)`` (left unmarked: it is not ours, only its names are). A
+    symbolic link (the folder, or an entry of an accepted name), a plain file, a folder of
+    another kind, or one holding anything else is refused with :class:`OutputError`;
+    ``what`` says in the message what the own names are.
+    """
+    path = Path(path)
+    if path.is_symlink():
+        raise OutputError(f"{path}: is a symbolic link; refusing to write into it "
+                          "(give a new folder, or the folder the link points to)")
+    if path.exists() and not path.is_dir():
+        raise OutputError(f"{path}: exists and is not a folder; refusing to write into it "
+                          "(choose another output path)")
+    if not path.exists():
+        try:
+            path.mkdir(parents=True)
+        except OSError as e:
+            raise OutputError(f"{path}: cannot create an output folder there "
+                              f"({e.strerror or e})") from e
+        write_text(path / MARKER, marker_text(kind))
+        return
+    marker = read_marker(path)
+    if marker is not None and marker["kind"] != kind:
+        raise OutputError(f"{path}: holds mdr's {marker['kind']} output, not {kind}; "
+                          "refusing to write into it (choose another output path)")
+    entries = sorted(p.name for p in path.iterdir())
+    linked = [n for n in entries if n != MARKER and (path / n).is_symlink()]
+    if linked:
+        raise OutputError(f"{path}/{linked[0]}: is a symbolic link; refusing to write "
+                          "through it (this command writes only into files and folders of its "
+                          "own)")
+    if marker is not None:
+        return
+    if not entries:
+        write_text(path / MARKER, marker_text(kind))
+        return
+    foreign = [n for n in entries if not own_name(n)]
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
+        raise OutputError(
+            f"{path}: exists, holds {len(foreign)} "
+            f"{'entry that is' if len(foreign) == 1 else 'entries that are'} not {what} "
+            f"({shown}) and "
+            f"was not made by mdr (no {MARKER}); refusing to write into it: choose another "
+            "output path (a new or empty folder), or move those entries away yourself")
+
+
+def move_aside(path: str | Path, why: str = "damaged") -> Path:
+    """Rename the file ``path`` to ``<name>.<why>-<n>`` (the smallest ``n`` not taken) beside
+    it, replacing nothing; returns the new path. What a command cannot use but did not
+    create goes there instead of being deleted."""
+    path = Path(path)
+    n = 1
+    while True:
+        new = path.with_name(f"{path.name}.{why}-{n}")
+        if not new.exists() and not new.is_symlink():
+            os.rename(path, new)
+            return new
+        n += 1
 
 
 def clean_leftovers(path: str | Path) -> list[Path]:

@@ -375,6 +375,122 @@ def not_executed(c: Ctx, r: Result) -> None:
     assert not c.p("pwned").exists()
 
 
+# --------------------------------------------------------------------------- round two's inputs
+
+
+def set_field(name: str, token: str, line: int = 1) -> Callable[[bytes], bytes]:
+    """Add the raw JSON ``"name": token`` at the end of review line ``line`` (a repeated key:
+    the last one wins, so it replaces the line's own value)."""
+    def fn(ls: list[str]) -> list[str]:
+        ls[line - 1] = ls[line - 1][:-1] + f', "{name}": {token}}}'
+        return ls
+
+    return lines(fn)
+
+
+def set_meta(text: str, line: int = 1) -> Callable[[bytes], bytes]:
+    """Add the raw Python-literal ``text`` (``'key': value``) at the end of meta line ``line``."""
+    def fn(ls: list[str]) -> list[str]:
+        ls[line - 1] = ls[line - 1][:-1] + f", {text}}}"
+        return ls
+
+    return lines(fn)
+
+
+def first_user_renamed(escape: str) -> Callable[[bytes], bytes]:
+    """Every review of the first line's user, its reviewerID ``escape`` (raw JSON text)."""
+    def fn(ls: list[str]) -> list[str]:
+        u = json.loads(ls[0])["reviewerID"]
+        return [x.replace(f'"reviewerID": "{u}"', f'"reviewerID": "{escape}"') for x in ls]
+
+    return lines(fn)
+
+
+def first_item_renamed(asin: str) -> Callable[[bytes], bytes]:
+    """Every review of the first line's item renamed ``asin``."""
+    def fn(ls: list[str]) -> list[str]:
+        a = json.loads(ls[0])["asin"]
+        return [x.replace(f'"asin": "{a}"', f'"asin": "{asin}"') for x in ls]
+
+    return lines(fn)
+
+
+def meta_of_first_item_renamed(asin: str, times: int = 2) -> Callable[[bytes], bytes]:
+    """The first meta line (the reviews' first item) renamed ``asin``, ``times`` over."""
+    def fn(ls: list[str]) -> list[str]:
+        return [*[re.sub(r"'asin': '[^']+'", f"'asin': '{asin}'", ls[0], count=1)] * times,
+                *ls[1:]]
+
+    return lines(fn)
+
+
+def replaced(find: str, put: str) -> Callable[[bytes], bytes]:
+    """A file's first ``find`` (text) replaced by ``put``."""
+    return lambda b: b.decode().replace(find, put, 1).encode()
+
+
+@described("users.txt holds the repaired id (U+FFFD), every review counted")
+def user_id_repaired(c: Ctx, r: Result) -> None:
+    users = c.p("out", "users.txt").read_text(encoding="utf-8").splitlines()
+    assert sum(1 for u in users if u.endswith("\ufffd")) == 1, users[:3]
+    assert manifest(c)["counts"]["behaviors"] == T
+
+
+def item_text(field: str, expected: str) -> Check:
+    @described(f"items.jsonl holds {field} {expected!a}")
+    def check(c: Ctx, r: Result) -> None:
+        rows = [json.loads(x) for x in c.p("out", "items.jsonl").read_text("utf-8").splitlines()]
+        assert any(row[field] == expected for row in rows), [row[field] for row in rows][:5]
+
+    return check
+
+
+@described("the skips of the shop's own prepare, nothing more")
+def nothing_skipped(c: Ctx, r: Result) -> None:
+    shop = json.loads((c.proc / "dataset.json").read_text())
+    assert manifest(c)["skips"] == shop["skips"]
+    assert manifest(c)["counts"]["behaviors"] == T
+
+
+@described("every skip example of dataset.json under 400 characters")
+def examples_bounded(c: Ctx, r: Result) -> None:
+    examples = manifest(c)["skips"]["examples"]
+    assert examples and max(len(e) for e in examples) < 400, [len(e) for e in examples]
+
+
+def err_shorter_than(n: int) -> Check:
+    @described(f"the message under {n} characters")
+    def check(c: Ctx, r: Result) -> None:
+        assert len(r.err) < n, len(r.err)
+
+    return check
+
+
+DEAD = "http://127.0.0.1:9/data"  # nothing listens there: a download that asked would fail
+
+
+def download_cmd(out: Path, *extra: Any) -> list[Any]:
+    return ["data", "download", "--category", "Synthetic", "--out", out, "--base-url", DEAD,
+            "--no-images", "-q", *extra]
+
+
+def release_files(c: Ctx) -> Path:
+    """A folder holding the shop's reviews and metadata files only, put there by hand."""
+    root = c.p("by-hand")
+    root.mkdir()
+    for name in (REV, META):
+        shutil.copyfile(c.shop / name, root / name)
+    return root
+
+
+@described("both files kept as they were, the folder not marked as mdr's")
+def hand_put_files_kept(c: Ctx, r: Result) -> None:
+    root = c.p("by-hand")
+    assert sorted(p.name for p in root.iterdir()) == sorted([META, REV])
+    for name in (REV, META):
+        assert (root / name).read_bytes() == (c.shop / name).read_bytes()
+
+
 # --------------------------------------------------------------------------- the table
 
 BAD_TIME = "review with an invalid unixReviewTime"
@@ -684,6 +800,122 @@ CASES: list[Case] = [
          "an unfinished run"),
     Case("explain-unknown-user", lambda c: ["explain", c.run_copy(), "--user", "nobody",
                                             "--item", "#1"], 2, "unknown user 'nobody'"),
+    # --- round two: any value a parser refuses is a counted skip naming file:line
+    Case("time-integer-of-5000-digits", lambda c: prep(c, raw=c.raw({REV: set_time(
+        "1" + "0" * 5000)})), 0, "prepared",
+         all_of(skipped("malformed review line", f"{REV}:1"), times_are_sane)),
+    Case("time-integer-of-5000-digits-lenient", lambda c: prep(c, "--lenient", raw=c.raw(
+        {REV: set_time("1" + "0" * 5000)})), 0, "prepared",
+         skipped("malformed review line", f"{REV}:1")),
+    Case("time-integer-of-5000-digits-strict", lambda c: prep(c, "--strict", raw=c.raw(
+        {REV: set_time("9" * 5000)})), 2,
+         f"{REV}:1: malformed review line (an integer literal of more than 4300 digits)",
+         nothing_created),
+    Case("unused-field-integer-of-5000-digits", lambda c: prep(c, raw=c.raw({REV: set_field(
+        "helpful", "[" + "7" * 5000 + ", 0]", line=4)})), 0, "prepared",
+         skipped("malformed review line", f"{REV}:4")),
+    Case("review-value-nested-100000-deep", lambda c: prep(c, raw=c.raw({REV: set_field(
+        "helpful", "[" * 100_000 + "]" * 100_000, line=2)})), 0, "prepared",
+         skipped("malformed review line", f"{REV}:2")),
+    Case("rating-integer-of-400-digits", lambda c: prep(c, raw=c.raw({REV: set_field(
+        "overall", "1" + "0" * 400)})), 0, "1050 behaviours", nothing_skipped),
+    Case("rating-nan", lambda c: prep(c, raw=c.raw({REV: set_field("overall", "NaN")})), 0,
+         "1050 behaviours", nothing_skipped),
+    Case("rating-a-string", lambda c: prep(c, raw=c.raw({REV: set_field("overall", '"5"')})), 0,
+         "1050 behaviours", nothing_skipped),
+    Case("meta-integer-of-5000-digits", lambda c: prep(c, raw=c.raw({META: set_meta(
+        "'price': " + "3" * 5000)})), 0, "prepared", skipped("malformed meta line", f"{META}:1")),
+    Case("meta-integer-of-5000-digits-strict", lambda c: prep(c, "--strict", raw=c.raw(
+        {META: set_meta("'price': " + "3" * 5000, line=2)})), 2,
+         f"{META}:2: malformed meta line (an integer literal of more than 4300 digits)"),
+    Case("meta-categories-a-number", lambda c: prep(c, raw=c.raw({META: set_meta(
+        "'categories': 5")})), 0, "1050 behaviours", counts(categories=9)),
+    Case("meta-unhashable-key", lambda c: prep(c, raw=c.raw({META: set_meta("[1]: 2")})), 0,
+         "prepared", skipped("malformed meta line", f"{META}:1")),
+    Case("meta-nested-100000-deep", lambda c: prep(c, raw=c.raw({META: set_meta(
+        "'related': " + "[" * 100_000 + "]" * 100_000, line=3)})), 0, "prepared",
+         skipped("malformed meta line", f"{META}:3")),
+    Case("meta-null-byte", lambda c: prep(c, raw=c.raw({META: set_meta("'x': 1\x00")})), 0,
+         "prepared", skipped("malformed meta line", f"{META}:1")),
+    # --- text that parses but could not be written back: repaired to U+FFFD, counted
+    Case("review-id-lone-surrogate", lambda c: prep(c, raw=c.raw({REV: first_user_renamed(
+        "AKHLR2SAMMTEZ4\\ud800")})), 0, "1050 behaviours",
+         all_of(user_id_repaired, described("counted as repaired, naming the line")(
+             lambda c, r: skipped("text field repaired", f"{REV}:1",
+                                  manifest(c)["skips"]["counts"].get(
+                                      "text field repaired (characters not writable as UTF-8 "
+                                      "replaced by U+FFFD)", -1))(c, r)))),
+    Case("review-text-lone-surrogates", lambda c: prep(c, raw=c.raw({REV: lines(lambda ls: [
+        x.replace('"reviewText": "', '"reviewText": "\\udfff\\ud800 ') for x in ls])})), 0,
+         "1050 behaviours", is_prepared),
+    Case("meta-title-lone-surrogate", lambda c: prep(c, raw=c.raw({META: set_meta(
+        "'title': 'caf\\ud800'")})), 0, "prepared",
+         all_of(item_text("title", "caf\ufffd"), skipped("text field repaired", f"{META}:1"))),
+    Case("meta-title-surrogate-pair", lambda c: prep(c, raw=c.raw({META: set_meta(
+        "'title': 'smile \\ud83d\\ude00'")})), 0, "prepared",
+         all_of(item_text("title", "smile \U0001f600"), skipped("text field repaired",
+                                                                 f"{META}:1"))),
+    Case("meta-category-lone-surrogate", lambda c: prep(c, raw=c.raw({META: set_meta(
+        "'categories': [['Synthetic', 'Caps\\udc80']]", line=5)})), 0, "prepared",
+         all_of(described("categories.txt holds the repaired name")(
+             lambda c, r: "Caps\ufffd" in c.p("out", "categories.txt").read_text("utf-8")),
+                skipped("text field repaired", f"{META}:5"))),
+    Case("meta-asin-escaped", lambda c: prep(c, raw=c.raw({META: lines(lambda ls: [
+        re.sub(r"'asin': 'B", r"'asin': '\\x42", ls[0], count=1), *ls[1:]])})), 0,
+         "1050 behaviours", counts(items_without_meta=0)),
+    # --- a prepared folder's JSON files damaged the same way: one line naming the file
+    Case("stats-dataset-json-integer-of-5000-digits", lambda c: stats(c.proc_copy(
+        {"dataset.json": replaced('"users": 150', '"users": 1' + "0" * 5000)})),
+         2, "dataset.json: corrupt (an integer of more than 4300 digits)"),
+    Case("stats-dataset-json-nested-100000-deep", lambda c: stats(c.proc_copy(
+        {"dataset.json": lambda b: b"[" * 100_000 + b"]" * 100_000})), 2,
+         "dataset.json: corrupt (nested too deeply)"),
+    Case("stats-dataset-json-negative-count", lambda c: stats(c.proc_copy(
+        {"dataset.json": replaced('"users": 150', '"users": -150')})), 2,
+         "dataset.json: corrupt (counts of users, items, categories and behaviors missing)"),
+    Case("stats-dataset-json-count-a-float", lambda c: stats(c.proc_copy(
+        {"dataset.json": replaced('"users": 150', '"users": 150.0')})), 2,
+         "dataset.json: corrupt (counts of users"),
+    Case("explain-items-jsonl-integer-of-5000-digits", lambda c: [
+        "explain", c.run_copy(), "--data", c.proc_copy({"items.jsonl": lambda b: b"7" * 5000
+                                                         + b"\n" + b.split(b"\n", 1)[1]}),
+        "--user", "#0", "--item", "#1"], 2,
+         "items.jsonl:1: damaged (an integer of more than 4300 digits)"),
+    Case("explain-items-jsonl-not-objects", lambda c: [
+        "explain", c.run_copy(), "--data", c.proc_copy({"items.jsonl": lambda b: b"[1, 2]\n"
+                                                         + b.split(b"\n", 1)[1]}),
+        "--user", "#0", "--item", "#1"], 2, "items.jsonl:1: damaged (not a JSON object)"),
+    # --- messages quote an input at most 200 characters long
+    Case("n-neg-too-many-user-id-of-100000-characters", lambda c: prep(c, "--n-neg", "99",
+                                                                      raw=c.raw({REV: first_user_renamed("0" * 100_000)})),
+         2, "... (100000 characters) has only", err_shorter_than(600)),
+    Case("skip-examples-of-an-id-of-100000-characters", lambda c: prep(c, raw=c.raw({
+        REV: first_item_renamed("B" * 100_000), META: meta_of_first_item_renamed("B" * 100_000)})),
+         0, "prepared", all_of(examples_bounded, skipped("repeated meta line", f"{META}:2"))),
+    Case("review-line-of-10-mb-strict", lambda c: prep(c, "--strict", raw=c.raw({REV: lines(
+        lambda ls: ['{"reviewerID": "A", "asin": "B", "unixReviewTime": "' + "9" * 10**7 + '"}',
+                    *ls])})), 2, f"{REV}:1: review with an invalid unixReviewTime",
+         err_shorter_than(600)),
+    # --- download writes only into a folder of its own, moves aside what it cannot use
+    Case("download-out-user-folder", lambda c: download_cmd(c.user_folder()), 2,
+         "not made by mdr", untouched()),
+    Case("download-out-user-folder-with-a-release-file", lambda c: (
+        c.user_folder(), shutil.copyfile(c.shop / REV, c.p("victim", REV)),
+        download_cmd(c.p("victim")))[2], 2, "holds 2 entries that are not what a download writes",
+         file_intact("victim/notes.txt", "keep me")),
+    Case("download-out-plain-file", lambda c: (c.p("f").write_text("x"),
+                                               download_cmd(c.p("f")))[1],
+         2, "exists and is not a folder", file_intact("f", "x")),
+    Case("download-out-symlink", lambda c: (c.p("l").symlink_to(c.user_folder()),
+                                            download_cmd(c.p("l")))[1],
+         2, "symbolic link", untouched()),
+    Case("download-out-prepared-dataset", lambda c: download_cmd(c.proc_copy()), 2,
+         "holds mdr's prepared-dataset output, not amazon-raw", still_prepared("proc")),
+    Case("download-out-synthetic-shop", lambda c: download_cmd(marker("synthetic-raw")(
+        c.p("shop"))), 2, "holds mdr's synthetic-raw output, not amazon-raw",
+         file_intact("shop/dataset.json", "{}")),
+    Case("download-into-hand-put-release-files", lambda c: download_cmd(release_files(c)), 0,
+         f'"skipped": [\n    "{REV}",\n    "{META}"\n  ]', hand_put_files_kept),
 ]
 
 

@@ -7,9 +7,12 @@ import gzip
 import io
 import json
 import logging
+import re
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,6 +36,7 @@ from mdr.data.download import (
     source_files,
 )
 from mdr.data.parse import DataError, image_filename
+from mdr.io import MARKER, OutputError, marker_text
 
 pytestmark = pytest.mark.network_local
 
@@ -234,7 +238,8 @@ def test_full_download_reports_every_missing_image(shop: Any, tmp_path: Path) ->
     assert image_filename(EVIL).startswith("_")
     expected = {f"images/{image_filename(a)}" for a in [*GOOD, EVIL]}
     assert _files_under(out) == expected | {
-        f"reviews_{CAT}_5.json.gz", f"meta_{CAT}.json.gz", "images_report.json"}
+        f"reviews_{CAT}_5.json.gz", f"meta_{CAT}.json.gz", "images_report.json", MARKER}
+    assert json.loads((out / MARKER).read_text())["kind"] == "amazon-raw"  # a folder of its own
     assert _files_under(tmp_path) == {f"out/{p}" for p in _files_under(out)}  # nothing outside out
     for a in [*GOOD, EVIL]:
         assert image_problem((out / "images" / image_filename(a)).read_bytes()) is None
@@ -262,12 +267,19 @@ def test_rerun_downloads_nothing_new(shop: Any, tmp_path: Path) -> None:
     assert grew == {_img_path(GOOD[0]), _img_path(MISSING), _img_path(CORRUPT)}
     assert shop.counts[REVIEWS] == first[REVIEWS] == 1
 
-    # a damaged image whose re-fetch fails is removed, not kept
+    # the damaged image was moved aside, not deleted
+    aside = out / "images" / f"{image_filename(GOOD[0])}.damaged-1"
+    assert aside.read_bytes() == b"garbage"
+    assert report["images"]["moved_aside"] == [aside.name]
+    assert image_problem((out / "images" / image_filename(GOOD[0])).read_bytes()) is None
+
+    # a damaged image whose re-fetch fails is not kept under its name either: moved aside
     (out / "images" / image_filename(GOOD[1])).write_bytes(b"garbage")
     shop.files.pop(_img_path(GOOD[1]))
     report = download(CAT, out, base_url=shop.url("/data"), **FAST)
     assert report["images"]["reasons"]["HTTP 404"] == 2
     assert not (out / "images" / image_filename(GOOD[1])).exists()
+    assert (out / "images" / f"{image_filename(GOOD[1])}.damaged-1").read_bytes() == b"garbage"
 
 
 def test_part_file_is_resumed_with_range(shop: Any, tmp_path: Path) -> None:
@@ -306,6 +318,12 @@ def test_bad_resume_restarts(shop: Any, tmp_path: Path, case: str) -> None:
     assert shop.counts[REVIEWS] == (1 if case == "server_ignores_range" else 2)
     assert shop.ranges[REVIEWS][0] == f"bytes={len(prefix)}-"
     assert report["files"]["reviews"]["status"] == "fetched"
+    # the .part found on disk (not this run's) was moved aside, never truncated or deleted
+    why = "unused" if case == "server_ignores_range" else "damaged"
+    aside = out / f"reviews_{CAT}_5.json.gz.part.{why}-1"
+    assert aside.read_bytes().startswith(prefix)
+    assert report["files"]["reviews"]["moved_aside"] == [aside.name]
+    assert not (out / f"reviews_{CAT}_5.json.gz.part").exists()
 
 
 def test_500_once_and_truncation_once_are_retried(shop: Any, tmp_path: Path) -> None:
@@ -387,6 +405,8 @@ def test_corrupt_gzip_is_refetched_then_fails(shop: Any, tmp_path: Path) -> None
         download(CAT, tmp_path / "out", base_url=shop.url("/data"), **FAST)
     assert shop.counts[REVIEWS] == 3
     assert not (tmp_path / "out" / f"reviews_{CAT}_5.json.gz").exists()
+    # the corrupt .part files were this run's own, from their first byte: discarded
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [MARKER]
 
 
 def test_image_timeout_is_reported(shop: Any, tmp_path: Path) -> None:
@@ -494,7 +514,7 @@ def test_reviews_and_meta_urls_anywhere(shop: Any, tmp_path: Path) -> None:
     report = download("My_Shop", out, images=False, reviews_url=shop.url("/dl/export-2024.json.gz"),
                       meta_url=shop.url("/other/"), **FAST)
     assert report["category"] == "My_Shop"
-    assert sorted(p.name for p in out.iterdir()) == ["meta_My_Shop.json.gz",
+    assert sorted(p.name for p in out.iterdir()) == [MARKER, "meta_My_Shop.json.gz",
                                                      "reviews_My_Shop_5.json.gz"]
     assert report["files"]["reviews"]["source"] == "--reviews-url"
     assert report["n_items"] == 6
@@ -513,6 +533,164 @@ def test_cli_help_names_every_mirror(capsys: Any) -> None:
     for year, mirrors in MIRRORS.items():
         names = ", ".join(m.name for m in mirrors)
         assert f"{year}: {names}" in text  # in table order
+
+
+# -- the folder's ownership, files moved aside ------------------------------------------------
+
+
+def _mine(root: Path) -> Path:
+    """A folder of the user's own files."""
+    root.mkdir()
+    (root / "notes.txt").write_text("keep me")
+    (root / f"reviews_{CAT}_5.json.gz").write_bytes(b"my own file of that name")
+    return root
+
+
+@pytest.mark.parametrize("case", ["user-folder", "other-kind", "symlink", "plain-file",
+                                  "images-symlink"])
+def test_download_writes_only_into_a_folder_of_its_own(shop: Any, tmp_path: Path,
+                                                       case: str) -> None:
+    out = tmp_path / "out"
+    if case == "user-folder":
+        _mine(out)
+        message = "not made by mdr"
+    elif case == "other-kind":
+        _mine(out)
+        (out / MARKER).write_text(marker_text("prepared-dataset"))
+        message = "holds mdr's prepared-dataset output, not amazon-raw"
+    elif case == "symlink":
+        out.symlink_to(_mine(tmp_path / "target"))
+        message = "is a symbolic link"
+    elif case == "plain-file":
+        out.write_text("keep me")
+        message = "exists and is not a folder"
+    else:  # a folder download made, whose images/ was replaced by a link to elsewhere
+        download(CAT, out, base_url=shop.url("/data"), images=False, **FAST)
+        (out / "images").symlink_to(_mine(tmp_path / "target"), target_is_directory=True)
+        message = "images: is a symbolic link"
+    before = {str(p): (p.read_bytes() if p.is_file() else None) for p in tmp_path.rglob("*")}
+    asked = sum(shop.counts.values())
+    with pytest.raises(OutputError, match=message) as err:
+        download(CAT, out, base_url=shop.url("/data"), **FAST)
+    assert "\n" not in str(err.value)
+    assert sum(shop.counts.values()) == asked  # refused before any request
+    after = {str(p): (p.read_bytes() if p.is_file() else None) for p in tmp_path.rglob("*")}
+    assert after == before  # nothing created, moved or replaced
+
+
+def test_download_into_a_folder_of_release_files_put_there_by_hand(shop: Any,
+                                                                   tmp_path: Path) -> None:
+    out = tmp_path / "by-hand"
+    out.mkdir()
+    (out / f"reviews_{CAT}_5.json.gz").write_bytes(shop.files[REVIEWS])
+    (out / "meta_Office_Products.json.gz.part").write_bytes(b"another category's partial")
+    report = download(CAT, out, base_url=shop.url("/data"), **FAST)
+    assert (report["skipped"], report["fetched"]) == ([f"reviews_{CAT}_5.json.gz"],
+                                                      [f"meta_{CAT}.json.gz"])
+    assert shop.counts[REVIEWS] == 0 and report["images"]["ok"] == 3
+    assert not (out / MARKER).exists()  # not a folder mdr made: it is not marked as one
+    assert (out / "meta_Office_Products.json.gz.part").read_bytes() == b"another category's partial"
+    # and again: the folder now holds only what a download writes
+    assert download(CAT, out, base_url=shop.url("/data"), **FAST)["images"]["skipped"] == 3
+
+
+def test_a_damaged_file_is_moved_aside_once_its_replacement_is_complete(
+        shop: Any, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    download(CAT, out, base_url=shop.url("/data"), images=False, **FAST)
+    name = f"reviews_{CAT}_5.json.gz"
+    for n in (1, 2):  # damaged twice: each copy keeps its own name
+        damaged = shop.files[REVIEWS][: -5 * n]
+        (out / name).write_bytes(damaged)
+        report = download(CAT, out, base_url=shop.url("/data"), images=False, **FAST)
+        assert report["files"]["reviews"]["moved_aside"] == [f"{name}.damaged-{n}"]
+        assert (out / f"{name}.damaged-{n}").read_bytes() == damaged
+        assert (out / name).read_bytes() == shop.files[REVIEWS]
+    # while its replacement cannot be had, the damaged file stays where it is
+    (out / name).write_bytes(b"damaged")
+    shop.files.pop(REVIEWS)
+    with pytest.raises(DownloadError, match="HTTP 404"):
+        download(CAT, out, base_url=shop.url("/data"), images=False, **FAST)
+    assert (out / name).read_bytes() == b"damaged"
+
+
+def test_messages_quote_an_input_bounded(tmp_path: Path) -> None:
+    huge = "x" * 100_000
+    for kwargs in ({"category": huge}, {"category": CAT, "meta_url": "ftp://" + huge},
+                   {"category": CAT, "reviews_url": f"http://h/{huge}.json"},
+                   {"category": CAT, "mirror": huge}):
+        with pytest.raises(DataError) as err:
+            download(out=tmp_path / "out", progress=False, **kwargs)
+        # the value is cut and its full length said (the prefix or suffix counted with it)
+        assert len(str(err.value)) < 1200
+        assert re.search(r"\.\.\. \(1000\d\d characters\)", str(err.value)), str(err.value)
+    assert not (tmp_path / "out").exists()
+
+
+# -- Ctrl-C -----------------------------------------------------------------------------------
+
+
+def _slow_images(srv: Any, n: int, seconds: float) -> str:
+    """A 2014 shop of ``n`` items under /slow whose every image takes ``seconds`` to answer."""
+    items = [f"B{i:09d}" for i in range(n)]
+    srv.add(f"/slow/reviews_{CAT}_5.json.gz", _reviews(items))
+    srv.add(f"/slow/meta_{CAT}.json.gz", _gz([repr({"asin": a, "title": a,
+                                                    "imUrl": srv.url(f"/simg/{a}.jpg")})
+                                              for a in items]))
+    jpeg = _jpeg((10, 120, 30))
+    for a in items:
+        srv.add(f"/simg/{a}.jpg", jpeg)
+        srv.delay(f"/simg/{a}.jpg", seconds, times=5)
+    return srv.url("/slow")
+
+
+def interrupted_download(srv: Any, base: str, out: Path, after: int = 16,
+                         python: str = sys.executable, env: dict[str, str] | None = None
+                         ) -> tuple[float, subprocess.CompletedProcess]:
+    """Run ``mdr data download`` of the /slow shop in a subprocess, send it SIGINT once the
+    server has been asked for ``after`` images, and return the seconds from the signal to
+    its exit, with its status and output."""
+    proc = subprocess.Popen(
+        [python, "-m", "mdr.cli", "data", "download", "--category", CAT, "--out", str(out),
+         "--base-url", base, "--workers", "8", "-q"], cwd=out.parent, env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while sum(v for k, v in srv.counts.items() if k.startswith("/simg/")) < after:
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "no image was asked for"
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGINT)
+        t0 = time.monotonic()
+        out_text, err_text = proc.communicate(timeout=60)
+        return time.monotonic() - t0, subprocess.CompletedProcess(proc.args, proc.returncode,
+                                                                  out_text, err_text)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_ctrl_c_stops_the_images_at_once_and_writes_the_report(tmp_path: Path) -> None:
+    n = 100
+    with LocalHTTPServer(max_lifetime_s=90) as srv:
+        base = _slow_images(srv, n, seconds=1.2)  # 8 workers: about 16 s for all of them
+        out = tmp_path / "out"
+        seconds, r = interrupted_download(srv, base, out)
+        asked = sum(v for k, v in srv.counts.items() if k.startswith("/simg/"))
+        time.sleep(0.3)
+        assert sum(v for k, v in srv.counts.items() if k.startswith("/simg/")) == asked
+    assert r.returncode == 130, r.stderr
+    assert seconds < 1.5, f"{seconds:.2f} s from SIGINT to exit"
+    assert "Traceback" not in r.stderr and r.stderr.strip().endswith("mdr: interrupted")
+    assert "images_report.json written" in r.stderr
+    report = json.loads((out / "images_report.json").read_text())
+    on_disk = sorted(p.name for p in (out / "images").iterdir())
+    assert report["interrupted"] is True and report["items"] == n
+    assert report["fetched"] == len(on_disk) < n // 2  # what was fetched, nothing half-written
+    assert report["not_tried"] == n - report["fetched"] - report["failed"] > n // 2
+    assert asked < n  # the items still queued were never asked for
+    assert all(image_problem((out / "images" / f).read_bytes()) is None for f in on_disk)
 
 
 # -- TLS --------------------------------------------------------------------------------------

@@ -62,7 +62,7 @@ from typing import Any
 
 import numpy as np
 
-from mdr.data.parse import DataError
+from mdr.data.parse import DataError, clip, shown
 
 FORMAT_VERSION = 1
 TRAIN, VALID, TEST = 0, 1, 2
@@ -105,7 +105,8 @@ def check_prepared(root: Path, required: Sequence[str], format_version: int,
     manifest = read_manifest(root)
     if manifest.get("format_version") != format_version:
         raise DataError(f"{root}/dataset.json: format_version "
-                        f"{manifest.get('format_version')!r}, expected {format_version}; {how}")
+                        f"{shown(manifest.get('format_version'))}, expected {format_version}; "
+                        f"{how}")
     for f in required:
         if f.endswith(".npy"):
             check_npy(root / f, how)
@@ -115,7 +116,23 @@ def check_prepared(root: Path, required: Sequence[str], format_version: int,
 
 
 def _damaged(path: Path, e: BaseException, how: str) -> DataError:
-    return DataError(f"{path}: damaged or truncated ({type(e).__name__}: {e}); {how}")
+    return DataError(f"{path}: damaged or truncated ({type(e).__name__}: {clip(str(e))}); {how}")
+
+
+# what json.loads raises for text it refuses: JSONDecodeError, the int-string limit's
+# ValueError (an integer of 5,000 digits), RecursionError (nesting too deep), MemoryError
+_JSON_ERRORS = (ValueError, RecursionError, MemoryError)
+
+
+def _json_problem(e: BaseException) -> str:
+    """What json.loads refused, in a few words."""
+    if isinstance(e, json.JSONDecodeError):
+        return e.msg
+    if isinstance(e, RecursionError):
+        return "nested too deeply"
+    if "integer string conversion" in str(e):
+        return "an integer of more than 4300 digits"
+    return f"{type(e).__name__}: {clip(str(e), 80)}" if str(e) else type(e).__name__
 
 
 def check_npy(path: Path, how: str = "prepare the dataset again") -> None:
@@ -170,14 +187,29 @@ def read_lines(path: Path) -> list[str]:
         raise _damaged(path, e, "prepare the dataset again") from e
 
 
-def read_jsonl(path: Path) -> list[Any]:
-    """One JSON value a line; a damaged line is a DataError naming the file and line."""
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """One JSON object a line (``items.jsonl``, lines end with "\\n"); a damaged line (not
+    JSON, refused by the parser, not an object) or file (not UTF-8) is a DataError naming
+    the file and line."""
     out = []
-    for n, line in enumerate(read_lines(path), 1):
+    try:
+        rows = path.read_text(encoding="utf-8").split("\n")
+    except UnicodeDecodeError as e:
+        raise _damaged(path, e, "prepare the dataset again") from e
+    if rows and rows[-1] == "":
+        rows.pop()
+    # split on "\n" alone: JSON leaves U+2028, U+0085... unescaped in a string, and
+    # str.splitlines would cut a line there
+    for n, line in enumerate(rows, 1):
         try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError as e:
-            raise DataError(f"{path}:{n}: damaged ({e.msg}); prepare the dataset again") from e
+            value = json.loads(line)
+        except _JSON_ERRORS as e:
+            raise DataError(f"{path}:{n}: damaged ({_json_problem(e)}); prepare the dataset "
+                            "again") from e
+        if not isinstance(value, dict):
+            raise DataError(f"{path}:{n}: damaged (not a JSON object); prepare the dataset "
+                            "again")
+        out.append(value)
     return out
 
 
@@ -185,12 +217,23 @@ def read_manifest(root: Path) -> dict[str, Any]:
     """``ROOT/dataset.json`` of a prepared folder; a corrupt one is a DataError naming it."""
     path = root / "dataset.json"
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: corrupt ({clip(str(e))})") from e
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as e:
         raise DataError(f"{path}: corrupt ({e})") from e
+    except _JSON_ERRORS as e:
+        raise DataError(f"{path}: corrupt ({_json_problem(e)})") from e
     if not isinstance(doc, dict):
         raise DataError(f"{path}: corrupt (not a JSON object)")
     return doc
+
+
+def _is_count(value: Any) -> bool:
+    """A count of the manifest: an integer (not a bool, not a float) from 0 to 2**63 - 1."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**63
 
 
 @dataclass
@@ -206,8 +249,7 @@ class ProcessedDataset:
                                   "run `mdr data prepare` again")
         counts = manifest.get("counts")
         if not isinstance(counts, dict) or not all(
-                isinstance(counts.get(k), int) for k in ("users", "items", "categories",
-                                                         "behaviors")):
+                _is_count(counts.get(k)) for k in ("users", "items", "categories", "behaviors")):
             raise DataError(f"{root}/dataset.json: corrupt (counts of users, items, categories "
                             "and behaviors missing); run `mdr data prepare` again")
         return cls(root)

@@ -44,6 +44,20 @@ a local mirror: the same as giving that folder to both. Files already complete
 in ``out`` are never fetched again, so files obtained by other means can be
 put there by hand.
 
+The folder ``out`` (:func:`mdr.io.claim_folder`): a new or empty folder gets
+mdr's ownership marker (kind ``amazon-raw``) and later downloads into it (any
+category) are welcome; an unmarked folder is accepted only when it holds nothing
+but what a download writes (``reviews_<Cat>_5.json.gz``, ``<Cat>_5.json.gz``,
+``meta_<Cat>.json.gz``, their ``.part`` and moved-aside files, ``images/``,
+``images_report.json``); a folder of other files, a symbolic link, or mdr output
+of another kind is refused before any request. Inside it nothing that this run
+did not write is deleted or replaced: a file it cannot use is renamed aside
+(:func:`mdr.io.move_aside`): a damaged reviews/metadata file to
+``<name>.damaged-<n>`` once its replacement is complete, a ``.part`` found on
+disk that fails verification to ``<name>.part.damaged-<n>`` (one a server
+restarts, ignoring Range, to ``<name>.part.unused-<n>``), a damaged image to
+``images/<name>.damaged-<n>``; the report lists them (``moved_aside``).
+
 How files are fetched: streamed into ``<name>.part``; an existing ``.part`` is
 resumed with an HTTP ``Range`` request (a server that ignores Range answers
 200 and the download restarts); the finished file is checked by reading the
@@ -69,7 +83,11 @@ PIL before it is kept, and skipped on a re-run when already present and
 valid. ``<out>/images_report.json`` (and the returned report) counts the items
 without an image URL (``without_url``; of them ``without_meta`` have no
 metadata record at all: some 2014 records carry no ``imUrl``) and lists every
-item whose image could not be had, and why.
+item whose image could not be had, and why. Ctrl-C stops the images at once
+(within :data:`_POLL_S`): no further image is asked for, requests in flight
+are abandoned, the report is written with what was done by then
+(``interrupted``: true, ``not_tried``) and the command exits with status 130;
+a re-run fetches the rest.
 """
 
 from __future__ import annotations
@@ -78,6 +96,7 @@ import gzip
 import io
 import logging
 import os
+import queue
 import re
 import ssl
 import threading
@@ -86,7 +105,6 @@ import warnings
 import zlib
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -99,9 +117,11 @@ from mdr.data.parse import (
     Format,
     ItemMeta,
     SkipLog,
+    clip,
     image_filename,
     iter_meta,
     iter_reviews,
+    shown,
 )
 
 if TYPE_CHECKING:
@@ -171,6 +191,13 @@ CATEGORIES_2018: tuple[str, ...] = (
 _KNOWN = {2014: CATEGORIES_2014, 2018: CATEGORIES_2018}
 _SAFE_CATEGORY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_]{0,79}$")
 _FORMAT: dict[int, Format] = {2014: "amazon2014", 2018: "amazon2018"}
+OUTPUT_KIND = "amazon-raw"  # the ownership marker's kind (mdr.io.claim_folder)
+# the names a download writes in its folder (any category, either release): the reviews and
+# metadata files, their .part files, what it moved aside, the images, the images report, and
+# the temporary files of an atomic write that a kill left
+_OWN_FILE = re.compile(r"^(?:[A-Za-z0-9_]+_5|meta_[A-Za-z0-9_]+)\.json\.gz(?:\.part)?"
+                       r"(?:\.(?:damaged|unused)-[0-9]+)?$")
+_OWN_TEMP = re.compile(r"^\.(?:images_report\.json|\.mdr-output\.json)\.[A-Za-z0-9_]+\.tmp$")
 
 
 class DownloadError(DataError):
@@ -200,7 +227,7 @@ def resolve_category(name: str, year: int = 2014, allow_custom: bool = False) ->
         return key
     aliases = ", ".join(f"{a} ({c})" for a, c in CATEGORY_ALIASES.items())
     raise DataError(
-        f"unknown category {name!r} for the {year} release. Aliases: {aliases}. "
+        f"unknown category {shown(name)} for the {year} release. Aliases: {aliases}. "
         f"Known categories: {', '.join(known)}"
     )
 
@@ -232,7 +259,7 @@ def _file_url(url: str, name: str, flag: str, folder: bool = False) -> str:
     """A user's URL for one file: the file itself when it names a ``.gz``, else its folder."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise DataError(f"{flag} must be an http(s) URL, got {url!r}")
+        raise DataError(f"{flag} must be an http(s) URL, got {shown(url)}")
     last = parts.path.rsplit("/", 1)[-1].lower()
     if folder or not last:
         return _join(url, name)
@@ -240,7 +267,7 @@ def _file_url(url: str, name: str, flag: str, folder: bool = False) -> str:
         return url
     if last.endswith((".json", ".jsonl")):
         raise DataError(
-            f"{flag} {url!r} names an uncompressed file: the download fetches the .json.gz files "
+            f"{flag} {shown(url)} names an uncompressed file: the download fetches the .json.gz files "
             "the releases publish (their gzip stream is how a complete file is told from a cut one)"
         )
     return _join(url, name)
@@ -277,7 +304,8 @@ def plan_sources(
         by_name = {m.name.lower(): m for m in table}
         if mirror.strip().lower() not in by_name:
             known = ", ".join(m.name for m in table) or "none"
-            raise DataError(f"unknown mirror {mirror!r} for the {year} release; mirrors: {known}")
+            raise DataError(f"unknown mirror {shown(mirror)} for the {year} release; mirrors: "
+                            f"{known}")
         table = (by_name[mirror.strip().lower()],)
     custom = {"reviews": (reviews_url, "--reviews-url"), "meta": (meta_url, "--meta-url")}
     plan: dict[str, tuple[str, list[Source]]] = {}
@@ -459,9 +487,9 @@ def _connect_failure(exc: BaseException) -> str | None:
 def _check_status(resp: requests.Response, url: str) -> None:
     code = resp.status_code
     if code >= 500 or code in (408, 429):
-        raise _Transient(f"HTTP {code}", url)
+        raise _Transient(f"HTTP {code}", clip(url))
     if code >= 400:
-        raise _Permanent(f"HTTP {code}", url)
+        raise _Permanent(f"HTTP {code}", clip(url))
 
 
 def _with_retries(fn: Callable[[], T], policy: RetryPolicy) -> T:
@@ -502,11 +530,13 @@ def _parse_content_range(value: str | None) -> int | None:
 
 
 def _stream_to_part(session: requests.Session, url: str, part: Path, timeout: float,
-                    bar: Any) -> str:
+                    bar: Any, before_restart: Callable[[], None] | None = None) -> str:
     """One attempt: append to (or restart) ``part``. Returns "fresh", "resumed" or "complete".
 
     The raw bytes are written as sent (``decode_content=False``): a server that
     labels a ``.gz`` file ``Content-Encoding: gzip`` must not get it unpacked.
+    ``before_restart`` is called before a non-empty ``part`` is started afresh (the
+    server ignored the Range request), e.g. to move bytes this run did not write aside.
     """
     import requests
     import urllib3
@@ -521,6 +551,8 @@ def _stream_to_part(session: requests.Session, url: str, part: Path, timeout: fl
             resumed = resp.status_code == 206 and _parse_content_range(
                 resp.headers.get("Content-Range")) == have
             if not resumed:
+                if have and before_restart is not None:
+                    before_restart()
                 have = 0  # the server ignored Range (200) or answered an odd range: restart
             expected = _content_length(resp)
             received = 0
@@ -536,7 +568,7 @@ def _stream_to_part(session: requests.Session, url: str, part: Path, timeout: fl
     except (requests.RequestException, urllib3.exceptions.HTTPError) as e:
         raise _classify(e, url) from e
     if expected is not None and received != expected:
-        raise _Transient("truncated body", f"{received} of {expected} bytes from {url}")
+        raise _Transient("truncated body", f"{received} of {expected} bytes from {clip(url)}")
     return "resumed" if resumed else "fresh"
 
 
@@ -562,15 +594,22 @@ def fetch_first(
     at all after the retries): such hosts are skipped, and hosts that fail so
     here are added (share it between the files of one job). Returns ``{"file",
     "url", "source", "status": "skipped"|"fetched", "resumed", "attempts",
-    "bytes", "tried"}``: ``url``/``source`` say where the file came from (None
-    when it was already complete), ``tried`` lists the sources that failed
+    "bytes", "tried", "moved_aside"}``: ``url``/``source`` say where the file came from
+    (None when it was already complete), ``tried`` lists the sources that failed
     before one worked. Raises :class:`DownloadError` naming every source tried and why it
     failed, then ``hint``; a single TLS failure is one line naming the host.
+
+    Nothing this call did not write is deleted or replaced: a damaged ``dest`` is moved
+    aside to ``<name>.damaged-<n>`` when its replacement is complete; a ``.part`` found
+    on disk that fails verification goes to ``<name>.part.damaged-<n>``, and one that a
+    server makes restart (it ignores Range) to ``<name>.part.unused-<n>``
+    (:func:`mdr.io.move_aside`; ``moved_aside`` lists the new names). A ``.part`` that
+    this call wrote itself from its first byte is simply discarded when corrupt.
     """
     dest = Path(dest)
     failed_hosts = {} if failed_hosts is None else failed_hosts
     info: dict[str, Any] = {"file": dest.name, "url": None, "source": None, "status": "skipped",
-                            "resumed": False, "attempts": 0, "tried": []}
+                            "resumed": False, "attempts": 0, "tried": [], "moved_aside": []}
     if dest.is_file() and gzip_is_complete(dest):
         info["bytes"] = dest.stat().st_size
         return info
@@ -578,6 +617,19 @@ def fetch_first(
         raise DownloadError(f"no source to download {dest.name} from; {hint}".rstrip("; "))
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
+    # whether every byte of the .part is this call's: a .part found on disk is not
+    mine = [not (part.exists() or part.is_symlink())]
+
+    def set_aside(why: str) -> None:
+        if mine[0]:
+            part.unlink()
+        else:
+            moved = mio.move_aside(part, why)
+            info["moved_aside"].append(moved.name)
+            log.warning("%s: could not be used (%s); moved aside to %s", part.name,
+                        "corrupt" if why == "damaged" else "the server restarted it", moved.name)
+        mine[0] = True  # what comes next is written from its first byte
+
     bar = _bar(progress, desc=dest.name, unit="B", unit_scale=True, unit_divisor=1024)
     tried: list[dict[str, Any]] = info["tried"]
     try:
@@ -594,11 +646,13 @@ def fetch_first(
             def attempt(url: str = src.url, attempts: list[int] = attempts) -> None:
                 attempts[0] += 1
                 info["attempts"] += 1
-                how = _stream_to_part(session, url, part, policy.timeout, bar)
+                how = _stream_to_part(session, url, part, policy.timeout, bar,
+                                      before_restart=lambda: set_aside("unused"))
                 info["resumed"] = info["resumed"] or how in ("resumed", "complete")
                 if not gzip_is_complete(part):
-                    part.unlink()  # corrupt, not merely short: the next attempt starts afresh
-                    raise _Transient("corrupt gzip", f"{url} does not decompress to its end")
+                    set_aside("damaged")  # corrupt, not merely short: the next try starts afresh
+                    raise _Transient("corrupt gzip",
+                                     f"{clip(url)} does not decompress to its end")
 
             try:
                 _check_url(src.url)
@@ -614,6 +668,11 @@ def fetch_first(
                     log.warning("%s from %s: %s; trying %s", dest.name, src.label, e,
                                 sources[k + 1].label)
                 continue
+            if dest.exists() or dest.is_symlink():  # damaged (a complete one was skipped)
+                moved = mio.move_aside(dest, "damaged")
+                info["moved_aside"].append(moved.name)
+                log.warning("%s: damaged (it does not decompress to its end); moved aside to "
+                            "%s", dest.name, moved.name)
             os.replace(part, dest)
             info.update(status="fetched", url=src.url, source=src.label,
                         bytes=dest.stat().st_size)
@@ -644,13 +703,13 @@ def _failure_message(name: str, tried: list[dict[str, Any]], hint: str) -> str:
                 "HTTPS_PROXY)" + (f"; {hint}" if hint else ""))
     if len(tried) == 1:
         t = tried[0]
-        line = (t["error"] if t["tls"]
-                else f"could not download {t['url']} {_tries(t['attempts'])}: {t['error']}")
+        line = (t["error"] if t["tls"] else
+                f"could not download {clip(t['url'])} {_tries(t['attempts'])}: {t['error']}")
         return f"{line}; {hint}" if hint else line
     lines = [f"could not download {name} from any of its {len(tried)} sources:"]
     for t in tried:
         when = "" if t["tls"] or t["skipped"] else f", {_tries(t['attempts'])}"
-        lines.append(f"  {t['source']}: {t['error']} ({t['url']}{when})")
+        lines.append(f"  {t['source']}: {t['error']} ({clip(t['url'])}{when})")
     if hint:
         lines.append(hint)
     return "\n".join(lines)
@@ -747,63 +806,138 @@ def _get_image_bytes(session: requests.Session, url: str, timeout: float) -> byt
     return bytes(buf)
 
 
-def fetch_image(sessions: _Sessions, asin: str, url: str | None, dest: Path,
-                policy: RetryPolicy) -> tuple[str, str, str]:
-    """Fetch one item image to ``dest``. Returns (asin, outcome, detail).
+@dataclass(frozen=True)
+class ImageOutcome:
+    """What :func:`fetch_image` did for one item."""
 
-    outcome: "skipped" (already valid), "fetched", or a failure reason
-    ("no image URL", "HTTP 404", "corrupt image", "timeout", "connection error",
-    "TLS error" (never retried), ...).
+    asin: str
+    outcome: str  # "skipped", "fetched", or a failure reason
+    detail: str = ""
+    moved_aside: str | None = None  # the damaged file found at dest, under its new name
+
+
+def fetch_image(sessions: _Sessions, asin: str, url: str | None, dest: Path,
+                policy: RetryPolicy, stop: threading.Event | None = None) -> ImageOutcome:
+    """Fetch one item image to ``dest``.
+
+    outcome: "skipped" (already valid), "fetched", "interrupted" (``stop`` was set
+    before it was written), or a failure reason ("no image URL", "HTTP 404",
+    "corrupt image", "timeout", "connection error", "TLS error" (never retried), ...).
+    A damaged file found at ``dest`` is moved aside to ``<name>.damaged-<n>``
+    (:func:`mdr.io.move_aside`), never deleted, and never used, whatever happens next.
     """
+    moved = None
     if dest.is_file():
         if image_problem(dest.read_bytes()) is None:
-            return asin, "skipped", ""
-        dest.unlink()  # a damaged image is never kept, whatever happens next
+            return ImageOutcome(asin, "skipped")
+        moved = mio.move_aside(dest, "damaged").name
     if not url:
-        return asin, "no image URL", ""
+        return ImageOutcome(asin, "no image URL", "", moved)
     try:
         _check_url(url)
         data = _with_retries(lambda: _get_image_bytes(sessions.get(), url, policy.timeout), policy)
     except (_Transient, _Permanent) as e:
-        return asin, e.reason, str(e)
+        return ImageOutcome(asin, e.reason, str(e), moved)
     problem = image_problem(data)
     if problem is not None:
-        return asin, "corrupt image", problem
+        return ImageOutcome(asin, "corrupt image", problem, moved)
+    if stop is not None and stop.is_set():  # the report is being written without it
+        return ImageOutcome(asin, "interrupted", "", moved)
     mio.write_bytes(dest, data)
-    return asin, "fetched", ""
+    return ImageOutcome(asin, "fetched", "", moved)
 
 
 def _safe_dest(images_dir: Path, asin: str) -> Path:
     dest = images_dir / image_filename(asin)
     if dest.resolve().parent != images_dir.resolve():  # image_filename guarantees it; be sure
-        raise DataError(f"image path for asin {asin!r} escapes {images_dir}")
+        raise DataError(f"image path for asin {shown(asin)} escapes {images_dir}")
     return dest
+
+
+class ImagesInterrupted(KeyboardInterrupt):
+    """Ctrl-C while :func:`fetch_images` ran: ``report`` holds what was done by then."""
+
+    def __init__(self, report: dict[str, Any]):
+        super().__init__("interrupted")
+        self.report = report
+
+
+_POLL_S = 0.1  # how often the main thread wakes while it waits for image results
 
 
 def fetch_images(urls: dict[str, str | None], images_dir: Path, policy: RetryPolicy,
                  workers: int = 8, progress: bool = True) -> dict[str, Any]:
-    """Fetch every item's image with a thread pool; returns counts and the failures."""
+    """Fetch every item's image with ``workers`` threads; returns counts and the failures.
+
+    The workers are daemon threads fed from a queue, so Ctrl-C takes effect at once:
+    the items not yet started are never asked for, requests in flight are abandoned (an
+    image that arrives afterwards is not written), and :class:`ImagesInterrupted` (a
+    ``KeyboardInterrupt``) carries the report of what was done (``interrupted``: true,
+    ``not_tried``: the items without an outcome). A re-run fetches the rest.
+    """
     images_dir.mkdir(parents=True, exist_ok=True)
+    todo = [(asin, url, _safe_dest(images_dir, asin)) for asin, url in sorted(urls.items())]
+    jobs: queue.SimpleQueue = queue.SimpleQueue()
+    for job in todo:
+        jobs.put(job)
+    results: queue.SimpleQueue = queue.SimpleQueue()
+    stop = threading.Event()
     sessions = _Sessions()
+
+    def work() -> None:
+        while not stop.is_set():
+            try:
+                asin, url, dest = jobs.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                results.put(fetch_image(sessions, asin, url, dest, policy, stop))
+            except BaseException as e:  # a bug (or a full disk): re-raised by the main thread
+                results.put(e)
+                return
+
     outcomes: Counter[str] = Counter()
     failures: list[dict[str, str | None]] = []
+    moved: list[str] = []
     bar = _bar(progress, total=len(urls), desc="images", unit="img")
+    threads = [threading.Thread(target=work, name=f"mdr-image-{i}", daemon=True)
+               for i in range(max(1, min(workers, len(todo))))]
+    done = 0
     try:
-        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-            futures = [pool.submit(fetch_image, sessions, asin, url, _safe_dest(images_dir, asin),
-                                   policy) for asin, url in sorted(urls.items())]
-            for fut in as_completed(futures):
-                asin, outcome, detail = fut.result()
-                outcomes[outcome] += 1
-                if outcome not in ("fetched", "skipped"):
-                    failures.append({"asin": asin, "url": urls[asin], "reason": outcome,
-                                     "detail": detail})
-                if bar is not None:
-                    bar.update(1)
+        for t in threads:
+            t.start()
+        while done < len(todo):
+            try:
+                res = results.get(timeout=_POLL_S)  # wakes up for Ctrl-C
+            except queue.Empty:
+                continue
+            if isinstance(res, BaseException):
+                raise res
+            done += 1
+            outcomes[res.outcome] += 1
+            if res.moved_aside is not None:
+                moved.append(res.moved_aside)
+            if res.outcome not in ("fetched", "skipped", "interrupted"):
+                failures.append({"asin": res.asin, "url": urls[res.asin],
+                                 "reason": res.outcome, "detail": res.detail})
+            if bar is not None:
+                bar.update(1)
+    except KeyboardInterrupt:
+        stop.set()
+        raise ImagesInterrupted(_image_counts(urls, outcomes, failures, moved,
+                                              len(todo) - done + outcomes["interrupted"])
+                                ) from None
     finally:
+        stop.set()  # the workers take no new item; one in flight is abandoned (daemon)
         sessions.close()
         if bar is not None:
             bar.close()
+    return _image_counts(urls, outcomes, failures, moved, 0)
+
+
+def _image_counts(urls: dict[str, str | None], outcomes: Counter[str],
+                  failures: list[dict[str, str | None]], moved: list[str],
+                  not_tried: int) -> dict[str, Any]:
     failures.sort(key=lambda f: f["asin"] or "")
     reasons = Counter(f["reason"] for f in failures)
     return {
@@ -812,12 +946,21 @@ def fetch_images(urls: dict[str, str | None], images_dir: Path, policy: RetryPol
         "fetched": outcomes["fetched"],
         "skipped": outcomes["skipped"],
         "failed": len(failures),
+        "interrupted": not_tried > 0,
+        "not_tried": not_tried,
         "reasons": dict(sorted(reasons.items())),
+        "moved_aside": sorted(moved),
         "failures": failures,
     }
 
 
 # -- the whole job ----------------------------------------------------------------------------
+
+
+def _own_name(name: str) -> bool:
+    """Whether ``name`` (in a download folder) is one a download writes (:data:`_OWN_FILE`)."""
+    return (name in ("images", "images_report.json") or _OWN_FILE.match(name) is not None
+            or _OWN_TEMP.match(name) is not None)
 
 
 def download(
@@ -844,6 +987,16 @@ def download(
     ``meta_url`` / ``base_url``. A category outside the release's list is
     accepted (when a safe name) only with a URL of one's own.
 
+    ``out`` follows the ownership rule of every mdr output (:func:`mdr.io.claim_folder`):
+    a new or empty folder (it gets mdr's marker, kind ``amazon-raw``), a folder an earlier
+    download made, or an unmarked folder holding nothing but what a download writes (the
+    reviews and metadata files of any category, their ``.part`` files and what was moved
+    aside, ``images/``, ``images_report.json``: files put there by hand, say). Anything
+    else (a folder of one's own files, a symbolic link, mdr output of another kind) is
+    refused with :class:`mdr.io.OutputError` before any request. Inside it, nothing the
+    download did not write is deleted or replaced: a file it cannot use is moved aside
+    (:func:`fetch_first`, :func:`fetch_image`).
+
     Returns a report: the category, each file's status (``fetched``/``skipped``,
     resumed or not, the source it came from and the sources that failed first),
     the item/user/review counts of the 5-core file, parse skips, and (with
@@ -851,7 +1004,8 @@ def download(
     which ``without_meta`` have no metadata record) with every failure and its
     reason, which is also written to ``<out>/images_report.json``. Raises
     :class:`DataError` for an unknown category, mirror or a bad URL, and
-    :class:`DownloadError` when a file cannot be had from any source.
+    :class:`DownloadError` when a file cannot be had from any source. Ctrl-C during the
+    images writes the report of what was fetched by then, then raises KeyboardInterrupt.
     """
     own_urls = base_url is not None or reviews_url is not None or meta_url is not None
     cat = resolve_category(category, year, allow_custom=own_urls)
@@ -859,7 +1013,9 @@ def download(
                         base_url=base_url, mirrors=mirrors)
     names = [m.name for m in (MIRRORS[year] if mirrors is None else mirrors)]
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    mio.claim_folder(out, OUTPUT_KIND, _own_name,
+                     "what a download writes (the release's reviews and metadata files, "
+                     "their .part files, images/, images_report.json)")
     policy = RetryPolicy(retries=max(0, retries), backoff=backoff, timeout=timeout)
     report: dict[str, Any] = {"category": cat, "year": year, "out": str(out), "files": {}}
     failed_hosts: dict[str, str] = {}  # TLS failed or unreachable: not asked for the other file
@@ -883,19 +1039,33 @@ def download(
         report["n_items_with_meta"] = len(metas)
         urls = {a: (metas[a].image_urls[0] if a in metas and metas[a].image_urls else None)
                 for a in asins}
-        img = fetch_images(urls, out / "images", policy, workers, progress)
-        for f in img["failures"]:  # say why an item has no URL: no record at all, or no field
-            if f["reason"] == "no image URL":
-                f["detail"] = ("no metadata record" if f["asin"] not in metas
-                               else "metadata lists no image")
-        # counted apart too (they stay among the failures): missing data, not a failed fetch
-        counts = {"without_url": sum(u is None for u in urls.values()),
-                  "without_meta": len(asins) - len(metas)}
-        img = _insert_after(img, "failed", counts)  # beside the counts, before the long list
-        report["images"] = img
-        mio.write_json(out / "images_report.json", {"category": cat, "year": year, **img})
+        try:
+            img = fetch_images(urls, out / "images", policy, workers, progress)
+        except ImagesInterrupted as stopped:
+            img = _write_images_report(out, cat, year, stopped.report, urls, metas, asins)
+            log.warning("interrupted: %s written (%d of %d images fetched or present, %d not "
+                        "tried); a re-run fetches the rest", out / "images_report.json",
+                        img["ok"], img["items"], img["not_tried"])
+            raise
+        report["images"] = _write_images_report(out, cat, year, img, urls, metas, asins)
     report["skips"] = skips.as_dict()
     return report
+
+
+def _write_images_report(out: Path, cat: str, year: int, img: dict[str, Any],
+                         urls: dict[str, str | None], metas: dict[str, ItemMeta],
+                         asins: set[str]) -> dict[str, Any]:
+    """The images report as returned and as ``<out>/images_report.json``."""
+    for f in img["failures"]:  # say why an item has no URL: no record at all, or no field
+        if f["reason"] == "no image URL":
+            f["detail"] = ("no metadata record" if f["asin"] not in metas
+                           else "metadata lists no image")
+    # counted apart too (they stay among the failures): missing data, not a failed fetch
+    counts = {"without_url": sum(u is None for u in urls.values()),
+              "without_meta": len(asins) - len(metas)}
+    img = _insert_after(img, "failed", counts)  # beside the counts, before the long list
+    mio.write_json(out / "images_report.json", {"category": cat, "year": year, **img})
+    return img
 
 
 def _insert_after(d: dict[str, Any], key: str, extra: dict[str, Any]) -> dict[str, Any]:

@@ -71,7 +71,7 @@ from mdr import io as mio
 from mdr.config import PhotoCorpusConfig
 from mdr.data.dataset import check_prepared, load_npy, load_npz, read_jsonl, read_manifest
 from mdr.data.images import load_images
-from mdr.data.parse import DataError, SkipLog
+from mdr.data.parse import DataError, SkipLog, clip, shown
 from mdr.data.preprocess import sha256
 from mdr.seeding import rng
 
@@ -145,7 +145,7 @@ def _records(path: Path) -> Iterator[tuple[int, list[str]]]:
                     yield start, rec
                 start = reader.line_num + 1
         except csv.Error as e:
-            raise DataError(f"{path}:{reader.line_num}: unreadable CSV ({e})") from e
+            raise DataError(f"{path}:{reader.line_num}: unreadable CSV ({clip(str(e))})") from e
 
 
 def _read_names(path: Path) -> list[tuple[int, str]]:
@@ -164,14 +164,14 @@ def _header_index(path: Path, header: list[str]) -> dict[str, int]:
     index = {name.strip(): i for i, name in enumerate(header)}
     missing = [c for c in COLUMNS if c not in index]
     if missing:
-        raise DataError(f"{path}:1: missing column(s) {missing}; header is {header}")
+        raise DataError(f"{path}:1: missing column(s) {missing}; header is {shown(header)}")
     return index
 
 
 def _malformed(strict: bool, skips: SkipLog, reason: str, path: Path, line: int,
                detail: str) -> None:
     if strict:
-        raise DataError(f"{path}:{line}: {reason} ({detail})")
+        raise DataError(f"{path}:{line}: {reason} ({clip(detail)})")
     skips.add(reason, f"{path.name}:{line}", detail)
 
 
@@ -201,11 +201,11 @@ def read_styles(src: Path, skips: SkipLog, strict: bool = False) -> tuple[list[R
             item_id = int(rec[index["id"]].strip())
         except ValueError:
             _malformed(strict, skips, "styles.csv row with a non-integer id", path, line,
-                       repr(rec[index["id"]])[:40])
+                       shown(rec[index["id"]], 40))
             continue
         if item_id in seen:
             _malformed(strict, skips, "repeated id in styles.csv", path, line,
-                       f"id {item_id} first on line {seen[item_id]}")
+                       f"id {clip(str(item_id), 40)} first on line {seen[item_id]}")
             continue
         seen[item_id] = line
         values = {c: rec[i].strip() for c, i in index.items()}
@@ -448,7 +448,7 @@ class FashionImages:
         manifest = check_prepared(root, REQUIRED_FILES, FORMAT_VERSION,
                                   "run `mdr data fashion-images` first")
         if manifest.get("kind") != KIND:
-            raise DataError(f"{root}/dataset.json: kind {manifest.get('kind')!r}, "
+            raise DataError(f"{root}/dataset.json: kind {shown(manifest.get('kind'))}, "
                             f"expected {KIND!r}")
         return cls(root)
 

@@ -14,12 +14,28 @@ a UTF-8 byte-order mark is ignored and undecodable bytes become U+FFFD.
 
 What bad input gets (``strict`` / ``lenient`` are the callers' options):
 
-- **Line-level damage** (a line that is not JSON / not a Python literal, not an
-  object, without ``reviewerID``/``asin``, or whose ``unixReviewTime`` is not a
-  finite non-negative integer below 2**53: ``true``, ``-5``, ``Infinity``,
-  ``NaN``, ``1e30``, ``"abc"``): a counted skip naming ``file:line`` and why
-  (:class:`SkipLog`); ``strict=True`` raises :class:`DataError` at the first one.
-  A string of decimal digits and an integral float are read as the integer.
+- **Line-level damage** (a line that is not JSON / not a Python literal, or that
+  its parser refuses for any reason: an integer literal longer than Python's
+  int-string limit of 4300 digits, nesting deeper than the recursion limit, a
+  line too large to parse, an unhashable dict key; a line that is not an object,
+  without ``reviewerID``/``asin``, or whose ``unixReviewTime`` is not a finite
+  non-negative integer below 2**53: ``true``, ``-5``, ``Infinity``, ``NaN``,
+  ``1e30``, ``"abc"``, ``1400000000.5``): a counted skip naming ``file:line`` and
+  why (:class:`SkipLog`); ``strict=True`` raises :class:`DataError` at the first
+  one. A string of decimal digits and an integral float are read as the integer.
+  Fields the records do not need (``price``, ``vote``, ``helpful``...) are never
+  converted, so odd values there cost nothing; a rating that is not a finite
+  number (``NaN``, ``1e400``, an integer too large for a float) is read as None.
+- **Text that cannot be written back**: every string a record keeps (ids,
+  review text, title, brand, categories, image URLs) is made writable as UTF-8
+  (:func:`writable`): a surrogate pair (as Python 2 wrote non-BMP characters in
+  the 2014 metadata, ``'\\ud83d\\ude00'``) becomes its character, and a lone
+  surrogate (JSON ``"\\ud800"``) becomes U+FFFD. Each field so repaired is
+  counted in the skips report (:data:`REPAIRED`, the record is kept), so a
+  prepare never fails at the end when it writes the text out.
+- **Messages are bounded**: a value of the input quoted in a message or a skip
+  example is cut to :data:`MAX_SHOWN` characters (:func:`clip`, :func:`shown`),
+  whatever its size (a 10 MB line, a huge id or integer).
 - **Whole-file damage**: a gzip stream that is truncated, corrupt or not gzip,
   or a file in which MORE THAN HALF (:data:`MALFORMED_LIMIT`) of the examined
   non-empty lines are malformed (e.g. a metadata file of the other release), raises
@@ -37,6 +53,7 @@ import io
 import json
 import math
 import re
+import reprlib
 import zlib
 from collections import Counter
 from collections.abc import Iterable, Iterator
@@ -57,11 +74,55 @@ Format = Literal["amazon2014", "amazon2018"]
 YEARS: dict[int, Format] = {2014: "amazon2014", 2018: "amazon2018"}
 MALFORMED_LIMIT = 0.5  # more than this share of malformed lines: the file as a whole is damaged
 MAX_TIME = 2**53  # timestamps at or above this are not seconds (nor milliseconds) of any date
+MAX_SHOWN = 200  # characters of an input value quoted in a message, at most
+REPAIRED = "text field repaired (characters not writable as UTF-8 replaced by U+FFFD)"
 _GZIP_MAGIC = b"\x1f\x8b"
+_SURROGATE = re.compile("[\ud800-\udfff]")
+# what json.loads / ast.literal_eval raise for a line they refuse (JSONDecodeError,
+# SyntaxError, the int-string limit's ValueError, RecursionError, MemoryError, an
+# unhashable key's TypeError, a literal whose value overflows); nothing else
+_PARSE_ERRORS = (ValueError, SyntaxError, TypeError, MemoryError, RecursionError, OverflowError)
+_HINT_MAX_LINE = 1 << 20  # longer malformed lines are not parsed a second time for the hint
 
 
 class DataError(ValueError):
     """Bad input that cannot be skipped: names the file (and line)."""
+
+
+def clip(text: str, limit: int = MAX_SHOWN) -> str:
+    """``text`` cut to ``limit`` characters; a cut one ends with "..." and its length."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text)} characters)"
+
+
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxstring, _REPR.maxother, _REPR.maxlong = 3, MAX_SHOWN, MAX_SHOWN, 60
+
+
+def shown(value: Any, limit: int = MAX_SHOWN) -> str:
+    """A bounded ``repr`` of an input value for a message: at most about ``limit``
+    characters, and it never raises (an integer too long for ``repr``, a structure
+    nested too deeply)."""
+    if isinstance(value, str):
+        text = repr(value[:limit])  # its quotes, and escapes, may make it longer: cut again
+        cut = len(value) > limit or len(text) > limit + 2
+        return text[:limit + 2] + (f"... ({len(value)} characters)" if cut else "")
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 600:
+        return f"<an integer of about {int(value.bit_length() * math.log10(2)) + 1} digits>"
+    try:
+        return clip(_REPR.repr(value), limit)
+    except (ValueError, RecursionError, MemoryError, TypeError):
+        return f"<{type(value).__name__}>"
+
+
+def writable(text: str) -> str:
+    """``text`` as it can be written as UTF-8: surrogate pairs joined into their
+    character, every lone surrogate replaced by U+FFFD (the only code points UTF-8
+    cannot encode); anything else unchanged."""
+    if text.isascii() or _SURROGATE.search(text) is None:
+        return text
+    return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
 
 
 @dataclass
@@ -73,9 +134,13 @@ class SkipLog:
     max_examples: int = 20
 
     def add(self, reason: str, where: str = "", detail: str = "") -> None:
+        """Count one ``reason``; the example names ``where`` and ``detail``, each cut to
+        :data:`MAX_SHOWN` characters."""
         self.counts[reason] += 1
         if len(self.examples) < self.max_examples:
-            self.examples.append(f"{where}: {reason}" + (f" ({detail})" if detail else ""))
+            detail = writable(clip(detail))
+            self.examples.append(f"{writable(clip(where))}: {reason}"
+                                 + (f" ({detail})" if detail else ""))
 
     def total(self) -> int:
         return sum(self.counts.values())
@@ -186,9 +251,48 @@ def _lines(path: Path, skips: SkipLog, strict: bool, lenient: bool) -> Iterator[
 def _fail(strict: bool, skips: SkipLog, reason: str, path: Path, lineno: int, detail: str,
           damage: _Damage) -> None:
     if strict:
-        raise DataError(f"{path}:{lineno}: {reason} ({detail})")
+        raise DataError(f"{path}:{lineno}: {reason} ({clip(detail)})")
     skips.add(reason, f"{path.name}:{lineno}", detail)
     damage.bad(lineno, reason)
+
+
+def _refused(e: BaseException, usual: str) -> str:
+    """Why a parser refused a line (the skip's detail): ``usual``, or what Python's
+    int-string limit means in a few words."""
+    if isinstance(e, ValueError | SyntaxError) and "integer string conversion" in str(e):
+        return "an integer literal of more than 4300 digits"
+    return usual or type(e).__name__
+
+
+def _repair(skips: SkipLog, where: str, **fields: str) -> dict[str, str]:
+    """``fields`` made :func:`writable`; each field changed is counted as :data:`REPAIRED`."""
+    out = {}
+    for name, value in fields.items():
+        fixed = writable(value)
+        if fixed is not value:  # writable returns its argument when nothing needs a repair
+            skips.add(REPAIRED, where, name)
+        out[name] = fixed
+    return out
+
+
+def _repair_all(skips: SkipLog, where: str, name: str, values: Iterable[str]) -> tuple[str, ...]:
+    """Each of ``values`` made :func:`writable` (one count per field with a repair)."""
+    values = tuple(values)
+    fixed = tuple(writable(v) for v in values)
+    if fixed != values:
+        skips.add(REPAIRED, where, name)
+    return fixed
+
+
+def _rating(value: Any) -> float | None:
+    """A star rating as a finite float, else None (never raises: a huge integer, a string,
+    NaN are all "no rating")."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if isinstance(value, int) and not -(2**53) <= value <= 2**53:
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
 
 
 def parse_time(value: Any) -> int | None:
@@ -221,8 +325,9 @@ def iter_reviews(
         damage.examined += 1
         try:
             obj = json.loads(line)
-        except (json.JSONDecodeError, RecursionError) as e:
-            _fail(strict, skips, "malformed review line", path, lineno, str(e)[:80], damage)
+        except _PARSE_ERRORS as e:  # whatever the parser refuses: never a traceback
+            _fail(strict, skips, "malformed review line", path, lineno,
+                  _refused(e, str(e)[:80]), damage)
             continue
         if not isinstance(obj, dict):
             _fail(strict, skips, "review line is not an object", path, lineno,
@@ -236,18 +341,17 @@ def iter_reviews(
         if t is None:
             reason = ("review without unixReviewTime" if raw_t is None
                       else "review with an invalid unixReviewTime (not a finite integer >= 0)")
-            _fail(strict, skips, reason, path, lineno, repr(raw_t)[:40], damage)
+            _fail(strict, skips, reason, path, lineno, shown(raw_t, 40), damage)
             continue
         parts = [obj.get("summary"), obj.get("reviewText")]
         text = " ".join(p for p in parts if isinstance(p, str) and p.strip())
-        rating = obj.get("overall")
-        ok_rating = isinstance(rating, int | float) and not isinstance(rating, bool)
+        fixed = _repair(skips, f"{path.name}:{lineno}", reviewerID=user, asin=asin, text=text)
         yield Review(
-            user=user,
-            asin=asin,
+            user=fixed["reviewerID"],
+            asin=fixed["asin"],
             time=t,
-            text=text,
-            rating=float(rating) if ok_rating and math.isfinite(rating) else None,
+            text=fixed["text"],
+            rating=_rating(obj.get("overall")),
             line=lineno,
         )
     damage.check()
@@ -263,7 +367,8 @@ def _as_str_list(v: Any) -> list[str]:
 
 def _parse_meta_obj(obj: dict, fmt: Format) -> tuple[str, tuple, str, tuple[str, ...]]:
     if fmt == "amazon2014":
-        cats = obj.get("categories") or []
+        cats = obj.get("categories")
+        cats = cats if isinstance(cats, list | tuple) else ()  # a number, a dict: no categories
         categories = tuple(tuple(_as_str_list(p)) for p in cats if isinstance(p, list | tuple))
         urls = tuple(_as_str_list(obj.get("imUrl")))
     else:
@@ -276,9 +381,11 @@ def _parse_meta_obj(obj: dict, fmt: Format) -> tuple[str, tuple, str, tuple[str,
 
 def _parses_as(line: str, fmt: Format) -> bool:
     """Whether ``line`` is a dict in ``fmt``'s syntax (for the wrong-release hint)."""
+    if len(line) > _HINT_MAX_LINE:
+        return False
     try:
         obj = ast.literal_eval(line) if fmt == "amazon2014" else json.loads(line)
-    except (ValueError, SyntaxError, MemoryError, RecursionError, TypeError):
+    except _PARSE_ERRORS:
         return False
     return isinstance(obj, dict)
 
@@ -307,14 +414,16 @@ def iter_meta(
     for lineno, line in _lines(path, skips, strict, lenient):
         if keep is not None:
             # cheap pre-filter on the literal "asin": "..." pair; full parse when absent
+            # (an asin written with escapes is parsed in full: its text is not the asin)
             m = _ASIN_RE.search(line)
-            if m is not None and m.group(1) not in keep:
+            if m is not None and "\\" not in m.group(1) and m.group(1) not in keep:
                 continue
         damage.examined += 1
         try:
             obj = ast.literal_eval(line) if fmt == "amazon2014" else json.loads(line)
-        except (ValueError, SyntaxError, MemoryError, RecursionError, TypeError) as e:
-            detail = type(e).__name__ + (f": {e}"[:80] if isinstance(e, SyntaxError) else "")
+        except _PARSE_ERRORS as e:  # whatever the parser refuses: never a traceback
+            detail = _refused(e, type(e).__name__
+                              + (f": {e}"[:80] if isinstance(e, SyntaxError) else ""))
             if _parses_as(line, other):
                 damage.other_release += 1
             _fail(strict, skips, "malformed meta line", path, lineno, detail, damage)
@@ -322,10 +431,15 @@ def iter_meta(
         if not isinstance(obj, dict) or not isinstance(obj.get("asin"), str):
             _fail(strict, skips, "meta line without asin", path, lineno, line[:60], damage)
             continue
-        if keep is not None and obj["asin"] not in keep:
+        asin = writable(obj["asin"])
+        if keep is not None and asin not in keep:
             continue
         title, categories, brand, urls = _parse_meta_obj(obj, fmt)
-        yield ItemMeta(obj["asin"], title, categories, brand, urls, lineno)
+        where = f"{path.name}:{lineno}"
+        fixed = _repair(skips, where, asin=obj["asin"], title=title, brand=brand)
+        categories = tuple(_repair_all(skips, where, "categories", c) for c in categories)
+        urls = _repair_all(skips, where, "image URLs", urls)
+        yield ItemMeta(asin, fixed["title"], categories, fixed["brand"], urls, lineno)
     syntax = {"amazon2014": "Python literals", "amazon2018": "JSON"}
     damage.check(f"they are {syntax[other]}: metadata of the {other[-4:]} release? "
                  f"{fmt[-4:]} metadata is {syntax[fmt]}")

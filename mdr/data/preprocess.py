@@ -10,10 +10,13 @@ layout plus ``factors.json``). The steps, in order:
    must not exist, be empty, or (with ``overwrite``) hold an earlier prepared
    dataset (:mod:`mdr.io`'s ownership marker); it must not be or contain ``raw``.
 1. **Reviews** (:func:`read_reviews`): strict JSON lines. A damaged line
-   (malformed, no ids, a time that is not a finite integer >= 0) is a counted
-   skip naming ``file:line`` (``strict=True`` raises instead); a damaged FILE (a
-   truncated or corrupt gzip, more than half of its lines malformed) is an error
-   unless ``lenient=True`` (:mod:`mdr.data.parse` documents the rules).
+   (malformed, or refused by the parser for any reason: a 5,000-digit integer,
+   nesting too deep; no ids, a time that is not a finite integer >= 0) is a
+   counted skip naming ``file:line`` (``strict=True`` raises instead); a damaged
+   FILE (a truncated or corrupt gzip, more than half of its lines malformed) is an
+   error unless ``lenient=True``. Text that cannot be written as UTF-8 (a lone
+   surrogate) is repaired to U+FFFD and counted, so writing the folder never fails
+   on it (:mod:`mdr.data.parse` documents the rules).
 2. **k-core and repeats, one rule for every release**: (a) ``k``-core filtering
    (:func:`k_core`: users and items with fewer than ``k`` behaviours removed,
    repeatedly) runs on the review lines AS PUBLISHED, repeats included, and
@@ -93,10 +96,12 @@ from mdr.data.parse import (
     Format,
     ItemMeta,
     SkipLog,
+    clip,
     find_inputs,
     image_filename,
     iter_meta,
     iter_reviews,
+    shown,
 )
 from mdr.data.shop import load_factors
 from mdr.seeding import rng
@@ -143,7 +148,7 @@ def read_reviews(path: Path, skips: SkipLog, strict: bool, progress: bool,
         if _LINE_BREAK.search(r.user) or _LINE_BREAK.search(r.asin):
             if strict:
                 raise DataError(f"{path}:{r.line}: reviewerID/asin contains a line break")
-            skips.add("review id with a line break", f"{path.name}:{r.line}", repr(r.user)[:40])
+            skips.add("review id with a line break", f"{path.name}:{r.line}", shown(r.user, 40))
             continue
         user.append(r.user)
         asin.append(r.asin)
@@ -289,7 +294,7 @@ def eval_lists(
     if short.size:
         u = int(short[0])
         raise DataError(
-            f"user {user_ids[u]!r} has only {n_items - n_hist[u]} items outside their history, "
+            f"user {shown(user_ids[u])} has only {n_items - n_hist[u]} items outside their history, "
             f"fewer than n_neg={n_neg} ({short.size} such users); use a smaller --n-neg "
             f"(at most {int(n_items - n_hist.max())})"
         )
@@ -422,10 +427,22 @@ def _check_out(out: Path, raw: Path, images: Path, overwrite: bool) -> None:
     mio.check_output(out, OUTPUT_KIND, overwrite)
 
 
+def _load_factors(path: Path) -> dict[str, Any]:
+    """``factors.json``, validated; a value its parser or checks refuse (an integer of
+    5,000 digits, nesting too deep, an unhashable modality) is a DataError naming it."""
+    try:
+        return load_factors(path)
+    except DataError:
+        raise
+    except (ValueError, TypeError, RecursionError, MemoryError) as e:
+        raise DataError(f"{path}: not a valid factors file ({type(e).__name__}: "
+                        f"{clip(str(e), 120)})") from e
+
+
 def _check_name(name: str | None) -> None:
     """A dataset name becomes a results folder name: no separators, no ``..``."""
     if name is not None and (not _SAFE_DATASET_NAME.match(name) or ".." in name):
-        raise DataError(f"dataset name {name!r}: use letters, digits, '_', '-' and '.' "
+        raise DataError(f"dataset name {shown(name)}: use letters, digits, '_', '-' and '.' "
                         "(at most 100 characters, no '..')")
 
 
@@ -465,7 +482,7 @@ def prepare(
     fmt, reviews_path, meta_path = inputs.fmt, inputs.reviews, inputs.meta
     factors_path = raw / FACTORS_FILE
     synthetic = factors_path.is_file()
-    factors_doc = load_factors(factors_path) if synthetic else None
+    factors_doc = _load_factors(factors_path) if synthetic else None
     img_root = Path(images_dir) if images_dir is not None else raw / "images"
     if images_dir is not None and not img_root.is_dir():
         raise DataError(f"{img_root}: images folder not found (--images-dir)")
