@@ -41,8 +41,9 @@ def _env(session: nox.Session, groups: tuple[str, ...] = ("test", "lint")) -> di
     if stamp_key not in have:
         group_args = [a for g in groups for a in ("--group", g)]
         # the project's dependencies, resolved once (torch: several GB, reused by every session)
-        session.run(str(BIN / "python"), "-m", "pip", "install", "-q", ".", *group_args,
-                    external=True)
+        # the cluster extra too: the slow session runs the grid on a local Ray
+        session.run(str(BIN / "python"), "-m", "pip", "install", "-q", ".[cluster]",
+                    *group_args, external=True)
         stamp.write_text("\n".join([*have, stamp_key]))
     # the project itself, fresh and not editable: tests see what a user installs
     session.run(str(BIN / "python"), "-m", "pip", "install", "-q", "--no-deps",

@@ -607,7 +607,7 @@ def parse_options(argv: list[str] | None, doc: str) -> Options:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="a dotted config override for every run of the table, e.g. "
                         "loss.beta=4 (repeatable; with --tag, a sweep beside the table)")
-    p.add_argument("--tag", default="", type=safe_name,
+    p.add_argument("--tag", default=None, type=safe_name,
                    help="suffix for the outputs (table2_<tag>.csv ...), e.g. --set loss.beta=4 "
                         "--tag beta4: a sweep beside the default table instead of over it")
     p.add_argument("--force", action="store_true", help="rerun finished runs")

@@ -36,7 +36,7 @@ mkdir -p "$RESULTS" "$WORK"
 command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
 $PY -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"
 now() { date +%s.%N; }
-CFG=benchmarks/configs/mdr_amazon_cloth.yaml
+CFG=benchmarks/configs/mdr_amazon.yaml  # the real-data config: 64x64 images, bf16 on CUDA
 SHOP="$WORK/shop"
 
 echo "== 1. data: synth + prepare the $SIZE shop at 64x64 (wall time, peak memory)"
