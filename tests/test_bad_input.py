@@ -536,6 +536,49 @@ def run_untouched(c: Ctx, r: Result) -> None:
     assert c.p("run", "test.json").read_bytes() == (c.run / "test.json").read_bytes()
 
 
+_HELD: list[int] = []  # lock file descriptors held for the case in progress
+
+
+def held(folder: Path) -> Path:
+    """``folder`` with its run-folder lock held, as another command holding it would (pid
+    4242 written in it); :func:`released` lets it go."""
+    import fcntl
+
+    fd = os.open(folder / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    os.write(fd, b"4242\n")
+    _HELD.append(fd)
+    return folder
+
+
+@described("the finished run is untouched; the lock is released")
+def released(c: Ctx, r: Result) -> None:
+    while _HELD:
+        os.close(_HELD.pop())
+    run_untouched(c, r)
+
+
+def run_with_cut(name: str, keep: int) -> Callable[[Ctx], Path]:
+    """A copy of the finished run whose ``name`` is cut to its first ``keep`` bytes."""
+    def make(c: Ctx) -> Path:
+        root = c.run_copy()
+        (root / name).write_bytes((root / name).read_bytes()[:keep])
+        return root
+
+    return make
+
+
+@described("no DONE: the run is not marked finished")
+def not_finished(c: Ctx, r: Result) -> None:
+    assert not c.p("r", "DONE").exists() and not c.p("r", "test.json").exists()
+
+
+def config_with(c: Ctx, extra: str) -> Path:
+    path = c.p("twice.yaml")
+    path.write_text(CONFIG.read_text(encoding="utf-8") + extra, encoding="utf-8")
+    return path
+
+
 CASES: list[Case] = [
     # --- data loss: no command deletes what it did not create
     Case("synth-out-user-folder", lambda c: synth(c, out=c.user_folder()), 2,
@@ -916,6 +959,30 @@ CASES: list[Case] = [
          file_intact("shop/dataset.json", "{}")),
     Case("download-into-hand-put-release-files", lambda c: download_cmd(release_files(c)), 0,
          f'"skipped": [\n    "{REV}",\n    "{META}"\n  ]', hand_put_files_kept),
+    # --- one command per folder, names that stay in their folder, divergence as one line
+    Case("train-resume-on-a-run-in-use", lambda c: train(c, "--resume",
+                                                         out=held(c.run_copy())), 2,
+         "in use by another command (pid 4242)", released),
+    Case("train-resume-after-a-cut-test-json", lambda c: [
+        "train", "--config", CONFIG, "--data", c.proc, "--resume", "-q",
+        "--out", run_with_cut("test.json", 20)(c), "--epochs", "2", "--max-steps", "6",
+        "--set", "train.batch_size=256", "--set", "train.full_ranking=false"],
+         0, "", described("test.json scored again: the same bytes as the finished run's")(
+             run_untouched)),
+    Case("prepare-name-a-path", lambda c: prep(c, "--name", "../evil"), 2,
+         "argument --name: '../evil' cannot be part of a file name", nothing_created),
+    Case("download-category-a-path", lambda c: download_cmd(c.p("dl"), "--category", "../../etc"), 2,
+         "argument --category: '../../etc' cannot be part of a file name"),
+    Case("train-diverges", lambda c: train(c, "--set", "train.lr=1e30"), 2,
+         "diverged; lower train.lr", not_finished),
+    Case("train-weight-decay-infinite", lambda c: train(c, "--set", "train.weight_decay=.inf"),
+         2, "config.train.weight_decay: expected a finite number, got inf", no_run),
+    Case("train-config-key-twice", lambda c: train(c, config=config_with(c, "\ntrain:\n  lr: 0.1\n")),
+         2, "key 'train' given twice (first on line", no_run),
+    Case("train-image-channels-empty", lambda c: train(c, "--set", "model.image_channels=[]"),
+         2, "need image_channels: 1 to 16 widths from 1 to 4096 (got [])", no_run),
+    Case("train-id-dim-negative", lambda c: train(c, "--set", "model.id_dim=-1"), 2,
+         "need id_dim and text_hidden from 1 to 4096 (got -1", no_run),
 ]
 
 
