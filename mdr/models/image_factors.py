@@ -157,6 +157,7 @@ class ImageFactorModel(nn.Module):
     def combine(self, terms: dict[str, Tensor]) -> Tensor:
         """visual * (rec + beta * kl) + mu * ws: Eq. 11 plus Eq. 13."""
         lc = self.loss_cfg
+        # Eq. 11, the beta-weighted Lagrangian (Eq. 7) of Eqs. 5-6, plus Eq. 13
         return lc.visual * (terms["rec"] + lc.beta * terms["kl"]) + lc.mu * terms["ws"]
 
     def calculate_loss(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:

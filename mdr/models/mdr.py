@@ -498,7 +498,7 @@ class MDRRecommender(nn.Module):
         lc = self.loss_cfg
         return (
             lc.gamma * terms["pred"]
-            + lc.visual * (terms["rec"] + lc.beta * terms["kl"])
+            + lc.visual * (terms["rec"] + lc.beta * terms["kl"])  # Eq. 11 (= Eq. 7)
             + lc.text * (terms["text"] + lc.ortho * terms["ortho"])
             + lc.eta * terms["reg"]
             + lc.mu * terms["ws"]

@@ -179,7 +179,7 @@ class TextAspectModel(nn.Module):
         mask = tokens != PAD  # (n, L)
         w = self.word_vectors[tokens]  # (n, L, d)
         t = self.encoder(w, mask)  # (n, d)
-        z = torch.cat([ae(t) for ae in self.extractors], dim=-1)  # (n, q)
+        z = torch.cat([ae(t) for ae in self.extractors], dim=-1)  # Eq. 3: (n, q)
         return t, z
 
     def aspect_logits(self, r_text: Tensor) -> Tensor:
