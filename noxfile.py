@@ -35,19 +35,37 @@ def _env(session: nox.Session, groups: tuple[str, ...] = ("test", "lint")) -> di
     stamp = ENV / ".mdr-deps-stamp"
     if not (BIN / "python").exists():
         session.run(sys.executable, "-m", "venv", str(ENV), external=True)
-        session.run(str(BIN / "python"), "-m", "pip", "install", "-q", "--upgrade", "pip",
-                    external=True)
+        session.run(
+            str(BIN / "python"), "-m", "pip", "install", "-q", "--upgrade", "pip", external=True
+        )
     have = stamp.read_text().split() if stamp.exists() else []
     if stamp_key not in have:
         group_args = [a for g in groups for a in ("--group", g)]
         # the project's dependencies, resolved once (torch: several GB, reused by every session)
         # the cluster extra too: the slow session runs the grid on a local Ray
-        session.run(str(BIN / "python"), "-m", "pip", "install", "-q", ".[cluster]",
-                    *group_args, external=True)
+        session.run(
+            str(BIN / "python"),
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            ".[cluster]",
+            *group_args,
+            external=True,
+        )
         stamp.write_text("\n".join([*have, stamp_key]))
     # the project itself, fresh and not editable: tests see what a user installs
-    session.run(str(BIN / "python"), "-m", "pip", "install", "-q", "--no-deps",
-                "--force-reinstall", ".", external=True)
+    session.run(
+        str(BIN / "python"),
+        "-m",
+        "pip",
+        "install",
+        "-q",
+        "--no-deps",
+        "--force-reinstall",
+        ".",
+        external=True,
+    )
     return {
         "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
         "VIRTUAL_ENV": str(ENV),
@@ -77,9 +95,10 @@ def tests_slow(session: nox.Session) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """Lint with ruff (the rules are in pyproject.toml)."""
+    """Lint with ruff: the rules, then the formatting (both in pyproject.toml)."""
     env = _env(session)
     session.run(str(BIN / "ruff"), "check", ".", *session.posargs, env=env, external=True)
+    session.run(str(BIN / "ruff"), "format", "--check", ".", env=env, external=True)
 
 
 def _script_session(name: str, script: str, doc: str) -> None:
@@ -104,27 +123,60 @@ def figures(session: nox.Session) -> None:
 
 
 for _name, _script, _doc in [
-    ("reproduce-table1", "table1",
-     "Regenerate Table 1 (dataset statistics); default: the embedded `small` shop."),
-    ("reproduce-table2", "table2",
-     "Regenerate Table 2 (every model x 3 seeds); default: the embedded `small` shop."),
-    ("reproduce-table3", "table3",
-     "Regenerate Table 3 (MDR with and without the information constraint)."),
-    ("tune", "tune",
-     "Tune every model of Table 2 on validation only (Optuna; same trials for every model)."),
-    ("claims", "claims",
-     "Write results/claims.md: each claim of the paper, our evidence per dataset, a verdict."),
-    ("disentanglement", "disentanglement",
-     "Score disentanglement (DCI, MIG, slot probe) of every representation run of Table 2/3."),
-    ("image-branch", "image_branch",
-     "Diagnose a run's image decoder (error vs the mean image, dead units) vs a VAE alone."),
-    ("fashion", "fashion",
-     "Real product photos: prepare, train the image side with weak labels, Figure 4 + scores."),
-    ("notebooks", "notebooks",
-     "Execute the jupytext notebooks on results/ into HTML (results/notebooks/)."),
-    ("speed", "speed",
-     "The speed suite on this machine: data, training, evaluation, FLOP efficiency."),
-    ("speed-data", "speed_data",
-     "Measure synth and prepare of the Cloth-sized shop (wall time, peak memory)."),
+    (
+        "reproduce-table1",
+        "table1",
+        "Regenerate Table 1 (dataset statistics); default: the embedded `small` shop.",
+    ),
+    (
+        "reproduce-table2",
+        "table2",
+        "Regenerate Table 2 (every model x 3 seeds); default: the embedded `small` shop.",
+    ),
+    (
+        "reproduce-table3",
+        "table3",
+        "Regenerate Table 3 (MDR with and without the information constraint).",
+    ),
+    (
+        "tune",
+        "tune",
+        "Tune every model of Table 2 on validation only (Optuna; same trials for every model).",
+    ),
+    (
+        "claims",
+        "claims",
+        "Write results/claims.md: each claim of the paper, our evidence per dataset, a verdict.",
+    ),
+    (
+        "disentanglement",
+        "disentanglement",
+        "Score disentanglement (DCI, MIG, slot probe) of every representation run of Table 2/3.",
+    ),
+    (
+        "image-branch",
+        "image_branch",
+        "Diagnose a run's image decoder (error vs the mean image, dead units) vs a VAE alone.",
+    ),
+    (
+        "fashion",
+        "fashion",
+        "Real product photos: prepare, train the image side with weak labels, Figure 4 + scores.",
+    ),
+    (
+        "notebooks",
+        "notebooks",
+        "Execute the jupytext notebooks on results/ into HTML (results/notebooks/).",
+    ),
+    (
+        "speed",
+        "speed",
+        "The speed suite on this machine: data, training, evaluation, FLOP efficiency.",
+    ),
+    (
+        "speed-data",
+        "speed_data",
+        "Measure synth and prepare of the Cloth-sized shop (wall time, peak memory).",
+    ),
 ]:
     _script_session(_name, _script, _doc)

@@ -91,28 +91,48 @@ _FLOAT32_EXACT = 2**24  # deepctr feeds ids as float32: integers are exact below
 # --------------------------------------------------------------------------- features
 
 
-def feature_columns(n_users: int, n_items: int, n_categories: int, max_hist: int,
-                    embedding_dim: int) -> list[SparseFeat | VarLenSparseFeat]:
+def feature_columns(
+    n_users: int, n_items: int, n_categories: int, max_hist: int, embedding_dim: int
+) -> list[SparseFeat | VarLenSparseFeat]:
     """deepctr feature columns; history features share the item/category embeddings."""
     d = embedding_dim
     return [
         SparseFeat("user", n_users, d),
         SparseFeat("item", n_items, d),
         SparseFeat("category", n_categories, d),
-        VarLenSparseFeat(SparseFeat("hist_item", n_items, d, embedding_name="item"),
-                         maxlen=max_hist, combiner="mean", length_name="hist_len"),
-        VarLenSparseFeat(SparseFeat("hist_category", n_categories, d, embedding_name="category"),
-                         maxlen=max_hist, combiner="mean", length_name="hist_len"),
+        VarLenSparseFeat(
+            SparseFeat("hist_item", n_items, d, embedding_name="item"),
+            maxlen=max_hist,
+            combiner="mean",
+            length_name="hist_len",
+        ),
+        VarLenSparseFeat(
+            SparseFeat("hist_category", n_categories, d, embedding_name="category"),
+            maxlen=max_hist,
+            combiner="mean",
+            length_name="hist_len",
+        ),
     ]
 
 
-def build_network(kind: str, columns: Sequence[SparseFeat | VarLenSparseFeat],
-                  dnn_hidden: Sequence[int], seed: int, dropout: float = 0.0) -> BaseModel:
+def build_network(
+    kind: str,
+    columns: Sequence[SparseFeat | VarLenSparseFeat],
+    dnn_hidden: Sequence[int],
+    seed: int,
+    dropout: float = 0.0,
+) -> BaseModel:
     """The deepctr network of ``kind`` on the CPU; ``forward`` returns logits
     (``task="regression"``), no L2 penalty, ``dropout`` in its DNN (``model.dropout``)."""
     cols = list(columns)
-    common = {"dnn_hidden_units": tuple(dnn_hidden), "l2_reg_embedding": 0.0,
-              "l2_reg_dnn": 0.0, "seed": seed, "task": "regression", "device": "cpu"}
+    common = {
+        "dnn_hidden_units": tuple(dnn_hidden),
+        "l2_reg_embedding": 0.0,
+        "l2_reg_dnn": 0.0,
+        "seed": seed,
+        "task": "regression",
+        "device": "cpu",
+    }
     if dropout > 0:  # passed only when set: no dropout, no random numbers drawn
         common["dnn_dropout"] = dropout
     if kind == "wide_deep":
@@ -137,8 +157,14 @@ def compact_history(hist: Tensor, hist_mask: Tensor) -> tuple[Tensor, Tensor]:
     return torch.where(real, left, torch.zeros_like(left)), length
 
 
-def assemble_input(feature_index: Mapping[str, tuple[int, int]], item_category: Tensor,
-                   user: Tensor, cand: Tensor, hist_left: Tensor, length: Tensor) -> Tensor:
+def assemble_input(
+    feature_index: Mapping[str, tuple[int, int]],
+    item_category: Tensor,
+    user: Tensor,
+    cand: Tensor,
+    hist_left: Tensor,
+    length: Tensor,
+) -> Tensor:
     """deepctr's input tensor float32 (B, F) from left-aligned histories (:func:`compact_history`).
 
     Columns follow ``feature_index`` (``model.feature_index``), so the layout is
@@ -168,8 +194,14 @@ def _mean_pool(emb: torch.nn.Embedding, ids: Tensor, length: Tensor) -> Tensor:
     return total / (length.float()[:, None] + _POOL_EPS)
 
 
-def factorised_inputs(net: BaseModel, item_category: Tensor, user: Tensor, hist_left: Tensor,
-                      length: Tensor, cand: Tensor) -> tuple[list[Tensor], Tensor]:
+def factorised_inputs(
+    net: BaseModel,
+    item_category: Tensor,
+    user: Tensor,
+    hist_left: Tensor,
+    length: Tensor,
+    cand: Tensor,
+) -> tuple[list[Tensor], Tensor]:
     """What deepctr's input handling yields for every (user, candidate) pair, computed cheaply.
 
     ``user`` (u,), left-aligned ``hist_left`` (u, H) and ``length`` (u,), ``cand``
@@ -181,8 +213,11 @@ def factorised_inputs(net: BaseModel, item_category: Tensor, user: Tensor, hist_
     (zeros when the model has no linear part, e.g. PNN).
     """
     u, c = cand.shape
-    hist_cat = torch.where(torch.arange(hist_left.shape[1], device=cand.device)[None, :]
-                           < length[:, None], item_category[hist_left], 0)  # (u, H)
+    hist_cat = torch.where(
+        torch.arange(hist_left.shape[1], device=cand.device)[None, :] < length[:, None],
+        item_category[hist_left],
+        0,
+    )  # (u, H)
     per_user = {"user": user, "hist_item": hist_left, "hist_category": hist_cat}
     per_cand = {"item": cand, "category": item_category[cand]}  # (u, C) each
 
@@ -197,8 +232,9 @@ def factorised_inputs(net: BaseModel, item_category: Tensor, user: Tensor, hist_
         return value[:, None, :].expand(u, c, value.shape[-1]).reshape(u * c, 1, -1)
 
     cols = net.dnn_feature_columns
-    ordered = ([f for f in cols if isinstance(f, SparseFeat)]
-               + [f for f in cols if isinstance(f, VarLenSparseFeat)])
+    ordered = [f for f in cols if isinstance(f, SparseFeat)] + [
+        f for f in cols if isinstance(f, VarLenSparseFeat)
+    ]
     emb_list = [field(net.embedding_dict, f) for f in ordered]  # each (u * C, 1, D)
     linear = net.linear_model
     lin_cols = linear.sparse_feature_columns + linear.varlen_sparse_feature_columns
@@ -209,8 +245,9 @@ def factorised_inputs(net: BaseModel, item_category: Tensor, user: Tensor, hist_
 
 
 @contextlib.contextmanager
-def _injected_inputs(net: BaseModel, emb_list: list[Tensor],
-                     linear_logit: Tensor) -> Iterator[None]:
+def _injected_inputs(
+    net: BaseModel, emb_list: list[Tensor], linear_logit: Tensor
+) -> Iterator[None]:
     """Make the network's own ``forward`` consume precomputed inputs, for one call.
 
     deepctr models read their input only through ``self.input_from_feature_columns``
@@ -239,25 +276,37 @@ class DeepCTRRecommender(nn.Module):
             raise ValueError(f"unknown deepctr network {kind!r}; expected one of {NETWORKS}")
         if features.category is None or features.n_categories < 1:
             raise ValueError(f"{kind}: needs the items' leaf categories")
-        sizes = {"n_users": features.n_users, "n_items": features.n_items,
-                 "n_categories": features.n_categories}
+        sizes = {
+            "n_users": features.n_users,
+            "n_items": features.n_items,
+            "n_categories": features.n_categories,
+        }
         for name, n in sizes.items():
             if n < 1:
                 raise ValueError(f"{kind}: {name} must be >= 1, got {n}")
         if max(sizes.values()) >= _FLOAT32_EXACT:
             raise ValueError(f"{kind}: ids must stay below 2**24 (deepctr feeds them as float32)")
         cat = features.category.long()
-        if cat.shape != (features.n_items,) or (cat.numel() and (
-                int(cat.min()) < 0 or int(cat.max()) >= features.n_categories)):
-            raise ValueError(f"{kind}: item categories must be ({features.n_items},) ids in "
-                             f"[0, {features.n_categories})")
+        if cat.shape != (features.n_items,) or (
+            cat.numel() and (int(cat.min()) < 0 or int(cat.max()) >= features.n_categories)
+        ):
+            raise ValueError(
+                f"{kind}: item categories must be ({features.n_items},) ids in "
+                f"[0, {features.n_categories})"
+            )
         self.kind, self.n_items = kind, features.n_items
-        columns = feature_columns(features.n_users, features.n_items, features.n_categories,
-                                  cfg.train.max_hist, cfg.model.id_dim)
+        columns = feature_columns(
+            features.n_users,
+            features.n_items,
+            features.n_categories,
+            cfg.train.max_hist,
+            cfg.model.id_dim,
+        )
         with torch.random.fork_rng(devices=[]):  # seeded init, the caller's RNG untouched
             torch.manual_seed(cfg.seed)
-            self.net = build_network(kind, columns, cfg.model.mlp_hidden, cfg.seed,
-                                     cfg.model.dropout)
+            self.net = build_network(
+                kind, columns, cfg.model.mlp_hidden, cfg.seed, cfg.model.dropout
+            )
         self.feature_index: dict[str, tuple[int, int]] = dict(self.net.feature_index)
         self.register_buffer("item_category", cat, persistent=False)  # (I,)
 
@@ -270,12 +319,10 @@ class DeepCTRRecommender(nn.Module):
             self.net.linear_model.device = name
 
     # ------------------------------------------------------------------ training
-    def input_tensor(self, user: Tensor, cand: Tensor, hist: Tensor,
-                     hist_mask: Tensor) -> Tensor:
+    def input_tensor(self, user: Tensor, cand: Tensor, hist: Tensor, hist_mask: Tensor) -> Tensor:
         """deepctr's input tensor float32 (B, F) for (user, history, candidate) rows."""
         hist_left, length = compact_history(hist, hist_mask.bool())
-        return assemble_input(self.feature_index, self.item_category, user, cand, hist_left,
-                              length)
+        return assemble_input(self.feature_index, self.item_category, user, cand, hist_left, length)
 
     def predict(self, batch: dict[str, Tensor]) -> Tensor:
         """Logits (B,) of the batch's (user, history, candidate) rows (deepctr's forward)."""
@@ -300,8 +347,14 @@ class DeepCTRRecommender(nn.Module):
         return torch.zeros((items.shape[0], 0), device=items.device)
 
     @torch.no_grad()
-    def score(self, reps: Tensor, hist: Tensor, hist_mask: Tensor, cands: Tensor,
-              user: Tensor | None = None) -> Tensor:
+    def score(
+        self,
+        reps: Tensor,
+        hist: Tensor,
+        hist_mask: Tensor,
+        cands: Tensor,
+        user: Tensor | None = None,
+    ) -> Tensor:
         """Logits (B, C) of ``cands`` (B, C) for the users ``user`` (B,) with ``hist`` (B, H).
 
         Uses the factorised inputs of :func:`factorised_inputs` (history pooled once
@@ -313,28 +366,42 @@ class DeepCTRRecommender(nn.Module):
             raise ValueError(f"{self.kind} scores need the user ids")
         self._follow_device(cands.device)
         hist_left, length = compact_history(hist, hist_mask.bool())  # (B, H), (B,)
-        emb_list, linear_logit = factorised_inputs(self.net, self.item_category, user,
-                                                   hist_left, length, cands)
+        emb_list, linear_logit = factorised_inputs(
+            self.net, self.item_category, user, hist_left, length, cands
+        )
         rows = cands.numel()
         with _injected_inputs(self.net, emb_list, linear_logit):
             logit = self.net(torch.empty((rows, 0), device=cands.device)).reshape(rows)
         self._check_against_plain_forward(user, hist_left, length, cands, logit)
         return logit.reshape(cands.shape)
 
-    def _check_against_plain_forward(self, user: Tensor, hist_left: Tensor, length: Tensor,
-                                     cand: Tensor, logit: Tensor, n: int = 64) -> None:
+    def _check_against_plain_forward(
+        self,
+        user: Tensor,
+        hist_left: Tensor,
+        length: Tensor,
+        cand: Tensor,
+        logit: Tensor,
+        n: int = 64,
+    ) -> None:
         """Compare the first ``n`` factorised logits with deepctr's plain ``net(x)``."""
         n_cands = cand.shape[1]
         rows = min(n, cand.numel())
-        x = assemble_input(self.feature_index, self.item_category,
-                           user.repeat_interleave(n_cands)[:rows], cand.reshape(-1)[:rows],
-                           hist_left.repeat_interleave(n_cands, dim=0)[:rows],
-                           length.repeat_interleave(n_cands)[:rows])  # (rows, F)
+        x = assemble_input(
+            self.feature_index,
+            self.item_category,
+            user.repeat_interleave(n_cands)[:rows],
+            cand.reshape(-1)[:rows],
+            hist_left.repeat_interleave(n_cands, dim=0)[:rows],
+            length.repeat_interleave(n_cands)[:rows],
+        )  # (rows, F)
         plain = self.net(x).reshape(rows)
         if not torch.allclose(plain, logit[:rows], rtol=1e-4, atol=1e-5):
             gap = float((plain - logit[:rows]).abs().max())
-            raise RuntimeError(f"factorised scoring differs from deepctr's forward by {gap}; "
-                               f"deepctr-torch {DEEPCTR_VERSION} changed its input handling?")
+            raise RuntimeError(
+                f"factorised scoring differs from deepctr's forward by {gap}; "
+                f"deepctr-torch {DEEPCTR_VERSION} changed its input handling?"
+            )
 
 
 # --------------------------------------------------------------------------- registration
@@ -355,6 +422,15 @@ build_pnn = _builder("pnn")
 build_deepfm = _builder("deepfm")
 
 
-__all__ = ["NETWORKS", "DeepCTRRecommender", "assemble_input", "build_deepfm", "build_network",
-           "build_pnn", "build_wide_deep", "compact_history", "factorised_inputs",
-           "feature_columns"]
+__all__ = [
+    "NETWORKS",
+    "DeepCTRRecommender",
+    "assemble_input",
+    "build_deepfm",
+    "build_network",
+    "build_pnn",
+    "build_wide_deep",
+    "compact_history",
+    "factorised_inputs",
+    "feature_columns",
+]

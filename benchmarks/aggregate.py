@@ -48,8 +48,10 @@ def manifest_runs(results: Path, dataset: str, name: str = "table2") -> tuple[li
     """The run names listed by ``results/<dataset>/<name>.manifest.json`` and their folder."""
     path = results / dataset / f"{name}.manifest.json"
     if not path.is_file():
-        raise BenchmarkError(f"{path}: not found - run `python -m benchmarks.{name.split('_')[0]} "
-                             f"--dataset {dataset}` first")
+        raise BenchmarkError(
+            f"{path}: not found - run `python -m benchmarks.{name.split('_')[0]} "
+            f"--dataset {dataset}` first"
+        )
     doc = read_json(path)
     runs = doc.get("runs") if isinstance(doc, dict) else None
     if not isinstance(runs, dict) or not runs:
@@ -57,16 +59,22 @@ def manifest_runs(results: Path, dataset: str, name: str = "table2") -> tuple[li
     return list(runs), results / dataset / "runs"
 
 
-def default_run(results: Path, dataset: str, manifest: str = "table2", model: str = "mdr",
-                seed: int = 0) -> Path:
+def default_run(
+    results: Path, dataset: str, manifest: str = "table2", model: str = "mdr", seed: int = 0
+) -> Path:
     """The finished ``model`` run with ``seed`` listed in ``<dataset>/<manifest>.manifest.json``."""
     names, folder = manifest_runs(results, dataset, manifest)
     for name in names:
-        if RUN_NAME.match(name) and parse_run_name(name) == (model, seed) and (
-                folder / name / "test.json").is_file():
+        if (
+            RUN_NAME.match(name)
+            and parse_run_name(name) == (model, seed)
+            and (folder / name / "test.json").is_file()
+        ):
             return folder / name
-    raise BenchmarkError(f"{results / dataset / f'{manifest}.manifest.json'}: no finished "
-                         f"{model!r} run with seed {seed} under {folder}; give --run DIR")
+    raise BenchmarkError(
+        f"{results / dataset / f'{manifest}.manifest.json'}: no finished "
+        f"{model!r} run with seed {seed} under {folder}; give --run DIR"
+    )
 
 
 def read_test(run_dir: Path) -> dict[str, Any]:
@@ -93,5 +101,13 @@ def aggregate(rows: Sequence[dict[str, Any]], keys: Sequence[str]) -> dict[str, 
     return out
 
 
-__all__ = ["RUN_NAME", "aggregate", "default_run", "manifest_runs", "mean_std",
-           "parse_run_name", "read_json", "read_test"]
+__all__ = [
+    "RUN_NAME",
+    "aggregate",
+    "default_run",
+    "manifest_runs",
+    "mean_std",
+    "parse_run_name",
+    "read_json",
+    "read_test",
+]

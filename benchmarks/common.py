@@ -26,10 +26,19 @@ CONFIGS = Path(__file__).resolve().parent / "configs"
 PAPER_NAME = {"cloth": "Cloth", "toys": "Toys", "office": "Office"}
 # how every table and figure names a model or ablation: one source
 LABELS = {
-    "wide_deep": "Wide&Deep", "pnn": "PNN", "deepfm": "DeepFM", "beta_vae": "beta-VAE",
-    "abae": "ABAE", "din_pp": "DIN++", "din": "DIN (ids)", "mdr": "MDR", "mdr_wo_ic": "w/o IC",
-    "mdr_wo_ws": "w/o weak labels", "mdr_no_fusion": "no fusion (r = [s, z])",
-    "mdr_image_only": "image only", "mdr_text_only": "text only",
+    "wide_deep": "Wide&Deep",
+    "pnn": "PNN",
+    "deepfm": "DeepFM",
+    "beta_vae": "beta-VAE",
+    "abae": "ABAE",
+    "din_pp": "DIN++",
+    "din": "DIN (ids)",
+    "mdr": "MDR",
+    "mdr_wo_ic": "w/o IC",
+    "mdr_wo_ws": "w/o weak labels",
+    "mdr_no_fusion": "no fusion (r = [s, z])",
+    "mdr_image_only": "image only",
+    "mdr_text_only": "text only",
     "mdr_dense_aspects": "dense Eq. 14 (one fc)",
 }
 
@@ -48,8 +57,9 @@ def to_csv(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
     return buf.getvalue()
 
 
-def to_markdown(rows: Sequence[dict[str, Any]], columns: Sequence[str],
-                headers: Sequence[str] | None = None) -> str:
+def to_markdown(
+    rows: Sequence[dict[str, Any]], columns: Sequence[str], headers: Sequence[str] | None = None
+) -> str:
     headers = list(headers or columns)
     out = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
     for r in rows:
@@ -63,8 +73,14 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
-def write_result(dataset: str, name: str, csv_text: str, md_text: str,
-                 results_dir: Path = RESULTS, **manifest_extra: Any) -> Path:
+def write_result(
+    dataset: str,
+    name: str,
+    csv_text: str,
+    md_text: str,
+    results_dir: Path = RESULTS,
+    **manifest_extra: Any,
+) -> Path:
     """Write ``<results>/<dataset>/<name>.csv``/``.md``/``.manifest.json`` atomically."""
     folder = results_dir / dataset
     mio.write_text(folder / f"{name}.csv", csv_text)

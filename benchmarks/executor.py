@@ -78,8 +78,14 @@ def run_command(argv: Sequence[str], log: str, env: dict[str, str]) -> int:
     Path(log).parent.mkdir(parents=True, exist_ok=True)
     full = {**os.environ, **env}
     with open(log, "w", encoding="utf-8") as fh:
-        return subprocess.run(list(argv), stdout=fh, stderr=subprocess.STDOUT, env=full,
-                              cwd=ROOT, preexec_fn=_die_with_parent).returncode
+        return subprocess.run(
+            list(argv),
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            env=full,
+            cwd=ROOT,
+            preexec_fn=_die_with_parent,
+        ).returncode
 
 
 def _failures(failed: list[tuple[Task, int]]) -> None:
@@ -105,8 +111,11 @@ class LocalExecutor:
             done[0] += 1
             if rc != 0:
                 failed.append((task, rc))
-            print(f"[{done[0]}/{len(tasks)}] {task.name}: {time.perf_counter() - t0:.0f} s"
-                  + ("" if rc == 0 else f" FAILED (exit {rc})"), flush=True)
+            print(
+                f"[{done[0]}/{len(tasks)}] {task.name}: {time.perf_counter() - t0:.0f} s"
+                + ("" if rc == 0 else f" FAILED (exit {rc})"),
+                flush=True,
+            )
 
         with ThreadPoolExecutor(max_workers=self.jobs) as pool:
             list(pool.map(one, tasks))
@@ -117,32 +126,38 @@ class RayExecutor:
     """Every task a Ray task on the cluster at ``address`` (None: a local Ray started here
     with ``num_cpus``)."""
 
-    def __init__(self, address: str | None = None, num_cpus: int | None = None,
-                 max_retries: int = 2) -> None:
+    def __init__(
+        self, address: str | None = None, num_cpus: int | None = None, max_retries: int = 2
+    ) -> None:
         try:
             import ray
         except ImportError:
-            raise BenchmarkError("--executor ray: Ray is not installed; install the cluster "
-                                 "extra: pip install '.[cluster]'") from None
+            raise BenchmarkError(
+                "--executor ray: Ray is not installed; install the cluster "
+                "extra: pip install '.[cluster]'"
+            ) from None
         self.ray = ray
         self.max_retries = max_retries
         if not ray.is_initialized():
             kwargs = {"address": address} if address else {"num_cpus": num_cpus}
             try:
-                ray.init(**kwargs, include_dashboard=False, log_to_driver=False,
-                         configure_logging=False)
+                ray.init(
+                    **kwargs, include_dashboard=False, log_to_driver=False, configure_logging=False
+                )
             except ConnectionError as e:
-                raise BenchmarkError(f"--ray-address {address}: no Ray cluster there "
-                                     f"({str(e).splitlines()[0][:200]})") from None
+                raise BenchmarkError(
+                    f"--ray-address {address}: no Ray cluster there "
+                    f"({str(e).splitlines()[0][:200]})"
+                ) from None
 
     def run(self, tasks: Sequence[Task]) -> None:
         ray = self.ray
         remote = ray.remote(run_command)
         pending = {}
         for task in tasks:
-            ref = remote.options(num_cpus=task.cpus, num_gpus=task.gpus,
-                                 max_retries=self.max_retries).remote(
-                task.argv, str(task.log), task_env(task.env))
+            ref = remote.options(
+                num_cpus=task.cpus, num_gpus=task.gpus, max_retries=self.max_retries
+            ).remote(task.argv, str(task.log), task_env(task.env))
             pending[ref] = (task, time.perf_counter())
         failed: list[tuple[Task, int]] = []
         n = 0
@@ -157,19 +172,29 @@ class RayExecutor:
                 rc = -1
             if rc != 0:
                 failed.append((task, rc))
-            print(f"[{n}/{len(tasks)}] {task.name}: {time.perf_counter() - t0:.0f} s"
-                  + ("" if rc == 0 else f" FAILED (exit {rc})"), flush=True)
+            print(
+                f"[{n}/{len(tasks)}] {task.name}: {time.perf_counter() - t0:.0f} s"
+                + ("" if rc == 0 else f" FAILED (exit {rc})"),
+                flush=True,
+            )
         _failures(failed)
 
 
 def add_executor_options(p: argparse.ArgumentParser) -> None:
     """``--executor`` and ``--ray-address`` (every table and tuning script has them)."""
-    p.add_argument("--executor", choices=EXECUTORS, default="local",
-                   help="where the runs execute: local subprocesses (--jobs at a time, the "
-                        "default) or a Ray cluster (pip install '.[cluster]')")
-    p.add_argument("--ray-address", default=None,
-                   help="with --executor ray: the cluster to join (e.g. ray://head:10001 or "
-                        "auto); default: start a local Ray of --jobs CPUs")
+    p.add_argument(
+        "--executor",
+        choices=EXECUTORS,
+        default="local",
+        help="where the runs execute: local subprocesses (--jobs at a time, the "
+        "default) or a Ray cluster (pip install '.[cluster]')",
+    )
+    p.add_argument(
+        "--ray-address",
+        default=None,
+        help="with --executor ray: the cluster to join (e.g. ray://head:10001 or "
+        "auto); default: start a local Ray of --jobs CPUs",
+    )
 
 
 def make_executor(kind: str, jobs: int, address: str | None = None) -> Executor:
@@ -184,6 +209,14 @@ def make_executor(kind: str, jobs: int, address: str | None = None) -> Executor:
     raise BenchmarkError(f"--executor {kind!r}: one of {', '.join(EXECUTORS)}")
 
 
-__all__ = ["EXECUTORS", "Executor", "LocalExecutor", "RayExecutor", "Task",
-           "add_executor_options", "make_executor",
-           "run_command", "task_env"]
+__all__ = [
+    "EXECUTORS",
+    "Executor",
+    "LocalExecutor",
+    "RayExecutor",
+    "Task",
+    "add_executor_options",
+    "make_executor",
+    "run_command",
+    "task_env",
+]

@@ -52,7 +52,8 @@ def check_requirements() -> None:
     if absent:
         raise NotebookError(
             f"{', '.join(absent)} not importable by {sys.executable}: install the 'notebooks' "
-            "dependency group (`pip install --group notebooks .`, i.e. nbconvert and ipykernel)")
+            "dependency group (`pip install --group notebooks .`, i.e. nbconvert and ipykernel)"
+        )
 
 
 def kernel_manager_class(spec_dir: Path) -> type:
@@ -64,9 +65,15 @@ def kernel_manager_class(spec_dir: Path) -> type:
 
     spec = spec_dir / "python3"
     spec.mkdir(parents=True, exist_ok=True)
-    (spec / "kernel.json").write_text(json.dumps({
-        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-        "display_name": "Python 3 (mdr)", "language": "python"}))
+    (spec / "kernel.json").write_text(
+        json.dumps(
+            {
+                "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+                "display_name": "Python 3 (mdr)",
+                "language": "python",
+            }
+        )
+    )
 
     class ThisPython(AsyncKernelManager):
         @default("kernel_spec_manager")
@@ -88,9 +95,12 @@ def _executor(timeout: int, spec_dir: Path):  # -> ExecutePreprocessor rememberi
 
     # the kernel's own log (e.g. its "running over TCP" notice) is noise here: errors in the
     # notebook arrive as cell errors
-    return Tracking(timeout=timeout, kernel_name="python3",
-                    kernel_manager_class=kernel_manager_class(spec_dir),
-                    extra_arguments=["--IPKernelApp.log_level=ERROR"])
+    return Tracking(
+        timeout=timeout,
+        kernel_name="python3",
+        kernel_manager_class=kernel_manager_class(spec_dir),
+        extra_arguments=["--IPKernelApp.log_level=ERROR"],
+    )
 
 
 def _first_line(cell_source: str) -> str:
@@ -128,8 +138,9 @@ def run_notebook(path: Path, out: Path, timeout: int, spec_dir: Path) -> Outcome
             error = f"{e.ename}: {e.evalue}\n{ANSI.sub('', e.traceback)}"
         else:
             error = f"{type(e).__name__}: {e}"
-        raise NotebookError(f"{path.name}: {where} failed: {error}\n"
-                            f"partial output in {failed}") from None
+        raise NotebookError(
+            f"{path.name}: {where} failed: {error}\npartial output in {failed}"
+        ) from None
     text = _to_html(nb)
     mio.write_text(html, text)
     failed.unlink(missing_ok=True)
@@ -138,13 +149,21 @@ def run_notebook(path: Path, out: Path, timeout: int, spec_dir: Path) -> Outcome
 
 def main(argv: list[str] | None = None) -> int:
     p = Parser(description=__doc__.split("\n\n")[0])
-    p.add_argument("notebooks", nargs="*", type=Path,
-                   help="notebooks to run (default: every notebooks/*.py)")
+    p.add_argument(
+        "notebooks", nargs="*", type=Path, help="notebooks to run (default: every notebooks/*.py)"
+    )
     p.add_argument("--results", type=Path, default=RESULTS, help="the results folder to read")
-    p.add_argument("--dataset", default="synthetic-small",
-                   help="the dataset folder under --results (default synthetic-small)")
-    p.add_argument("--out", type=Path, default=RESULTS / "notebooks",
-                   help="where the HTML goes (default results/notebooks)")
+    p.add_argument(
+        "--dataset",
+        default="synthetic-small",
+        help="the dataset folder under --results (default synthetic-small)",
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=RESULTS / "notebooks",
+        help="where the HTML goes (default results/notebooks)",
+    )
     p.add_argument("--timeout", type=int, default=600, help="seconds per cell (default 600)")
     a = p.parse_args(argv)
     try:
@@ -158,8 +177,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: notebook(s) not found: {', '.join(absent) or NOTEBOOKS}", file=sys.stderr)
         return 2
     # the kernels inherit this environment: the notebooks read MDR_RESULTS and MDR_DATASET
-    os.environ.update({"MDR_RESULTS": str(a.results.resolve()), "MDR_DATASET": a.dataset,
-                       "MPLBACKEND": "Agg"})
+    os.environ.update(
+        {"MDR_RESULTS": str(a.results.resolve()), "MDR_DATASET": a.dataset, "MPLBACKEND": "Agg"}
+    )
     os.environ.setdefault("PYTHONHASHSEED", "0")
     failures = []
     with tempfile.TemporaryDirectory(prefix="mdr-kernels-") as spec_dir:
@@ -172,8 +192,11 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             print(f"{o.name}: {o.seconds:.1f} s -> {o.html} ({o.size / 1024:.0f} KiB)", flush=True)
     if failures:
-        print(f"error: {len(failures)} of {len(paths)} notebook(s) failed: "
-              + ", ".join(f.split(":")[0] for f in failures), file=sys.stderr)
+        print(
+            f"error: {len(failures)} of {len(paths)} notebook(s) failed: "
+            + ", ".join(f.split(":")[0] for f in failures),
+            file=sys.stderr,
+        )
         return 1
     return 0
 

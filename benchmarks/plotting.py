@@ -29,8 +29,14 @@ DPI = 110  # small PNGs (tens of KB) that stay legible on a laptop screen
 
 # a fixed colour per model, so a model looks the same in every figure (MDR stands out)
 _COLOURS = {
-    "wide_deep": "#8c8c8c", "pnn": "#b07aa1", "deepfm": "#9c755f", "beta_vae": "#4e79a7",
-    "abae": "#59a14f", "din_pp": "#f28e2b", "din": "#bab0ac", "mdr": "#e15759",
+    "wide_deep": "#8c8c8c",
+    "pnn": "#b07aa1",
+    "deepfm": "#9c755f",
+    "beta_vae": "#4e79a7",
+    "abae": "#59a14f",
+    "din_pp": "#f28e2b",
+    "din": "#bab0ac",
+    "mdr": "#e15759",
     "mdr_wo_ic": "#ff9d9a",
 }
 _FALLBACK = ("#76b7b2", "#edc948", "#17becf", "#bcbd22", "#7f7f7f", "#1f77b4")
@@ -75,8 +81,9 @@ def model_colour(model: str) -> str:
     return _FALLBACK[sum(map(ord, model)) % len(_FALLBACK)]
 
 
-def new_figure(rows: int = 1, cols: int = 1, size: tuple[float, float] = (6.4, 3.6),
-               **subplot_kw: Any) -> tuple[Figure, Any]:
+def new_figure(
+    rows: int = 1, cols: int = 1, size: tuple[float, float] = (6.4, 3.6), **subplot_kw: Any
+) -> tuple[Figure, Any]:
     """A pyplot-free figure and its axes (an array when rows*cols > 1)."""
     fig = Figure(figsize=size, dpi=DPI, layout="constrained")
     axes = fig.subplots(rows, cols, squeeze=True, **subplot_kw)
@@ -96,5 +103,13 @@ def save_figure(fig: Figure, path: str | Path, dpi: int = DPI) -> Path:
     return path
 
 
-__all__ = ["DPI", "MODEL_LABELS", "STYLE", "model_colour", "model_label", "new_figure",
-           "save_figure", "style"]
+__all__ = [
+    "DPI",
+    "MODEL_LABELS",
+    "STYLE",
+    "model_colour",
+    "model_label",
+    "new_figure",
+    "save_figure",
+    "style",
+]

@@ -19,9 +19,16 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def _ranged(convert: Callable[[str], Any], noun: str, lo: Any, hi: Any,
-            fmt: Callable[[Any], str], echo_text: bool) -> Callable[[str], Any]:
+def _ranged(
+    convert: Callable[[str], Any],
+    noun: str,
+    lo: Any,
+    hi: Any,
+    fmt: Callable[[Any], str],
+    echo_text: bool,
+) -> Callable[[str], Any]:
     """An argparse ``type``: ``convert(text)`` in [lo, hi], or one line saying why not."""
+
     def parse(text: str) -> Any:
         try:
             value = convert(text)
@@ -58,8 +65,10 @@ def name_problem(name: object) -> str | None:
     """Why ``name`` cannot be part of a file name (None when it can)."""
     if not isinstance(name, str) or not SAFE_NAME.match(name) or ".." in name:
         shown = repr(name) if len(repr(name)) <= 60 else repr(name)[:60] + "..."
-        return (f"{shown} cannot be part of a file name: use letters, digits, '_', '.' and "
-                "'-' (starting with a letter or digit, at most 100 characters, no '..')")
+        return (
+            f"{shown} cannot be part of a file name: use letters, digits, '_', '.' and "
+            "'-' (starting with a letter or digit, at most 100 characters, no '..')"
+        )
     return None
 
 

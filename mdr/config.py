@@ -83,8 +83,12 @@ class SlotConfig:
     label: str | None = None
 
     def __post_init__(self) -> None:
-        _check({f"slot dim from 1 to {MAX_WIDTH} (got {self.dim})": _in(self.dim, 1, MAX_WIDTH),
-                "slot name a non-empty word": bool(self.name) and len(self.name) <= 64})
+        _check(
+            {
+                f"slot dim from 1 to {MAX_WIDTH} (got {self.dim})": _in(self.dim, 1, MAX_WIDTH),
+                "slot name a non-empty word": bool(self.name) and len(self.name) <= 64,
+            }
+        )
 
 
 @dataclass(frozen=True)
@@ -132,27 +136,34 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         w = MAX_WIDTH
-        _check({
-            f"image_blackbox_dim, text_blackbox_dim, blackbox_out_dim from 0 to {w}":
-                all(_in(getattr(self, k), 0, w) for k in
-                    ("image_blackbox_dim", "text_blackbox_dim", "blackbox_out_dim")),
-            f"id_dim and text_hidden from 1 to {w} (got {self.id_dim}, {self.text_hidden})":
-                _in(self.id_dim, 1, w) and _in(self.text_hidden, 1, w),
-            f"image_channels: 1 to {MAX_LAYERS} widths from 1 to {w} (got "
-            f"{list(self.image_channels)})": bool(self.image_channels) and _widths(
-                self.image_channels),
-            f"att_hidden: 1 to {MAX_LAYERS} widths from 1 to {w}": bool(self.att_hidden)
+        _check(
+            {
+                f"image_blackbox_dim, text_blackbox_dim, blackbox_out_dim from 0 to {w}": all(
+                    _in(getattr(self, k), 0, w)
+                    for k in ("image_blackbox_dim", "text_blackbox_dim", "blackbox_out_dim")
+                ),
+                f"id_dim and text_hidden from 1 to {w} (got {self.id_dim}, {self.text_hidden})": _in(
+                    self.id_dim, 1, w
+                )
+                and _in(self.text_hidden, 1, w),
+                f"image_channels: 1 to {MAX_LAYERS} widths from 1 to {w} (got "
+                f"{list(self.image_channels)})": bool(self.image_channels)
+                and _widths(self.image_channels),
+                f"att_hidden: 1 to {MAX_LAYERS} widths from 1 to {w}": bool(self.att_hidden)
                 and _widths(self.att_hidden),
-            f"mlp_hidden: at most {MAX_LAYERS} widths from 1 to {w}": _widths(self.mlp_hidden),
-            f"n_aspects from 1 to {w} (got {self.n_aspects})": _in(self.n_aspects, 1, w),
-            f"max_text_len from 1 to {w} (got {self.max_text_len})":
-                _in(self.max_text_len, 1, w),
-            f"0 <= alpha <= 1 (got {self.alpha})": 0.0 <= self.alpha <= 1.0,
-            f"0 <= dropout < 1 (got {self.dropout})": 0.0 <= self.dropout < 1.0,
-            f"image_grad_items null or from 1 to {MAX_BATCH} (got {self.image_grad_items})":
-                _in(self.image_grad_items, 1, MAX_BATCH),
-            "at most 64 slots": len(self.slots) <= 64,
-        })
+                f"mlp_hidden: at most {MAX_LAYERS} widths from 1 to {w}": _widths(self.mlp_hidden),
+                f"n_aspects from 1 to {w} (got {self.n_aspects})": _in(self.n_aspects, 1, w),
+                f"max_text_len from 1 to {w} (got {self.max_text_len})": _in(
+                    self.max_text_len, 1, w
+                ),
+                f"0 <= alpha <= 1 (got {self.alpha})": 0.0 <= self.alpha <= 1.0,
+                f"0 <= dropout < 1 (got {self.dropout})": 0.0 <= self.dropout < 1.0,
+                f"image_grad_items null or from 1 to {MAX_BATCH} (got {self.image_grad_items})": _in(
+                    self.image_grad_items, 1, MAX_BATCH
+                ),
+                "at most 64 slots": len(self.slots) <= 64,
+            }
+        )
 
 
 @dataclass(frozen=True)
@@ -173,14 +184,23 @@ class LossConfig:
 
     def __post_init__(self) -> None:
         weights = ("gamma", "beta", "eta", "mu", "visual", "text", "ortho")
-        _check({
-            **{f"{w} a finite number >= 0 (got {getattr(self, w)})":
-               math.isfinite(getattr(self, w)) and getattr(self, w) >= 0 for w in weights},
-            f"n_text_neg from 1 to {MAX_NEGATIVES} (got {self.n_text_neg})":
-                _in(self.n_text_neg, 1, MAX_NEGATIVES),
-            f"max_recon_items null or from 1 to {MAX_BATCH} (got {self.max_recon_items})":
-                _in(self.max_recon_items, 1, MAX_BATCH),
-        })
+        _check(
+            {
+                **{
+                    f"{w} a finite number >= 0 (got {getattr(self, w)})": math.isfinite(
+                        getattr(self, w)
+                    )
+                    and getattr(self, w) >= 0
+                    for w in weights
+                },
+                f"n_text_neg from 1 to {MAX_NEGATIVES} (got {self.n_text_neg})": _in(
+                    self.n_text_neg, 1, MAX_NEGATIVES
+                ),
+                f"max_recon_items null or from 1 to {MAX_BATCH} (got {self.max_recon_items})": _in(
+                    self.max_recon_items, 1, MAX_BATCH
+                ),
+            }
+        )
 
 
 _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
@@ -215,38 +235,57 @@ class TrainConfig:
     pretrain_batch_size: int = 256
 
     def __post_init__(self) -> None:
-        _check({
-            f"epochs from 1 to {MAX_EPOCHS} (got {self.epochs})": _in(self.epochs, 1, MAX_EPOCHS),
-            f"batch_size from 1 to {MAX_BATCH} (got {self.batch_size})":
-                _in(self.batch_size, 1, MAX_BATCH),
-            f"lr a positive finite number (got {self.lr})": math.isfinite(self.lr) and self.lr > 0,
-            f"weight_decay a finite number >= 0 (got {self.weight_decay})":
-                math.isfinite(self.weight_decay) and self.weight_decay >= 0,
-            f"grad_clip null or a finite number > 0 (got {self.grad_clip})":
-                self.grad_clip is None or (math.isfinite(self.grad_clip) and self.grad_clip > 0),
-            f"patience from 0 to {MAX_EPOCHS} (got {self.patience})":
-                _in(self.patience, 0, MAX_EPOCHS),
-            f"max_hist from 1 to {MAX_HISTORY} (got {self.max_hist})":
-                _in(self.max_hist, 1, MAX_HISTORY),
-            f"n_train_neg from 1 to {MAX_NEGATIVES} (got {self.n_train_neg})":
-                _in(self.n_train_neg, 1, MAX_NEGATIVES),
-            f"eval_batch_size from 1 to {MAX_BATCH} (got {self.eval_batch_size})":
-                _in(self.eval_batch_size, 1, MAX_BATCH),
-            f"device cpu, cuda, cuda:N or auto (got {self.device!r})":
-                bool(_DEVICE.match(self.device)),
-            f"max_steps_per_epoch null or >= 1 (got {self.max_steps_per_epoch})":
-                self.max_steps_per_epoch is None or self.max_steps_per_epoch >= 1,
-            f"full_rank_users null or >= 1 (got {self.full_rank_users})":
-                self.full_rank_users is None or self.full_rank_users >= 1,
-            f"num_threads null or from 1 to 1024 (got {self.num_threads})":
-                _in(self.num_threads, 1, 1024),
-            f"0 < valid_fraction < 1 (got {self.valid_fraction})":
-                0.0 < self.valid_fraction < 1.0,
-            f"pretrain_epochs >= 0 (got {self.pretrain_epochs})": self.pretrain_epochs >= 0,
-            f"pretrain_epochs at most {MAX_EPOCHS}": self.pretrain_epochs <= MAX_EPOCHS,
-            f"pretrain_batch_size from 1 to {MAX_BATCH} (got {self.pretrain_batch_size})":
-                _in(self.pretrain_batch_size, 1, MAX_BATCH),
-        })
+        _check(
+            {
+                f"epochs from 1 to {MAX_EPOCHS} (got {self.epochs})": _in(
+                    self.epochs, 1, MAX_EPOCHS
+                ),
+                f"batch_size from 1 to {MAX_BATCH} (got {self.batch_size})": _in(
+                    self.batch_size, 1, MAX_BATCH
+                ),
+                f"lr a positive finite number (got {self.lr})": math.isfinite(self.lr)
+                and self.lr > 0,
+                f"weight_decay a finite number >= 0 (got {self.weight_decay})": math.isfinite(
+                    self.weight_decay
+                )
+                and self.weight_decay >= 0,
+                f"grad_clip null or a finite number > 0 (got {self.grad_clip})": self.grad_clip
+                is None
+                or (math.isfinite(self.grad_clip) and self.grad_clip > 0),
+                f"patience from 0 to {MAX_EPOCHS} (got {self.patience})": _in(
+                    self.patience, 0, MAX_EPOCHS
+                ),
+                f"max_hist from 1 to {MAX_HISTORY} (got {self.max_hist})": _in(
+                    self.max_hist, 1, MAX_HISTORY
+                ),
+                f"n_train_neg from 1 to {MAX_NEGATIVES} (got {self.n_train_neg})": _in(
+                    self.n_train_neg, 1, MAX_NEGATIVES
+                ),
+                f"eval_batch_size from 1 to {MAX_BATCH} (got {self.eval_batch_size})": _in(
+                    self.eval_batch_size, 1, MAX_BATCH
+                ),
+                f"device cpu, cuda, cuda:N or auto (got {self.device!r})": bool(
+                    _DEVICE.match(self.device)
+                ),
+                f"max_steps_per_epoch null or >= 1 (got {self.max_steps_per_epoch})": self.max_steps_per_epoch
+                is None
+                or self.max_steps_per_epoch >= 1,
+                f"full_rank_users null or >= 1 (got {self.full_rank_users})": self.full_rank_users
+                is None
+                or self.full_rank_users >= 1,
+                f"num_threads null or from 1 to 1024 (got {self.num_threads})": _in(
+                    self.num_threads, 1, 1024
+                ),
+                f"0 < valid_fraction < 1 (got {self.valid_fraction})": 0.0
+                < self.valid_fraction
+                < 1.0,
+                f"pretrain_epochs >= 0 (got {self.pretrain_epochs})": self.pretrain_epochs >= 0,
+                f"pretrain_epochs at most {MAX_EPOCHS}": self.pretrain_epochs <= MAX_EPOCHS,
+                f"pretrain_batch_size from 1 to {MAX_BATCH} (got {self.pretrain_batch_size})": _in(
+                    self.pretrain_batch_size, 1, MAX_BATCH
+                ),
+            }
+        )
 
 
 @dataclass(frozen=True)
@@ -300,19 +339,22 @@ class PrepareConfig:
     image_workers: int = 2
 
     def __post_init__(self) -> None:
-        _check({
-            f"{MIN_IMAGE_SIZE} <= image_size <= {MAX_IMAGE_SIZE}":
-                MIN_IMAGE_SIZE <= self.image_size <= MAX_IMAGE_SIZE,
-            "n_neg >= 1": self.n_neg >= 1,
-            "seed >= 0": self.seed >= 0,
-            "k_core >= 3 (each user needs train, valid and test behaviours)": self.k_core >= 3,
-            "max_text_len >= 1": self.max_text_len >= 1,
-            "w2v_dim >= 1": self.w2v_dim >= 1,
-            "w2v_min_count >= 1": self.w2v_min_count >= 1,
-            "w2v_epochs null or >= 1": self.w2v_epochs is None or self.w2v_epochs >= 1,
-            "w2v_sg in (0, 1)": self.w2v_sg in (0, 1),
-            "0 <= label_fraction <= 1": 0.0 <= self.label_fraction <= 1.0,
-        })
+        _check(
+            {
+                f"{MIN_IMAGE_SIZE} <= image_size <= {MAX_IMAGE_SIZE}": MIN_IMAGE_SIZE
+                <= self.image_size
+                <= MAX_IMAGE_SIZE,
+                "n_neg >= 1": self.n_neg >= 1,
+                "seed >= 0": self.seed >= 0,
+                "k_core >= 3 (each user needs train, valid and test behaviours)": self.k_core >= 3,
+                "max_text_len >= 1": self.max_text_len >= 1,
+                "w2v_dim >= 1": self.w2v_dim >= 1,
+                "w2v_min_count >= 1": self.w2v_min_count >= 1,
+                "w2v_epochs null or >= 1": self.w2v_epochs is None or self.w2v_epochs >= 1,
+                "w2v_sg in (0, 1)": self.w2v_sg in (0, 1),
+                "0 <= label_fraction <= 1": 0.0 <= self.label_fraction <= 1.0,
+            }
+        )
 
 
 @dataclass(frozen=True)
@@ -330,15 +372,19 @@ class PhotoCorpusConfig:
     rare: Literal["other", "drop"] = "other"
 
     def __post_init__(self) -> None:
-        _check({
-            f"{MIN_PHOTO_SIZE} <= image_size <= {MAX_IMAGE_SIZE} (got {self.image_size})":
-                MIN_PHOTO_SIZE <= self.image_size <= MAX_IMAGE_SIZE,
-            f"min_count >= 1 (got {self.min_count})": self.min_count >= 1,
-            f"0 <= label_fraction <= 1 (got {self.label_fraction})":
-                0.0 <= self.label_fraction <= 1.0,
-            f"seed >= 0 (got {self.seed})": self.seed >= 0,
-            f"limit null or >= 1 (got {self.limit})": self.limit is None or self.limit >= 1,
-        })
+        _check(
+            {
+                f"{MIN_PHOTO_SIZE} <= image_size <= {MAX_IMAGE_SIZE} (got {self.image_size})": MIN_PHOTO_SIZE
+                <= self.image_size
+                <= MAX_IMAGE_SIZE,
+                f"min_count >= 1 (got {self.min_count})": self.min_count >= 1,
+                f"0 <= label_fraction <= 1 (got {self.label_fraction})": 0.0
+                <= self.label_fraction
+                <= 1.0,
+                f"seed >= 0 (got {self.seed})": self.seed >= 0,
+                f"limit null or >= 1 (got {self.limit})": self.limit is None or self.limit >= 1,
+            }
+        )
 
 
 # --------------------------------------------------------------------------- tuning
@@ -359,17 +405,20 @@ class SearchParam:
 
     def __post_init__(self) -> None:
         ranged = self.low is not None and self.high is not None
-        _check({
-            "either low and high, or choices": ranged != (self.choices is not None),
-            "low < high": not ranged or self.low < self.high,  # type: ignore[operator]
-            "low > 0 with log": not self.log or (ranged and self.low > 0),  # type: ignore[operator]
-            "at least one choice": self.choices is None or len(self.choices) >= 1,
-        })
+        _check(
+            {
+                "either low and high, or choices": ranged != (self.choices is not None),
+                "low < high": not ranged or self.low < self.high,  # type: ignore[operator]
+                "low > 0 with log": not self.log or (ranged and self.low > 0),  # type: ignore[operator]
+                "at least one choice": self.choices is None or len(self.choices) >= 1,
+            }
+        )
 
     @property
     def is_int(self) -> bool:
         return self.choices is None and all(
-            isinstance(v, int) and not isinstance(v, bool) for v in (self.low, self.high))
+            isinstance(v, int) and not isinstance(v, bool) for v in (self.low, self.high)
+        )
 
 
 @dataclass(frozen=True)
@@ -384,13 +433,17 @@ class TuningConfig:
     fixed: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        _check({
-            f"trials >= 1 (got {self.trials})": self.trials >= 1,
-            f"seed >= 0 (got {self.seed})": self.seed >= 0,
-            "table_seeds: at least one, none negative, none the tuning seed": bool(
-                self.table_seeds) and all(0 <= x != self.seed for x in self.table_seeds),
-            "table_seeds distinct": len(set(self.table_seeds)) == len(self.table_seeds),
-        })
+        _check(
+            {
+                f"trials >= 1 (got {self.trials})": self.trials >= 1,
+                f"seed >= 0 (got {self.seed})": self.seed >= 0,
+                "table_seeds: at least one, none negative, none the tuning seed": bool(
+                    self.table_seeds
+                )
+                and all(0 <= x != self.seed for x in self.table_seeds),
+                "table_seeds distinct": len(set(self.table_seeds)) == len(self.table_seeds),
+            }
+        )
 
 
 def load_tuning(path: str | Path) -> TuningConfig:
@@ -415,8 +468,11 @@ def search_space(path: str | Path, model: str) -> dict[str, SearchParam]:
         if not isinstance(entries, Mapping):
             raise ConfigError(f"{path}: search.{part}: expected a mapping of config keys")
         merged.update(entries)
-    space = {key: from_dict(SearchParam, spec, where=f"{path}: search.{key}")
-             for key, spec in merged.items() if spec is not None}
+    space = {
+        key: from_dict(SearchParam, spec, where=f"{path}: search.{key}")
+        for key, spec in merged.items()
+        if spec is not None
+    }
     base = load_run_config(path, model=model)
     for key, p in space.items():  # every key must be a key of the config
         apply_overrides(base, {key: p.low if p.choices is None else p.choices[0]})
@@ -546,8 +602,10 @@ def _set_dotted(node: Any, key: str, parts: list[str], value: Any) -> None:
     head, rest = parts[0], parts[1:]
     if head == "*":
         if not isinstance(node, list) or not node or not rest:
-            raise ConfigError(f"override {key!r}: '*' must stand for the elements of a "
-                              "non-empty list, followed by a key")
+            raise ConfigError(
+                f"override {key!r}: '*' must stand for the elements of a "
+                "non-empty list, followed by a key"
+            )
         for element in node:
             _set_dotted(element, key, rest, value)
         return
@@ -573,22 +631,30 @@ class _Loader(yaml.SafeLoader):
                 line = seen.setdefault(key, key_node.start_mark.line + 1)
             except TypeError:  # an unhashable key (a list or a mapping)
                 raise yaml.constructor.ConstructorError(
-                    None, None, "a mapping key must be a scalar", key_node.start_mark) from None
+                    None, None, "a mapping key must be a scalar", key_node.start_mark
+                ) from None
             if line != key_node.start_mark.line + 1:
                 raise yaml.constructor.ConstructorError(
-                    None, None, f"key {_short(key, 60)} given twice (first on line {line})",
-                    key_node.start_mark)
+                    None,
+                    None,
+                    f"key {_short(key, 60)} given twice (first on line {line})",
+                    key_node.start_mark,
+                )
         return super().construct_mapping(node, deep=deep)
 
 
 _Loader.add_implicit_resolver(
     "tag:yaml.org,2002:float",
-    re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+    re.compile(
+        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
                 |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
                 |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
                 |[-+]?\.(?:inf|Inf|INF)
-                |\.(?:nan|NaN|NAN))$""", re.X),
-    list("-+0123456789."))
+                |\.(?:nan|NaN|NAN))$""",
+        re.X,
+    ),
+    list("-+0123456789."),
+)
 
 
 MAX_CONFIG_BYTES = 1_000_000  # a config file is a few KB; anything this large is not one
@@ -601,8 +667,9 @@ def _yaml(text: str, where: str) -> Any:
     except yaml.YAMLError as e:
         raise ConfigError(f"{where}: invalid YAML: {_one_line(e)}") from None
     except (ValueError, RecursionError, OverflowError) as e:  # e.g. a 5,000-digit integer
-        raise ConfigError(f"{where}: a value YAML cannot read ({type(e).__name__}: "
-                          f"{_one_line(e)})") from None
+        raise ConfigError(
+            f"{where}: a value YAML cannot read ({type(e).__name__}: {_one_line(e)})"
+        ) from None
 
 
 def _one_line(e: BaseException, limit: int = 300) -> str:
@@ -621,8 +688,10 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"config file not found: {path}")
     try:
         if path.stat().st_size > MAX_CONFIG_BYTES:
-            raise ConfigError(f"{path}: {path.stat().st_size} bytes: not a config file (at "
-                              f"most {MAX_CONFIG_BYTES})")
+            raise ConfigError(
+                f"{path}: {path.stat().st_size} bytes: not a config file (at "
+                f"most {MAX_CONFIG_BYTES})"
+            )
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as e:
         raise ConfigError(f"{path}: not a UTF-8 text file (byte {e.start}: {e.reason})") from e
@@ -642,7 +711,8 @@ _NOT_RUN_CONFIG = (*VARIANT_SECTIONS, "description", "provenance", "prepare", "s
 
 
 def load_run_config(
-    path: str | Path | None = None, overrides: Mapping[str, Any] | None = None,
+    path: str | Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
     model: str | None = None,
 ) -> RunConfig:
     """Load a :class:`RunConfig` from YAML (or defaults), select ``model`` and apply overrides.

@@ -85,8 +85,9 @@ def write_torch(path: str | Path, obj: Any) -> None:
     except (RuntimeError, OSError) as e:
         if isinstance(e, OSError) and e.filename is not None and e.errno not in (28, 122):
             raise  # a path error the CLI names itself (not a full disk)
-        raise OutputError(f"{path}: could not write it ({_first_line(e)}); "
-                          f"{_free_space(path.parent)} free there") from None
+        raise OutputError(
+            f"{path}: could not write it ({_first_line(e)}); {_free_space(path.parent)} free there"
+        ) from None
 
 
 def _first_line(e: BaseException) -> str:
@@ -123,13 +124,16 @@ def truncate_jsonl_epochs(path: str | Path, last_epoch: int) -> None:
 def write_npz(path: str | Path, **arrays: np.ndarray) -> None:
     """Like ``np.savez``, but atomic and byte-reproducible (fixed zip timestamps, no
     pickles): equal data give equal files."""
-    with atomic_path(path) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED,
-                                                   allowZip64=True) as zf:
+    with (
+        atomic_path(path) as tmp,
+        zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED, allowZip64=True) as zf,
+    ):
         for name, arr in arrays.items():
             buf = io.BytesIO()
             np.lib.format.write_array(buf, np.ascontiguousarray(arr), allow_pickle=False)
-            zf.writestr(zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0)),
-                        buf.getvalue())
+            zf.writestr(
+                zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0)), buf.getvalue()
+            )
 
 
 # --------------------------------------------------------------------------- output folders
@@ -169,8 +173,9 @@ def marker_text(kind: str) -> str:
     """The marker file's content for ``kind``: fixed bytes, so outputs stay reproducible."""
     if kind not in KINDS:
         raise ValueError(f"unknown output kind {kind!r}; expected one of {KINDS}")
-    return json.dumps({"tool": TOOL, "marker_version": MARKER_VERSION, "kind": kind},
-                      indent=2) + "\n"
+    return (
+        json.dumps({"tool": TOOL, "marker_version": MARKER_VERSION, "kind": kind}, indent=2) + "\n"
+    )
 
 
 def read_marker(folder: str | Path) -> dict[str, Any] | None:
@@ -195,13 +200,17 @@ def check_output(path: str | Path, kind: str, overwrite: bool = False) -> None:
     """
     path = Path(path)
     if path.is_symlink():
-        raise OutputError(f"{path}: is a symbolic link; refusing to replace it "
-                          "(give a new folder, or the folder the link points to)")
+        raise OutputError(
+            f"{path}: is a symbolic link; refusing to replace it "
+            "(give a new folder, or the folder the link points to)"
+        )
     if not path.exists():
         return
     if not path.is_dir():
-        raise OutputError(f"{path}: exists and is not a folder; refusing to replace it "
-                          "(choose another output path)")
+        raise OutputError(
+            f"{path}: exists and is not a folder; refusing to replace it "
+            "(choose another output path)"
+        )
     entries = sorted(p.name for p in path.iterdir())
     if not entries:
         return
@@ -211,13 +220,18 @@ def check_output(path: str | Path, kind: str, overwrite: bool = False) -> None:
         raise OutputError(
             f"{path}: exists, is not empty ({len(entries)} entries: {shown}) and was not made "
             f"by mdr (no {MARKER}); refusing to replace it: choose another output path, "
-            "or empty or remove the folder yourself")
+            "or empty or remove the folder yourself"
+        )
     if marker["kind"] != kind:
-        raise OutputError(f"{path}: holds mdr's {marker['kind']} output, not {kind}; "
-                          "refusing to replace it (choose another output path)")
+        raise OutputError(
+            f"{path}: holds mdr's {marker['kind']} output, not {kind}; "
+            "refusing to replace it (choose another output path)"
+        )
     if not overwrite:
-        raise OutputError(f"{path}: already holds mdr's {kind} output; pass --overwrite "
-                          "(overwrite=True) to replace it, or choose another output path")
+        raise OutputError(
+            f"{path}: already holds mdr's {kind} output; pass --overwrite "
+            "(overwrite=True) to replace it, or choose another output path"
+        )
 
 
 # --------------------------------------------------------------------------- folders filled in place
@@ -231,8 +245,12 @@ def check_output(path: str | Path, kind: str, overwrite: bool = False) -> None:
 # (:func:`move_aside`), never deleted or replaced.
 
 
-def claim_folder(path: str | Path, kind: str, own_name: Callable[[str], bool],
-                 what: str = "files of this command") -> None:
+def claim_folder(
+    path: str | Path,
+    kind: str,
+    own_name: Callable[[str], bool],
+    what: str = "files of this command",
+) -> None:
     """Make sure ``path`` is a folder that a command of ``kind`` may fill in place.
 
     Accepted: a path that does not exist (created and marked), an empty folder (marked),
@@ -244,29 +262,38 @@ def claim_folder(path: str | Path, kind: str, own_name: Callable[[str], bool],
     """
     path = Path(path)
     if path.is_symlink():
-        raise OutputError(f"{path}: is a symbolic link; refusing to write into it "
-                          "(give a new folder, or the folder the link points to)")
+        raise OutputError(
+            f"{path}: is a symbolic link; refusing to write into it "
+            "(give a new folder, or the folder the link points to)"
+        )
     if path.exists() and not path.is_dir():
-        raise OutputError(f"{path}: exists and is not a folder; refusing to write into it "
-                          "(choose another output path)")
+        raise OutputError(
+            f"{path}: exists and is not a folder; refusing to write into it "
+            "(choose another output path)"
+        )
     if not path.exists():
         try:
             path.mkdir(parents=True)
         except OSError as e:
-            raise OutputError(f"{path}: cannot create an output folder there "
-                              f"({e.strerror or e})") from e
+            raise OutputError(
+                f"{path}: cannot create an output folder there ({e.strerror or e})"
+            ) from e
         write_text(path / MARKER, marker_text(kind))
         return
     marker = read_marker(path)
     if marker is not None and marker["kind"] != kind:
-        raise OutputError(f"{path}: holds mdr's {marker['kind']} output, not {kind}; "
-                          "refusing to write into it (choose another output path)")
+        raise OutputError(
+            f"{path}: holds mdr's {marker['kind']} output, not {kind}; "
+            "refusing to write into it (choose another output path)"
+        )
     entries = sorted(p.name for p in path.iterdir())
     linked = [n for n in entries if n != MARKER and (path / n).is_symlink()]
     if linked:
-        raise OutputError(f"{path}/{linked[0]}: is a symbolic link; refusing to write "
-                          "through it (this command writes only into files and folders of its "
-                          "own)")
+        raise OutputError(
+            f"{path}/{linked[0]}: is a symbolic link; refusing to write "
+            "through it (this command writes only into files and folders of its "
+            "own)"
+        )
     if marker is not None:
         return
     if not entries:
@@ -280,7 +307,8 @@ def claim_folder(path: str | Path, kind: str, own_name: Callable[[str], bool],
             f"{'entry that is' if len(foreign) == 1 else 'entries that are'} not {what} "
             f"({shown}) and "
             f"was not made by mdr (no {MARKER}); refusing to write into it: choose another "
-            "output path (a new or empty folder), or move those entries away yourself")
+            "output path (a new or empty folder), or move those entries away yourself"
+        )
 
 
 def move_aside(path: str | Path, why: str = "damaged") -> Path:
@@ -312,7 +340,7 @@ def clean_leftovers(path: str | Path) -> list[Path]:
     removed = []
     for prefix in (f".{path.name}{_PARTIAL}", f".{path.name}{_OLD}"):
         for entry in sorted(parent.glob(glob.escape(prefix) + "*")):
-            if not _TEMP_SUFFIX.fullmatch(entry.name[len(prefix):]):
+            if not _TEMP_SUFFIX.fullmatch(entry.name[len(prefix) :]):
                 continue  # not a name mkdtemp gave (e.g. a user's ".out.old-backup")
             if entry.is_symlink() or not entry.is_dir():
                 continue
@@ -389,8 +417,9 @@ def atomic_dir(path: str | Path, kind: str, overwrite: bool = False) -> Iterator
             print(f"mdr: removed {old}, left by an interrupted run", file=sys.stderr)
         tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}{_PARTIAL}", dir=path.parent))
     except OSError as e:
-        raise OutputError(f"{path}: cannot create an output folder there "
-                          f"({e.strerror or e})") from e
+        raise OutputError(
+            f"{path}: cannot create an output folder there ({e.strerror or e})"
+        ) from e
     lock = None
     try:
         lock = _new_marker(tmp, kind)
@@ -421,15 +450,17 @@ def _refuse_concurrent_build(path: Path, mine: Path) -> None:
     (mine / _BUILD_PID).write_text(f"{os.getpid()}\n", encoding="ascii")
     prefix = f".{path.name}{_PARTIAL}"
     for entry in sorted(path.parent.glob(glob.escape(prefix) + "*")):
-        if entry == mine or not _TEMP_SUFFIX.fullmatch(entry.name[len(prefix):]):
+        if entry == mine or not _TEMP_SUFFIX.fullmatch(entry.name[len(prefix) :]):
             continue
         if entry.is_dir() and not entry.is_symlink() and _locked(entry / MARKER):
             try:
                 holder = (entry / _BUILD_PID).read_text(encoding="ascii").strip()[:20]
             except OSError:
                 holder = "unknown"
-            raise FolderInUse(f"{path}: being written by another command (pid {holder}); "
-                              "wait for it to finish, or stop it")
+            raise FolderInUse(
+                f"{path}: being written by another command (pid {holder}); "
+                "wait for it to finish, or stop it"
+            )
 
 
 def _move_into_place(tmp: Path, path: Path) -> None:
@@ -488,8 +519,10 @@ def folder_lock(lock_file: str | Path, folder: str | Path) -> Iterator[None]:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 holder = os.read(fd, 64).decode("ascii", "replace").strip() or "unknown"
-                raise FolderInUse(f"{folder}: in use by another command (pid {holder}); "
-                                  "wait for it to finish, or stop it") from None
+                raise FolderInUse(
+                    f"{folder}: in use by another command (pid {holder}); "
+                    "wait for it to finish, or stop it"
+                ) from None
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
         yield
@@ -503,6 +536,9 @@ def own_temp_files(folder: str | Path, names: Iterator[str] | list[str]) -> list
     folder = Path(folder)
     out = []
     for name in names:
-        out += [p for p in folder.glob(glob.escape(f".{name}.") + "*.tmp") if p.is_file()
-                and re.fullmatch(rf"\.{re.escape(name)}\.[A-Za-z0-9_]+\.tmp", p.name)]
+        out += [
+            p
+            for p in folder.glob(glob.escape(f".{name}.") + "*.tmp")
+            if p.is_file() and re.fullmatch(rf"\.{re.escape(name)}\.[A-Za-z0-9_]+\.tmp", p.name)
+        ]
     return sorted(out)

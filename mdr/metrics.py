@@ -198,8 +198,11 @@ def per_user_list_metrics(scores: ArrayLike, k: int = 10) -> dict[str, NDArray[n
     if s.shape[1] < 2:
         raise ValueError("scores: need the positive and at least one negative per row")
     ranks = rank_of_positive(s)
-    return {"auc": _list_user_auc(s), f"ndcg@{k}": _ndcg_from_ranks(ranks, k),
-            f"hr@{k}": (ranks < k).astype(np.float64)}
+    return {
+        "auc": _list_user_auc(s),
+        f"ndcg@{k}": _ndcg_from_ranks(ranks, k),
+        f"hr@{k}": (ranks < k).astype(np.float64),
+    }
 
 
 def sampled_list_metrics(scores: ArrayLike, k: int = 10) -> dict[str, float]:

@@ -10,8 +10,16 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-_PACKAGES = ("mdr-companion", "torch", "torchvision", "numpy", "gensim", "scikit-learn",
-             "deepctr-torch", "pandas")
+_PACKAGES = (
+    "mdr-companion",
+    "torch",
+    "torchvision",
+    "numpy",
+    "gensim",
+    "scikit-learn",
+    "deepctr-torch",
+    "pandas",
+)
 
 
 def git_commit(cwd: str | Path | None = None) -> str | None:
@@ -32,13 +40,38 @@ def git_commit(cwd: str | Path | None = None) -> str | None:
     except OSError:  # the current directory was removed
         return None
     try:
-        sha = subprocess.run(["git", "rev-parse", "--verify", "HEAD"], cwd=cwd,
-                             capture_output=True, text=True, timeout=10, check=True).stdout.strip()
-        top = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=cwd,
-                             capture_output=True, text=True, timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--",
-                                ".", ":(exclude)results"], cwd=top, capture_output=True,
-                               text=True, timeout=10, check=True).stdout.strip()
+        sha = subprocess.run(
+            ["git", "rev-parse", "--verify", "HEAD"],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+        top = subprocess.run(
+            ["git", "rev-parse", "--show-toplevel"],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            [
+                "git",
+                "status",
+                "--porcelain",
+                "--untracked-files=no",
+                "--",
+                ".",
+                ":(exclude)results",
+            ],
+            cwd=top,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return None
     return sha + ("+dirty" if dirty else "")

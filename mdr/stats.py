@@ -65,8 +65,9 @@ def wilcoxon(a: ArrayLike, b: ArrayLike) -> float:
     return float(stats.wilcoxon(d, zero_method="wilcox", alternative="two-sided").pvalue)
 
 
-def detectable_difference(sd_diff: float, n: int, alpha: float = ALPHA,
-                          power: float = POWER) -> float:
+def detectable_difference(
+    sd_diff: float, n: int, alpha: float = ALPHA, power: float = POWER
+) -> float:
     """The smallest true mean difference a two-sided paired t-test over ``n`` pairs detects
     with probability ``power`` at level ``alpha``, when the per-pair differences have
     standard deviation ``sd_diff`` (from the noncentral t distribution; ``nan`` below 2
@@ -97,8 +98,9 @@ def detectable_difference(sd_diff: float, n: int, alpha: float = ALPHA,
     return float(delta * sd_diff)
 
 
-def paired_bootstrap_ci(a: ArrayLike, b: ArrayLike, n_boot: int = 2000, seed: int = 0,
-                        level: float = 0.95) -> tuple[float, float]:
+def paired_bootstrap_ci(
+    a: ArrayLike, b: ArrayLike, n_boot: int = 2000, seed: int = 0, level: float = 0.95
+) -> tuple[float, float]:
     """Percentile bootstrap confidence interval of mean(a - b) over paired units (test
     users): ``n_boot`` resamples of the units with replacement, seeded."""
     d = _diffs(a, b)
@@ -130,5 +132,12 @@ def holm(p_values: Sequence[float]) -> list[float]:
     return out.tolist()
 
 
-__all__ = ["ALPHA", "POWER", "detectable_difference", "holm", "paired_bootstrap_ci",
-           "paired_t", "wilcoxon"]
+__all__ = [
+    "ALPHA",
+    "POWER",
+    "detectable_difference",
+    "holm",
+    "paired_bootstrap_ci",
+    "paired_t",
+    "wilcoxon",
+]

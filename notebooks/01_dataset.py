@@ -101,9 +101,11 @@ if manifest.is_file():
         ds = ProcessedDataset.open(proc)
         print(f"prepared data: {ds.root} ({ds.n_users} users, {ds.n_items} items)")
     except DataError as e:
-        print(f"**The prepared data is not here** ({e}); prepare it with "
-              f"`mdr data prepare` (or `nox -s reproduce-table1 -- --dataset {DATASET}`). "
-              "Samples skipped.")
+        print(
+            f"**The prepared data is not here** ({e}); prepare it with "
+            f"`mdr data prepare` (or `nox -s reproduce-table1 -- --dataset {DATASET}`). "
+            "Samples skipped."
+        )
 else:
     missing(manifest, f"nox -s reproduce-table1 -- --dataset {DATASET}")
 
@@ -141,8 +143,14 @@ if ds is not None:
     rows = []
     for i in shown[:6]:
         words = [ds.vocab[t] for t in tokens[i, : min(int(lengths[i]), 30)]]
-        rows.append({"item": int(i), "title": ds.items[i].get("title", ""),
-                     "tokens": int(lengths[i]), "text (first 30 tokens)": " ".join(words)})
+        rows.append(
+            {
+                "item": int(i),
+                "title": ds.items[i].get("title", ""),
+                "tokens": int(lengths[i]),
+                "text (first 30 tokens)": " ".join(words),
+            }
+        )
     with pd.option_context("display.max_colwidth", 200):
         display(pd.DataFrame(rows))
 
@@ -160,5 +168,7 @@ if ds is not None:
     show(fig)
     for name, classes in ds.label_names.items():
         y = ds.labels[name]
-        print(f"weak label {name!r}: {int((y >= 0).sum())} of {y.size} items labelled, "
-              f"{len(classes)} classes ({', '.join(classes[:10])})")
+        print(
+            f"weak label {name!r}: {int((y >= 0).sum())} of {y.size} items labelled, "
+            f"{len(classes)} classes ({', '.join(classes[:10])})"
+        )

@@ -86,12 +86,15 @@ def reported(name: str) -> pd.DataFrame:
 # "AUC" in the paper is DIN's user-weighted AUC, our **GAUC**. On synthetic data only the
 # *ordering* of the models is comparable with the paper, not the values.
 
+
 # %%
 def show_table(name: str) -> pd.DataFrame | None:
     csv, md = table_file(name, "csv"), table_file(name, "md")
     if csv is None or md is None:
-        print(f"**Missing:** `{OUT / name}.csv` - make it with "
-              f"`{SESSION[name]} -- --dataset {DATASET}`.")
+        print(
+            f"**Missing:** `{OUT / name}.csv` - make it with "
+            f"`{SESSION[name]} -- --dataset {DATASET}`."
+        )
         return None
     if csv.stem.endswith("_quick"):
         print(f"only the --quick pipeline check is here ({csv.name}): its numbers mean nothing")
@@ -103,13 +106,20 @@ table2 = show_table("table2")
 print("Reported in the paper (Table 2):")
 display(reported("table2"))
 
+
 # %%
 def plot_gauc(table: pd.DataFrame, title: str) -> None:
     """Mean GAUC +- std over seeds per model, ordered as in the table."""
     fig, ax = plt.subplots(figsize=(6, 0.35 * len(table) + 1))
     y = np.arange(len(table))
-    ax.barh(y, table["gauc_mean"], xerr=table["gauc_std"].fillna(0), color="tab:blue",
-            alpha=0.8, capsize=3)
+    ax.barh(
+        y,
+        table["gauc_mean"],
+        xerr=table["gauc_std"].fillna(0),
+        color="tab:blue",
+        alpha=0.8,
+        capsize=3,
+    )
     ax.set_yticks(y, table["label"])
     ax.invert_yaxis()
     lo = float((table["gauc_mean"] - table["gauc_std"].fillna(0)).min())
@@ -173,8 +183,24 @@ for name in ("table2", "table3", "ablations", "table2_tuned", "table3_tuned", "a
     if path is not None:
         frames.append(pd.read_csv(path).assign(table=name))
 if frames:
-    display(pd.concat(frames)[["table", "a", "b", "metric", "seeds", "mean_diff", "ci_low",
-                               "ci_high", "p_t", "p_t_holm", "p_wilcoxon", "detectable_80"]])
+    display(
+        pd.concat(frames)[
+            [
+                "table",
+                "a",
+                "b",
+                "metric",
+                "seeds",
+                "mean_diff",
+                "ci_low",
+                "ci_high",
+                "p_t",
+                "p_t_holm",
+                "p_wilcoxon",
+                "detectable_80",
+            ]
+        ]
+    )
 else:
     print("no comparisons yet: run `nox -s reproduce-table2` and `nox -s reproduce-table3`")
 
@@ -195,11 +221,21 @@ for run in runs:
     if test_json.is_file():
         t = json.loads(test_json.read_text(encoding="utf-8"))
         model = run.rsplit("-", 2)[0]  # <model>-<hash>-s<seed>: the variant's name
-        per_seed.append({"run": run, "model": model, "seed": t.get("seed"),
-                         "best epoch": t.get("best_epoch"), "gauc": t.get("gauc"),
-                         "ndcg@10": t.get("ndcg@10")})
+        per_seed.append(
+            {
+                "run": run,
+                "model": model,
+                "seed": t.get("seed"),
+                "best epoch": t.get("best_epoch"),
+                "gauc": t.get("gauc"),
+                "ndcg@10": t.get("ndcg@10"),
+            }
+        )
 if per_seed:
-    display(pd.DataFrame(per_seed).pivot(index="model", columns="seed", values="gauc")
-            .add_prefix("GAUC seed "))
+    display(
+        pd.DataFrame(per_seed)
+        .pivot(index="model", columns="seed", values="gauc")
+        .add_prefix("GAUC seed ")
+    )
 else:
     print(f"no run folders under {OUT / 'runs'} (runs are not committed)")

@@ -76,8 +76,10 @@ def show_pngs(folder: Path, pattern: str, session: str) -> list[Path]:
         if IN_KERNEL:
             show_image(png)
     if len(found) > MAX_IMAGES:
-        print(f"... and {len(found) - MAX_IMAGES} more in {folder}:",
-              ", ".join(p.name for p in found[MAX_IMAGES:]))
+        print(
+            f"... and {len(found) - MAX_IMAGES} more in {folder}:",
+            ", ".join(p.name for p in found[MAX_IMAGES:]),
+        )
     return found
 
 

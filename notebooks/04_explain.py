@@ -75,12 +75,15 @@ def show(fig: plt.Figure) -> None:
 # Table 2's manifest lists its run folders (`results/<dataset>/runs/<name>/`); run folders
 # are not committed, so on a fresh clone this says how to make them.
 
+
 # %%
 def seed0_mdr_run() -> Path | None:
     manifest = OUT / "table2.manifest.json"
     if not manifest.is_file():
-        print(f"**Missing:** `{manifest}` - make it with "
-              f"`nox -s reproduce-table2 -- --dataset {DATASET}`.")
+        print(
+            f"**Missing:** `{manifest}` - make it with "
+            f"`nox -s reproduce-table2 -- --dataset {DATASET}`."
+        )
         return None
     runs = json.loads(manifest.read_text(encoding="utf-8")).get("runs", {})
     names = [n for n in runs if n.startswith("mdr-") and n.endswith("-s0")]
@@ -93,18 +96,22 @@ def seed0_mdr_run() -> Path | None:
 run_dir = seed0_mdr_run()
 run = None
 if run_dir is not None and not (run_dir / "best.pt").is_file():
-    print(f"**The run folder is not here:** `{run_dir}` (runs are not committed). Make it with "
-          f"`nox -s reproduce-table2 -- --dataset {DATASET}` (finished runs are reused), or "
-          "train MDR alone: `mdr train --config benchmarks/configs/mdr_synthetic.yaml "
-          f"--data PREPARED --out {run_dir} --model mdr --seed 0`.")
+    print(
+        f"**The run folder is not here:** `{run_dir}` (runs are not committed). Make it with "
+        f"`nox -s reproduce-table2 -- --dataset {DATASET}` (finished runs are reused), or "
+        "train MDR alone: `mdr train --config benchmarks/configs/mdr_synthetic.yaml "
+        f"--data PREPARED --out {run_dir} --model mdr --seed 0`."
+    )
 elif run_dir is not None:
     try:
         run = load_run(run_dir)
     except (DataError, RunError) as e:
         print(f"**Cannot reopen the run:** {e} (is its prepared data here? `mdr data prepare`)")
 if run is not None:
-    print(f"run {run.folder.root.name}: best epoch {run.best.get('epoch')}, "
-          f"valid GAUC {run.best.get('value', float('nan')):.4f}; data {run.ds.root}")
+    print(
+        f"run {run.folder.root.name}: best epoch {run.best.get('epoch')}, "
+        f"valid GAUC {run.best.get('value', float('nan')):.4f}; data {run.ds.root}"
+    )
 
 # %% [markdown]
 # ## The user's top-scored item

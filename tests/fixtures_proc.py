@@ -27,12 +27,25 @@ KNOWN_SEQUENCES: list[list[int]] = [
 
 COLOURS = ["red", "green", "blue"]
 SHAPES = ["round", "square"]
-WORDS = ["<pad>", "<unk>", "red", "green", "blue", "round", "square", "soft", "big", "small",
-         "nice", "cheap"]
+WORDS = [
+    "<pad>",
+    "<unk>",
+    "red",
+    "green",
+    "blue",
+    "round",
+    "square",
+    "soft",
+    "big",
+    "small",
+    "nice",
+    "cheap",
+]
 
 
-def random_sequences(n_users: int, n_items: int, seed: int = 0, min_len: int = 4,
-                     max_len: int = 12) -> list[list[int]]:
+def random_sequences(
+    n_users: int, n_items: int, seed: int = 0, min_len: int = 4, max_len: int = 12
+) -> list[list[int]]:
     """Per user a random sequence of distinct items with a simple learnable structure.
 
     Each user prefers one residue class of item ids (``item % 3``), so a model
@@ -52,10 +65,17 @@ def random_sequences(n_users: int, n_items: int, seed: int = 0, min_len: int = 4
     return seqs
 
 
-def write_tiny_proc(root: str | Path, sequences: Sequence[Sequence[int]] | None = None,
-                    n_items: int | None = None, n_neg_eval: int = 3, image_size: int = 16,
-                    word_dim: int = 8, max_len: int = 6, seed: int = 0,
-                    name: str = "tiny-fixture") -> Path:
+def write_tiny_proc(
+    root: str | Path,
+    sequences: Sequence[Sequence[int]] | None = None,
+    n_items: int | None = None,
+    n_neg_eval: int = 3,
+    image_size: int = 16,
+    word_dim: int = 8,
+    max_len: int = 6,
+    seed: int = 0,
+    name: str = "tiny-fixture",
+) -> Path:
     """Write a complete prepared dataset folder at ``root`` and return its path.
 
     ``sequences``: per user, item ids in time order (at least 3 each: the last is
@@ -110,14 +130,21 @@ def _write_behaviours(root: Path, seqs: list[list[int]]) -> None:
             item.append(i)
             time.append(1_000_000 + 1000 * u + t)
             split.append(TEST if t == n - 1 else VALID if t == n - 2 else TRAIN)
-    np.savez(root / "behaviors.npz", user=np.array(user, np.int32), item=np.array(item, np.int32),
-             time=np.array(time, np.int64), split=np.array(split, np.int8))
-    (root / "users.txt").write_text("".join(f"U{u:03d}\n" for u in range(len(seqs))),
-                                    encoding="utf-8")
+    np.savez(
+        root / "behaviors.npz",
+        user=np.array(user, np.int32),
+        item=np.array(item, np.int32),
+        time=np.array(time, np.int64),
+        split=np.array(split, np.int8),
+    )
+    (root / "users.txt").write_text(
+        "".join(f"U{u:03d}\n" for u in range(len(seqs))), encoding="utf-8"
+    )
 
 
-def _write_eval_lists(root: Path, seqs: list[list[int]], n_items: int, n_neg: int,
-                      gen: np.random.Generator) -> None:
+def _write_eval_lists(
+    root: Path, seqs: list[list[int]], n_items: int, n_neg: int, gen: np.random.Generator
+) -> None:
     lists = {}
     for split, offset in (("valid", 2), ("test", 1)):
         rows = []
@@ -137,18 +164,29 @@ def _write_items(root: Path, n_items: int, n_users: int) -> None:
     (root / "categories.txt").write_text("even\nodd\n", encoding="utf-8")
     with (root / "items.jsonl").open("w", encoding="utf-8") as fh:
         for i in ids:
-            fh.write(json.dumps({"asin": f"A{i:05d}", "title": f"{COLOURS[i % 3]} thing {i}",
-                                 "category": ["even", "odd"][i % 2], "brand": "acme"}) + "\n")
+            fh.write(
+                json.dumps(
+                    {
+                        "asin": f"A{i:05d}",
+                        "title": f"{COLOURS[i % 3]} thing {i}",
+                        "category": ["even", "odd"][i % 2],
+                        "brand": "acme",
+                    }
+                )
+                + "\n"
+            )
     colour = (ids % 3).astype(np.int64)
     shape = (ids % 2).astype(np.int64)
     colour[ids % 4 == 3] = -1  # some unlabelled items, as with a labelling budget
     np.savez(root / "labels.npz", colour=colour, shape=shape)
-    np.savez(root / "factors.npz", colour=(ids % 3).astype(np.int64),
-             shape=(ids % 2).astype(np.int64))
+    np.savez(
+        root / "factors.npz", colour=(ids % 3).astype(np.int64), shape=(ids % 2).astype(np.int64)
+    )
 
 
-def _write_text(root: Path, n_items: int, word_dim: int, max_len: int,
-                gen: np.random.Generator) -> None:
+def _write_text(
+    root: Path, n_items: int, word_dim: int, max_len: int, gen: np.random.Generator
+) -> None:
     (root / "vocab.txt").write_text("".join(w + "\n" for w in WORDS), encoding="utf-8")
     tokens = np.zeros((n_items, max_len), np.int32)
     lengths = np.zeros(n_items, np.int32)

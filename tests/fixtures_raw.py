@@ -50,9 +50,17 @@ REMOVED_ITEM = "B0REMOVED1"
 TRAIN_WORDS = ["soft", "cotton", "comfy", "fits", "great", "warm", "wool", "nice", "dress", "shirt"]
 
 # Per item: title and 2014 category paths (DIN's leaf = categories[-1][-1]); item 9 has no meta.
-TITLES = ["Navy Cotton Dress", "Women's Burgundy Shirt", "Plain Tee", "Charcoal Wool Coat",
-          "Light blue jeans", "Gold Hoop Earrings", "Black and White Scarf", "Summer Hat",
-          "Olive Green Jacket"]
+TITLES = [
+    "Navy Cotton Dress",
+    "Women's Burgundy Shirt",
+    "Plain Tee",
+    "Charcoal Wool Coat",
+    "Light blue jeans",
+    "Gold Hoop Earrings",
+    "Black and White Scarf",
+    "Summer Hat",
+    "Olive Green Jacket",
+]
 CATEGORIES_2014 = [
     [["Clothing, Shoes & Jewelry", "Women", "Dresses"]],
     [["Clothing, Shoes & Jewelry", "Women", "Tops"]],
@@ -64,16 +72,39 @@ CATEGORIES_2014 = [
     [["Clothing, Shoes & Jewelry", "Accessories", "Hats"]],
     [["Clothing, Shoes & Jewelry", "Men", "Outerwear"]],
 ]
-EXPECTED_LEAF = ["Dresses", "Tops", "Tops", "Outerwear", "Jeans", "Earrings", "Scarves", "Hats",
-                 "Outerwear", "<unknown>"]
+EXPECTED_LEAF = [
+    "Dresses",
+    "Tops",
+    "Tops",
+    "Outerwear",
+    "Jeans",
+    "Earrings",
+    "Scarves",
+    "Hats",
+    "Outerwear",
+    "<unknown>",
+]
 EXPECTED_COLOUR = ["blue", "red", None, "grey", "blue", "yellow", "black", None, "green", None]
 
 # Item i's image: how it is stored (item 9 has none).
-IMAGE_KINDS = ["rgb_jpeg", "grey_png", "cmyk_tiff", "palette_png", "rgba_png", "grey16_png",
-               "la_png", "garbage", "truncated_jpeg", "missing"]
+IMAGE_KINDS = [
+    "rgb_jpeg",
+    "grey_png",
+    "cmyk_tiff",
+    "palette_png",
+    "rgba_png",
+    "grey16_png",
+    "la_png",
+    "garbage",
+    "truncated_jpeg",
+    "missing",
+]
 EXPECTED_MASK = [True] * 7 + [False] * 3
-EXPECTED_IMAGE_REASONS = {"image not decodable": 1, "image corrupt or truncated": 1,
-                          "image missing": 1}
+EXPECTED_IMAGE_REASONS = {
+    "image not decodable": 1,
+    "image corrupt or truncated": 1,
+    "image missing": 1,
+}
 
 
 @dataclass
@@ -101,10 +132,19 @@ def core_behaviours() -> list[dict[str, Any]]:
             if u == 0 and j == 2:
                 day = 10 * 1 + u  # same time as j = 1 (tie)
             word = {3: VALID_WORD, 4: TEST_WORD}.get(j, "")
-            text = " ".join([TRAIN_WORDS[(u + j) % 10], TRAIN_WORDS[(u + 2 * j + 1) % 10],
-                             "nice", word]).strip()
-            out.append({"user": USERS[u], "asin": ITEMS[(u + 2 * j) % N_ITEMS],
-                        "time": T0 + day * DAY, "text": text, "u": u, "j": j})
+            text = " ".join(
+                [TRAIN_WORDS[(u + j) % 10], TRAIN_WORDS[(u + 2 * j + 1) % 10], "nice", word]
+            ).strip()
+            out.append(
+                {
+                    "user": USERS[u],
+                    "asin": ITEMS[(u + 2 * j) % N_ITEMS],
+                    "time": T0 + day * DAY,
+                    "text": text,
+                    "u": u,
+                    "j": j,
+                }
+            )
     return out
 
 
@@ -118,10 +158,25 @@ def expected_sequences() -> dict[str, list[str]]:
 
 def removed_behaviours() -> list[dict[str, Any]]:
     """Reviews of users/items that 3-core filtering removes (2 rounds)."""
-    rows = [("Z9", ITEMS[1]), ("Z9", ITEMS[3]), ("Z9", REMOVED_ITEM),
-            ("W1", REMOVED_ITEM), ("W1", ITEMS[5]), ("W1", ITEMS[7])]
-    return [{"user": u, "asin": a, "time": T0 + (60 + k) * DAY,
-             "text": f"{REMOVED_WORD} cotton", "u": -1, "j": k} for k, (u, a) in enumerate(rows)]
+    rows = [
+        ("Z9", ITEMS[1]),
+        ("Z9", ITEMS[3]),
+        ("Z9", REMOVED_ITEM),
+        ("W1", REMOVED_ITEM),
+        ("W1", ITEMS[5]),
+        ("W1", ITEMS[7]),
+    ]
+    return [
+        {
+            "user": u,
+            "asin": a,
+            "time": T0 + (60 + k) * DAY,
+            "text": f"{REMOVED_WORD} cotton",
+            "u": -1,
+            "j": k,
+        }
+        for k, (u, a) in enumerate(rows)
+    ]
 
 
 def _file_order(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -136,9 +191,19 @@ def _file_order(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _review_json_2014(r: dict[str, Any]) -> str:
-    return json.dumps({"reviewerID": r["user"], "asin": r["asin"], "reviewerName": "x",
-                       "helpful": [0, 0], "reviewText": r["text"], "overall": 4.0,
-                       "summary": "", "unixReviewTime": r["time"], "reviewTime": "01 1, 2014"})
+    return json.dumps(
+        {
+            "reviewerID": r["user"],
+            "asin": r["asin"],
+            "reviewerName": "x",
+            "helpful": [0, 0],
+            "reviewText": r["text"],
+            "overall": 4.0,
+            "summary": "",
+            "unixReviewTime": r["time"],
+            "reviewTime": "01 1, 2014",
+        }
+    )
 
 
 def _write_gz_lines(path: Path, lines: list[str]) -> None:
@@ -180,22 +245,38 @@ def write_images(images_dir: Path, asins: list[str] = ITEMS) -> None:
 def _meta_2014_lines(malicious_target: Path | None) -> tuple[list[str], list[int]]:
     lines = []
     for i in range(9):
-        lines.append(repr({"asin": ITEMS[i], "imUrl": f"http://127.0.0.1/{ITEMS[i]}.jpg",
-                           "title": TITLES[i], "categories": CATEGORIES_2014[i],
-                           "brand": f"Brand{i % 3}", "salesRank": {"Clothing": 100 + i}}))
-    lines.append(repr({"asin": "B0NOTKEPT9", "title": "Not in reviews",
-                       "categories": [["X"]]}))  # not a 5-core item: ignored, not counted
+        lines.append(
+            repr(
+                {
+                    "asin": ITEMS[i],
+                    "imUrl": f"http://127.0.0.1/{ITEMS[i]}.jpg",
+                    "title": TITLES[i],
+                    "categories": CATEGORIES_2014[i],
+                    "brand": f"Brand{i % 3}",
+                    "salesRank": {"Clothing": 100 + i},
+                }
+            )
+        )
+    lines.append(
+        repr({"asin": "B0NOTKEPT9", "title": "Not in reviews", "categories": [["X"]]})
+    )  # not a 5-core item: ignored, not counted
     target = malicious_target or Path("/tmp/pwned")
-    bad = [f"__import__('os').system('touch {target}')",
-           "{'asin': 'B000000001', 'title': 'unterminated"]
+    bad = [
+        f"__import__('os').system('touch {target}')",
+        "{'asin': 'B000000001', 'title': 'unterminated",
+    ]
     lines.insert(3, bad[0])
     lines.insert(7, bad[1])
     return lines, [4, 8]
 
 
 def write_raw_2014(
-    root: str | Path, category: str = "Tiny", malformed_review: bool = True,
-    malicious_target: Path | None = None, factors: bool = False, images: bool = True,
+    root: str | Path,
+    category: str = "Tiny",
+    malformed_review: bool = True,
+    malicious_target: Path | None = None,
+    factors: bool = False,
+    images: bool = True,
 ) -> RawFixture:
     """The 2014-flavoured fixture (see the module docstring)."""
     root = Path(root)
@@ -214,17 +295,31 @@ def write_raw_2014(
         write_images(root / "images")
     if factors:
         write_factors(root / "factors.json")
-    return RawFixture(root, category, "amazon2014", reviews, meta, expected_sequences(),
-                      n_behaviors=40, malformed_review_line=malformed_line,
-                      malformed_meta_lines=bad_meta)
+    return RawFixture(
+        root,
+        category,
+        "amazon2014",
+        reviews,
+        meta,
+        expected_sequences(),
+        n_behaviors=40,
+        malformed_review_line=malformed_line,
+        malformed_meta_lines=bad_meta,
+    )
 
 
 FACTORS = {
-    "colour": {"kind": "visual_dominant", "modalities": ["image", "text"],
-               "values": ["red", "green", "blue"]},
+    "colour": {
+        "kind": "visual_dominant",
+        "modalities": ["image", "text"],
+        "values": ["red", "green", "blue"],
+    },
     "shape": {"kind": "visual_only", "modalities": ["image"], "values": ["round", "square"]},
-    "material": {"kind": "text_only", "modalities": ["text"],
-                 "values": ["cotton", "wool", "silk", "linen"]},
+    "material": {
+        "kind": "text_only",
+        "modalities": ["text"],
+        "values": ["cotton", "wool", "silk", "linen"],
+    },
 }
 
 
@@ -236,24 +331,35 @@ def factor_value(asin_index: int, factor: str) -> int:
 def write_factors(path: Path) -> None:
     items = {ITEMS[i]: {f: factor_value(i, f) for f in FACTORS} for i in range(9)}
     items[REMOVED_ITEM] = {f: 0 for f in FACTORS}
-    path.write_text(json.dumps({"name": "fixture-shop", "factors": FACTORS, "items": items}),
-                    encoding="utf-8")
+    path.write_text(
+        json.dumps({"name": "fixture-shop", "factors": FACTORS, "items": items}), encoding="utf-8"
+    )
 
 
 # --------------------------------------------------------------------------- 2018 flavour
 
 
-def write_raw_2018(root: str | Path, category: str = "Tiny_2018", images: bool = True
-                   ) -> RawFixture:
+def write_raw_2018(
+    root: str | Path, category: str = "Tiny_2018", images: bool = True
+) -> RawFixture:
     """The 2018-flavoured fixture: JSON meta, duplicates, a repeated pair, missing texts."""
     root = Path(root)
     rows = _file_order(core_behaviours() + removed_behaviours())
     objs = []
     for r in rows:
-        o = {"overall": 5.0, "vote": "1,234", "verified": True, "reviewTime": "01 1, 2014",
-             "reviewerID": r["user"], "asin": r["asin"], "style": {"Size:": " Large"},
-             "reviewerName": "x", "reviewText": r["text"], "summary": "Five Stars",
-             "unixReviewTime": r["time"]}
+        o = {
+            "overall": 5.0,
+            "vote": "1,234",
+            "verified": True,
+            "reviewTime": "01 1, 2014",
+            "reviewerID": r["user"],
+            "asin": r["asin"],
+            "style": {"Size:": " Large"},
+            "reviewerName": "x",
+            "reviewText": r["text"],
+            "summary": "Five Stars",
+            "unixReviewTime": r["time"],
+        }
         if (r["u"], r["j"]) == (2, 0):
             del o["reviewText"]  # summary only
         if (r["u"], r["j"]) == (3, 0):
@@ -263,8 +369,11 @@ def write_raw_2018(root: str | Path, category: str = "Tiny_2018", images: bool =
     lines = [json.dumps(o) for o in objs]
     lines += [lines[0], lines[10]]  # two exact duplicates
     first_u1 = next(o for o in objs if o["reviewerID"] == "U1" and o["asin"] == ITEMS[1])
-    again = dict(first_u1, unixReviewTime=first_u1["unixReviewTime"] + 5 * DAY,
-                 reviewText="second review of the same item")
+    again = dict(
+        first_u1,
+        unixReviewTime=first_u1["unixReviewTime"] + 5 * DAY,
+        reviewText="second review of the same item",
+    )
     lines.append(json.dumps(again))  # repeated (user, item): the earliest is kept
     reviews = root / f"{category}_5.json.gz"
     meta = root / f"meta_{category}.json.gz"
@@ -272,17 +381,38 @@ def write_raw_2018(root: str | Path, category: str = "Tiny_2018", images: bool =
     meta_lines = []
     for i in range(9):
         cats = [c for path in CATEGORIES_2014[i][-1:] for c in path]
-        meta_lines.append(json.dumps({
-            "asin": ITEMS[i], "title": TITLES[i], "category": cats, "brand": f"Brand{i % 3}",
-            "imageURL": [f"http://127.0.0.1/s/{i}.jpg"],
-            "imageURLHighRes": [f"http://127.0.0.1/l/{i}.jpg"],
-            "details": {"Package Dimensions:": "1 x 2 x 3 inches"}, "also_buy": [ITEMS[0]],
-            "price": "$12.99"}))
+        meta_lines.append(
+            json.dumps(
+                {
+                    "asin": ITEMS[i],
+                    "title": TITLES[i],
+                    "category": cats,
+                    "brand": f"Brand{i % 3}",
+                    "imageURL": [f"http://127.0.0.1/s/{i}.jpg"],
+                    "imageURLHighRes": [f"http://127.0.0.1/l/{i}.jpg"],
+                    "details": {"Package Dimensions:": "1 x 2 x 3 inches"},
+                    "also_buy": [ITEMS[0]],
+                    "price": "$12.99",
+                }
+            )
+        )
     meta_lines.insert(2, "{'asin': 'B000000002'}")  # a Python literal is malformed in 2018 JSON
     _write_gz_lines(meta, meta_lines)
     if images:
         write_images(root / "images")
-    return RawFixture(root, category, "amazon2018", reviews, meta, expected_sequences(),
-                      n_behaviors=40, malformed_meta_lines=[3],
-                      extra={"exact_duplicates": 2, "repeated_pairs": 1, "empty_reviews": 1,
-                             "summary_only": ("U2", ITEMS[2])})
+    return RawFixture(
+        root,
+        category,
+        "amazon2018",
+        reviews,
+        meta,
+        expected_sequences(),
+        n_behaviors=40,
+        malformed_meta_lines=[3],
+        extra={
+            "exact_duplicates": 2,
+            "repeated_pairs": 1,
+            "empty_reviews": 1,
+            "summary_only": ("U2", ITEMS[2]),
+        },
+    )

@@ -16,14 +16,15 @@ CONFIG = CONFIGS / "mdr_synthetic.yaml"
 
 # ``python -m benchmarks.<script>`` against the INSTALLED mdr: -P keeps the working tree's
 # ./mdr off sys.path; the repository root is appended so that benchmarks/ is found.
-_RUN_BENCHMARK = ("import runpy, sys; sys.path.append(sys.argv.pop(1)); "
-                  "runpy.run_module(sys.argv.pop(1), run_name='__main__', alter_sys=True)")
+_RUN_BENCHMARK = (
+    "import runpy, sys; sys.path.append(sys.argv.pop(1)); "
+    "runpy.run_module(sys.argv.pop(1), run_name='__main__', alter_sys=True)"
+)
 
 
 def benchmark_command(script: str, *args: str) -> list[str]:
     """The command line of ``python -m benchmarks.<script> ARGS`` for a subprocess."""
-    return [sys.executable, "-P", "-c", _RUN_BENCHMARK, str(REPO), f"benchmarks.{script}",
-            *args]
+    return [sys.executable, "-P", "-c", _RUN_BENCHMARK, str(REPO), f"benchmarks.{script}", *args]
 
 
 def benchmark_module(name: str) -> ModuleType:
@@ -36,15 +37,23 @@ def benchmark_module(name: str) -> ModuleType:
     return importlib.import_module(f"benchmarks.{name}")
 
 
-def run_benchmark(script: str, *args: str, env: dict[str, str] | None = None,
-                  timeout: float = 900) -> subprocess.CompletedProcess[str]:
+def run_benchmark(
+    script: str, *args: str, env: dict[str, str] | None = None, timeout: float = 900
+) -> subprocess.CompletedProcess[str]:
     """Run a benchmark script in a subprocess; its output is captured as text."""
-    return subprocess.run(benchmark_command(script, *args), capture_output=True, text=True,
-                          env=env, timeout=timeout)
+    return subprocess.run(
+        benchmark_command(script, *args), capture_output=True, text=True, env=env, timeout=timeout
+    )
 
 
-def train_tiny(proc: Path, out: Path, variant: str | None = None, epochs: int = 2,
-               steps: int = 6, seed: int = 0) -> Path:
+def train_tiny(
+    proc: Path,
+    out: Path,
+    variant: str | None = None,
+    epochs: int = 2,
+    steps: int = 6,
+    seed: int = 0,
+) -> Path:
     """Train ``variant`` (a baseline/ablation name of the synthetic config, or MDR) on the
     tiny shop for a few steps; returns the finished run folder."""
     from mdr.config import apply_overrides, load_run_config, variant_overrides
@@ -52,8 +61,15 @@ def train_tiny(proc: Path, out: Path, variant: str | None = None, epochs: int = 
 
     cfg = load_run_config(CONFIG)
     overrides = dict(variant_overrides(CONFIG, variant)) if variant else {}
-    overrides.update({"train.epochs": epochs, "train.max_steps_per_epoch": steps,
-                      "train.batch_size": 256, "train.full_ranking": False,
-                      "train.num_threads": 1, "seed": seed})
+    overrides.update(
+        {
+            "train.epochs": epochs,
+            "train.max_steps_per_epoch": steps,
+            "train.batch_size": 256,
+            "train.full_ranking": False,
+            "train.num_threads": 1,
+            "seed": seed,
+        }
+    )
     train(apply_overrides(cfg, overrides), proc, out, progress=False)
     return out

@@ -164,8 +164,12 @@ class _Server(ThreadingHTTPServer):
 class LocalHTTPServer:
     """An in-memory HTTP file server on 127.0.0.1 with scripted faults (see module docstring)."""
 
-    def __init__(self, files: dict[str, bytes] | None = None, max_lifetime_s: float = 60.0,
-                 tls: tuple[str | Path, str | Path] | None = None):
+    def __init__(
+        self,
+        files: dict[str, bytes] | None = None,
+        max_lifetime_s: float = 60.0,
+        tls: tuple[str | Path, str | Path] | None = None,
+    ):
         self.files: dict[str, bytes] = dict(files or {})
         self.counts: Counter[str] = Counter()
         self.ranges: dict[str, list[str | None]] = defaultdict(list)

@@ -62,8 +62,9 @@ class Ctx:
     def p(self, *parts: str) -> Path:
         return self.tmp.joinpath(*parts)
 
-    def raw(self, edits: dict[str, Callable[[bytes], bytes] | None] | None = None,
-            name: str = "raw") -> Path:
+    def raw(
+        self, edits: dict[str, Callable[[bytes], bytes] | None] | None = None, name: str = "raw"
+    ) -> Path:
         """A copy of the raw shop with ``edits`` applied: file name -> transform of its bytes
         (None removes the file; a name not in the shop is created from b"")."""
         root = self.p(name)
@@ -115,6 +116,7 @@ Check = Callable[[Ctx, Result], None]
 
 def described(text: str) -> Callable[[Check], Check]:
     """Give a check the words the README table shows for it."""
+
     def wrap(check: Check) -> Check:
         check.describe = text  # type: ignore[attr-defined]
         return check
@@ -148,8 +150,7 @@ def run_cli(argv: Sequence[Any]) -> Result:
 
 
 def prep(c: Ctx, *extra: Any, raw: Path | None = None, out: Path | None = None) -> list[Any]:
-    return ["data", "prepare", "--raw", raw or c.shop, "--out", out or c.p("out"), *FLAGS,
-            *extra]
+    return ["data", "prepare", "--raw", raw or c.shop, "--out", out or c.p("out"), *FLAGS, *extra]
 
 
 def synth(c: Ctx, *extra: Any, out: Path | None = None) -> list[Any]:
@@ -162,6 +163,7 @@ def stats(root: Path) -> list[Any]:
 
 def lines(fn: Callable[[list[str]], list[str]]) -> Callable[[bytes], bytes]:
     """A transform of a gzip file's lines."""
+
     def edit(data: bytes) -> bytes:
         text = gzip.decompress(data).decode("utf-8")
         return gzip.compress(("\n".join(fn(text.splitlines())) + "\n").encode(), mtime=0)
@@ -175,14 +177,16 @@ def cut(fraction: float) -> Callable[[bytes], bytes]:
 
 def flip_middle_byte(data: bytes) -> bytes:
     i = len(data) // 2
-    return data[:i] + bytes([data[i] ^ 0xFF]) + data[i + 1:]
+    return data[:i] + bytes([data[i] ^ 0xFF]) + data[i + 1 :]
 
 
 def set_time(token: str, line: int = 1) -> Callable[[bytes], bytes]:
     """Put the raw JSON ``token`` as the unixReviewTime of review line ``line``."""
+
     def fn(ls: list[str]) -> list[str]:
-        ls[line - 1] = re.sub(r'"unixReviewTime": \d+', f'"unixReviewTime": {token}',
-                              ls[line - 1], count=1)
+        ls[line - 1] = re.sub(
+            r'"unixReviewTime": \d+', f'"unixReviewTime": {token}', ls[line - 1], count=1
+        )
         return ls
 
     return lines(fn)
@@ -234,6 +238,7 @@ def gunzip(data: bytes) -> bytes:
 
 def marker(kind: str) -> Callable[[Path], Path]:
     """A folder that carries mdr's marker of ``kind`` (and one file)."""
+
     def make(root: Path) -> Path:
         from mdr.io import MARKER, marker_text
 
@@ -260,8 +265,16 @@ def fashion_corpus(root: Path) -> Path:
 
 
 def fashion(c: Ctx, *extra: Any, out: Path | None = None) -> list[Any]:
-    return ["data", "fashion-images", "--dir", fashion_corpus(c.p("corpus")), "--out",
-            out or c.p("out"), "-q", *extra]
+    return [
+        "data",
+        "fashion-images",
+        "--dir",
+        fashion_corpus(c.p("corpus")),
+        "--out",
+        out or c.p("out"),
+        "-q",
+        *extra,
+    ]
 
 
 # --------------------------------------------------------------------------- checks
@@ -282,6 +295,7 @@ def untouched(name: str = "victim") -> Check:
 def file_intact(name: str, text: str) -> Check:
     """``name`` (under the case's folder) still holds ``text`` ("": the shop's file of that
     name, for copies of the shop)."""
+
     @described(f"{name} intact")
     def check(c: Ctx, r: Result) -> None:
         expected = text or (c.shop / Path(name).name).read_text()
@@ -307,7 +321,8 @@ def counts(**expected: Any) -> Check:
 def skipped(reason: str, where: str, n: int = 1) -> Check:
     """A counted skip whose reason contains ``reason``, and an example naming ``where``
     (``file:line``, or the file)."""
-    @described(f"counted skip \"{reason}\" naming {where}" + (f" ({n})" if n != 1 else ""))
+
+    @described(f'counted skip "{reason}" naming {where}' + (f" ({n})" if n != 1 else ""))
     def check(c: Ctx, r: Result) -> None:
         sk = manifest(c)["skips"]
         hits = {k: v for k, v in sk["counts"].items() if reason in k}
@@ -381,6 +396,7 @@ def not_executed(c: Ctx, r: Result) -> None:
 def set_field(name: str, token: str, line: int = 1) -> Callable[[bytes], bytes]:
     """Add the raw JSON ``"name": token`` at the end of review line ``line`` (a repeated key:
     the last one wins, so it replaces the line's own value)."""
+
     def fn(ls: list[str]) -> list[str]:
         ls[line - 1] = ls[line - 1][:-1] + f', "{name}": {token}}}'
         return ls
@@ -390,6 +406,7 @@ def set_field(name: str, token: str, line: int = 1) -> Callable[[bytes], bytes]:
 
 def set_meta(text: str, line: int = 1) -> Callable[[bytes], bytes]:
     """Add the raw Python-literal ``text`` (``'key': value``) at the end of meta line ``line``."""
+
     def fn(ls: list[str]) -> list[str]:
         ls[line - 1] = ls[line - 1][:-1] + f", {text}}}"
         return ls
@@ -399,6 +416,7 @@ def set_meta(text: str, line: int = 1) -> Callable[[bytes], bytes]:
 
 def first_user_renamed(escape: str) -> Callable[[bytes], bytes]:
     """Every review of the first line's user, its reviewerID ``escape`` (raw JSON text)."""
+
     def fn(ls: list[str]) -> list[str]:
         u = json.loads(ls[0])["reviewerID"]
         return [x.replace(f'"reviewerID": "{u}"', f'"reviewerID": "{escape}"') for x in ls]
@@ -408,6 +426,7 @@ def first_user_renamed(escape: str) -> Callable[[bytes], bytes]:
 
 def first_item_renamed(asin: str) -> Callable[[bytes], bytes]:
     """Every review of the first line's item renamed ``asin``."""
+
     def fn(ls: list[str]) -> list[str]:
         a = json.loads(ls[0])["asin"]
         return [x.replace(f'"asin": "{a}"', f'"asin": "{asin}"') for x in ls]
@@ -417,9 +436,9 @@ def first_item_renamed(asin: str) -> Callable[[bytes], bytes]:
 
 def meta_of_first_item_renamed(asin: str, times: int = 2) -> Callable[[bytes], bytes]:
     """The first meta line (the reviews' first item) renamed ``asin``, ``times`` over."""
+
     def fn(ls: list[str]) -> list[str]:
-        return [*[re.sub(r"'asin': '[^']+'", f"'asin': '{asin}'", ls[0], count=1)] * times,
-                *ls[1:]]
+        return [*[re.sub(r"'asin': '[^']+'", f"'asin': '{asin}'", ls[0], count=1)] * times, *ls[1:]]
 
     return lines(fn)
 
@@ -470,8 +489,19 @@ DEAD = "http://127.0.0.1:9/data"  # nothing listens there: a download that asked
 
 
 def download_cmd(out: Path, *extra: Any) -> list[Any]:
-    return ["data", "download", "--category", "Synthetic", "--out", out, "--base-url", DEAD,
-            "--no-images", "-q", *extra]
+    return [
+        "data",
+        "download",
+        "--category",
+        "Synthetic",
+        "--out",
+        out,
+        "--base-url",
+        DEAD,
+        "--no-images",
+        "-q",
+        *extra,
+    ]
 
 
 def release_files(c: Ctx) -> Path:
@@ -501,8 +531,7 @@ FAST = ("--epochs", "1", "--max-steps", "1", "--set", "train.full_ranking=false"
 
 def train(c: Ctx, *extra: Any, out: Path | None = None, config: Path = CONFIG) -> list[Any]:
     """``mdr train`` of a short run on the tiny shop into ``out`` (default ``tmp/r``)."""
-    return ["train", "--config", config, "--data", c.proc, "--out", out or c.p("r"), *extra,
-            *FAST]
+    return ["train", "--config", config, "--data", c.proc, "--out", out or c.p("r"), *extra, *FAST]
 
 
 def not_utf8_config(c: Ctx) -> Path:
@@ -513,6 +542,7 @@ def not_utf8_config(c: Ctx) -> Path:
 
 def other_data(c: Ctx) -> Path:
     """A copy of the prepared shop that is other data (its manifest differs)."""
+
     def edit(b: bytes) -> bytes:
         doc = json.loads(b)
         doc["counts"]["behaviors"] += 1
@@ -560,6 +590,7 @@ def released(c: Ctx, r: Result) -> None:
 
 def run_with_cut(name: str, keep: int) -> Callable[[Ctx], Path]:
     """A copy of the finished run whose ``name`` is cut to its first ``keep`` bytes."""
+
     def make(c: Ctx) -> Path:
         root = c.run_copy()
         (root / name).write_bytes((root / name).read_bytes()[:keep])
@@ -581,408 +612,1173 @@ def config_with(c: Ctx, extra: str) -> Path:
 
 CASES: list[Case] = [
     # --- data loss: no command deletes what it did not create
-    Case("synth-out-user-folder", lambda c: synth(c, out=c.user_folder()), 2,
-         "not made by mdr", untouched()),
-    Case("synth-out-user-folder-overwrite", lambda c: synth(c, "--overwrite", out=c.user_folder()),
-         2, "not made by mdr", untouched()),
-    Case("synth-out-plain-file", lambda c: (c.p("f").write_text("x"), synth(c, out=c.p("f")))[1],
-         2, "exists and is not a folder", file_intact("f", "x")),
-    Case("synth-out-symlink", lambda c: (c.p("l").symlink_to(c.user_folder()),
-                                         synth(c, "--overwrite", out=c.p("l")))[1],
-         2, "symbolic link", untouched()),
-    Case("synth-out-prepared-dataset", lambda c: synth(c, "--overwrite", out=c.proc_copy()), 2,
-         "holds mdr's prepared-dataset output, not synthetic-raw", still_prepared("proc")),
-    Case("synth-rerun-without-overwrite", lambda c: synth(c, out=marker("synthetic-raw")(
-        c.p("out"))), 2, "already holds mdr's synthetic-raw output; pass --overwrite",
-         file_intact("out/dataset.json", "{}")),
-    Case("synth-rerun-with-overwrite", lambda c: synth(c, "--overwrite", out=marker(
-        "synthetic-raw")(c.p("out"))), 0, '"behaviors": 1050',
-         described("replaced as a whole")(lambda c, r: not c.p("out", "dataset.json").exists())),
-    Case("synth-into-empty-folder", lambda c: (c.p("out").mkdir(), synth(c))[1], 0,
-         '"users": 150'),
-    Case("synth-out-under-a-file", lambda c: (c.p("f").write_text("x"),
-                                              synth(c, out=c.p("f", "shop")))[1],
-         2, "cannot create an output folder there", file_intact("f", "x")),
-    Case("prepare-out-user-folder", lambda c: prep(c, out=c.user_folder()), 2,
-         "not made by mdr", untouched()),
-    Case("prepare-out-user-folder-overwrite", lambda c: prep(c, "--overwrite",
-                                                             out=c.user_folder()),
-         2, "not made by mdr", untouched()),
-    Case("prepare-out-stray-dataset-json",
-         lambda c: (c.user_folder(), c.p("victim", "dataset.json").write_text("{}"),
-                    prep(c, "--overwrite", out=c.p("victim")))[2],
-         2, "not made by mdr", file_intact("victim/notes.txt", "keep me")),
-    Case("prepare-out-plain-file", lambda c: (c.p("f").write_text("x"), prep(c, out=c.p("f")))[1],
-         2, "exists and is not a folder", file_intact("f", "x")),
-    Case("prepare-out-is-raw", lambda c: prep(c, raw=c.raw(), out=c.p("raw")), 2,
-         "must not be (or contain) the raw folder", file_intact("raw/factors.json", "")),
-    Case("prepare-out-contains-raw", lambda c: prep(c, raw=c.raw(), out=c.tmp), 2,
-         "must not be (or contain) the raw folder"),
-    Case("prepare-out-other-kind", lambda c: prep(c, "--overwrite", out=marker("synthetic-raw")(
-        c.p("shop"))), 2, "holds mdr's synthetic-raw output, not prepared-dataset",
-         file_intact("shop/dataset.json", "{}")),
-    Case("prepare-rerun-without-overwrite", lambda c: prep(c, out=c.proc_copy()), 2,
-         "already holds mdr's prepared-dataset output; pass --overwrite", still_prepared("proc")),
-    Case("prepare-rerun-with-overwrite", lambda c: prep(c, "--overwrite", out=c.proc_copy()), 0,
-         "150 users, 100 items, 1050 behaviours"),
-    Case("prepare-into-empty-folder", lambda c: (c.p("out").mkdir(), prep(c))[1], 0,
-         "150 users", is_prepared),
-    Case("fashion-out-user-folder", lambda c: fashion(c, "--overwrite", out=c.user_folder()), 2,
-         "not made by mdr", untouched()),
-    Case("fashion-out-prepared-dataset", lambda c: fashion(c, "--overwrite", out=marker(
-        "prepared-dataset")(c.p("proc"))), 2, "prepared-dataset output, not fashion-images"),
-    Case("fashion-rerun-without-overwrite", lambda c: fashion(c, out=marker("fashion-images")(
-        c.p("out"))), 2, "already holds mdr's fashion-images output; pass --overwrite"),
+    Case(
+        "synth-out-user-folder",
+        lambda c: synth(c, out=c.user_folder()),
+        2,
+        "not made by mdr",
+        untouched(),
+    ),
+    Case(
+        "synth-out-user-folder-overwrite",
+        lambda c: synth(c, "--overwrite", out=c.user_folder()),
+        2,
+        "not made by mdr",
+        untouched(),
+    ),
+    Case(
+        "synth-out-plain-file",
+        lambda c: (c.p("f").write_text("x"), synth(c, out=c.p("f")))[1],
+        2,
+        "exists and is not a folder",
+        file_intact("f", "x"),
+    ),
+    Case(
+        "synth-out-symlink",
+        lambda c: (c.p("l").symlink_to(c.user_folder()), synth(c, "--overwrite", out=c.p("l")))[1],
+        2,
+        "symbolic link",
+        untouched(),
+    ),
+    Case(
+        "synth-out-prepared-dataset",
+        lambda c: synth(c, "--overwrite", out=c.proc_copy()),
+        2,
+        "holds mdr's prepared-dataset output, not synthetic-raw",
+        still_prepared("proc"),
+    ),
+    Case(
+        "synth-rerun-without-overwrite",
+        lambda c: synth(c, out=marker("synthetic-raw")(c.p("out"))),
+        2,
+        "already holds mdr's synthetic-raw output; pass --overwrite",
+        file_intact("out/dataset.json", "{}"),
+    ),
+    Case(
+        "synth-rerun-with-overwrite",
+        lambda c: synth(c, "--overwrite", out=marker("synthetic-raw")(c.p("out"))),
+        0,
+        '"behaviors": 1050',
+        described("replaced as a whole")(lambda c, r: not c.p("out", "dataset.json").exists()),
+    ),
+    Case("synth-into-empty-folder", lambda c: (c.p("out").mkdir(), synth(c))[1], 0, '"users": 150'),
+    Case(
+        "synth-out-under-a-file",
+        lambda c: (c.p("f").write_text("x"), synth(c, out=c.p("f", "shop")))[1],
+        2,
+        "cannot create an output folder there",
+        file_intact("f", "x"),
+    ),
+    Case(
+        "prepare-out-user-folder",
+        lambda c: prep(c, out=c.user_folder()),
+        2,
+        "not made by mdr",
+        untouched(),
+    ),
+    Case(
+        "prepare-out-user-folder-overwrite",
+        lambda c: prep(c, "--overwrite", out=c.user_folder()),
+        2,
+        "not made by mdr",
+        untouched(),
+    ),
+    Case(
+        "prepare-out-stray-dataset-json",
+        lambda c: (
+            c.user_folder(),
+            c.p("victim", "dataset.json").write_text("{}"),
+            prep(c, "--overwrite", out=c.p("victim")),
+        )[2],
+        2,
+        "not made by mdr",
+        file_intact("victim/notes.txt", "keep me"),
+    ),
+    Case(
+        "prepare-out-plain-file",
+        lambda c: (c.p("f").write_text("x"), prep(c, out=c.p("f")))[1],
+        2,
+        "exists and is not a folder",
+        file_intact("f", "x"),
+    ),
+    Case(
+        "prepare-out-is-raw",
+        lambda c: prep(c, raw=c.raw(), out=c.p("raw")),
+        2,
+        "must not be (or contain) the raw folder",
+        file_intact("raw/factors.json", ""),
+    ),
+    Case(
+        "prepare-out-contains-raw",
+        lambda c: prep(c, raw=c.raw(), out=c.tmp),
+        2,
+        "must not be (or contain) the raw folder",
+    ),
+    Case(
+        "prepare-out-other-kind",
+        lambda c: prep(c, "--overwrite", out=marker("synthetic-raw")(c.p("shop"))),
+        2,
+        "holds mdr's synthetic-raw output, not prepared-dataset",
+        file_intact("shop/dataset.json", "{}"),
+    ),
+    Case(
+        "prepare-rerun-without-overwrite",
+        lambda c: prep(c, out=c.proc_copy()),
+        2,
+        "already holds mdr's prepared-dataset output; pass --overwrite",
+        still_prepared("proc"),
+    ),
+    Case(
+        "prepare-rerun-with-overwrite",
+        lambda c: prep(c, "--overwrite", out=c.proc_copy()),
+        0,
+        "150 users, 100 items, 1050 behaviours",
+    ),
+    Case(
+        "prepare-into-empty-folder",
+        lambda c: (c.p("out").mkdir(), prep(c))[1],
+        0,
+        "150 users",
+        is_prepared,
+    ),
+    Case(
+        "fashion-out-user-folder",
+        lambda c: fashion(c, "--overwrite", out=c.user_folder()),
+        2,
+        "not made by mdr",
+        untouched(),
+    ),
+    Case(
+        "fashion-out-prepared-dataset",
+        lambda c: fashion(c, "--overwrite", out=marker("prepared-dataset")(c.p("proc"))),
+        2,
+        "prepared-dataset output, not fashion-images",
+    ),
+    Case(
+        "fashion-rerun-without-overwrite",
+        lambda c: fashion(c, out=marker("fashion-images")(c.p("out"))),
+        2,
+        "already holds mdr's fashion-images output; pass --overwrite",
+    ),
     # --- whole-file damage fails by default; --lenient keeps the counted skips
-    Case("reviews-gzip-cut-95", lambda c: prep(c, raw=c.raw({REV: cut(0.95)})), 2,
-         f"{REV}: truncated gzip stream after", nothing_created),
-    Case("reviews-gzip-cut-95-lenient", lambda c: prep(c, "--lenient", raw=c.raw({REV: cut(0.95)})),
-         0, "prepared", skipped("file truncated or corrupt", f"{REV}: file truncated or corrupt (truncated gzip")),
-    Case("meta-gzip-cut-50", lambda c: prep(c, raw=c.raw({META: cut(0.5)})), 2,
-         f"{META}: truncated gzip stream after"),
-    Case("meta-gzip-cut-50-lenient", lambda c: prep(c, "--lenient", raw=c.raw({META: cut(0.5)})),
-         0, "prepared", described("items without meta counted")(
-             lambda c, r: manifest(c)["counts"]["items_without_meta"] > 0)),
-    Case("reviews-gzip-corrupt-byte", lambda c: prep(c, raw=c.raw({REV: flip_middle_byte})), 2,
-         f"{REV}: corrupt gzip stream after"),
-    Case("reviews-not-gzip", lambda c: prep(c, raw=c.raw({REV: lambda b: b"hello\n" * 10})), 2,
-         f"{REV}: not a gzip file"),
-    Case("reviews-empty-file", lambda c: prep(c, raw=c.raw({REV: lambda b: b""})), 2,
-         f"{REV}: no usable review lines"),
-    Case("reviews-mostly-malformed", lambda c: prep(c, raw=c.raw({REV: lines(mostly_broken)})), 2,
-         "non-empty lines are malformed (more than half; first line 2: malformed review line)"),
-    Case("reviews-mostly-malformed-lenient", lambda c: prep(
-        c, "--lenient", raw=c.raw({REV: lines(mostly_broken)})), 2,
-         "no user and item survive 5-core filtering"),  # lenient, and nothing is left
-    Case("reviews-few-malformed", lambda c: prep(c, raw=c.raw({REV: lines(few_broken)})), 0,
-         "1050 behaviours", skipped("malformed review line", f"{REV}:3")),
-    Case("reviews-few-malformed-strict", lambda c: prep(c, "--strict",
-                                                        raw=c.raw({REV: lines(few_broken)})),
-         2, f"{REV}:3: malformed review line"),
-    Case("meta-of-the-2018-release", lambda c: prep(c, raw=c.raw({META: lines(meta_as_2018_json)})),
-         2, "100 of 100 non-empty lines are malformed (more than half; first line 1: malformed "
-            "meta line) (they are JSON: metadata of the 2018 release?"),
-    Case("meta-of-other-items", lambda c: prep(c, raw=c.raw({META: lines(meta_of_other_items)})),
-         2, "none of the 100 items of reviews_Synthetic_5.json.gz has a metadata line"),
-    Case("meta-missing", lambda c: prep(c, raw=c.raw({META: None})), 2,
-         "no metadata file: looked for meta_Synthetic.json.gz, meta_Synthetic.json; pass "
-         "--allow-missing-meta"),
-    Case("meta-missing-allowed", lambda c: prep(c, "--allow-missing-meta",
-                                                raw=c.raw({META: None})),
-         0, "1050 behaviours", counts(items_without_meta=100, categories=1)),
-    Case("meta-code-injection", lambda c: prep(c, raw=c.raw({META: meta_injection(c.p("pwned"))})),
-         0, "prepared", all_of(not_executed, skipped("malformed meta line", f"{META}:1"))),
-    Case("meta-deeply-nested-line", lambda c: prep(c, raw=c.raw({META: lines(
-        lambda ls: ["[" * 100_000 + "]" * 100_000, *ls])})), 0, "prepared",
-         skipped("malformed meta line", f"{META}:1")),
-    Case("reviews-uncompressed", lambda c: prep(c, raw=c.raw({REV: None, "reviews_Synthetic_5.json":
-                                                              lambda _: gunzip(
-                                                                  c.shop.joinpath(REV).read_bytes())})),
-         0, "150 users, 100 items, 1050 behaviours"),
-    Case("reviews-byte-order-mark", lambda c: prep(c, raw=c.raw({REV: lambda b: gzip.compress(
-        b"\xef\xbb\xbf" + gunzip(b), mtime=0)})), 0, "1050 behaviours",
-         described("no line malformed")(
-             lambda c, r: not any("malformed" in k for k in manifest(c)["skips"]["counts"]))),
+    Case(
+        "reviews-gzip-cut-95",
+        lambda c: prep(c, raw=c.raw({REV: cut(0.95)})),
+        2,
+        f"{REV}: truncated gzip stream after",
+        nothing_created,
+    ),
+    Case(
+        "reviews-gzip-cut-95-lenient",
+        lambda c: prep(c, "--lenient", raw=c.raw({REV: cut(0.95)})),
+        0,
+        "prepared",
+        skipped("file truncated or corrupt", f"{REV}: file truncated or corrupt (truncated gzip"),
+    ),
+    Case(
+        "meta-gzip-cut-50",
+        lambda c: prep(c, raw=c.raw({META: cut(0.5)})),
+        2,
+        f"{META}: truncated gzip stream after",
+    ),
+    Case(
+        "meta-gzip-cut-50-lenient",
+        lambda c: prep(c, "--lenient", raw=c.raw({META: cut(0.5)})),
+        0,
+        "prepared",
+        described("items without meta counted")(
+            lambda c, r: manifest(c)["counts"]["items_without_meta"] > 0
+        ),
+    ),
+    Case(
+        "reviews-gzip-corrupt-byte",
+        lambda c: prep(c, raw=c.raw({REV: flip_middle_byte})),
+        2,
+        f"{REV}: corrupt gzip stream after",
+    ),
+    Case(
+        "reviews-not-gzip",
+        lambda c: prep(c, raw=c.raw({REV: lambda b: b"hello\n" * 10})),
+        2,
+        f"{REV}: not a gzip file",
+    ),
+    Case(
+        "reviews-empty-file",
+        lambda c: prep(c, raw=c.raw({REV: lambda b: b""})),
+        2,
+        f"{REV}: no usable review lines",
+    ),
+    Case(
+        "reviews-mostly-malformed",
+        lambda c: prep(c, raw=c.raw({REV: lines(mostly_broken)})),
+        2,
+        "non-empty lines are malformed (more than half; first line 2: malformed review line)",
+    ),
+    Case(
+        "reviews-mostly-malformed-lenient",
+        lambda c: prep(c, "--lenient", raw=c.raw({REV: lines(mostly_broken)})),
+        2,
+        "no user and item survive 5-core filtering",
+    ),  # lenient, and nothing is left
+    Case(
+        "reviews-few-malformed",
+        lambda c: prep(c, raw=c.raw({REV: lines(few_broken)})),
+        0,
+        "1050 behaviours",
+        skipped("malformed review line", f"{REV}:3"),
+    ),
+    Case(
+        "reviews-few-malformed-strict",
+        lambda c: prep(c, "--strict", raw=c.raw({REV: lines(few_broken)})),
+        2,
+        f"{REV}:3: malformed review line",
+    ),
+    Case(
+        "meta-of-the-2018-release",
+        lambda c: prep(c, raw=c.raw({META: lines(meta_as_2018_json)})),
+        2,
+        "100 of 100 non-empty lines are malformed (more than half; first line 1: malformed "
+        "meta line) (they are JSON: metadata of the 2018 release?",
+    ),
+    Case(
+        "meta-of-other-items",
+        lambda c: prep(c, raw=c.raw({META: lines(meta_of_other_items)})),
+        2,
+        "none of the 100 items of reviews_Synthetic_5.json.gz has a metadata line",
+    ),
+    Case(
+        "meta-missing",
+        lambda c: prep(c, raw=c.raw({META: None})),
+        2,
+        "no metadata file: looked for meta_Synthetic.json.gz, meta_Synthetic.json; pass "
+        "--allow-missing-meta",
+    ),
+    Case(
+        "meta-missing-allowed",
+        lambda c: prep(c, "--allow-missing-meta", raw=c.raw({META: None})),
+        0,
+        "1050 behaviours",
+        counts(items_without_meta=100, categories=1),
+    ),
+    Case(
+        "meta-code-injection",
+        lambda c: prep(c, raw=c.raw({META: meta_injection(c.p("pwned"))})),
+        0,
+        "prepared",
+        all_of(not_executed, skipped("malformed meta line", f"{META}:1")),
+    ),
+    Case(
+        "meta-deeply-nested-line",
+        lambda c: prep(
+            c, raw=c.raw({META: lines(lambda ls: ["[" * 100_000 + "]" * 100_000, *ls])})
+        ),
+        0,
+        "prepared",
+        skipped("malformed meta line", f"{META}:1"),
+    ),
+    Case(
+        "reviews-uncompressed",
+        lambda c: prep(
+            c,
+            raw=c.raw(
+                {
+                    REV: None,
+                    "reviews_Synthetic_5.json": lambda _: gunzip(c.shop.joinpath(REV).read_bytes()),
+                }
+            ),
+        ),
+        0,
+        "150 users, 100 items, 1050 behaviours",
+    ),
+    Case(
+        "reviews-byte-order-mark",
+        lambda c: prep(
+            c, raw=c.raw({REV: lambda b: gzip.compress(b"\xef\xbb\xbf" + gunzip(b), mtime=0)})
+        ),
+        0,
+        "1050 behaviours",
+        described("no line malformed")(
+            lambda c, r: not any("malformed" in k for k in manifest(c)["skips"]["counts"])
+        ),
+    ),
     # --- repeats and times
-    Case("newest-review-twice", lambda c: prep(c, raw=c.raw({REV: lines(newest_review_twice)})), 0,
-         "1051 behaviours (1050 distinct)",
-         all_of(counts(exact_duplicates_removed=1, behaviors=T + 1, behaviors_distinct=T),
-                one_behaviour_per_pair)),
-    Case("same-item-reviewed-again-later", lambda c: prep(
-        c, raw=c.raw({REV: lines(review_again_later)})), 0, "1051 behaviours (1050 distinct)",
-         all_of(counts(repeated_pairs_removed=1), one_behaviour_per_pair)),
-    *[Case(f"time-{name}", lambda c, tok=tok: prep(c, raw=c.raw({REV: set_time(tok)})), 0,
-           "prepared", all_of(skipped(BAD_TIME, f"{REV}:1"), times_are_sane))
-      for name, tok in [("true", "true"), ("negative", "-5"), ("infinity", "Infinity"),
-                        ("nan", "NaN"), ("1e30", "1e30"), ("string", '"abc"'),
-                        ("fraction", "1400000000.5")]],
-    Case("time-null", lambda c: prep(c, raw=c.raw({REV: set_time("null")})), 0, "prepared",
-         skipped("review without unixReviewTime", f"{REV}:1")),
-    Case("time-infinity-strict", lambda c: prep(c, "--strict", raw=c.raw({REV: set_time(
-        "Infinity")})), 2, f"{REV}:1: {BAD_TIME}"),
-    Case("review-id-with-line-break", lambda c: prep(c, raw=c.raw({REV: lines(line_break_in_id)})),
-         0, "prepared", skipped("review id with a line break", f"{REV}:1")),
+    Case(
+        "newest-review-twice",
+        lambda c: prep(c, raw=c.raw({REV: lines(newest_review_twice)})),
+        0,
+        "1051 behaviours (1050 distinct)",
+        all_of(
+            counts(exact_duplicates_removed=1, behaviors=T + 1, behaviors_distinct=T),
+            one_behaviour_per_pair,
+        ),
+    ),
+    Case(
+        "same-item-reviewed-again-later",
+        lambda c: prep(c, raw=c.raw({REV: lines(review_again_later)})),
+        0,
+        "1051 behaviours (1050 distinct)",
+        all_of(counts(repeated_pairs_removed=1), one_behaviour_per_pair),
+    ),
+    *[
+        Case(
+            f"time-{name}",
+            lambda c, tok=tok: prep(c, raw=c.raw({REV: set_time(tok)})),
+            0,
+            "prepared",
+            all_of(skipped(BAD_TIME, f"{REV}:1"), times_are_sane),
+        )
+        for name, tok in [
+            ("true", "true"),
+            ("negative", "-5"),
+            ("infinity", "Infinity"),
+            ("nan", "NaN"),
+            ("1e30", "1e30"),
+            ("string", '"abc"'),
+            ("fraction", "1400000000.5"),
+        ]
+    ],
+    Case(
+        "time-null",
+        lambda c: prep(c, raw=c.raw({REV: set_time("null")})),
+        0,
+        "prepared",
+        skipped("review without unixReviewTime", f"{REV}:1"),
+    ),
+    Case(
+        "time-infinity-strict",
+        lambda c: prep(c, "--strict", raw=c.raw({REV: set_time("Infinity")})),
+        2,
+        f"{REV}:1: {BAD_TIME}",
+    ),
+    Case(
+        "review-id-with-line-break",
+        lambda c: prep(c, raw=c.raw({REV: lines(line_break_in_id)})),
+        0,
+        "prepared",
+        skipped("review id with a line break", f"{REV}:1"),
+    ),
     # --- arguments, checked where they are parsed
-    Case("n-neg-0", lambda c: prep(c, "--n-neg", "0"), 2,
-         "argument --n-neg: must be from 1 to 100000, got 0", nothing_created),
+    Case(
+        "n-neg-0",
+        lambda c: prep(c, "--n-neg", "0"),
+        2,
+        "argument --n-neg: must be from 1 to 100000, got 0",
+        nothing_created,
+    ),
     Case("n-neg-negative", lambda c: prep(c, "--n-neg", "-3"), 2, "argument --n-neg"),
-    Case("n-neg-not-a-number", lambda c: prep(c, "--n-neg", "ten"), 2,
-         "argument --n-neg: expected an integer, got 'ten'"),
-    Case("n-neg-more-than-the-data-has", lambda c: prep(c, "--n-neg", "99"), 2,
-         "fewer than n_neg=99", nothing_created),
-    Case("image-size-0", lambda c: prep(c, "--image-size", "0"), 2,
-         "argument --image-size: must be from 4 to 512, got 0"),
-    Case("image-size-100000", lambda c: prep(c, "--image-size", "100000"), 2,
-         "argument --image-size: must be from 4 to 512, got 100000", nothing_created),
+    Case(
+        "n-neg-not-a-number",
+        lambda c: prep(c, "--n-neg", "ten"),
+        2,
+        "argument --n-neg: expected an integer, got 'ten'",
+    ),
+    Case(
+        "n-neg-more-than-the-data-has",
+        lambda c: prep(c, "--n-neg", "99"),
+        2,
+        "fewer than n_neg=99",
+        nothing_created,
+    ),
+    Case(
+        "image-size-0",
+        lambda c: prep(c, "--image-size", "0"),
+        2,
+        "argument --image-size: must be from 4 to 512, got 0",
+    ),
+    Case(
+        "image-size-100000",
+        lambda c: prep(c, "--image-size", "100000"),
+        2,
+        "argument --image-size: must be from 4 to 512, got 100000",
+        nothing_created,
+    ),
     Case("image-size-3", lambda c: prep(c, "--image-size", "3"), 2, "argument --image-size"),
-    Case("label-fraction-2", lambda c: prep(c, "--label-fraction", "2"), 2,
-         "argument --label-fraction: must be from 0 to 1, got 2"),
-    Case("label-fraction-nan", lambda c: prep(c, "--label-fraction", "nan"), 2,
-         "argument --label-fraction: must be from 0 to 1, got nan"),
+    Case(
+        "label-fraction-2",
+        lambda c: prep(c, "--label-fraction", "2"),
+        2,
+        "argument --label-fraction: must be from 0 to 1, got 2",
+    ),
+    Case(
+        "label-fraction-nan",
+        lambda c: prep(c, "--label-fraction", "nan"),
+        2,
+        "argument --label-fraction: must be from 0 to 1, got nan",
+    ),
     Case("seed-negative", lambda c: prep(c, "--seed", "-1"), 2, "argument --seed"),
     Case("year-2015", lambda c: prep(c, "--year", "2015"), 2, "argument --year: invalid choice"),
-    Case("strict-and-lenient", lambda c: prep(c, "--strict", "--lenient"), 2,
-         "argument --lenient: not allowed with argument --strict"),
+    Case(
+        "strict-and-lenient",
+        lambda c: prep(c, "--strict", "--lenient"),
+        2,
+        "argument --lenient: not allowed with argument --strict",
+    ),
     Case("synth-seed-negative", lambda c: synth(c, "--seed", "-5"), 2, "argument --seed"),
-    Case("synth-size-unknown", lambda c: ["data", "synth", "--size", "huge", "--out", c.p("o")], 2,
-         "argument --size: invalid choice: 'huge'"),
-    Case("fashion-image-size-0", lambda c: fashion(c, "--image-size", "0"), 2,
-         "argument --image-size: must be from 8 to 512"),
-    Case("fashion-image-size-100000", lambda c: fashion(c, "--image-size", "100000"), 2,
-         "argument --image-size: must be from 8 to 512"),
-    Case("fashion-label-fraction-2", lambda c: fashion(c, "--label-fraction", "2"), 2,
-         "argument --label-fraction"),
+    Case(
+        "synth-size-unknown",
+        lambda c: ["data", "synth", "--size", "huge", "--out", c.p("o")],
+        2,
+        "argument --size: invalid choice: 'huge'",
+    ),
+    Case(
+        "fashion-image-size-0",
+        lambda c: fashion(c, "--image-size", "0"),
+        2,
+        "argument --image-size: must be from 8 to 512",
+    ),
+    Case(
+        "fashion-image-size-100000",
+        lambda c: fashion(c, "--image-size", "100000"),
+        2,
+        "argument --image-size: must be from 8 to 512",
+    ),
+    Case(
+        "fashion-label-fraction-2",
+        lambda c: fashion(c, "--label-fraction", "2"),
+        2,
+        "argument --label-fraction",
+    ),
     Case("fashion-limit-0", lambda c: fashion(c, "--limit", "0"), 2, "argument --limit"),
-    Case("fashion-dir-missing", lambda c: ["data", "fashion-images", "--dir", c.p("nope"),
-                                           "--out", c.p("out")], 2,
-         "fashion corpus folder not found"),
+    Case(
+        "fashion-dir-missing",
+        lambda c: ["data", "fashion-images", "--dir", c.p("nope"), "--out", c.p("out")],
+        2,
+        "fashion corpus folder not found",
+    ),
     # --- finding the files
     Case("raw-missing", lambda c: prep(c, raw=c.p("nope")), 2, "nope: raw data folder not found"),
-    Case("raw-is-a-file", lambda c: (c.p("f").write_text("x"), prep(c, raw=c.p("f")))[1], 2,
-         "not a folder (give the folder holding the review files)"),
-    Case("raw-without-review-files", lambda c: (c.p("empty").mkdir(), prep(c, raw=c.p("empty")))[1],
-         2, "no Amazon review file: looked for reviews_<Cat>_5.json.gz / .json (2014) and "
-            "<Cat>_5.json.gz / .json (2018); found: no files"),
-    Case("category-not-in-folder", lambda c: prep(c, "--category", "toys"), 2,
-         "no review file for category 'toys': looked for reviews_toys_5.json.gz, "
-         "reviews_toys_5.json, toys_5.json.gz, toys_5.json, reviews_Toys_and_Games_5.json.gz"),
-    Case("category-unsafe-name", lambda c: prep(c, "--category", "../../etc/x"), 2,
-         "argument --category: '../../etc/x' cannot be part of a file name"),
-    Case("category-other-case", lambda c: prep(c, "--category", "synthetic"), 0,
-         "(2014 release, Synthetic)"),
-    Case("wrong-year", lambda c: prep(c, "--year", "2018"), 2,
-         "no Amazon review file: looked for reviews_<Cat>_5.json.gz / .json (2014) and "
-         "<Cat>_5.json.gz / .json (2018) of the 2018 release"),
-    Case("two-categories-no-choice", lambda c: prep(c, raw=c.raw({"Other_5.json.gz": lambda _: (
-        c.shop / REV).read_bytes()})), 2,
-         "holds several review files (Synthetic (2014: reviews_Synthetic_5.json.gz), Other "
-         "(2018: Other_5.json.gz)); choose one with --category"),
-    Case("images-dir-missing", lambda c: prep(c, "--images-dir", c.p("nope")), 2,
-         "images folder not found (--images-dir)"),
-    Case("name-with-path", lambda c: prep(c, "--name", "../../results/x"), 2,
-         "argument --name: '../../results/x' cannot be part of a file name"),
-    Case("factors-json-corrupt", lambda c: prep(c, raw=c.raw({"factors.json": lambda b: b[:40]})),
-         2, "factors.json:3: not valid JSON"),
-    Case("factors-json-not-utf8", lambda c: prep(c, raw=c.raw({"factors.json": lambda b: b"\xff" + b})),
-         2, "factors.json: not UTF-8 text"),
+    Case(
+        "raw-is-a-file",
+        lambda c: (c.p("f").write_text("x"), prep(c, raw=c.p("f")))[1],
+        2,
+        "not a folder (give the folder holding the review files)",
+    ),
+    Case(
+        "raw-without-review-files",
+        lambda c: (c.p("empty").mkdir(), prep(c, raw=c.p("empty")))[1],
+        2,
+        "no Amazon review file: looked for reviews_<Cat>_5.json.gz / .json (2014) and "
+        "<Cat>_5.json.gz / .json (2018); found: no files",
+    ),
+    Case(
+        "category-not-in-folder",
+        lambda c: prep(c, "--category", "toys"),
+        2,
+        "no review file for category 'toys': looked for reviews_toys_5.json.gz, "
+        "reviews_toys_5.json, toys_5.json.gz, toys_5.json, reviews_Toys_and_Games_5.json.gz",
+    ),
+    Case(
+        "category-unsafe-name",
+        lambda c: prep(c, "--category", "../../etc/x"),
+        2,
+        "argument --category: '../../etc/x' cannot be part of a file name",
+    ),
+    Case(
+        "category-other-case",
+        lambda c: prep(c, "--category", "synthetic"),
+        0,
+        "(2014 release, Synthetic)",
+    ),
+    Case(
+        "wrong-year",
+        lambda c: prep(c, "--year", "2018"),
+        2,
+        "no Amazon review file: looked for reviews_<Cat>_5.json.gz / .json (2014) and "
+        "<Cat>_5.json.gz / .json (2018) of the 2018 release",
+    ),
+    Case(
+        "two-categories-no-choice",
+        lambda c: prep(c, raw=c.raw({"Other_5.json.gz": lambda _: (c.shop / REV).read_bytes()})),
+        2,
+        "holds several review files (Synthetic (2014: reviews_Synthetic_5.json.gz), Other "
+        "(2018: Other_5.json.gz)); choose one with --category",
+    ),
+    Case(
+        "images-dir-missing",
+        lambda c: prep(c, "--images-dir", c.p("nope")),
+        2,
+        "images folder not found (--images-dir)",
+    ),
+    Case(
+        "name-with-path",
+        lambda c: prep(c, "--name", "../../results/x"),
+        2,
+        "argument --name: '../../results/x' cannot be part of a file name",
+    ),
+    Case(
+        "factors-json-corrupt",
+        lambda c: prep(c, raw=c.raw({"factors.json": lambda b: b[:40]})),
+        2,
+        "factors.json:3: not valid JSON",
+    ),
+    Case(
+        "factors-json-not-utf8",
+        lambda c: prep(c, raw=c.raw({"factors.json": lambda b: b"\xff" + b})),
+        2,
+        "factors.json: not UTF-8 text",
+    ),
     # --- a damaged prepared folder: one line naming the file, when opened
-    Case("stats-behaviors-npz-truncated", lambda c: stats(c.proc_copy({"behaviors.npz": cut(0.5)})),
-         2, "behaviors.npz: damaged or truncated (BadZipFile"),
-    Case("stats-images-npy-truncated", lambda c: stats(c.proc_copy({"images.npy": cut(0.5)})), 2,
-         "images.npy: truncated"),
-    Case("stats-images-npy-header-only", lambda c: stats(c.proc_copy({"images.npy": cut(0.0001)})),
-         2, "images.npy: damaged or truncated"),
-    Case("stats-eval-lists-garbage", lambda c: stats(c.proc_copy({"eval_lists.npz": lambda b:
-                                                                   b"garbage" * 10})),
-         2, "eval_lists.npz: damaged or truncated"),
-    Case("stats-dataset-json-corrupt", lambda c: stats(c.proc_copy({"dataset.json": cut(0.5)})), 2,
-         "dataset.json: corrupt"),
-    Case("stats-dataset-json-not-utf8", lambda c: stats(c.proc_copy({"dataset.json": lambda b:
-                                                                      b"\xff\xfe" + b})),
-         2, "dataset.json: corrupt"),
-    Case("stats-dataset-json-counts-missing", lambda c: stats(c.proc_copy({"dataset.json": lambda b:
-                                                                            b'{"format_version": 1}'})),
-         2, "dataset.json: corrupt (counts of users, items, categories and behaviors missing)"),
-    Case("stats-no-dataset-json", lambda c: stats(c.proc_copy({"dataset.json": None})), 2,
-         "no dataset.json - not a prepared dataset"),
-    Case("stats-file-missing", lambda c: stats(c.proc_copy({"text.npz": None})), 2,
-         "incomplete prepared dataset, missing ['text.npz']"),
-    Case("stats-folder-missing", lambda c: stats(c.p("nope")), 2,
-         "prepared dataset folder not found"),
+    Case(
+        "stats-behaviors-npz-truncated",
+        lambda c: stats(c.proc_copy({"behaviors.npz": cut(0.5)})),
+        2,
+        "behaviors.npz: damaged or truncated (BadZipFile",
+    ),
+    Case(
+        "stats-images-npy-truncated",
+        lambda c: stats(c.proc_copy({"images.npy": cut(0.5)})),
+        2,
+        "images.npy: truncated",
+    ),
+    Case(
+        "stats-images-npy-header-only",
+        lambda c: stats(c.proc_copy({"images.npy": cut(0.0001)})),
+        2,
+        "images.npy: damaged or truncated",
+    ),
+    Case(
+        "stats-eval-lists-garbage",
+        lambda c: stats(c.proc_copy({"eval_lists.npz": lambda b: b"garbage" * 10})),
+        2,
+        "eval_lists.npz: damaged or truncated",
+    ),
+    Case(
+        "stats-dataset-json-corrupt",
+        lambda c: stats(c.proc_copy({"dataset.json": cut(0.5)})),
+        2,
+        "dataset.json: corrupt",
+    ),
+    Case(
+        "stats-dataset-json-not-utf8",
+        lambda c: stats(c.proc_copy({"dataset.json": lambda b: b"\xff\xfe" + b})),
+        2,
+        "dataset.json: corrupt",
+    ),
+    Case(
+        "stats-dataset-json-counts-missing",
+        lambda c: stats(c.proc_copy({"dataset.json": lambda b: b'{"format_version": 1}'})),
+        2,
+        "dataset.json: corrupt (counts of users, items, categories and behaviors missing)",
+    ),
+    Case(
+        "stats-no-dataset-json",
+        lambda c: stats(c.proc_copy({"dataset.json": None})),
+        2,
+        "no dataset.json - not a prepared dataset",
+    ),
+    Case(
+        "stats-file-missing",
+        lambda c: stats(c.proc_copy({"text.npz": None})),
+        2,
+        "incomplete prepared dataset, missing ['text.npz']",
+    ),
+    Case(
+        "stats-folder-missing", lambda c: stats(c.p("nope")), 2, "prepared dataset folder not found"
+    ),
     # --- train, evaluate, explain: every argument and config value checked before any work
-    Case("train-batch-size-0", lambda c: train(c, "--set", "train.batch_size=0"), 2,
-         "need batch_size from 1 to 1000000 (got 0)", no_run),
-    Case("train-epochs-0-in-config", lambda c: train(c, "--set", "train.epochs=0")[:-len(FAST)],
-         2, "need epochs from 1 to 100000 (got 0)", no_run),
-    Case("train-epochs-0-flag", lambda c: ["train", "--config", CONFIG, "--data", c.proc, "--out",
-                                           c.p("r"), "--epochs", "0"],
-         2, "argument --epochs: must be from 1 to 100000, got 0", no_run),
-    Case("train-device-gpu", lambda c: train(c, "--device", "gpu"), 2,
-         "device cpu, cuda, cuda:N or auto (got 'gpu')", no_run),
-    Case("train-negative-lr", lambda c: train(c, "--set", "train.lr=-0.1"), 2,
-         "lr a positive finite number (got -0.1)", no_run),
-    Case("train-set-without-value", lambda c: train(c, "--set", "train.lr"), 2,
-         "--set 'train.lr': expected KEY=VALUE", no_run),
-    Case("train-unknown-key", lambda c: train(c, "--set", "loss.etaa=0"), 2,
-         "unknown key 'etaa'", no_run),
-    Case("train-unknown-model", lambda c: train(c, "--model", "transformer"), 2,
-         "unknown model 'transformer'", no_run),
-    Case("train-config-not-utf8", lambda c: train(c, config=not_utf8_config(c)), 2,
-         "bad.yaml: not a UTF-8 text file", no_run),
-    Case("train-config-missing", lambda c: train(c, config=c.p("nope.yaml")), 2,
-         "config file not found", no_run),
-    Case("train-out-plain-file", lambda c: (c.p("f").write_text("x"), train(c, out=c.p("f")))[1],
-         2, "exists and is not a folder", file_intact("f", "x")),
-    Case("train-out-user-folder", lambda c: train(c, "--overwrite", out=c.user_folder()), 2,
-         "not empty and not a run folder", untouched()),
-    Case("train-over-a-finished-run", lambda c: train(c, "--model", "deepfm", out=c.run_copy()),
-         2, "holds a finished run", run_untouched),
-    Case("train-lr-in-exponent-notation", lambda c: train(c, "--set", "train.lr=1e-3"), 0,
-         '"epochs_run": 1', lr_is_a_number),
-    Case("train-data-missing", lambda c: ["train", "--config", CONFIG, "--data", c.p("nope"),
-                                          "--out", c.p("r")], 2, "unknown dataset", no_run),
+    Case(
+        "train-batch-size-0",
+        lambda c: train(c, "--set", "train.batch_size=0"),
+        2,
+        "need batch_size from 1 to 1000000 (got 0)",
+        no_run,
+    ),
+    Case(
+        "train-epochs-0-in-config",
+        lambda c: train(c, "--set", "train.epochs=0")[: -len(FAST)],
+        2,
+        "need epochs from 1 to 100000 (got 0)",
+        no_run,
+    ),
+    Case(
+        "train-epochs-0-flag",
+        lambda c: [
+            "train",
+            "--config",
+            CONFIG,
+            "--data",
+            c.proc,
+            "--out",
+            c.p("r"),
+            "--epochs",
+            "0",
+        ],
+        2,
+        "argument --epochs: must be from 1 to 100000, got 0",
+        no_run,
+    ),
+    Case(
+        "train-device-gpu",
+        lambda c: train(c, "--device", "gpu"),
+        2,
+        "device cpu, cuda, cuda:N or auto (got 'gpu')",
+        no_run,
+    ),
+    Case(
+        "train-negative-lr",
+        lambda c: train(c, "--set", "train.lr=-0.1"),
+        2,
+        "lr a positive finite number (got -0.1)",
+        no_run,
+    ),
+    Case(
+        "train-set-without-value",
+        lambda c: train(c, "--set", "train.lr"),
+        2,
+        "--set 'train.lr': expected KEY=VALUE",
+        no_run,
+    ),
+    Case(
+        "train-unknown-key",
+        lambda c: train(c, "--set", "loss.etaa=0"),
+        2,
+        "unknown key 'etaa'",
+        no_run,
+    ),
+    Case(
+        "train-unknown-model",
+        lambda c: train(c, "--model", "transformer"),
+        2,
+        "unknown model 'transformer'",
+        no_run,
+    ),
+    Case(
+        "train-config-not-utf8",
+        lambda c: train(c, config=not_utf8_config(c)),
+        2,
+        "bad.yaml: not a UTF-8 text file",
+        no_run,
+    ),
+    Case(
+        "train-config-missing",
+        lambda c: train(c, config=c.p("nope.yaml")),
+        2,
+        "config file not found",
+        no_run,
+    ),
+    Case(
+        "train-out-plain-file",
+        lambda c: (c.p("f").write_text("x"), train(c, out=c.p("f")))[1],
+        2,
+        "exists and is not a folder",
+        file_intact("f", "x"),
+    ),
+    Case(
+        "train-out-user-folder",
+        lambda c: train(c, "--overwrite", out=c.user_folder()),
+        2,
+        "not empty and not a run folder",
+        untouched(),
+    ),
+    Case(
+        "train-over-a-finished-run",
+        lambda c: train(c, "--model", "deepfm", out=c.run_copy()),
+        2,
+        "holds a finished run",
+        run_untouched,
+    ),
+    Case(
+        "train-lr-in-exponent-notation",
+        lambda c: train(c, "--set", "train.lr=1e-3"),
+        0,
+        '"epochs_run": 1',
+        lr_is_a_number,
+    ),
+    Case(
+        "train-data-missing",
+        lambda c: ["train", "--config", CONFIG, "--data", c.p("nope"), "--out", c.p("r")],
+        2,
+        "unknown dataset",
+        no_run,
+    ),
     Case("evaluate-run-missing", lambda c: ["evaluate", c.p("nope")], 2, "run folder not found"),
-    Case("evaluate-not-a-run", lambda c: ["evaluate", c.user_folder()], 2,
-         "no config.yaml - not a run folder"),
-    Case("evaluate-unfinished-run", lambda c: ["evaluate", c.run_copy(["DONE"]), "-q"], 2,
-         "an unfinished run (no DONE/test.json"),
-    Case("evaluate-unfinished-allowed", lambda c: ["evaluate", c.run_copy(["DONE"]), "-q",
-                                                   "--allow-unfinished"], 0, "gauc:"),
-    Case("evaluate-other-data", lambda c: ["evaluate", c.run_copy(), "--data", other_data(c),
-                                           "-q"], 2, "other data. Pass --allow-other-data"),
-    Case("evaluate-other-data-allowed", lambda c: ["evaluate", c.run_copy(), "--data",
-                                                   other_data(c), "-q", "--allow-other-data"],
-         0, "gauc:"),
-    Case("evaluate-corrupt-best-pt", lambda c: (c.run_copy(), c.p("run", "best.pt").write_bytes(
-        b"junk"), ["evaluate", c.p("run"), "-q"])[2], 2, "best.pt: not a readable checkpoint"),
-    Case("explain-top-negative", lambda c: ["explain", c.run_copy(), "--user", "#0", "--item",
-                                            "#1", "--top", "-1"],
-         2, "argument --top: must be from 0 to 1000, got -1"),
-    Case("explain-unfinished-run", lambda c: ["explain", c.run_copy(["DONE", "test.json"]),
-                                              "--user", "#0", "--item", "#1"], 2,
-         "an unfinished run"),
-    Case("explain-unknown-user", lambda c: ["explain", c.run_copy(), "--user", "nobody",
-                                            "--item", "#1"], 2, "unknown user 'nobody'"),
+    Case(
+        "evaluate-not-a-run",
+        lambda c: ["evaluate", c.user_folder()],
+        2,
+        "no config.yaml - not a run folder",
+    ),
+    Case(
+        "evaluate-unfinished-run",
+        lambda c: ["evaluate", c.run_copy(["DONE"]), "-q"],
+        2,
+        "an unfinished run (no DONE/test.json",
+    ),
+    Case(
+        "evaluate-unfinished-allowed",
+        lambda c: ["evaluate", c.run_copy(["DONE"]), "-q", "--allow-unfinished"],
+        0,
+        "gauc:",
+    ),
+    Case(
+        "evaluate-other-data",
+        lambda c: ["evaluate", c.run_copy(), "--data", other_data(c), "-q"],
+        2,
+        "other data. Pass --allow-other-data",
+    ),
+    Case(
+        "evaluate-other-data-allowed",
+        lambda c: ["evaluate", c.run_copy(), "--data", other_data(c), "-q", "--allow-other-data"],
+        0,
+        "gauc:",
+    ),
+    Case(
+        "evaluate-corrupt-best-pt",
+        lambda c: (
+            c.run_copy(),
+            c.p("run", "best.pt").write_bytes(b"junk"),
+            ["evaluate", c.p("run"), "-q"],
+        )[2],
+        2,
+        "best.pt: not a readable checkpoint",
+    ),
+    Case(
+        "explain-top-negative",
+        lambda c: ["explain", c.run_copy(), "--user", "#0", "--item", "#1", "--top", "-1"],
+        2,
+        "argument --top: must be from 0 to 1000, got -1",
+    ),
+    Case(
+        "explain-unfinished-run",
+        lambda c: ["explain", c.run_copy(["DONE", "test.json"]), "--user", "#0", "--item", "#1"],
+        2,
+        "an unfinished run",
+    ),
+    Case(
+        "explain-unknown-user",
+        lambda c: ["explain", c.run_copy(), "--user", "nobody", "--item", "#1"],
+        2,
+        "unknown user 'nobody'",
+    ),
     # --- round two: any value a parser refuses is a counted skip naming file:line
-    Case("time-integer-of-5000-digits", lambda c: prep(c, raw=c.raw({REV: set_time(
-        "1" + "0" * 5000)})), 0, "prepared",
-         all_of(skipped("malformed review line", f"{REV}:1"), times_are_sane)),
-    Case("time-integer-of-5000-digits-lenient", lambda c: prep(c, "--lenient", raw=c.raw(
-        {REV: set_time("1" + "0" * 5000)})), 0, "prepared",
-         skipped("malformed review line", f"{REV}:1")),
-    Case("time-integer-of-5000-digits-strict", lambda c: prep(c, "--strict", raw=c.raw(
-        {REV: set_time("9" * 5000)})), 2,
-         f"{REV}:1: malformed review line (an integer literal of more than 4300 digits)",
-         nothing_created),
-    Case("unused-field-integer-of-5000-digits", lambda c: prep(c, raw=c.raw({REV: set_field(
-        "helpful", "[" + "7" * 5000 + ", 0]", line=4)})), 0, "prepared",
-         skipped("malformed review line", f"{REV}:4")),
-    Case("review-value-nested-100000-deep", lambda c: prep(c, raw=c.raw({REV: set_field(
-        "helpful", "[" * 100_000 + "]" * 100_000, line=2)})), 0, "prepared",
-         skipped("malformed review line", f"{REV}:2")),
-    Case("rating-integer-of-400-digits", lambda c: prep(c, raw=c.raw({REV: set_field(
-        "overall", "1" + "0" * 400)})), 0, "1050 behaviours", nothing_skipped),
-    Case("rating-nan", lambda c: prep(c, raw=c.raw({REV: set_field("overall", "NaN")})), 0,
-         "1050 behaviours", nothing_skipped),
-    Case("rating-a-string", lambda c: prep(c, raw=c.raw({REV: set_field("overall", '"5"')})), 0,
-         "1050 behaviours", nothing_skipped),
-    Case("meta-integer-of-5000-digits", lambda c: prep(c, raw=c.raw({META: set_meta(
-        "'price': " + "3" * 5000)})), 0, "prepared", skipped("malformed meta line", f"{META}:1")),
-    Case("meta-integer-of-5000-digits-strict", lambda c: prep(c, "--strict", raw=c.raw(
-        {META: set_meta("'price': " + "3" * 5000, line=2)})), 2,
-         f"{META}:2: malformed meta line (an integer literal of more than 4300 digits)"),
-    Case("meta-categories-a-number", lambda c: prep(c, raw=c.raw({META: set_meta(
-        "'categories': 5")})), 0, "1050 behaviours", counts(categories=9)),
-    Case("meta-unhashable-key", lambda c: prep(c, raw=c.raw({META: set_meta("[1]: 2")})), 0,
-         "prepared", skipped("malformed meta line", f"{META}:1")),
-    Case("meta-nested-100000-deep", lambda c: prep(c, raw=c.raw({META: set_meta(
-        "'related': " + "[" * 100_000 + "]" * 100_000, line=3)})), 0, "prepared",
-         skipped("malformed meta line", f"{META}:3")),
-    Case("meta-null-byte", lambda c: prep(c, raw=c.raw({META: set_meta("'x': 1\x00")})), 0,
-         "prepared", skipped("malformed meta line", f"{META}:1")),
+    Case(
+        "time-integer-of-5000-digits",
+        lambda c: prep(c, raw=c.raw({REV: set_time("1" + "0" * 5000)})),
+        0,
+        "prepared",
+        all_of(skipped("malformed review line", f"{REV}:1"), times_are_sane),
+    ),
+    Case(
+        "time-integer-of-5000-digits-lenient",
+        lambda c: prep(c, "--lenient", raw=c.raw({REV: set_time("1" + "0" * 5000)})),
+        0,
+        "prepared",
+        skipped("malformed review line", f"{REV}:1"),
+    ),
+    Case(
+        "time-integer-of-5000-digits-strict",
+        lambda c: prep(c, "--strict", raw=c.raw({REV: set_time("9" * 5000)})),
+        2,
+        f"{REV}:1: malformed review line (an integer literal of more than 4300 digits)",
+        nothing_created,
+    ),
+    Case(
+        "unused-field-integer-of-5000-digits",
+        lambda c: prep(
+            c, raw=c.raw({REV: set_field("helpful", "[" + "7" * 5000 + ", 0]", line=4)})
+        ),
+        0,
+        "prepared",
+        skipped("malformed review line", f"{REV}:4"),
+    ),
+    Case(
+        "review-value-nested-100000-deep",
+        lambda c: prep(
+            c, raw=c.raw({REV: set_field("helpful", "[" * 100_000 + "]" * 100_000, line=2)})
+        ),
+        0,
+        "prepared",
+        skipped("malformed review line", f"{REV}:2"),
+    ),
+    Case(
+        "rating-integer-of-400-digits",
+        lambda c: prep(c, raw=c.raw({REV: set_field("overall", "1" + "0" * 400)})),
+        0,
+        "1050 behaviours",
+        nothing_skipped,
+    ),
+    Case(
+        "rating-nan",
+        lambda c: prep(c, raw=c.raw({REV: set_field("overall", "NaN")})),
+        0,
+        "1050 behaviours",
+        nothing_skipped,
+    ),
+    Case(
+        "rating-a-string",
+        lambda c: prep(c, raw=c.raw({REV: set_field("overall", '"5"')})),
+        0,
+        "1050 behaviours",
+        nothing_skipped,
+    ),
+    Case(
+        "meta-integer-of-5000-digits",
+        lambda c: prep(c, raw=c.raw({META: set_meta("'price': " + "3" * 5000)})),
+        0,
+        "prepared",
+        skipped("malformed meta line", f"{META}:1"),
+    ),
+    Case(
+        "meta-integer-of-5000-digits-strict",
+        lambda c: prep(
+            c, "--strict", raw=c.raw({META: set_meta("'price': " + "3" * 5000, line=2)})
+        ),
+        2,
+        f"{META}:2: malformed meta line (an integer literal of more than 4300 digits)",
+    ),
+    Case(
+        "meta-categories-a-number",
+        lambda c: prep(c, raw=c.raw({META: set_meta("'categories': 5")})),
+        0,
+        "1050 behaviours",
+        counts(categories=9),
+    ),
+    Case(
+        "meta-unhashable-key",
+        lambda c: prep(c, raw=c.raw({META: set_meta("[1]: 2")})),
+        0,
+        "prepared",
+        skipped("malformed meta line", f"{META}:1"),
+    ),
+    Case(
+        "meta-nested-100000-deep",
+        lambda c: prep(
+            c, raw=c.raw({META: set_meta("'related': " + "[" * 100_000 + "]" * 100_000, line=3)})
+        ),
+        0,
+        "prepared",
+        skipped("malformed meta line", f"{META}:3"),
+    ),
+    Case(
+        "meta-null-byte",
+        lambda c: prep(c, raw=c.raw({META: set_meta("'x': 1\x00")})),
+        0,
+        "prepared",
+        skipped("malformed meta line", f"{META}:1"),
+    ),
     # --- text that parses but could not be written back: repaired to U+FFFD, counted
-    Case("review-id-lone-surrogate", lambda c: prep(c, raw=c.raw({REV: first_user_renamed(
-        "AKHLR2SAMMTEZ4\\ud800")})), 0, "1050 behaviours",
-         all_of(user_id_repaired, described("counted as repaired, naming the line")(
-             lambda c, r: skipped("text field repaired", f"{REV}:1",
-                                  manifest(c)["skips"]["counts"].get(
-                                      "text field repaired (characters not writable as UTF-8 "
-                                      "replaced by U+FFFD)", -1))(c, r)))),
-    Case("review-text-lone-surrogates", lambda c: prep(c, raw=c.raw({REV: lines(lambda ls: [
-        x.replace('"reviewText": "', '"reviewText": "\\udfff\\ud800 ') for x in ls])})), 0,
-         "1050 behaviours", is_prepared),
-    Case("meta-title-lone-surrogate", lambda c: prep(c, raw=c.raw({META: set_meta(
-        "'title': 'caf\\ud800'")})), 0, "prepared",
-         all_of(item_text("title", "caf\ufffd"), skipped("text field repaired", f"{META}:1"))),
-    Case("meta-title-surrogate-pair", lambda c: prep(c, raw=c.raw({META: set_meta(
-        "'title': 'smile \\ud83d\\ude00'")})), 0, "prepared",
-         all_of(item_text("title", "smile \U0001f600"), skipped("text field repaired",
-                                                                 f"{META}:1"))),
-    Case("meta-category-lone-surrogate", lambda c: prep(c, raw=c.raw({META: set_meta(
-        "'categories': [['Synthetic', 'Caps\\udc80']]", line=5)})), 0, "prepared",
-         all_of(described("categories.txt holds the repaired name")(
-             lambda c, r: "Caps\ufffd" in c.p("out", "categories.txt").read_text("utf-8")),
-                skipped("text field repaired", f"{META}:5"))),
-    Case("meta-asin-escaped", lambda c: prep(c, raw=c.raw({META: lines(lambda ls: [
-        re.sub(r"'asin': 'B", r"'asin': '\\x42", ls[0], count=1), *ls[1:]])})), 0,
-         "1050 behaviours", counts(items_without_meta=0)),
+    Case(
+        "review-id-lone-surrogate",
+        lambda c: prep(c, raw=c.raw({REV: first_user_renamed("AKHLR2SAMMTEZ4\\ud800")})),
+        0,
+        "1050 behaviours",
+        all_of(
+            user_id_repaired,
+            described("counted as repaired, naming the line")(
+                lambda c, r: skipped(
+                    "text field repaired",
+                    f"{REV}:1",
+                    manifest(c)["skips"]["counts"].get(
+                        "text field repaired (characters not writable as UTF-8 replaced by U+FFFD)",
+                        -1,
+                    ),
+                )(c, r)
+            ),
+        ),
+    ),
+    Case(
+        "review-text-lone-surrogates",
+        lambda c: prep(
+            c,
+            raw=c.raw(
+                {
+                    REV: lines(
+                        lambda ls: [
+                            x.replace('"reviewText": "', '"reviewText": "\\udfff\\ud800 ')
+                            for x in ls
+                        ]
+                    )
+                }
+            ),
+        ),
+        0,
+        "1050 behaviours",
+        is_prepared,
+    ),
+    Case(
+        "meta-title-lone-surrogate",
+        lambda c: prep(c, raw=c.raw({META: set_meta("'title': 'caf\\ud800'")})),
+        0,
+        "prepared",
+        all_of(item_text("title", "caf\ufffd"), skipped("text field repaired", f"{META}:1")),
+    ),
+    Case(
+        "meta-title-surrogate-pair",
+        lambda c: prep(c, raw=c.raw({META: set_meta("'title': 'smile \\ud83d\\ude00'")})),
+        0,
+        "prepared",
+        all_of(item_text("title", "smile \U0001f600"), skipped("text field repaired", f"{META}:1")),
+    ),
+    Case(
+        "meta-category-lone-surrogate",
+        lambda c: prep(
+            c, raw=c.raw({META: set_meta("'categories': [['Synthetic', 'Caps\\udc80']]", line=5)})
+        ),
+        0,
+        "prepared",
+        all_of(
+            described("categories.txt holds the repaired name")(
+                lambda c, r: "Caps\ufffd" in c.p("out", "categories.txt").read_text("utf-8")
+            ),
+            skipped("text field repaired", f"{META}:5"),
+        ),
+    ),
+    Case(
+        "meta-asin-escaped",
+        lambda c: prep(
+            c,
+            raw=c.raw(
+                {
+                    META: lines(
+                        lambda ls: [
+                            re.sub(r"'asin': 'B", r"'asin': '\\x42", ls[0], count=1),
+                            *ls[1:],
+                        ]
+                    )
+                }
+            ),
+        ),
+        0,
+        "1050 behaviours",
+        counts(items_without_meta=0),
+    ),
     # --- a prepared folder's JSON files damaged the same way: one line naming the file
-    Case("stats-dataset-json-integer-of-5000-digits", lambda c: stats(c.proc_copy(
-        {"dataset.json": replaced('"users": 150', '"users": 1' + "0" * 5000)})),
-         2, "dataset.json: corrupt (an integer of more than 4300 digits)"),
-    Case("stats-dataset-json-nested-100000-deep", lambda c: stats(c.proc_copy(
-        {"dataset.json": lambda b: b"[" * 100_000 + b"]" * 100_000})), 2,
-         "dataset.json: corrupt (nested too deeply)"),
-    Case("stats-dataset-json-negative-count", lambda c: stats(c.proc_copy(
-        {"dataset.json": replaced('"users": 150', '"users": -150')})), 2,
-         "dataset.json: corrupt (counts of users, items, categories and behaviors missing)"),
-    Case("stats-dataset-json-count-a-float", lambda c: stats(c.proc_copy(
-        {"dataset.json": replaced('"users": 150', '"users": 150.0')})), 2,
-         "dataset.json: corrupt (counts of users"),
-    Case("explain-items-jsonl-integer-of-5000-digits", lambda c: [
-        "explain", c.run_copy(), "--data", c.proc_copy({"items.jsonl": lambda b: b"7" * 5000
-                                                         + b"\n" + b.split(b"\n", 1)[1]}),
-        "--user", "#0", "--item", "#1"], 2,
-         "items.jsonl:1: damaged (an integer of more than 4300 digits)"),
-    Case("explain-items-jsonl-not-objects", lambda c: [
-        "explain", c.run_copy(), "--data", c.proc_copy({"items.jsonl": lambda b: b"[1, 2]\n"
-                                                         + b.split(b"\n", 1)[1]}),
-        "--user", "#0", "--item", "#1"], 2, "items.jsonl:1: damaged (not a JSON object)"),
+    Case(
+        "stats-dataset-json-integer-of-5000-digits",
+        lambda c: stats(
+            c.proc_copy({"dataset.json": replaced('"users": 150', '"users": 1' + "0" * 5000)})
+        ),
+        2,
+        "dataset.json: corrupt (an integer of more than 4300 digits)",
+    ),
+    Case(
+        "stats-dataset-json-nested-100000-deep",
+        lambda c: stats(c.proc_copy({"dataset.json": lambda b: b"[" * 100_000 + b"]" * 100_000})),
+        2,
+        "dataset.json: corrupt (nested too deeply)",
+    ),
+    Case(
+        "stats-dataset-json-negative-count",
+        lambda c: stats(c.proc_copy({"dataset.json": replaced('"users": 150', '"users": -150')})),
+        2,
+        "dataset.json: corrupt (counts of users, items, categories and behaviors missing)",
+    ),
+    Case(
+        "stats-dataset-json-count-a-float",
+        lambda c: stats(c.proc_copy({"dataset.json": replaced('"users": 150', '"users": 150.0')})),
+        2,
+        "dataset.json: corrupt (counts of users",
+    ),
+    Case(
+        "explain-items-jsonl-integer-of-5000-digits",
+        lambda c: [
+            "explain",
+            c.run_copy(),
+            "--data",
+            c.proc_copy({"items.jsonl": lambda b: b"7" * 5000 + b"\n" + b.split(b"\n", 1)[1]}),
+            "--user",
+            "#0",
+            "--item",
+            "#1",
+        ],
+        2,
+        "items.jsonl:1: damaged (an integer of more than 4300 digits)",
+    ),
+    Case(
+        "explain-items-jsonl-not-objects",
+        lambda c: [
+            "explain",
+            c.run_copy(),
+            "--data",
+            c.proc_copy({"items.jsonl": lambda b: b"[1, 2]\n" + b.split(b"\n", 1)[1]}),
+            "--user",
+            "#0",
+            "--item",
+            "#1",
+        ],
+        2,
+        "items.jsonl:1: damaged (not a JSON object)",
+    ),
     # --- messages quote an input at most 200 characters long
-    Case("n-neg-too-many-user-id-of-100000-characters", lambda c: prep(c, "--n-neg", "99",
-                                                                      raw=c.raw({REV: first_user_renamed("0" * 100_000)})),
-         2, "... (100000 characters) has only", err_shorter_than(600)),
-    Case("skip-examples-of-an-id-of-100000-characters", lambda c: prep(c, raw=c.raw({
-        REV: first_item_renamed("B" * 100_000), META: meta_of_first_item_renamed("B" * 100_000)})),
-         0, "prepared", all_of(examples_bounded, skipped("repeated meta line", f"{META}:2"))),
-    Case("review-line-of-10-mb-strict", lambda c: prep(c, "--strict", raw=c.raw({REV: lines(
-        lambda ls: ['{"reviewerID": "A", "asin": "B", "unixReviewTime": "' + "9" * 10**7 + '"}',
-                    *ls])})), 2, f"{REV}:1: review with an invalid unixReviewTime",
-         err_shorter_than(600)),
+    Case(
+        "n-neg-too-many-user-id-of-100000-characters",
+        lambda c: prep(c, "--n-neg", "99", raw=c.raw({REV: first_user_renamed("0" * 100_000)})),
+        2,
+        "... (100000 characters) has only",
+        err_shorter_than(600),
+    ),
+    Case(
+        "skip-examples-of-an-id-of-100000-characters",
+        lambda c: prep(
+            c,
+            raw=c.raw(
+                {
+                    REV: first_item_renamed("B" * 100_000),
+                    META: meta_of_first_item_renamed("B" * 100_000),
+                }
+            ),
+        ),
+        0,
+        "prepared",
+        all_of(examples_bounded, skipped("repeated meta line", f"{META}:2")),
+    ),
+    Case(
+        "review-line-of-10-mb-strict",
+        lambda c: prep(
+            c,
+            "--strict",
+            raw=c.raw(
+                {
+                    REV: lines(
+                        lambda ls: [
+                            '{"reviewerID": "A", "asin": "B", "unixReviewTime": "'
+                            + "9" * 10**7
+                            + '"}',
+                            *ls,
+                        ]
+                    )
+                }
+            ),
+        ),
+        2,
+        f"{REV}:1: review with an invalid unixReviewTime",
+        err_shorter_than(600),
+    ),
     # --- download writes only into a folder of its own, moves aside what it cannot use
-    Case("download-out-user-folder", lambda c: download_cmd(c.user_folder()), 2,
-         "not made by mdr", untouched()),
-    Case("download-out-user-folder-with-a-release-file", lambda c: (
-        c.user_folder(), shutil.copyfile(c.shop / REV, c.p("victim", REV)),
-        download_cmd(c.p("victim")))[2], 2, "holds 2 entries that are not what a download writes",
-         file_intact("victim/notes.txt", "keep me")),
-    Case("download-out-plain-file", lambda c: (c.p("f").write_text("x"),
-                                               download_cmd(c.p("f")))[1],
-         2, "exists and is not a folder", file_intact("f", "x")),
-    Case("download-out-symlink", lambda c: (c.p("l").symlink_to(c.user_folder()),
-                                            download_cmd(c.p("l")))[1],
-         2, "symbolic link", untouched()),
-    Case("download-out-prepared-dataset", lambda c: download_cmd(c.proc_copy()), 2,
-         "holds mdr's prepared-dataset output, not amazon-raw", still_prepared("proc")),
-    Case("download-out-synthetic-shop", lambda c: download_cmd(marker("synthetic-raw")(
-        c.p("shop"))), 2, "holds mdr's synthetic-raw output, not amazon-raw",
-         file_intact("shop/dataset.json", "{}")),
-    Case("download-into-hand-put-release-files", lambda c: download_cmd(release_files(c)), 0,
-         f'"skipped": [\n    "{REV}",\n    "{META}"\n  ]', hand_put_files_kept),
+    Case(
+        "download-out-user-folder",
+        lambda c: download_cmd(c.user_folder()),
+        2,
+        "not made by mdr",
+        untouched(),
+    ),
+    Case(
+        "download-out-user-folder-with-a-release-file",
+        lambda c: (
+            c.user_folder(),
+            shutil.copyfile(c.shop / REV, c.p("victim", REV)),
+            download_cmd(c.p("victim")),
+        )[2],
+        2,
+        "holds 2 entries that are not what a download writes",
+        file_intact("victim/notes.txt", "keep me"),
+    ),
+    Case(
+        "download-out-plain-file",
+        lambda c: (c.p("f").write_text("x"), download_cmd(c.p("f")))[1],
+        2,
+        "exists and is not a folder",
+        file_intact("f", "x"),
+    ),
+    Case(
+        "download-out-symlink",
+        lambda c: (c.p("l").symlink_to(c.user_folder()), download_cmd(c.p("l")))[1],
+        2,
+        "symbolic link",
+        untouched(),
+    ),
+    Case(
+        "download-out-prepared-dataset",
+        lambda c: download_cmd(c.proc_copy()),
+        2,
+        "holds mdr's prepared-dataset output, not amazon-raw",
+        still_prepared("proc"),
+    ),
+    Case(
+        "download-out-synthetic-shop",
+        lambda c: download_cmd(marker("synthetic-raw")(c.p("shop"))),
+        2,
+        "holds mdr's synthetic-raw output, not amazon-raw",
+        file_intact("shop/dataset.json", "{}"),
+    ),
+    Case(
+        "download-into-hand-put-release-files",
+        lambda c: download_cmd(release_files(c)),
+        0,
+        f'"skipped": [\n    "{REV}",\n    "{META}"\n  ]',
+        hand_put_files_kept,
+    ),
     # --- one command per folder, names that stay in their folder, divergence as one line
-    Case("train-resume-on-a-run-in-use", lambda c: train(c, "--resume",
-                                                         out=held(c.run_copy())), 2,
-         "in use by another command (pid 4242)", released),
-    Case("train-resume-after-a-cut-test-json", lambda c: [
-        "train", "--config", CONFIG, "--data", c.proc, "--resume", "-q",
-        "--out", run_with_cut("test.json", 20)(c), "--epochs", "2", "--max-steps", "6",
-        "--set", "train.batch_size=256", "--set", "train.full_ranking=false"],
-         0, "", described("test.json scored again: the same bytes as the finished run's")(
-             run_untouched)),
-    Case("prepare-name-a-path", lambda c: prep(c, "--name", "../evil"), 2,
-         "argument --name: '../evil' cannot be part of a file name", nothing_created),
-    Case("download-category-a-path", lambda c: download_cmd(c.p("dl"), "--category", "../../etc"), 2,
-         "argument --category: '../../etc' cannot be part of a file name"),
-    Case("train-diverges", lambda c: train(c, "--set", "train.lr=1e30"), 2,
-         "diverged; lower train.lr", not_finished),
-    Case("train-weight-decay-infinite", lambda c: train(c, "--set", "train.weight_decay=.inf"),
-         2, "config.train.weight_decay: expected a finite number, got inf", no_run),
-    Case("train-config-key-twice", lambda c: train(c, config=config_with(c, "\ntrain:\n  lr: 0.1\n")),
-         2, "key 'train' given twice (first on line", no_run),
-    Case("train-image-channels-empty", lambda c: train(c, "--set", "model.image_channels=[]"),
-         2, "need image_channels: 1 to 16 widths from 1 to 4096 (got [])", no_run),
-    Case("train-id-dim-negative", lambda c: train(c, "--set", "model.id_dim=-1"), 2,
-         "need id_dim and text_hidden from 1 to 4096 (got -1", no_run),
+    Case(
+        "train-resume-on-a-run-in-use",
+        lambda c: train(c, "--resume", out=held(c.run_copy())),
+        2,
+        "in use by another command (pid 4242)",
+        released,
+    ),
+    Case(
+        "train-resume-after-a-cut-test-json",
+        lambda c: [
+            "train",
+            "--config",
+            CONFIG,
+            "--data",
+            c.proc,
+            "--resume",
+            "-q",
+            "--out",
+            run_with_cut("test.json", 20)(c),
+            "--epochs",
+            "2",
+            "--max-steps",
+            "6",
+            "--set",
+            "train.batch_size=256",
+            "--set",
+            "train.full_ranking=false",
+        ],
+        0,
+        "",
+        described("test.json scored again: the same bytes as the finished run's")(run_untouched),
+    ),
+    Case(
+        "prepare-name-a-path",
+        lambda c: prep(c, "--name", "../evil"),
+        2,
+        "argument --name: '../evil' cannot be part of a file name",
+        nothing_created,
+    ),
+    Case(
+        "download-category-a-path",
+        lambda c: download_cmd(c.p("dl"), "--category", "../../etc"),
+        2,
+        "argument --category: '../../etc' cannot be part of a file name",
+    ),
+    Case(
+        "train-diverges",
+        lambda c: train(c, "--set", "train.lr=1e30"),
+        2,
+        "diverged; lower train.lr",
+        not_finished,
+    ),
+    Case(
+        "train-weight-decay-infinite",
+        lambda c: train(c, "--set", "train.weight_decay=.inf"),
+        2,
+        "config.train.weight_decay: expected a finite number, got inf",
+        no_run,
+    ),
+    Case(
+        "train-config-key-twice",
+        lambda c: train(c, config=config_with(c, "\ntrain:\n  lr: 0.1\n")),
+        2,
+        "key 'train' given twice (first on line",
+        no_run,
+    ),
+    Case(
+        "train-image-channels-empty",
+        lambda c: train(c, "--set", "model.image_channels=[]"),
+        2,
+        "need image_channels: 1 to 16 widths from 1 to 4096 (got [])",
+        no_run,
+    ),
+    Case(
+        "train-id-dim-negative",
+        lambda c: train(c, "--set", "model.id_dim=-1"),
+        2,
+        "need id_dim and text_hidden from 1 to 4096 (got -1",
+        no_run,
+    ),
 ]
 
 
@@ -1003,8 +1799,7 @@ def shop(data_root: Path) -> tuple[Path, Path]:
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
-def test_bad_input(case: Case, shop: tuple[Path, Path], tiny_mdr_run: Path,
-                   tmp_path: Path) -> None:
+def test_bad_input(case: Case, shop: tuple[Path, Path], tiny_mdr_run: Path, tmp_path: Path) -> None:
     ctx = Ctx(tmp_path, *shop, run=tiny_mdr_run)
     result = run_cli(case.argv(ctx))
     assert result.code == case.exit, (result.code, result.err[-2000:])
@@ -1030,12 +1825,20 @@ def test_the_table_has_unique_ids_and_counts_its_cases() -> None:
 
 def _start(argv: list[str]) -> subprocess.Popen:
     """``mdr ARGV`` in its own process group (so the kill reaches its workers too)."""
-    return subprocess.Popen([sys.executable, "-m", "mdr.cli", *argv], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "mdr.cli", *argv],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
 
 
-def _kill_when(proc: subprocess.Popen, pattern: Path,
-               ready: Callable[[Path], bool] = lambda p: True, timeout: float = 120) -> Path:
+def _kill_when(
+    proc: subprocess.Popen,
+    pattern: Path,
+    ready: Callable[[Path], bool] = lambda p: True,
+    timeout: float = 120,
+) -> Path:
     """SIGKILL ``proc`` (and its workers) as soon as a folder matching ``pattern`` (a glob)
     exists and is ``ready``; returns the folder."""
     deadline = time.monotonic() + timeout
@@ -1059,8 +1862,11 @@ def _marked(folder: Path) -> bool:
 
 
 def _snapshot(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
-            if p.is_file() and not p.is_symlink()}
+    return {
+        str(p.relative_to(root)): p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and not p.is_symlink()
+    }
 
 
 def test_kill_9_during_synth_loses_nothing_and_the_rerun_cleans_up(tmp_path: Path) -> None:
@@ -1070,8 +1876,9 @@ def test_kill_9_during_synth_loses_nothing_and_the_rerun_cleans_up(tmp_path: Pat
     before = _snapshot(tmp_path)
     proc = _start(["data", "synth", "--size", "small", "--out", str(tmp_path / "shop"), "-q"])
     # killed in the middle: while its workers draw the images into the partial folder
-    partial = _kill_when(proc, tmp_path / ".shop.partial-*",
-                         lambda p: len(list(p.glob("images/*.jpg"))) >= 10)
+    partial = _kill_when(
+        proc, tmp_path / ".shop.partial-*", lambda p: len(list(p.glob("images/*.jpg"))) >= 10
+    )
     assert proc.returncode == -signal.SIGKILL
     assert not (tmp_path / "shop").exists()  # nothing that looks complete
     assert (partial / ".mdr-output.json").is_file()  # recognisably ours
@@ -1084,7 +1891,8 @@ def test_kill_9_during_synth_loses_nothing_and_the_rerun_cleans_up(tmp_path: Pat
 
 
 def test_kill_9_during_prepare_overwrite_keeps_the_old_dataset(
-        shop: tuple[Path, Path], tmp_path: Path) -> None:
+    shop: tuple[Path, Path], tmp_path: Path
+) -> None:
     raw, proc_src = shop
     ctx = Ctx(tmp_path, raw, proc_src)
     out = ctx.proc_copy()  # an earlier prepared dataset at --out
@@ -1134,17 +1942,29 @@ if __name__ == "__main__":
 # --------------------------------------------------------------------------- main()'s rule
 
 
-@pytest.mark.parametrize(("error", "code", "line"), [
-    (FileNotFoundError(2, "No such file or directory", "/data/x.json"), 2,
-     "mdr: error: /data/x.json: No such file or directory"),
-    (PermissionError(13, "Permission denied", "/data/out"), 2,
-     "mdr: error: /data/out: Permission denied"),
-    (OSError(28, "No space left on device", "/data/out/images.npy"), 2,
-     "mdr: error: /data/out/images.npy: No space left on device"),
-])
-def test_os_errors_about_a_path_are_one_line(error: OSError, code: int, line: str,
-                                             monkeypatch: pytest.MonkeyPatch,
-                                             tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("error", "code", "line"),
+    [
+        (
+            FileNotFoundError(2, "No such file or directory", "/data/x.json"),
+            2,
+            "mdr: error: /data/x.json: No such file or directory",
+        ),
+        (
+            PermissionError(13, "Permission denied", "/data/out"),
+            2,
+            "mdr: error: /data/out: Permission denied",
+        ),
+        (
+            OSError(28, "No space left on device", "/data/out/images.npy"),
+            2,
+            "mdr: error: /data/out/images.npy: No space left on device",
+        ),
+    ],
+)
+def test_os_errors_about_a_path_are_one_line(
+    error: OSError, code: int, line: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     import mdr.cli
 
     def boom(a: Any) -> int:
@@ -1155,10 +1975,13 @@ def test_os_errors_about_a_path_are_one_line(error: OSError, code: int, line: st
     assert (r.code, r.err.strip()) == (code, line)
 
 
-@pytest.mark.parametrize("error", [OSError(5, "Input/output error"), ValueError("a bug"),
-                                   TypeError("a bug"), KeyError("a bug")])
-def test_a_bug_keeps_its_traceback(error: Exception, monkeypatch: pytest.MonkeyPatch,
-                                   tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "error",
+    [OSError(5, "Input/output error"), ValueError("a bug"), TypeError("a bug"), KeyError("a bug")],
+)
+def test_a_bug_keeps_its_traceback(
+    error: Exception, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     import mdr.cli
 
     def boom(a: Any) -> int:
@@ -1169,16 +1992,24 @@ def test_a_bug_keeps_its_traceback(error: Exception, monkeypatch: pytest.MonkeyP
         run_cli(["data", "stats", tmp_path])
 
 
-@pytest.mark.parametrize(("fname", "damage", "attr", "message"), [
-    ("vocab.txt", lambda b: b"\xff\xfe" + b, "vocab", "vocab.txt: damaged or truncated"),
-    ("users.txt", lambda b: b + b"\xc3\n", "user_ids", "users.txt: damaged or truncated"),
-    ("items.jsonl", lambda b: b[: len(b) // 2], "items", "items.jsonl:"),
-    ("text.npz", flip_middle_byte, "text", "text.npz: damaged or truncated"),
-    ("word2vec.npy", cut(0.5), "word_vectors", "word2vec.npy: truncated"),
-])
+@pytest.mark.parametrize(
+    ("fname", "damage", "attr", "message"),
+    [
+        ("vocab.txt", lambda b: b"\xff\xfe" + b, "vocab", "vocab.txt: damaged or truncated"),
+        ("users.txt", lambda b: b + b"\xc3\n", "user_ids", "users.txt: damaged or truncated"),
+        ("items.jsonl", lambda b: b[: len(b) // 2], "items", "items.jsonl:"),
+        ("text.npz", flip_middle_byte, "text", "text.npz: damaged or truncated"),
+        ("word2vec.npy", cut(0.5), "word_vectors", "word2vec.npy: truncated"),
+    ],
+)
 def test_damaged_files_of_a_prepared_folder_name_the_file_when_read(
-        fname: str, damage: Callable[[bytes], bytes], attr: str, message: str,
-        shop: tuple[Path, Path], tmp_path: Path) -> None:
+    fname: str,
+    damage: Callable[[bytes], bytes],
+    attr: str,
+    message: str,
+    shop: tuple[Path, Path],
+    tmp_path: Path,
+) -> None:
     from mdr.data.dataset import DataError, ProcessedDataset
 
     ctx = Ctx(tmp_path, *shop)
@@ -1188,7 +2019,8 @@ def test_damaged_files_of_a_prepared_folder_name_the_file_when_read(
 
 
 def test_images_that_would_not_fit_are_refused_before_the_memory_map(
-        shop: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    shop: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from collections import namedtuple
 
     import mdr.data.preprocess as pp
@@ -1200,8 +2032,9 @@ def test_images_that_would_not_fit_are_refused_before_the_memory_map(
     assert sorted(p.name for p in tmp_path.iterdir()) == []  # no sparse file, no partial folder
 
 
-def test_photos_that_would_not_fit_in_memory_are_refused(tmp_path: Path,
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_photos_that_would_not_fit_in_memory_are_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import mdr.data.fashion as fa
 
     monkeypatch.setattr(fa, "_available_memory", lambda: 10_000)

@@ -38,13 +38,21 @@ def test_prefix_construction_known_answer(ds: ProcessedDataset) -> None:
     assert s["user"][pos].tolist() == [0, 0, 1, 1, 1, 1, 3]
     assert s["cand"][pos].tolist() == [1, 2, 6, 7, 8, 9, 8]
     assert s["hist"][pos].tolist() == [
-        [0, 0, 0], [0, 0, 1],  # right-aligned, left-padded
-        [0, 0, 5], [0, 5, 6], [5, 6, 7], [6, 7, 8],  # truncated to the 3 most recent
+        [0, 0, 0],
+        [0, 0, 1],  # right-aligned, left-padded
+        [0, 0, 5],
+        [0, 5, 6],
+        [5, 6, 7],
+        [6, 7, 8],  # truncated to the 3 most recent
         [0, 0, 9],
     ]
     assert s["hist_mask"][pos].tolist() == [
-        [False, False, True], [False, True, True],
-        [False, False, True], [False, True, True], [True, True, True], [True, True, True],
+        [False, False, True],
+        [False, True, True],
+        [False, False, True],
+        [False, True, True],
+        [True, True, True],
+        [True, True, True],
         [False, False, True],
     ]
     # padding is id 0 exactly where the mask is False
@@ -55,7 +63,12 @@ def test_layout_dtypes_and_interleaving(ds: ProcessedDataset) -> None:
     s = training_samples(ds, epoch=0, seed=0, n_neg=2, max_hist=4)
     n = 7 * 3
     assert {k: v.shape for k, v in s.items()} == {
-        "user": (n,), "hist": (n, 4), "hist_mask": (n, 4), "cand": (n,), "label": (n,)}
+        "user": (n,),
+        "hist": (n, 4),
+        "hist_mask": (n, 4),
+        "cand": (n,),
+        "label": (n,),
+    }
     assert s["user"].dtype == np.int64 and s["hist"].dtype == np.int64
     assert s["cand"].dtype == np.int64 and s["label"].dtype == np.float32
     assert s["hist_mask"].dtype == np.bool_
@@ -102,8 +115,9 @@ def test_negatives_roughly_uniform(ds_random: ProcessedDataset) -> None:
 
 
 def test_user_who_saw_everything_is_an_error(tmp_path: Path) -> None:
-    ds = ProcessedDataset.open(write_tiny_proc(tmp_path, [[0, 1, 2, 3], [0, 1, 2]],
-                                               n_items=4, n_neg_eval=0))
+    ds = ProcessedDataset.open(
+        write_tiny_proc(tmp_path, [[0, 1, 2, 3], [0, 1, 2]], n_items=4, n_neg_eval=0)
+    )
     with pytest.raises(DataError, match="every item"):
         training_samples(ds, epoch=0, seed=0)
 
@@ -131,7 +145,11 @@ def test_user_seen(ds: ProcessedDataset) -> None:
     assert v.shape == (4, 10)
     assert [np.flatnonzero(r).tolist() for r in v] == [[0, 1, 2], [5, 6, 7, 8, 9], [2], [8, 9]]
     assert [np.flatnonzero(r).tolist() for r in t] == [
-        [0, 1, 2, 3], [0, 5, 6, 7, 8, 9], [2, 4], [7, 8, 9]]
+        [0, 1, 2, 3],
+        [0, 5, 6, 7, 8, 9],
+        [2, 4],
+        [7, 8, 9],
+    ]
 
 
 def test_user_seen_keeps_a_repeated_positive_rankable(tmp_path: Path) -> None:
@@ -152,8 +170,10 @@ def test_batch_iterator_covers_all_rows_in_seeded_order(ds_random: ProcessedData
     # every row exactly once: rebuild the rows as tuples
     rows = sorted(zip(s["user"].tolist(), s["cand"].tolist(), map(tuple, s["hist"].tolist())))
     got = sorted(
-        (u, c, tuple(h)) for b in batches
-        for u, c, h in zip(b["user"].tolist(), b["cand"].tolist(), b["hist"].tolist()))
+        (u, c, tuple(h))
+        for b in batches
+        for u, c, h in zip(b["user"].tolist(), b["cand"].tolist(), b["hist"].tolist())
+    )
     assert got == rows
     again = list(BatchIterator(s, 32, shuffle=True, seed=5, epoch=0))
     other = list(BatchIterator(s, 32, shuffle=True, seed=5, epoch=1))

@@ -10,9 +10,20 @@ from benchmarks.paper.tables import COMPARISON_COLUMNS
 
 
 def row(b: str, diff: float, p: float, low: float, high: float, metric: str = "gauc") -> dict:
-    return {"a": "mdr", "b": b, "metric": metric, "seeds": "5", "mean_diff": str(diff),
-            "p_t": str(p), "p_t_holm": str(p), "p_wilcoxon": "0.06", "ci_low": str(low),
-            "ci_high": str(high), "users": "3000", "detectable_80": "0.01"}
+    return {
+        "a": "mdr",
+        "b": b,
+        "metric": metric,
+        "seeds": "5",
+        "mean_diff": str(diff),
+        "p_t": str(p),
+        "p_t_holm": str(p),
+        "p_wilcoxon": "0.06",
+        "ci_low": str(low),
+        "ci_high": str(high),
+        "users": "3000",
+        "detectable_80": "0.01",
+    }
 
 
 def test_a_comparison_decides_only_when_seeds_and_users_agree() -> None:
@@ -41,7 +52,8 @@ def test_the_page_is_generated_from_the_results_folders(tmp_path: Path) -> None:
     rows += [row(b, 0.02, 0.01, 0.01, 0.03, "ndcg@10") for b in claims.BASELINES]
     (shop / "table2_tuned.comparisons.csv").write_text(to_csv(rows, COMPARISON_COLUMNS))
     (shop / "table3.comparisons.csv").write_text(
-        to_csv([row("mdr_wo_ic", 0.004, 0.2, -0.001, 0.009)], COMPARISON_COLUMNS))
+        to_csv([row("mdr_wo_ic", 0.004, 0.2, -0.001, 0.009)], COMPARISON_COLUMNS)
+    )
     assert claims.main(["--results", str(tmp_path), "--datasets", "synthetic-small"]) == 0
     md = (tmp_path / "claims.md").read_text()
     assert "| synthetic-small | **supported** |" in md  # C1 from the tuned table

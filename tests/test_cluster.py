@@ -32,28 +32,47 @@ def cluster():
 
 
 def test_a_quick_table_on_ray_is_the_local_table_byte_for_byte(
-        cluster, tmp_path: Path, data_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cluster, tmp_path: Path, data_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from benchmarks.paper import table2
 
     monkeypatch.setenv("MDR_DATA", str(data_root))
     for executor in ("local", "ray"):
-        assert table2.main([*SMOKE, "--executor", executor,
-                            "--results", str(tmp_path / executor)]) == 0
+        assert (
+            table2.main([*SMOKE, "--executor", executor, "--results", str(tmp_path / executor)])
+            == 0
+        )
     for ext in ("csv", "md", "comparisons.csv", "tex"):
         name = f"table2_quick.{ext}"
         local = tmp_path / "local" / "synthetic-tiny" / name
         assert (tmp_path / "ray" / "synthetic-tiny" / name).read_bytes() == local.read_bytes()
 
 
-def test_a_two_trial_tuning_through_ray(cluster, tmp_path: Path, data_root: Path,
-                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_two_trial_tuning_through_ray(
+    cluster, tmp_path: Path, data_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from benchmarks.paper import tune
 
     monkeypatch.setenv("MDR_DATA", str(data_root))
     for executor in ("local", "ray"):
-        assert tune.main(["--dataset", "synthetic-tiny", "--quick", "-q", "--models", "pnn",
-                          "abae", "--executor", executor,
-                          "--results", str(tmp_path / executor)]) == 0
+        assert (
+            tune.main(
+                [
+                    "--dataset",
+                    "synthetic-tiny",
+                    "--quick",
+                    "-q",
+                    "--models",
+                    "pnn",
+                    "abae",
+                    "--executor",
+                    executor,
+                    "--results",
+                    str(tmp_path / executor),
+                ]
+            )
+            == 0
+        )
     for model in ("pnn", "abae"):
         local = tmp_path / "local" / "synthetic-tiny" / "tuning_quick" / f"{model}.csv"
         on_ray = tmp_path / "ray" / "synthetic-tiny" / "tuning_quick" / f"{model}.csv"
@@ -61,10 +80,31 @@ def test_a_two_trial_tuning_through_ray(cluster, tmp_path: Path, data_root: Path
 
 
 def _train_argv(tiny_proc: Path, run: Path) -> tuple[str, ...]:
-    return (sys.executable, "-P", "-m", "mdr.cli", "train", "-q", "--config", str(CONFIG),
-            "--data", str(tiny_proc), "--out", str(run), "--epochs", "4", "--max-steps", "6",
-            "--set", "train.batch_size=128", "--set", "train.full_ranking=false",
-            "--threads", "1", "--resume")
+    return (
+        sys.executable,
+        "-P",
+        "-m",
+        "mdr.cli",
+        "train",
+        "-q",
+        "--config",
+        str(CONFIG),
+        "--data",
+        str(tiny_proc),
+        "--out",
+        str(run),
+        "--epochs",
+        "4",
+        "--max-steps",
+        "6",
+        "--set",
+        "train.batch_size=128",
+        "--set",
+        "train.full_ranking=false",
+        "--threads",
+        "1",
+        "--resume",
+    )
 
 
 def _parent_of_training(run: Path) -> int | None:
@@ -83,8 +123,9 @@ def _parent_of_training(run: Path) -> int | None:
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
-def test_a_killed_worker_s_run_is_resumed_not_lost(cluster, tmp_path: Path,
-                                                   tiny_proc: Path) -> None:
+def test_a_killed_worker_s_run_is_resumed_not_lost(
+    cluster, tmp_path: Path, tiny_proc: Path
+) -> None:
     from benchmarks.executor import RayExecutor, Task
 
     whole, cut = tmp_path / "whole", tmp_path / "cut"
@@ -109,11 +150,20 @@ def test_a_killed_worker_s_run_is_resumed_not_lost(cluster, tmp_path: Path,
 def test_the_gpu_check_dry_run_passes_on_the_cpu(tmp_path: Path) -> None:
     """``MDR_GPU_SIZE=tiny MDR_DEVICE=cpu bash benchmarks/performance/gpu_check.sh``: every
     step of the H200 check on the tiny shop, so a renamed config cannot break it silently."""
-    env = {**os.environ, "MDR_GPU_SIZE": "tiny", "MDR_DEVICE": "cpu", "PYTHON": sys.executable,
-           "MDR_GPU_WORK": str(tmp_path / "work")}
-    res = subprocess.run(["bash", str(REPO / "benchmarks" / "performance" / "gpu_check.sh"),
-                          str(tmp_path / "out")], env=env, capture_output=True, text=True,
-                         timeout=900)
+    env = {
+        **os.environ,
+        "MDR_GPU_SIZE": "tiny",
+        "MDR_DEVICE": "cpu",
+        "PYTHON": sys.executable,
+        "MDR_GPU_WORK": str(tmp_path / "work"),
+    }
+    res = subprocess.run(
+        ["bash", str(REPO / "benchmarks" / "performance" / "gpu_check.sh"), str(tmp_path / "out")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     summaries = list((tmp_path / "out").glob("gpu-check-*.json"))
     assert len(summaries) == 1 and '"epoch"' in summaries[0].read_text()

@@ -58,8 +58,10 @@ def test_wrong_types_and_literals_are_errors() -> None:
 
 
 def test_slots_parse_into_dataclasses() -> None:
-    m = from_dict(ModelConfig, {"slots": [{"name": "colour", "kind": "visual_dominant",
-                                           "dim": 6, "label": "colour"}]})
+    m = from_dict(
+        ModelConfig,
+        {"slots": [{"name": "colour", "kind": "visual_dominant", "dim": 6, "label": "colour"}]},
+    )
     assert m.slots == (SlotConfig("colour", "visual_dominant", 6, "colour"),)
 
 
@@ -123,29 +125,40 @@ def test_model_names_resolve_in_one_place() -> None:
 def test_every_table_model_is_named_in_every_shipped_config() -> None:
     for path in (CONFIGS / "mdr_synthetic.yaml", CONFIGS / "mdr_amazon.yaml"):
         names = {n for section in variant_names(path).values() for n in section}
-        assert {"beta_vae", "abae", "din_pp", "din", "wide_deep", "pnn", "deepfm",
-                "mdr_wo_ic"} <= names, path.name
+        assert {
+            "beta_vae",
+            "abae",
+            "din_pp",
+            "din",
+            "wide_deep",
+            "pnn",
+            "deepfm",
+            "mdr_wo_ic",
+        } <= names, path.name
 
 
-@pytest.mark.parametrize(("override", "message"), [
-    ({"train.batch_size": 0}, "batch_size from 1 to 1000000"),
-    ({"train.epochs": 0}, "epochs from 1 to 100000"),
-    ({"train.lr": -1.0}, "lr a positive finite number"),
-    ({"train.device": "gpu"}, "device cpu, cuda"),
-    ({"train.valid_fraction": 1.0}, "valid_fraction"),
-    ({"loss.beta": float("nan")}, r"loss.beta: expected a finite number, got nan"),
-    ({"seed": -1}, "seed >= 0"),
-    # non-finite numbers and sizes without bounds
-    ({"train.weight_decay": float("inf")}, "train.weight_decay: expected a finite number"),
-    ({"train.lr": 1e400}, "expected a finite number"),
-    ({"train.batch_size": 10**9}, "batch_size from 1 to 1000000"),
-    ({"train.max_hist": 10**6}, "max_hist from 1 to 1000"),
-    ({"model.image_channels": []}, "image_channels: 1 to 16 widths"),
-    ({"model.id_dim": -4}, "id_dim and text_hidden from 1 to 4096"),
-    ({"model.slots.*.dim": 10**7}, "slot dim from 1 to 4096"),
-    ({"model.dropout": 1.0}, "0 <= dropout < 1"),
-    ({"loss.n_text_neg": 10**6}, "n_text_neg from 1 to 1000"),
-])
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ({"train.batch_size": 0}, "batch_size from 1 to 1000000"),
+        ({"train.epochs": 0}, "epochs from 1 to 100000"),
+        ({"train.lr": -1.0}, "lr a positive finite number"),
+        ({"train.device": "gpu"}, "device cpu, cuda"),
+        ({"train.valid_fraction": 1.0}, "valid_fraction"),
+        ({"loss.beta": float("nan")}, r"loss.beta: expected a finite number, got nan"),
+        ({"seed": -1}, "seed >= 0"),
+        # non-finite numbers and sizes without bounds
+        ({"train.weight_decay": float("inf")}, "train.weight_decay: expected a finite number"),
+        ({"train.lr": 1e400}, "expected a finite number"),
+        ({"train.batch_size": 10**9}, "batch_size from 1 to 1000000"),
+        ({"train.max_hist": 10**6}, "max_hist from 1 to 1000"),
+        ({"model.image_channels": []}, "image_channels: 1 to 16 widths"),
+        ({"model.id_dim": -4}, "id_dim and text_hidden from 1 to 4096"),
+        ({"model.slots.*.dim": 10**7}, "slot dim from 1 to 4096"),
+        ({"model.dropout": 1.0}, "0 <= dropout < 1"),
+        ({"loss.n_text_neg": 10**6}, "n_text_neg from 1 to 1000"),
+    ],
+)
 def test_impossible_values_are_one_clear_error(override: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         apply_overrides(RunConfig(), override)
@@ -198,14 +211,16 @@ def test_a_key_given_twice_is_refused_with_its_line(tmp_path: Path) -> None:
         load_yaml(cfg)
 
 
-@pytest.mark.parametrize(("text", "says"), [
-    ("train: {epochs: " + "9" * 5000 + "}\n", "a value YAML cannot read"),
-    ("a: " + "[" * 5000 + "]" * 5000 + "\n", "a value YAML cannot read"),
-    ("? [a, b]\n: 1\n", "a mapping key must be a scalar"),
-    ("train: {lr: .inf}\n", "train.lr: expected a finite number"),
-])
-def test_values_yaml_refuses_otherwise_are_one_line(text: str, says: str,
-                                                    tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ("train: {epochs: " + "9" * 5000 + "}\n", "a value YAML cannot read"),
+        ("a: " + "[" * 5000 + "]" * 5000 + "\n", "a value YAML cannot read"),
+        ("? [a, b]\n: 1\n", "a mapping key must be a scalar"),
+        ("train: {lr: .inf}\n", "train.lr: expected a finite number"),
+    ],
+)
+def test_values_yaml_refuses_otherwise_are_one_line(text: str, says: str, tmp_path: Path) -> None:
     cfg = tmp_path / "odd.yaml"
     cfg.write_text(text)
     with pytest.raises(ConfigError, match=re.escape(says)) as e:

@@ -52,7 +52,7 @@ def _history(gen: np.random.Generator, u: int) -> tuple[np.ndarray, np.ndarray]:
     """A right-aligned history of 1..H items of the user's liked category, padded with 0."""
     n = int(gen.integers(1, H + 1))
     hist, mask = np.zeros(H, np.int64), np.zeros(H, bool)
-    hist[H - n:], mask[H - n:] = _liked(gen, u, n), True
+    hist[H - n :], mask[H - n :] = _liked(gen, u, n), True
     return hist, mask
 
 
@@ -64,8 +64,13 @@ def make_training(seed: int = 0, per_user: int = 30) -> dict[str, torch.Tensor]:
         for _ in range(per_user):
             hist, mask = _history(gen, u)
             for cand, label in ((_liked(gen, u, 1)[0], 1.0), (_other(gen, u, 1)[0], 0.0)):
-                for k, v in (("user", u), ("hist", hist), ("hist_mask", mask),
-                             ("cand", cand), ("label", label)):
+                for k, v in (
+                    ("user", u),
+                    ("hist", hist),
+                    ("hist_mask", mask),
+                    ("cand", cand),
+                    ("label", label),
+                ):
                     rows[k].append(v)
     out = {k: torch.as_tensor(np.array(v)) for k, v in rows.items()}
     out["label"] = out["label"].float()
@@ -79,20 +84,30 @@ def make_eval(seed: int = 1, n_neg: int = 5) -> dict[str, torch.Tensor]:
         "user": torch.arange(U),
         "hist": torch.as_tensor(np.stack([h for h, _ in hists])),
         "hist_mask": torch.as_tensor(np.stack([m for _, m in hists])),
-        "cands": torch.as_tensor(np.stack([np.r_[_liked(gen, u, 1), _other(gen, u, n_neg)]
-                                           for u in range(U)])),
+        "cands": torch.as_tensor(
+            np.stack([np.r_[_liked(gen, u, 1), _other(gen, u, n_neg)] for u in range(U)])
+        ),
     }
 
 
-def _features(n_users: int = U, n_items: int = N_ITEMS, n_categories: int = C,
-              category: np.ndarray = ITEM_CATEGORY) -> ItemFeatures:
-    return ItemFeatures(n_items=n_items, n_users=n_users, n_categories=n_categories,
-                        category=torch.as_tensor(category))
+def _features(
+    n_users: int = U,
+    n_items: int = N_ITEMS,
+    n_categories: int = C,
+    category: np.ndarray = ITEM_CATEGORY,
+) -> ItemFeatures:
+    return ItemFeatures(
+        n_items=n_items,
+        n_users=n_users,
+        n_categories=n_categories,
+        category=torch.as_tensor(category),
+    )
 
 
 def _cfg(kind: str, seed: int = 0, max_hist: int = H) -> RunConfig:
-    return apply_overrides(RunConfig(), {"model.name": kind, "train.max_hist": max_hist,
-                                         "seed": seed})
+    return apply_overrides(
+        RunConfig(), {"model.name": kind, "train.max_hist": max_hist, "seed": seed}
+    )
 
 
 def _model(kind: str, seed: int = 0) -> DeepCTRRecommender:
@@ -106,8 +121,13 @@ def _score(m: DeepCTRRecommender, ev: dict[str, torch.Tensor]) -> np.ndarray:
     return m.score(reps, ev["hist"], ev["hist_mask"], ev["cands"], ev["user"]).numpy()
 
 
-def _fit(m: DeepCTRRecommender, data: dict[str, torch.Tensor], epochs: int, lr: float = 1e-2,
-         batch: int = 64) -> list[float]:
+def _fit(
+    m: DeepCTRRecommender,
+    data: dict[str, torch.Tensor],
+    epochs: int,
+    lr: float = 1e-2,
+    batch: int = 64,
+) -> list[float]:
     """A few plain Adam epochs on calculate_loss (the trainer's step, without the trainer)."""
     opt = torch.optim.Adam(m.parameters(), lr=lr)
     gen = torch.Generator().manual_seed(0)
@@ -116,7 +136,7 @@ def _fit(m: DeepCTRRecommender, data: dict[str, torch.Tensor], epochs: int, lr: 
     for _ in range(epochs):
         perm, total = torch.randperm(n, generator=gen), 0.0
         for lo in range(0, n, batch):
-            rows = perm[lo:lo + batch]
+            rows = perm[lo : lo + batch]
             loss = m.calculate_loss({k: v[rows] for k, v in data.items()})["loss"]
             opt.zero_grad()
             loss.backward()
@@ -152,8 +172,13 @@ _PROBE = textwrap.dedent("""
 
 
 def _probe(mode: str, tmp_path: Path) -> dict:
-    proc = subprocess.run([sys.executable, "-W", "error", "-c", _PROBE, mode], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-W", "error", "-c", _PROBE, mode],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
@@ -182,21 +207,34 @@ def test_registered_with_the_recommendation_interface():
 
 def test_feature_index_and_input_tensor_known_answer():
     cat = (np.arange(10) * 2 + 1) % 3  # item -> category: 1 0 2 1 0 2 1 0 2 1
-    m = DeepCTRRecommender("deepfm", _cfg("deepfm", max_hist=3),
-                           _features(n_users=6, n_items=10, n_categories=3, category=cat))
-    assert m.feature_index == {"user": (0, 1), "item": (1, 2), "category": (2, 3),
-                               "hist_item": (3, 6), "hist_len": (6, 7),
-                               "hist_category": (7, 10)}
+    m = DeepCTRRecommender(
+        "deepfm",
+        _cfg("deepfm", max_hist=3),
+        _features(n_users=6, n_items=10, n_categories=3, category=cat),
+    )
+    assert m.feature_index == {
+        "user": (0, 1),
+        "item": (1, 2),
+        "category": (2, 3),
+        "hist_item": (3, 6),
+        "hist_len": (6, 7),
+        "hist_category": (7, 10),
+    }
     x = m.input_tensor(
-        user=torch.tensor([4, 2, 5]), cand=torch.tensor([7, 0, 3]),
+        user=torch.tensor([4, 2, 5]),
+        cand=torch.tensor([7, 0, 3]),
         hist=torch.tensor([[0, 5, 8], [0, 0, 9], [3, 4, 6]]),
-        hist_mask=torch.tensor([[False, True, True], [False, False, True], [True, False, True]]))
-    expected = torch.tensor([
-        # user item cat | hist_item | len | hist_category
-        [4, 7, 0, 5, 8, 0, 2, 2, 2, 0],  # right-aligned, 2 real items
-        [2, 0, 1, 9, 0, 0, 1, 1, 0, 0],  # one real item
-        [5, 3, 1, 3, 6, 0, 2, 1, 1, 0],  # a hole in the middle is compacted too
-    ], dtype=torch.float32)
+        hist_mask=torch.tensor([[False, True, True], [False, False, True], [True, False, True]]),
+    )
+    expected = torch.tensor(
+        [
+            # user item cat | hist_item | len | hist_category
+            [4, 7, 0, 5, 8, 0, 2, 2, 2, 0],  # right-aligned, 2 real items
+            [2, 0, 1, 9, 0, 0, 1, 1, 0, 0],  # one real item
+            [5, 3, 1, 3, 6, 0, 2, 1, 1, 0],  # a hole in the middle is compacted too
+        ],
+        dtype=torch.float32,
+    )
     assert x.dtype == torch.float32
     assert torch.equal(x, expected)
 
@@ -215,11 +253,13 @@ def test_history_features_share_and_mean_pool_the_item_and_category_embeddings(k
     net = m.net
     assert set(net.embedding_dict) == {"user", "item", "category"}
     assert set(net.linear_model.embedding_dict) == (
-        set() if kind == "pnn" else {"user", "item", "category"})
+        set() if kind == "pnn" else {"user", "item", "category"}
+    )
     with torch.no_grad():  # distinct rows, so a wrong lookup cannot go unnoticed
         for emb in net.embedding_dict.values():
-            emb.weight.copy_(torch.randn(emb.weight.shape,
-                                         generator=torch.Generator().manual_seed(3)))
+            emb.weight.copy_(
+                torch.randn(emb.weight.shape, generator=torch.Generator().manual_seed(3))
+            )
     ev = make_eval()
     x = m.input_tensor(ev["user"], ev["cands"][:, 0], ev["hist"], ev["hist_mask"])
     fields, _ = net.input_from_feature_columns(x, net.dnn_feature_columns, net.embedding_dict)
@@ -242,12 +282,14 @@ def test_scores_ignore_padding_ids_and_history_alignment(kind):
     base = _score(m, ev)
     noisy = dict(ev, hist=torch.where(ev["hist_mask"], ev["hist"], 17))  # junk in padding
     order = torch.argsort((~ev["hist_mask"]).to(torch.int8), dim=1, stable=True)
-    left = dict(ev, hist=torch.gather(ev["hist"], 1, order),
-                hist_mask=torch.gather(ev["hist_mask"], 1, order))
+    left = dict(
+        ev,
+        hist=torch.gather(ev["hist"], 1, order),
+        hist_mask=torch.gather(ev["hist_mask"], 1, order),
+    )
     np.testing.assert_allclose(_score(m, noisy), base, rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(_score(m, left), base, rtol=1e-6, atol=1e-6)
-    assert not np.allclose(_score(m, dict(ev, hist_mask=torch.zeros_like(ev["hist_mask"]))),
-                           base)
+    assert not np.allclose(_score(m, dict(ev, hist_mask=torch.zeros_like(ev["hist_mask"]))), base)
 
 
 # --------------------------------------------------------------------------- the model learns
@@ -302,10 +344,21 @@ def tiny_proc(tmp_path_factory) -> Path:
 
 
 def _run_cfg(kind: str, **overrides: Any) -> RunConfig:
-    return apply_overrides(RunConfig(), {
-        "model.name": kind, "train.epochs": 3, "train.patience": 2, "train.batch_size": 32,
-        "train.lr": 0.01, "train.max_hist": 5, "train.eval_batch_size": 8,
-        "train.num_threads": 1, "seed": 0, **overrides})
+    return apply_overrides(
+        RunConfig(),
+        {
+            "model.name": kind,
+            "train.epochs": 3,
+            "train.patience": 2,
+            "train.batch_size": 32,
+            "train.lr": 0.01,
+            "train.max_hist": 5,
+            "train.eval_batch_size": 8,
+            "train.num_threads": 1,
+            "seed": 0,
+            **overrides,
+        },
+    )
 
 
 def _lines(run: Path) -> list[dict]:
@@ -339,7 +392,9 @@ def test_same_seed_same_test_json_and_the_seed_is_honoured(tiny_proc, tmp_path):
     a = train(_run_cfg("deepfm", seed=5), tiny_proc, tmp_path / "a", progress=False)
     train(_run_cfg("deepfm", seed=5), tiny_proc, tmp_path / "b", progress=False)
     c = train(_run_cfg("deepfm", seed=6), tiny_proc, tmp_path / "c", progress=False)
-    assert (tmp_path / "a" / "test.json").read_bytes() == (tmp_path / "b" / "test.json").read_bytes()
+    assert (tmp_path / "a" / "test.json").read_bytes() == (
+        tmp_path / "b" / "test.json"
+    ).read_bytes()
     assert a["seed"] == 5 and c["seed"] == 6
     assert _lines(tmp_path / "a") != _lines(tmp_path / "c")
 
@@ -380,18 +435,30 @@ def test_factorised_scores_equal_deepctrs_plain_forward(kind):
     ev = make_eval()
     n_users, n_cands = ev["cands"].shape
     scores = _score(m, ev)
-    x = m.input_tensor(ev["user"].repeat_interleave(n_cands), ev["cands"].reshape(-1),
-                       ev["hist"].repeat_interleave(n_cands, dim=0),
-                       ev["hist_mask"].repeat_interleave(n_cands, dim=0))
+    x = m.input_tensor(
+        ev["user"].repeat_interleave(n_cands),
+        ev["cands"].reshape(-1),
+        ev["hist"].repeat_interleave(n_cands, dim=0),
+        ev["hist_mask"].repeat_interleave(n_cands, dim=0),
+    )
     with torch.no_grad():
         plain = m.net(x).reshape(n_users, n_cands).numpy()
     assert plain.std() > 0.1  # a real, non-degenerate check
     np.testing.assert_allclose(scores, plain, rtol=1e-5, atol=1e-5)
     with torch.no_grad():
-        np.testing.assert_allclose(m.predict({"user": ev["user"], "hist": ev["hist"],
-                                              "hist_mask": ev["hist_mask"],
-                                              "cand": ev["cands"][:, 2]}).numpy(),
-                                   plain[:, 2], rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(
+            m.predict(
+                {
+                    "user": ev["user"],
+                    "hist": ev["hist"],
+                    "hist_mask": ev["hist_mask"],
+                    "cand": ev["cands"][:, 2],
+                }
+            ).numpy(),
+            plain[:, 2],
+            rtol=1e-5,
+            atol=1e-5,
+        )
     assert "input_from_feature_columns" not in vars(m.net), "injection leaked"
 
 

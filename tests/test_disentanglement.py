@@ -177,16 +177,21 @@ def test_score_codes_is_deterministic_and_json_able() -> None:
 # --------------------------------------------------------------------------- bad input
 
 
-@pytest.mark.parametrize(("mutate", "message"), [
-    (lambda c, y: (c[:-1], y), "items"),
-    (lambda c, y: (np.where(np.arange(c.size).reshape(c.shape) == 7, np.nan, c), y),
-     "NaN/inf value.*item 3, dim 1"),
-    (lambda c, y: (c, np.column_stack([y[:, 0], np.zeros(len(y), int)])), "constant"),
-    (lambda c, y: (c, y - 1), "negative"),
-    (lambda c, y: (c, y.astype(float)), "integer class indices"),
-    (lambda c, y: (c[:, :1], y), "at least 2 code dims"),
-    (lambda c, y: (c[:0], y[:0]), "non-empty"),
-])
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda c, y: (c[:-1], y), "items"),
+        (
+            lambda c, y: (np.where(np.arange(c.size).reshape(c.shape) == 7, np.nan, c), y),
+            "NaN/inf value.*item 3, dim 1",
+        ),
+        (lambda c, y: (c, np.column_stack([y[:, 0], np.zeros(len(y), int)])), "constant"),
+        (lambda c, y: (c, y - 1), "negative"),
+        (lambda c, y: (c, y.astype(float)), "integer class indices"),
+        (lambda c, y: (c[:, :1], y), "at least 2 code dims"),
+        (lambda c, y: (c[:0], y[:0]), "non-empty"),
+    ],
+)
 def test_bad_input_raises_a_clear_value_error(mutate, message) -> None:
     y = factors(40)[:, :2]
     codes, bad_y = mutate(np.random.default_rng(0).normal(size=(40, 2)), y)
@@ -236,16 +241,19 @@ def tiny_results(tiny_proc: Path, tmp_path_factory: pytest.TempPathFactory) -> P
     runs = results / "synthetic-tiny" / "runs"
     names = {"mdr": "mdr-0123456789ab-s0", "beta_vae": "beta_vae-ba9876543210-s0"}
     for variant, name in names.items():
-        train_tiny(tiny_proc, runs / name, variant=None if variant == "mdr" else variant,
-                   epochs=1, steps=4)
+        train_tiny(
+            tiny_proc, runs / name, variant=None if variant == "mdr" else variant, epochs=1, steps=4
+        )
     listed = [*names.values(), "deepfm-00000000000f-s0", "din-0000000000ff-s0"]
     (results / "synthetic-tiny" / "table2.manifest.json").write_text(
-        json.dumps({"dataset": "synthetic-tiny", "runs": {n: "config.yaml" for n in listed}}))
+        json.dumps({"dataset": "synthetic-tiny", "runs": {n: "config.yaml" for n in listed}})
+    )
     return results
 
 
 def test_benchmark_scores_the_runs_into_a_csv_of_finite_in_range_numbers(
-        tiny_results: Path) -> None:
+    tiny_results: Path,
+) -> None:
     bench = load_bench()
     args = ["--dataset", "synthetic-tiny", "--results", str(tiny_results), "--threads", "1"]
     assert bench.main(args) == 0
@@ -255,8 +263,15 @@ def test_benchmark_scores_the_runs_into_a_csv_of_finite_in_range_numbers(
         rows = list(csv.DictReader(fh))
     assert [r["model"] for r in rows] == ["mdr", "beta_vae"]
     assert all(r["seeds"] == "1" for r in rows)
-    for col in ("dci_disentanglement", "dci_completeness", "dci_informativeness_test", "mig",
-                "probe_accuracy", "probe_colour_accuracy", "probe_shape_accuracy"):
+    for col in (
+        "dci_disentanglement",
+        "dci_completeness",
+        "dci_informativeness_test",
+        "mig",
+        "probe_accuracy",
+        "probe_colour_accuracy",
+        "probe_shape_accuracy",
+    ):
         assert f"{col}_mean" in rows[0] and f"{col}_std" in rows[0]
     assert rows[0]["probe_material_accuracy_mean"]  # MDR has text slots ...
     assert not rows[1]["probe_material_accuracy_mean"]  # ... beta-VAE (image only) not
@@ -289,8 +304,9 @@ def test_benchmark_scores_the_runs_into_a_csv_of_finite_in_range_numbers(
         bench.run_script("disentanglement", lambda: bench.main([*args, "--factors", "hue"]))
 
 
-def test_benchmark_without_runs_says_what_to_run(tmp_path: Path,
-                                                capsys: pytest.CaptureFixture) -> None:
+def test_benchmark_without_runs_says_what_to_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     bench = load_bench()
     args = ["--dataset", "synthetic-tiny", "--results", str(tmp_path)]
     with pytest.raises(SystemExit, match="2"):
@@ -300,8 +316,9 @@ def test_benchmark_without_runs_says_what_to_run(tmp_path: Path,
     assert "run nox -s reproduce-table2 first" in err
 
 
-def test_runs_without_content_slots_are_skipped_with_the_reason(tiny_proc: Path,
-                                                                tmp_path: Path) -> None:
+def test_runs_without_content_slots_are_skipped_with_the_reason(
+    tiny_proc: Path, tmp_path: Path
+) -> None:
     """What a run's model declares decides it (mdr.models.capabilities): a CTR baseline has
     no item representation, DIN's id embeddings no content slots."""
     from tests.helpers import train_tiny
@@ -310,9 +327,11 @@ def test_runs_without_content_slots_are_skipped_with_the_reason(tiny_proc: Path,
     deepfm = train_tiny(tiny_proc, tmp_path / "deepfm-s0", "deepfm", epochs=1, steps=1)
     din = train_tiny(tiny_proc, tmp_path / "din-s0", "din", epochs=1, steps=1)
     assert bench.score_run(deepfm, None, None, 20, 0) == (
-        "deepfm: a CTR baseline on id features, no item representation to score")
+        "deepfm: a CTR baseline on id features, no item representation to score"
+    )
     assert bench.score_run(din, None, None, 20, 0) == (
-        "id embeddings: no content representation to score")
+        "id embeddings: no content representation to score"
+    )
 
 
 def test_input_probe_known_answers() -> None:
@@ -330,8 +349,12 @@ def test_input_probe_known_answers() -> None:
 
 def test_the_benchmark_writes_the_input_ceiling(tiny_results: Path) -> None:
     bench = load_bench()
-    assert bench.main(["--dataset", "synthetic-tiny", "--results", str(tiny_results),
-                       "--threads", "1"]) == 0
+    assert (
+        bench.main(
+            ["--dataset", "synthetic-tiny", "--results", str(tiny_results), "--threads", "1"]
+        )
+        == 0
+    )
     with (tiny_results / "synthetic-tiny" / "input_probe.csv").open(newline="") as fh:
         rows = list(csv.DictReader(fh))
     assert {r["input"] for r in rows} == {"pixels", "text_tfidf"}

@@ -54,16 +54,22 @@ def lines(run: Path) -> list[dict[str, Any]]:
     return [{k: v for k, v in r.items() if k not in TIME_KEYS} for r in rows]
 
 
-def rank_batches(samples: dict[str, np.ndarray], batch_size: int, world: int,
-                 max_steps: int | None = None, seed: int = 5,
-                 epoch: int = 2) -> list[list[dict[str, Tensor]]]:
+def rank_batches(
+    samples: dict[str, np.ndarray],
+    batch_size: int,
+    world: int,
+    max_steps: int | None = None,
+    seed: int = 5,
+    epoch: int = 2,
+) -> list[list[dict[str, Tensor]]]:
     """The trainer's batches (mdr.training.train._epoch_batches) of each rank; world 0: no torchrun."""
-    cfg = apply_overrides(RunConfig(), {"train.batch_size": batch_size, "seed": seed,
-                                        "train.max_steps_per_epoch": max_steps})
+    cfg = apply_overrides(
+        RunConfig(),
+        {"train.batch_size": batch_size, "seed": seed, "train.max_steps_per_epoch": max_steps},
+    )
     out = []
     for r in range(max(world, 1)):
-        ctx = (distributed.DistContext(r, world, r, "gloo") if world
-               else distributed.DistContext())
+        ctx = distributed.DistContext(r, world, r, "gloo") if world else distributed.DistContext()
         job = SimpleNamespace(cfg=cfg, ctx=ctx, device=torch.device("cpu"))
         out.append(list(_epoch_batches(samples, job, epoch, batch_size)))  # type: ignore[arg-type]
     return out
@@ -95,8 +101,10 @@ def test_shard_rows_known_answers() -> None:
     assert distributed.split_sizes(7, 3).tolist() == [3, 2, 2]
 
 
-@pytest.mark.parametrize(("n", "batch", "world"), [(103, 16, 2), (103, 16, 3), (96, 16, 4),
-                                                   (50, 7, 3), (17, 16, 2), (5, 5, 5)])
+@pytest.mark.parametrize(
+    ("n", "batch", "world"),
+    [(103, 16, 2), (103, 16, 3), (96, 16, 4), (50, 7, 3), (17, 16, 2), (5, 5, 5)],
+)
 def test_ranks_partition_every_global_batch(n: int, batch: int, world: int) -> None:
     samples = {"idx": np.arange(n, dtype=np.int64), "label": np.zeros(n, np.float32)}
     single = rank_batches(samples, batch, 0)[0]
@@ -112,8 +120,11 @@ def test_ranks_partition_every_global_batch(n: int, batch: int, world: int) -> N
     dropped = tail if 0 < tail < world else 0
     assert len(seen) == len(np.unique(seen)) == n - dropped  # disjoint, nothing lost
     again = rank_batches(samples, batch, world)
-    assert all(torch.equal(a["idx"], b["idx"]) for x, y in zip(ranks, again, strict=True)
-               for a, b in zip(x, y, strict=True))  # deterministic
+    assert all(
+        torch.equal(a["idx"], b["idx"])
+        for x, y in zip(ranks, again, strict=True)
+        for a, b in zip(x, y, strict=True)
+    )  # deterministic
     other = rank_batches(samples, batch, world, epoch=3)
     assert not torch.equal(other[0][0]["idx"], ranks[0][0]["idx"])  # reshuffled per epoch
 
@@ -144,8 +155,13 @@ def test_batch_smaller_than_world_is_refused() -> None:
 
 
 def test_torchrun_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    env = {"RANK": "1", "WORLD_SIZE": "4", "LOCAL_RANK": "1", "MASTER_ADDR": "h",
-           "MASTER_PORT": "1"}
+    env = {
+        "RANK": "1",
+        "WORLD_SIZE": "4",
+        "LOCAL_RANK": "1",
+        "MASTER_ADDR": "h",
+        "MASTER_PORT": "1",
+    }
     assert distributed.launched_by_torchrun(env)
     assert not distributed.launched_by_torchrun({k: v for k, v in env.items() if k != "RANK"})
     assert distributed.env_ranks(env) == (1, 4, 1)
@@ -171,8 +187,9 @@ def test_local_device() -> None:
     ctx = distributed.DistContext(3, 4, 1, "nccl")
     cpu = torch.device("cpu")
     assert distributed.local_device(cpu, ctx) == cpu
-    assert distributed.local_device(torch.device("cuda"), distributed.DistContext()) == \
-        torch.device("cuda")  # one process: as given
+    assert distributed.local_device(
+        torch.device("cuda"), distributed.DistContext()
+    ) == torch.device("cuda")  # one process: as given
     with pytest.raises(RunError, match="each rank uses cuda:LOCAL_RANK"):
         distributed.local_device(torch.device("cuda", 0), ctx)
     if torch.cuda.device_count() < 2:
@@ -218,15 +235,22 @@ class GatedRec(nn.Module):
     def encode_items(self, items: Tensor) -> Tensor:
         return self.item(self.table[items])
 
-    def score(self, reps: Tensor, hist: Tensor, hist_mask: Tensor, cands: Tensor,
-              user: Tensor | None = None) -> Tensor:
+    def score(
+        self,
+        reps: Tensor,
+        hist: Tensor,
+        hist_mask: Tensor,
+        cands: Tensor,
+        user: Tensor | None = None,
+    ) -> Tensor:
         m = hist_mask.unsqueeze(-1).float()
         q = self.drop((reps[hist] * m).sum(1) / m.sum(1).clamp(min=1.0))  # (B, D)
         return (reps[cands] * q.unsqueeze(1)).sum(-1)  # (B, C)
 
     def predict(self, batch: dict[str, Tensor]) -> Tensor:
-        return self.score(self.item.weight, batch["hist"], batch["hist_mask"],
-                          batch["cand"].unsqueeze(1))[:, 0]
+        return self.score(
+            self.item.weight, batch["hist"], batch["hist_mask"], batch["cand"].unsqueeze(1)
+        )[:, 0]
 
     def calculate_loss(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         logits = self.predict(batch)
@@ -246,21 +270,35 @@ def small_proc(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def gated_cfg(**overrides: Any) -> RunConfig:
-    base = {"model.name": "gated_test", "model.id_dim": 8, "train.epochs": 2,
-            "train.batch_size": 16, "train.lr": 0.05, "train.max_hist": 5,
-            "train.eval_batch_size": 8, "train.num_threads": 1, "seed": 3}
+    base = {
+        "model.name": "gated_test",
+        "model.id_dim": 8,
+        "train.epochs": 2,
+        "train.batch_size": 16,
+        "train.lr": 0.05,
+        "train.max_hist": 5,
+        "train.eval_batch_size": 8,
+        "train.num_threads": 1,
+        "seed": 3,
+    }
     return apply_overrides(RunConfig(), base | overrides)
 
 
-def test_one_process_group_gives_the_plain_numbers(small_proc: Path, tmp_path: Path,
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_one_process_group_gives_the_plain_numbers(
+    small_proc: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     cfg = gated_cfg()
     for k in ENV:
         monkeypatch.delenv(k, raising=False)
     plain = train(cfg, small_proc, tmp_path / "plain", progress=False)
     monkeypatch.setenv("MDR_DIST_TIMEOUT_MIN", "2")
-    for k, v in {"RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0",
-                 "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port())}.items():
+    for k, v in {
+        "RANK": "0",
+        "WORLD_SIZE": "1",
+        "LOCAL_RANK": "0",
+        "MASTER_ADDR": "127.0.0.1",
+        "MASTER_PORT": str(free_port()),
+    }.items():
         monkeypatch.setenv(k, v)
     ddp = train(cfg, small_proc, tmp_path / "ddp", progress=False)
     assert not dist.is_initialized()  # train() created the group and destroyed it
@@ -277,23 +315,58 @@ def test_one_process_group_gives_the_plain_numbers(small_proc: Path, tmp_path: P
 # --------------------------------------------------------------------------- torchrun (slow)
 
 
-def torchrun(args: list[str], env: dict[str, str], nproc: int = 2,
-             timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}",
-           f"--master_port={free_port()}", "--monitor-interval=0.5", *args]
-    return subprocess.run(cmd, cwd=REPO, env=env | {"OMP_NUM_THREADS": "1"}, text=True,
-                          capture_output=True, timeout=timeout)
+def torchrun(
+    args: list[str], env: dict[str, str], nproc: int = 2, timeout: float = 600
+) -> subprocess.CompletedProcess[str]:
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        f"--nproc_per_node={nproc}",
+        f"--master_port={free_port()}",
+        "--monitor-interval=0.5",
+        *args,
+    ]
+    return subprocess.run(
+        cmd,
+        cwd=REPO,
+        env=env | {"OMP_NUM_THREADS": "1"},
+        text=True,
+        capture_output=True,
+        timeout=timeout,
+    )
 
 
 def cli_train(proc: Path, out: Path, epochs: int, *extra: str) -> list[str]:
-    return ["-m", "mdr.cli", "train", "-q", "--config", str(CONFIG), "--data", str(proc),
-            "--out", str(out), "--epochs", str(epochs), "--max-steps", "3", "--threads", "1",
-            "--set", "train.batch_size=256", "--set", "train.full_ranking=false", *extra]
+    return [
+        "-m",
+        "mdr.cli",
+        "train",
+        "-q",
+        "--config",
+        str(CONFIG),
+        "--data",
+        str(proc),
+        "--out",
+        str(out),
+        "--epochs",
+        str(epochs),
+        "--max-steps",
+        "3",
+        "--threads",
+        "1",
+        "--set",
+        "train.batch_size=256",
+        "--set",
+        "train.full_ranking=false",
+        *extra,
+    ]
 
 
 @pytest.mark.slow
 def test_two_cpu_processes_keep_the_single_process_contract(
-        tiny_proc: Path, tiny_mdr_run: Path, cli_env: dict[str, str], tmp_path: Path) -> None:
+    tiny_proc: Path, tiny_mdr_run: Path, cli_env: dict[str, str], tmp_path: Path
+) -> None:
     run = tmp_path / "ddp"
     done = torchrun(cli_train(tiny_proc, run, 2), cli_env)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -321,15 +394,17 @@ def test_two_cpu_processes_keep_the_single_process_contract(
     assert ref.returncode == 0, ref.stderr[-3000:]
     assert lines(run)[:2] == rows and len(lines(run)) == 3
     assert lines(run) == lines(straight)
-    assert json.loads((run / "test.json").read_text()) == \
-        json.loads((straight / "test.json").read_text())
+    assert json.loads((run / "test.json").read_text()) == json.loads(
+        (straight / "test.json").read_text()
+    )
     assert (run / "DONE").is_file()
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("model", ["pnn", "deepfm"])
 def test_the_ctr_baselines_take_the_same_torchrun_path(
-        model: str, tiny_proc: Path, cli_env: dict[str, str], tmp_path: Path) -> None:
+    model: str, tiny_proc: Path, cli_env: dict[str, str], tmp_path: Path
+) -> None:
     """deepctr networks under DDP: PNN leaves its linear part unused, DeepFM uses all."""
     run = tmp_path / model
     done = torchrun(cli_train(tiny_proc, run, 2, "--model", model), cli_env)
@@ -357,10 +432,18 @@ FAILING_RANK = textwrap.dedent("""
 
 
 @pytest.mark.slow
-def test_a_failing_rank_stops_the_group(tiny_proc: Path, cli_env: dict[str, str],
-                                        tmp_path: Path) -> None:
-    args = ["--no-python", sys.executable, "-c", FAILING_RANK, str(CONFIG), str(tiny_proc),
-            str(tmp_path / "run")]
+def test_a_failing_rank_stops_the_group(
+    tiny_proc: Path, cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    args = [
+        "--no-python",
+        sys.executable,
+        "-c",
+        FAILING_RANK,
+        str(CONFIG),
+        str(tiny_proc),
+        str(tmp_path / "run"),
+    ]
     done = torchrun(args, cli_env, timeout=300)  # a hung rank 0 would time out here
     assert done.returncode != 0
     assert "mdr: rank 1 of 2 failed (RuntimeError: injected failure)" in done.stderr

@@ -68,10 +68,19 @@ def _jpeg(colour: tuple[int, int, int]) -> bytes:
 def _reviews(items: list[str]) -> bytes:
     """Every user reviews every item: a 5-core file."""
     lines = [
-        json.dumps({"reviewerID": u, "asin": a, "reviewText": f"nice toy {a}", "summary": "ok",
-                    "overall": 4.0, "unixReviewTime": 1_400_000_000 + 10 * i + j})
-        for i, u in enumerate(USERS) for j, a in enumerate(items)
-    ]  # fmt: skip
+        json.dumps(
+            {
+                "reviewerID": u,
+                "asin": a,
+                "reviewText": f"nice toy {a}",
+                "summary": "ok",
+                "overall": 4.0,
+                "unixReviewTime": 1_400_000_000 + 10 * i + j,
+            }
+        )
+        for i, u in enumerate(USERS)
+        for j, a in enumerate(items)
+    ]
     return _gz(lines)
 
 
@@ -116,10 +125,14 @@ REVIEWS, META = f"/data/reviews_{CAT}_5.json.gz", f"/data/meta_{CAT}.json.gz"
 
 @pytest.mark.parametrize(
     ("name", "year", "expected"),
-    [("cloth", 2014, "Clothing_Shoes_and_Jewelry"), ("TOYS", 2018, "Toys_and_Games"),
-     ("office", 2014, "Office_Products"), ("video_games", 2014, "Video_Games"),
-     ("AMAZON_FASHION", 2018, "AMAZON_FASHION")],
-)  # fmt: skip
+    [
+        ("cloth", 2014, "Clothing_Shoes_and_Jewelry"),
+        ("TOYS", 2018, "Toys_and_Games"),
+        ("office", 2014, "Office_Products"),
+        ("video_games", 2014, "Video_Games"),
+        ("AMAZON_FASHION", 2018, "AMAZON_FASHION"),
+    ],
+)
 def test_resolve_category(name: str, year: int, expected: str) -> None:
     assert resolve_category(name, year) == expected
     assert set(CATEGORY_ALIASES) == {"cloth", "toys", "office"}
@@ -141,12 +154,18 @@ def test_unknown_category_is_one_clear_error(tmp_path: Path) -> None:
 def test_source_urls_known_answer() -> None:
     snap = "https://snap.stanford.edu/data/amazon/productGraph/categoryFiles"
     assert source_files("Office_Products", 2014) == {
-        "reviews": ("reviews_Office_Products_5.json.gz", f"{snap}/reviews_Office_Products_5.json.gz"),
+        "reviews": (
+            "reviews_Office_Products_5.json.gz",
+            f"{snap}/reviews_Office_Products_5.json.gz",
+        ),
         "meta": ("meta_Office_Products.json.gz", f"{snap}/meta_Office_Products.json.gz"),
     }
     v2 = "https://jmcauley.ucsd.edu/data/amazon_v2"
     assert source_files("Office_Products", 2018) == {
-        "reviews": ("Office_Products_5.json.gz", f"{v2}/categoryFilesSmall/Office_Products_5.json.gz"),
+        "reviews": (
+            "Office_Products_5.json.gz",
+            f"{v2}/categoryFilesSmall/Office_Products_5.json.gz",
+        ),
         "meta": ("meta_Office_Products.json.gz", f"{v2}/metaFiles2/meta_Office_Products.json.gz"),
     }
     mirror = source_files("Office_Products", 2018, base_url="http://m.example/x/")
@@ -167,15 +186,21 @@ def test_mirror_table() -> None:
                 assert m.reviews.endswith("/amazon_v2/categoryFilesSmall"), m
                 assert m.meta.endswith("/amazon_v2/metaFiles2"), m
     lab = plan_sources("Toys_and_Games", 2018, mirror="McAuleyLab")  # any case
-    assert lab["meta"][1][0].url == ("https://mcauleylab.ucsd.edu/public_datasets/data/amazon_v2/"
-                                     "metaFiles2/meta_Toys_and_Games.json.gz")
+    assert lab["meta"][1][0].url == (
+        "https://mcauleylab.ucsd.edu/public_datasets/data/amazon_v2/"
+        "metaFiles2/meta_Toys_and_Games.json.gz"
+    )
     default = plan_sources("Toys_and_Games", 2018)
     assert [s.label for s in default["reviews"][1]] == ["jmcauley", "mcauleylab", "datarepo"]
 
 
 def test_own_urls_folder_or_file() -> None:
-    plan = plan_sources("Toys_and_Games", 2018, reviews_url="http://h/dl/any_name.json.gz?sig=1",
-                        meta_url="http://h/meta")
+    plan = plan_sources(
+        "Toys_and_Games",
+        2018,
+        reviews_url="http://h/dl/any_name.json.gz?sig=1",
+        meta_url="http://h/meta",
+    )
     assert plan["reviews"] == (f"{CAT}_5.json.gz", [plan["reviews"][1][0]])
     assert plan["reviews"][1][0].url == "http://h/dl/any_name.json.gz?sig=1"  # the file itself
     assert plan["meta"][1][0].url == f"http://h/meta/meta_{CAT}.json.gz"  # a folder
@@ -194,16 +219,19 @@ def test_own_urls_folder_or_file() -> None:
 
 @pytest.mark.parametrize(
     ("kwargs", "message"),
-    [({"mirror": "nowhere"}, r"unknown mirror 'nowhere' for the 2014 release; mirrors: snap, "),
-     ({"mirror": "jmcauley"}, r"unknown mirror 'jmcauley' for the 2014"),  # a 2018-only mirror
-     ({"base_url": "http://h/", "meta_url": "http://h/m"}, r"--base-url is one folder"),
-     ({"base_url": "http://h/", "mirror": "snap"}, r"--base-url is one folder"),
-     ({"reviews_url": "http://h/r_5.json"}, r"--reviews-url .* uncompressed"),
-     ({"meta_url": "ftp://h/m/"}, r"--meta-url must be an http\(s\) URL"),
-     ({"meta_url": "/local/folder"}, r"--meta-url must be an http\(s\) URL")],
-)  # fmt: skip
-def test_bad_source_options_are_one_clear_error(tmp_path: Path, kwargs: dict[str, str],
-                                                message: str) -> None:
+    [
+        ({"mirror": "nowhere"}, r"unknown mirror 'nowhere' for the 2014 release; mirrors: snap, "),
+        ({"mirror": "jmcauley"}, r"unknown mirror 'jmcauley' for the 2014"),  # a 2018-only mirror
+        ({"base_url": "http://h/", "meta_url": "http://h/m"}, r"--base-url is one folder"),
+        ({"base_url": "http://h/", "mirror": "snap"}, r"--base-url is one folder"),
+        ({"reviews_url": "http://h/r_5.json"}, r"--reviews-url .* uncompressed"),
+        ({"meta_url": "ftp://h/m/"}, r"--meta-url must be an http\(s\) URL"),
+        ({"meta_url": "/local/folder"}, r"--meta-url must be an http\(s\) URL"),
+    ],
+)
+def test_bad_source_options_are_one_clear_error(
+    tmp_path: Path, kwargs: dict[str, str], message: str
+) -> None:
     with pytest.raises(DataError, match=message):
         download(CAT, tmp_path / "out", **kwargs, progress=False)
     assert not (tmp_path / "out").exists()  # nothing is created before the options are checked
@@ -227,8 +255,12 @@ def test_full_download_reports_every_missing_image(shop: Any, tmp_path: Path) ->
     by_asin = {f["asin"]: f for f in img["failures"]}
     assert by_asin[MISSING]["reason"] == "HTTP 404"
     assert by_asin[CORRUPT]["reason"] == "corrupt image"
-    assert by_asin[NO_URL] == {"asin": NO_URL, "url": None, "reason": "no image URL",
-                               "detail": "metadata lists no image"}
+    assert by_asin[NO_URL] == {
+        "asin": NO_URL,
+        "url": None,
+        "reason": "no image URL",
+        "detail": "metadata lists no image",
+    }
     assert (img["without_url"], img["without_meta"]) == (1, 0)
 
     on_disk = json.loads((out / "images_report.json").read_text())
@@ -238,7 +270,11 @@ def test_full_download_reports_every_missing_image(shop: Any, tmp_path: Path) ->
     assert image_filename(EVIL).startswith("_")
     expected = {f"images/{image_filename(a)}" for a in [*GOOD, EVIL]}
     assert _files_under(out) == expected | {
-        f"reviews_{CAT}_5.json.gz", f"meta_{CAT}.json.gz", "images_report.json", MARKER}
+        f"reviews_{CAT}_5.json.gz",
+        f"meta_{CAT}.json.gz",
+        "images_report.json",
+        MARKER,
+    }
     assert json.loads((out / MARKER).read_text())["kind"] == "amazon-raw"  # a folder of its own
     assert _files_under(tmp_path) == {f"out/{p}" for p in _files_under(out)}  # nothing outside out
     for a in [*GOOD, EVIL]:
@@ -353,8 +389,12 @@ def test_2018_format_uses_high_res_first(tmp_path: Path) -> None:
     with LocalHTTPServer(max_lifetime_s=30) as srv:
         meta = []
         for a in items:
-            d: dict[str, Any] = {"asin": a, "title": a, "category": ["Toys", "Dolls"],
-                                 "imageURL": [srv.url(f"/lo/{a}.jpg")]}
+            d: dict[str, Any] = {
+                "asin": a,
+                "title": a,
+                "category": ["Toys", "Dolls"],
+                "imageURL": [srv.url(f"/lo/{a}.jpg")],
+            }
             if a != "B5":  # B5 has only the small picture
                 d["imageURLHighRes"] = [srv.url(f"/hi/{a}.jpg"), srv.url(f"/hi/{a}-2.jpg")]
             meta.append(json.dumps(d))
@@ -387,7 +427,9 @@ def _closed_port() -> int:
 def test_unreachable_server_is_a_clear_error_after_retries(tmp_path: Path) -> None:
     base = f"http://127.0.0.1:{_closed_port()}/data"
     t0 = time.perf_counter()
-    with pytest.raises(DownloadError, match=r"reviews_Toys_and_Games_5\.json\.gz after 3 attempt") as err:
+    with pytest.raises(
+        DownloadError, match=r"reviews_Toys_and_Games_5\.json\.gz after 3 attempt"
+    ) as err:
         download(CAT, tmp_path / "out", base_url=base, **FAST)
     assert "cannot connect (Connection refused); no source could be reached" in str(err.value)
     assert time.perf_counter() - t0 < 10
@@ -470,27 +512,35 @@ def test_mirror_fallback_after_404(shop: Any, tmp_path: Path, caplog: Any) -> No
         assert (f["status"], f["source"]) == ("fetched", "second")
         assert [(t["source"], t["attempts"]) for t in f["tried"]] == [("first", 1)]
         assert f["tried"][0]["error"].startswith("HTTP 404")
-        assert (tmp_path / "out" / name).read_bytes() == shop.files[REVIEWS if kind == "reviews"
-                                                                      else META]
+        assert (tmp_path / "out" / name).read_bytes() == shop.files[
+            REVIEWS if kind == "reviews" else META
+        ]
     # each file is asked for in its own folder, once per mirror; a 404 is not retried
     assert shop.counts[f"/first/reviews/reviews_{CAT}_5.json.gz"] == 1
     assert shop.counts[f"/first/meta/meta_{CAT}.json.gz"] == 1
     assert shop.counts[f"/second/reviews/meta_{CAT}.json.gz"] == 0
     assert shop.counts[f"/second/meta/reviews_{CAT}_5.json.gz"] == 0
-    assert any(r.getMessage().startswith(f"reviews_{CAT}_5.json.gz from first: HTTP 404")
-               and r.getMessage().endswith("; trying second") for r in caplog.records)
+    assert any(
+        r.getMessage().startswith(f"reviews_{CAT}_5.json.gz from first: HTTP 404")
+        and r.getMessage().endswith("; trying second")
+        for r in caplog.records
+    )
 
 
 def test_unreachable_mirror_is_not_asked_again(shop: Any, tmp_path: Path) -> None:
     _publish(shop, "/ok", shop)
     port = _closed_port()
     down = Mirror("down", f"http://127.0.0.1:{port}/r", f"http://127.0.0.1:{port}/m", "test")
-    report = download(CAT, tmp_path / "out", images=False, mirrors=[down, _mirror("ok", shop, "/ok")],
-                      **FAST)
+    report = download(
+        CAT, tmp_path / "out", images=False, mirrors=[down, _mirror("ok", shop, "/ok")], **FAST
+    )
     reviews, meta = report["files"]["reviews"], report["files"]["meta"]
     assert (reviews["source"], meta["source"]) == ("ok", "ok")
     assert reviews["tried"][0]["attempts"] == 3  # retried: a refused connection may be passing
-    assert reviews["tried"][0]["error"] == "connection error: 127.0.0.1: cannot connect (Connection refused)"
+    assert (
+        reviews["tried"][0]["error"]
+        == "connection error: 127.0.0.1: cannot connect (Connection refused)"
+    )
     assert (meta["tried"][0]["attempts"], meta["tried"][0]["skipped"]) == (0, True)
 
 
@@ -511,11 +561,20 @@ def test_reviews_and_meta_urls_anywhere(shop: Any, tmp_path: Path) -> None:
     shop.add("/dl/export-2024.json.gz", shop.files[REVIEWS])
     shop.add("/other/meta_My_Shop.json.gz", shop.files[META])
     out = tmp_path / "out"
-    report = download("My_Shop", out, images=False, reviews_url=shop.url("/dl/export-2024.json.gz"),
-                      meta_url=shop.url("/other/"), **FAST)
+    report = download(
+        "My_Shop",
+        out,
+        images=False,
+        reviews_url=shop.url("/dl/export-2024.json.gz"),
+        meta_url=shop.url("/other/"),
+        **FAST,
+    )
     assert report["category"] == "My_Shop"
-    assert sorted(p.name for p in out.iterdir()) == [MARKER, "meta_My_Shop.json.gz",
-                                                     "reviews_My_Shop_5.json.gz"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        MARKER,
+        "meta_My_Shop.json.gz",
+        "reviews_My_Shop_5.json.gz",
+    ]
     assert report["files"]["reviews"]["source"] == "--reviews-url"
     assert report["n_items"] == 6
     with pytest.raises(DataError, match="unknown category 'My_Shop'"):  # the mirrors lack it
@@ -546,10 +605,12 @@ def _mine(root: Path) -> Path:
     return root
 
 
-@pytest.mark.parametrize("case", ["user-folder", "other-kind", "symlink", "plain-file",
-                                  "images-symlink"])
-def test_download_writes_only_into_a_folder_of_its_own(shop: Any, tmp_path: Path,
-                                                       case: str) -> None:
+@pytest.mark.parametrize(
+    "case", ["user-folder", "other-kind", "symlink", "plain-file", "images-symlink"]
+)
+def test_download_writes_only_into_a_folder_of_its_own(
+    shop: Any, tmp_path: Path, case: str
+) -> None:
     out = tmp_path / "out"
     if case == "user-folder":
         _mine(out)
@@ -578,15 +639,18 @@ def test_download_writes_only_into_a_folder_of_its_own(shop: Any, tmp_path: Path
     assert after == before  # nothing created, moved or replaced
 
 
-def test_download_into_a_folder_of_release_files_put_there_by_hand(shop: Any,
-                                                                   tmp_path: Path) -> None:
+def test_download_into_a_folder_of_release_files_put_there_by_hand(
+    shop: Any, tmp_path: Path
+) -> None:
     out = tmp_path / "by-hand"
     out.mkdir()
     (out / f"reviews_{CAT}_5.json.gz").write_bytes(shop.files[REVIEWS])
     (out / "meta_Office_Products.json.gz.part").write_bytes(b"another category's partial")
     report = download(CAT, out, base_url=shop.url("/data"), **FAST)
-    assert (report["skipped"], report["fetched"]) == ([f"reviews_{CAT}_5.json.gz"],
-                                                      [f"meta_{CAT}.json.gz"])
+    assert (report["skipped"], report["fetched"]) == (
+        [f"reviews_{CAT}_5.json.gz"],
+        [f"meta_{CAT}.json.gz"],
+    )
     assert shop.counts[REVIEWS] == 0 and report["images"]["ok"] == 3
     assert not (out / MARKER).exists()  # not a folder mdr made: it is not marked as one
     assert (out / "meta_Office_Products.json.gz.part").read_bytes() == b"another category's partial"
@@ -595,7 +659,8 @@ def test_download_into_a_folder_of_release_files_put_there_by_hand(shop: Any,
 
 
 def test_a_damaged_file_is_moved_aside_once_its_replacement_is_complete(
-        shop: Any, tmp_path: Path) -> None:
+    shop: Any, tmp_path: Path
+) -> None:
     out = tmp_path / "out"
     download(CAT, out, base_url=shop.url("/data"), images=False, **FAST)
     name = f"reviews_{CAT}_5.json.gz"
@@ -616,9 +681,12 @@ def test_a_damaged_file_is_moved_aside_once_its_replacement_is_complete(
 
 def test_messages_quote_an_input_bounded(tmp_path: Path) -> None:
     huge = "x" * 100_000
-    for kwargs in ({"category": huge}, {"category": CAT, "meta_url": "ftp://" + huge},
-                   {"category": CAT, "reviews_url": f"http://h/{huge}.json"},
-                   {"category": CAT, "mirror": huge}):
+    for kwargs in (
+        {"category": huge},
+        {"category": CAT, "meta_url": "ftp://" + huge},
+        {"category": CAT, "reviews_url": f"http://h/{huge}.json"},
+        {"category": CAT, "mirror": huge},
+    ):
         with pytest.raises(DataError) as err:
             download(out=tmp_path / "out", progress=False, **kwargs)
         # the value is cut and its full length said (the prefix or suffix counted with it)
@@ -634,9 +702,10 @@ def _slow_images(srv: Any, n: int, seconds: float) -> str:
     """A 2014 shop of ``n`` items under /slow whose every image takes ``seconds`` to answer."""
     items = [f"B{i:09d}" for i in range(n)]
     srv.add(f"/slow/reviews_{CAT}_5.json.gz", _reviews(items))
-    srv.add(f"/slow/meta_{CAT}.json.gz", _gz([repr({"asin": a, "title": a,
-                                                    "imUrl": srv.url(f"/simg/{a}.jpg")})
-                                              for a in items]))
+    srv.add(
+        f"/slow/meta_{CAT}.json.gz",
+        _gz([repr({"asin": a, "title": a, "imUrl": srv.url(f"/simg/{a}.jpg")}) for a in items]),
+    )
     jpeg = _jpeg((10, 120, 30))
     for a in items:
         srv.add(f"/simg/{a}.jpg", jpeg)
@@ -644,16 +713,40 @@ def _slow_images(srv: Any, n: int, seconds: float) -> str:
     return srv.url("/slow")
 
 
-def interrupted_download(srv: Any, base: str, out: Path, after: int = 16,
-                         python: str = sys.executable, env: dict[str, str] | None = None
-                         ) -> tuple[float, subprocess.CompletedProcess]:
+def interrupted_download(
+    srv: Any,
+    base: str,
+    out: Path,
+    after: int = 16,
+    python: str = sys.executable,
+    env: dict[str, str] | None = None,
+) -> tuple[float, subprocess.CompletedProcess]:
     """Run ``mdr data download`` of the /slow shop in a subprocess, send it SIGINT once the
     server has been asked for ``after`` images, and return the seconds from the signal to
     its exit, with its status and output."""
     proc = subprocess.Popen(
-        [python, "-m", "mdr.cli", "data", "download", "--category", CAT, "--out", str(out),
-         "--base-url", base, "--workers", "8", "-q"], cwd=out.parent, env=env,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        [
+            python,
+            "-m",
+            "mdr.cli",
+            "data",
+            "download",
+            "--category",
+            CAT,
+            "--out",
+            str(out),
+            "--base-url",
+            base,
+            "--workers",
+            "8",
+            "-q",
+        ],
+        cwd=out.parent,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 60
         while sum(v for k, v in srv.counts.items() if k.startswith("/simg/")) < after:
@@ -663,8 +756,9 @@ def interrupted_download(srv: Any, base: str, out: Path, after: int = 16,
         proc.send_signal(signal.SIGINT)
         t0 = time.monotonic()
         out_text, err_text = proc.communicate(timeout=60)
-        return time.monotonic() - t0, subprocess.CompletedProcess(proc.args, proc.returncode,
-                                                                  out_text, err_text)
+        return time.monotonic() - t0, subprocess.CompletedProcess(
+            proc.args, proc.returncode, out_text, err_text
+        )
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -746,20 +840,80 @@ def certs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, Pat
         return t.strftime("%y%m%d%H%M%SZ")
 
     now = dt.datetime.now(dt.UTC)
-    run("req", "-x509", "-config", "cfg", "-extensions", "v3_ca", *ec, "-keyout", "ca.key",
-        "-out", "ca.pem", "-days", "30")
-    run("req", "-new", "-config", "cfg", *ec, "-keyout", "leaf.key", "-out", "leaf.csr",
-        "-subj", "/CN=127.0.0.1")
-    for name, start, end in [("good", now - dt.timedelta(days=1), now + dt.timedelta(days=30)),
-                             ("expired", now - dt.timedelta(days=60), now - dt.timedelta(days=30))]:
-        run("ca", "-config", "cfg", "-batch", "-notext", "-in", "leaf.csr", "-out", f"{name}.pem",
-            "-cert", "ca.pem", "-keyfile", "ca.key", "-startdate", stamp(start),
-            "-enddate", stamp(end))
-    run("req", "-x509", "-config", "cfg", "-extensions", "leaf", *ec, "-keyout", "self.key",
-        "-out", "self.pem", "-days", "30", "-subj", "/CN=127.0.0.1")
-    return {"ca": d / "ca.pem", "good": (d / "good.pem", d / "leaf.key"),
-            "expired": (d / "expired.pem", d / "leaf.key"),
-            "self-signed": (d / "self.pem", d / "self.key")}
+    run(
+        "req",
+        "-x509",
+        "-config",
+        "cfg",
+        "-extensions",
+        "v3_ca",
+        *ec,
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "30",
+    )
+    run(
+        "req",
+        "-new",
+        "-config",
+        "cfg",
+        *ec,
+        "-keyout",
+        "leaf.key",
+        "-out",
+        "leaf.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    )
+    for name, start, end in [
+        ("good", now - dt.timedelta(days=1), now + dt.timedelta(days=30)),
+        ("expired", now - dt.timedelta(days=60), now - dt.timedelta(days=30)),
+    ]:
+        run(
+            "ca",
+            "-config",
+            "cfg",
+            "-batch",
+            "-notext",
+            "-in",
+            "leaf.csr",
+            "-out",
+            f"{name}.pem",
+            "-cert",
+            "ca.pem",
+            "-keyfile",
+            "ca.key",
+            "-startdate",
+            stamp(start),
+            "-enddate",
+            stamp(end),
+        )
+    run(
+        "req",
+        "-x509",
+        "-config",
+        "cfg",
+        "-extensions",
+        "leaf",
+        *ec,
+        "-keyout",
+        "self.key",
+        "-out",
+        "self.pem",
+        "-days",
+        "30",
+        "-subj",
+        "/CN=127.0.0.1",
+    )
+    return {
+        "ca": d / "ca.pem",
+        "good": (d / "good.pem", d / "leaf.key"),
+        "expired": (d / "expired.pem", d / "leaf.key"),
+        "self-signed": (d / "self.pem", d / "self.key"),
+    }
 
 
 def _handshakes_settle(srv: Any, failures: int) -> None:
@@ -769,13 +923,15 @@ def _handshakes_settle(srv: Any, failures: int) -> None:
         time.sleep(0.01)
 
 
-def test_https_mirror_with_a_trusted_certificate(shop: Any, certs: Any, tmp_path: Path,
-                                                 monkeypatch: Any) -> None:
+def test_https_mirror_with_a_trusted_certificate(
+    shop: Any, certs: Any, tmp_path: Path, monkeypatch: Any
+) -> None:
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(certs["ca"]))
     with LocalHTTPServer(max_lifetime_s=30, tls=certs["good"]) as tls:
         _publish(tls, "/v", shop)
-        report = download(CAT, tmp_path / "out", images=False, mirrors=[_mirror("https", tls, "/v")],
-                          **FAST)
+        report = download(
+            CAT, tmp_path / "out", images=False, mirrors=[_mirror("https", tls, "/v")], **FAST
+        )
         assert report["fetched"] == [f"reviews_{CAT}_5.json.gz", f"meta_{CAT}.json.gz"]
         assert report["files"]["meta"]["url"].startswith("https://127.0.0.1:")
         assert tls.tls_failures == 0
@@ -785,27 +941,37 @@ def test_https_mirror_with_a_trusted_certificate(shop: Any, certs: Any, tmp_path
     ("cert", "why"),
     [("expired", "certificate has expired"), ("self-signed", "self-signed certificate")],
 )
-def test_tls_failure_is_one_line_and_not_retried(shop: Any, certs: Any, tmp_path: Path,
-                                                 monkeypatch: Any, cert: str, why: str) -> None:
+def test_tls_failure_is_one_line_and_not_retried(
+    shop: Any, certs: Any, tmp_path: Path, monkeypatch: Any, cert: str, why: str
+) -> None:
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(certs["ca"]))  # trusted CA, bad leaf
     with LocalHTTPServer(max_lifetime_s=30, tls=certs[cert]) as tls:
         _publish(tls, "/v", shop)
         mirrors = [_mirror("first", tls, "/v"), _mirror("second", shop, "/nowhere")]
         t0 = time.perf_counter()
         with pytest.raises(DownloadError) as err:
-            download(CAT, tmp_path / "out", images=False, mirrors=mirrors, mirror="first",
-                     **{**FAST, "retries": 4, "backoff": 1.0})
+            download(
+                CAT,
+                tmp_path / "out",
+                images=False,
+                mirrors=mirrors,
+                mirror="first",
+                **{**FAST, "retries": 4, "backoff": 1.0},
+            )
         assert time.perf_counter() - t0 < 3  # no backoff: a certificate error is not retried
-        assert str(err.value) == (f"127.0.0.1: TLS certificate verification failed ({why}); "
-                                  "try --mirror second or --reviews-url/--meta-url")
+        assert str(err.value) == (
+            f"127.0.0.1: TLS certificate verification failed ({why}); "
+            "try --mirror second or --reviews-url/--meta-url"
+        )
         _handshakes_settle(tls, 1)
         assert (tls.tls_handshakes, tls.tls_failures) == (1, 1)
         assert sum(tls.counts.values()) == 0
     assert not (tmp_path / "out" / f"reviews_{CAT}_5.json.gz.part").exists()
 
 
-def test_tls_failure_moves_on_to_the_next_mirror(shop: Any, certs: Any, tmp_path: Path,
-                                                 monkeypatch: Any, caplog: Any) -> None:
+def test_tls_failure_moves_on_to_the_next_mirror(
+    shop: Any, certs: Any, tmp_path: Path, monkeypatch: Any, caplog: Any
+) -> None:
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(certs["ca"]))
     with LocalHTTPServer(max_lifetime_s=30, tls=certs["expired"]) as tls:
         _publish(tls, "/v", shop)
@@ -819,22 +985,29 @@ def test_tls_failure_moves_on_to_the_next_mirror(shop: Any, certs: Any, tmp_path
     reviews, meta = report["files"]["reviews"], report["files"]["meta"]
     assert (reviews["source"], meta["source"]) == ("ok", "ok")
     assert reviews["tried"][0]["error"] == (
-        "127.0.0.1: TLS certificate verification failed (certificate has expired)")
+        "127.0.0.1: TLS certificate verification failed (certificate has expired)"
+    )
     assert meta["tried"][0]["attempts"] == 0
     assert "not asked again" in meta["tried"][0]["error"]
     assert report["images"]["ok"] == 3  # the job went on to the images
     assert [r.getMessage() for r in caplog.records] == [
         f"reviews_{CAT}_5.json.gz from expired: 127.0.0.1: TLS certificate verification failed "
-        "(certificate has expired); trying ok"]
+        "(certificate has expired); trying ok"
+    ]
 
 
-def test_image_tls_failure_is_reported_not_retried(certs: Any, tmp_path: Path,
-                                                   monkeypatch: Any) -> None:
+def test_image_tls_failure_is_reported_not_retried(
+    certs: Any, tmp_path: Path, monkeypatch: Any
+) -> None:
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(certs["ca"]))
     with LocalHTTPServer(max_lifetime_s=30, tls=certs["expired"]) as tls:
         tls.add("/i.jpg", _jpeg((1, 2, 3)))
-        result = fetch_images({"B1": tls.url("/i.jpg")}, tmp_path / "img",
-                              RetryPolicy(retries=3, backoff=0.5, timeout=5), progress=False)
+        result = fetch_images(
+            {"B1": tls.url("/i.jpg")},
+            tmp_path / "img",
+            RetryPolicy(retries=3, backoff=0.5, timeout=5),
+            progress=False,
+        )
         _handshakes_settle(tls, 1)
         assert tls.tls_handshakes == 1
     assert result["reasons"] == {"TLS error": 1}
@@ -849,21 +1022,37 @@ def test_https_to_a_plain_http_server_is_one_line(shop: Any, tmp_path: Path) -> 
     assert time.perf_counter() - t0 < 3
     assert "\n" not in str(err.value)
     assert str(err.value).startswith("127.0.0.1: TLS handshake failed (")
-    assert str(err.value).endswith("; try --mirror snap or --mirror mcauleylab or "
-                                   "--reviews-url/--meta-url")
+    assert str(err.value).endswith(
+        "; try --mirror snap or --mirror mcauleylab or --reviews-url/--meta-url"
+    )
 
 
-def test_cli_prints_the_tls_line(certs: Any, tmp_path: Path, monkeypatch: Any,
-                                 capsys: Any) -> None:
+def test_cli_prints_the_tls_line(certs: Any, tmp_path: Path, monkeypatch: Any, capsys: Any) -> None:
     from mdr.cli import main
 
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(certs["ca"]))
     with LocalHTTPServer(max_lifetime_s=30, tls=certs["expired"]) as tls:
-        rc = main(["data", "download", "--category", "toys", "--year", "2018", "--quiet",
-                   "--out", str(tmp_path / "out"), "--reviews-url", tls.url("/r/"),
-                   "--meta-url", tls.url("/m/")])
+        rc = main(
+            [
+                "data",
+                "download",
+                "--category",
+                "toys",
+                "--year",
+                "2018",
+                "--quiet",
+                "--out",
+                str(tmp_path / "out"),
+                "--reviews-url",
+                tls.url("/r/"),
+                "--meta-url",
+                tls.url("/m/"),
+            ]
+        )
     assert rc == 2
     err = capsys.readouterr().err
-    assert err == ("mdr: error: 127.0.0.1: TLS certificate verification failed (certificate has "
-                   "expired); try --mirror jmcauley or --mirror mcauleylab or --mirror datarepo "
-                   "or --reviews-url/--meta-url\n")
+    assert err == (
+        "mdr: error: 127.0.0.1: TLS certificate verification failed (certificate has "
+        "expired); try --mirror jmcauley or --mirror mcauleylab or --mirror datarepo "
+        "or --reviews-url/--meta-url\n"
+    )

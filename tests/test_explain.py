@@ -36,8 +36,11 @@ def run(tiny_mdr_run: Path) -> LoadedRun:
 
 def _user_row(run: LoadedRun, user: int) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
     s = eval_samples(run.ds, "test", run.cfg.train.max_hist)
-    return (torch.from_numpy(s["hist"][user]), torch.from_numpy(s["hist_mask"][user]),
-            s["cands"][user])
+    return (
+        torch.from_numpy(s["hist"][user]),
+        torch.from_numpy(s["hist_mask"][user]),
+        s["cands"][user],
+    )
 
 
 def _reps(run: LoadedRun) -> torch.Tensor:
@@ -48,12 +51,13 @@ def _reps(run: LoadedRun) -> torch.Tensor:
 def _list_scores(run: LoadedRun, user: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Evaluation's own scores of ``user``'s stored test list (C,), and the list's row."""
     samples = eval_samples(run.ds, "test", run.cfg.train.max_hist)
-    row = {k: v[user:user + 1] for k, v in samples.items()}
+    row = {k: v[user : user + 1] for k, v in samples.items()}
     return sampled_scores(run.model, _reps(run), row, 8, torch.device("cpu"))[0], row
 
 
-def _din_logit(run: LoadedRun, h_hist: torch.Tensor, mask: torch.Tensor,
-               h_cand: torch.Tensor) -> float:
+def _din_logit(
+    run: LoadedRun, h_hist: torch.Tensor, mask: torch.Tensor, h_cand: torch.Tensor
+) -> float:
     """The DIN head on explicit representations: (H, D), (H,), (D,) -> logit."""
     with torch.no_grad():
         return float(run.model.din(h_hist[None], mask[None], h_cand[None, None])[0, 0])
@@ -151,8 +155,9 @@ def test_text_names_the_ground_truth_factor_values(run: LoadedRun) -> None:
     recent = seq[:-1][::-1][:5]  # the test history, newest first
     colour = next(c for c in e.contributions if c.slot == "colour")
     assert colour.value == value["colour"] and colour.recent == len(recent)
-    assert colour.matches == sum(int(ds.factors["colour"][j]) == int(ds.factors["colour"][item])
-                                 for j in recent)
+    assert colour.matches == sum(
+        int(ds.factors["colour"][j]) == int(ds.factors["colour"][item]) for j in recent
+    )
     for h in e.attention:
         assert h.facts["colour"] == info["colour"]["values"][int(ds.factors["colour"][h.item])]
         assert h.item_id == ds.items[h.item]["asin"]
@@ -172,8 +177,9 @@ def test_json_round_trip(run: LoadedRun) -> None:
     assert back.to_text() == e.to_text()
 
 
-def test_cli_accepts_raw_ids_and_indices(run: LoadedRun, tiny_mdr_run: Path,
-                                         capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_accepts_raw_ids_and_indices(
+    run: LoadedRun, tiny_mdr_run: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     _, _, cands = _user_row(run, USER)
     item = int(cands[0])
     asin, uid = run.ds.items[item]["asin"], run.ds.user_ids[USER]
@@ -181,8 +187,22 @@ def test_cli_accepts_raw_ids_and_indices(run: LoadedRun, tiny_mdr_run: Path,
     assert resolve_item(asin, run.ds) == item and resolve_item(str(item), run.ds) == item
     from mdr.cli import main
 
-    assert main(["explain", str(tiny_mdr_run), "--user", uid, "--item", f"#{item}", "--json",
-                 "--top", "3"]) == 0
+    assert (
+        main(
+            [
+                "explain",
+                str(tiny_mdr_run),
+                "--user",
+                uid,
+                "--item",
+                f"#{item}",
+                "--json",
+                "--top",
+                "3",
+            ]
+        )
+        == 0
+    )
     got = Explanation.from_dict(json.loads(capsys.readouterr().out))
     assert got == explain(run, USER, item, top_history=3)
     assert main(["explain", str(tiny_mdr_run), "--user", str(USER), "--item", asin]) == 0
@@ -213,8 +233,9 @@ def test_mdr_explain_command(tiny_mdr_run: Path, capsys: pytest.CaptureFixture[s
     assert err.startswith("mdr: error:") and "unknown user 'nobody'" in err
 
 
-def test_runs_that_cannot_be_explained(tiny_mdr_run: Path, tiny_proc: Path, tmp_path: Path,
-                                      capsys: pytest.CaptureFixture[str]) -> None:
+def test_runs_that_cannot_be_explained(
+    tiny_mdr_run: Path, tiny_proc: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from mdr.cli import main
 
     def one_line(run: Path, *extra: str) -> str:
@@ -234,8 +255,10 @@ def test_runs_that_cannot_be_explained(tiny_mdr_run: Path, tiny_proc: Path, tmp_
     deepfm = train_tiny(tiny_proc, tmp_path / "deepfm-s0", "deepfm", epochs=1, steps=2)
     lr = load_run(deepfm)
     assert not lr.capabilities.attention  # read once, when the run is opened
-    want = (r"deepfm-s0: model 'deepfm' has no DIN attention over the history; explain needs "
-            r"a representation model under the DIN head")
+    want = (
+        r"deepfm-s0: model 'deepfm' has no DIN attention over the history; explain needs "
+        r"a representation model under the DIN head"
+    )
     with pytest.raises(RunError, match=want):
         lr.require(NEEDS, purpose=PURPOSE)
     with pytest.raises(RunError, match=want):
@@ -246,8 +269,7 @@ def test_runs_that_cannot_be_explained(tiny_mdr_run: Path, tiny_proc: Path, tmp_
     assert mdr_run.require(NEEDS, purpose=PURPOSE) is mdr_run
 
 
-def test_id_embedding_model_is_explained_by_attention_only(tiny_proc: Path,
-                                                           tmp_path: Path) -> None:
+def test_id_embedding_model_is_explained_by_attention_only(tiny_proc: Path, tmp_path: Path) -> None:
     folder = train_tiny(tiny_proc, tmp_path / "din-s0", "din", epochs=1, steps=2)
     din = load_run(folder)
     _, mask, cands = _user_row(din, USER)
@@ -260,8 +282,9 @@ def test_id_embedding_model_is_explained_by_attention_only(tiny_proc: Path,
     assert "only the attention explains" in e.to_text()
 
 
-def test_real_data_falls_back_to_weak_label_names(tiny_mdr_run: Path, tiny_proc: Path,
-                                                  tmp_path: Path) -> None:
+def test_real_data_falls_back_to_weak_label_names(
+    tiny_mdr_run: Path, tiny_proc: Path, tmp_path: Path
+) -> None:
     """Without ground-truth factors (real data), facts are the weak labels' class names
     where an item is labelled, plus its leaf category."""
     real = tmp_path / "proc"

@@ -29,12 +29,20 @@ from mdr.data.fashion import (
 from mdr.data.parse import DataError
 
 REPO = Path(__file__).resolve().parents[1]
-HEADER = ["id", "gender", "masterCategory", "subCategory", "articleType", "baseColour",
-          "season", "year", "usage"]
-RGB = {"Red": (220, 30, 30), "Blue": (30, 40, 220), "Green": (30, 180, 40),
-       "Pink": (250, 150, 200)}
+HEADER = [
+    "id",
+    "gender",
+    "masterCategory",
+    "subCategory",
+    "articleType",
+    "baseColour",
+    "season",
+    "year",
+    "usage",
+]
+RGB = {"Red": (220, 30, 30), "Blue": (30, 40, 220), "Green": (30, 180, 40), "Pink": (250, 150, 200)}
 N_GOOD = 48  # well-formed rows with a good photo (ids 1..48)
-COMMA_NAME = 'Nike Women\'s Tempo 3.5", Pink Short'  # quoted in the file
+COMMA_NAME = "Nike Women's Tempo 3.5\", Pink Short"  # quoted in the file
 UNQUOTED_NAME = "Puma Men, Black Tshirt"  # written raw: csv splits it in two
 
 
@@ -57,21 +65,30 @@ def make_corpus(root: Path, n_good: int = N_GOOD) -> Path:
     for i in range(1, n_good + 1):
         colour = ("Red", "Blue", "Green")[i % 3] if i != 7 else "Pink"  # Pink: a rare colour
         article = ("Tshirts", "Watches")[(i // 3) % 2]
-        rows.append([str(i), "Men", "Apparel", "Topwear", article, colour, "Fall", "2012",
-                     "Casual"])
+        rows.append(
+            [str(i), "Men", "Apparel", "Topwear", article, colour, "Fall", "2012", "Casual"]
+        )
         names.append(f"Brand{i} Men {colour} {article}")
         _draw(colour, article, root / "images" / f"{i}.jpg")
     names[4] = COMMA_NAME  # id 5
     names[5] = UNQUOTED_NAME  # id 6
     extra = [
-        (["61", "Men", "Apparel", "Topwear", "Tshirts", "Red", "Fall", "2012", "Casual",
-          "X"], "malformed"),  # 10 fields: line N_GOOD + 2
-        (["62", "Men", "Apparel", "Topwear", "Tshirts", "Red", "Fall", "2012", "Casual"],
-         "no photo"),
-        (["63", "Men", "Apparel", "Topwear", "Tshirts", "Blue", "Fall", "2012", "Casual"],
-         "corrupt photo"),
-        (["64", "Men", "Apparel", "Topwear", "Watches", "NA", "Fall", "2012", "Casual"],
-         "NA colour"),
+        (
+            ["61", "Men", "Apparel", "Topwear", "Tshirts", "Red", "Fall", "2012", "Casual", "X"],
+            "malformed",
+        ),  # 10 fields: line N_GOOD + 2
+        (
+            ["62", "Men", "Apparel", "Topwear", "Tshirts", "Red", "Fall", "2012", "Casual"],
+            "no photo",
+        ),
+        (
+            ["63", "Men", "Apparel", "Topwear", "Tshirts", "Blue", "Fall", "2012", "Casual"],
+            "corrupt photo",
+        ),
+        (
+            ["64", "Men", "Apparel", "Topwear", "Watches", "NA", "Fall", "2012", "Casual"],
+            "NA colour",
+        ),
     ]
     for row, name in extra:
         rows.append(row)
@@ -101,8 +118,7 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def proc(corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("fashion-proc") / "proc"
-    prepare_fashion(corpus, out, image_size=16, min_count=3, label_fraction=0.5,
-                    progress=False)
+    prepare_fashion(corpus, out, image_size=16, min_count=3, label_fraction=0.5, progress=False)
     return out
 
 
@@ -117,8 +133,12 @@ def test_prepare_counts_skips_and_joins_names(proc: Path) -> None:
     assert m["counts"]["styles_rows"] == N_GOOD + 4
     assert m["counts"]["rows_without_image"] == 1  # id 62
     skips = m["skips"]["counts"]
-    assert skips == {"image corrupt or truncated": 1, "malformed styles.csv row": 1,
-                     "no baseColour": 1, "photo without a styles.csv row": 1}
+    assert skips == {
+        "image corrupt or truncated": 1,
+        "malformed styles.csv row": 1,
+        "no baseColour": 1,
+        "photo without a styles.csv row": 1,
+    }
     examples = "\n".join(m["skips"]["examples"])
     assert f"styles.csv:{N_GOOD + 2}: malformed styles.csv row" in examples
     assert "images/63.jpg" in examples
@@ -133,8 +153,10 @@ def test_labels_factors_and_rare_classes(proc: Path) -> None:
     # Pink (1 item) is below min_count=3: merged into "other", which comes last
     assert ds.factor_names["colour"][-1] == OTHER
     assert set(ds.factor_names["colour"]) == {"Red", "Blue", "Green", OTHER}
-    assert ds.label_names["article"] == ["Tshirts", "Watches"] or \
-        ds.label_names["article"] == ["Watches", "Tshirts"]
+    assert ds.label_names["article"] == ["Tshirts", "Watches"] or ds.label_names["article"] == [
+        "Watches",
+        "Tshirts",
+    ]
     colour = np.array(ds.factor_names["colour"])[ds.factors["colour"]]
     expected = [it["baseColour"] if it["baseColour"] != "Pink" else OTHER for it in ds.items]
     assert colour.tolist() == expected
@@ -155,26 +177,26 @@ def test_labels_factors_and_rare_classes(proc: Path) -> None:
 
 def test_class_names_order_and_drop(corpus: Path, tmp_path: Path) -> None:
     assert class_names(["b", "a", "b", "c", "a", "b"], 2) == (["b", "a"], {"c"})
-    m = prepare_fashion(corpus, tmp_path / "p", image_size=16, min_count=3, rare="drop",
-                        progress=False)
+    m = prepare_fashion(
+        corpus, tmp_path / "p", image_size=16, min_count=3, rare="drop", progress=False
+    )
     assert m["counts"]["items"] == N_GOOD - 1
     assert m["skips"]["counts"]["rare baseColour (< min_count)"] == 1
     assert OTHER not in m["labels"]["colour"]
 
 
 def _tree(root: Path) -> dict[str, str]:
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.iterdir())}
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.iterdir())}
 
 
 def test_prepare_is_byte_reproducible(corpus: Path, proc: Path, tmp_path: Path) -> None:
     again = tmp_path / "again"
-    prepare_fashion(corpus, again, image_size=16, min_count=3, label_fraction=0.5,
-                    progress=False)
+    prepare_fashion(corpus, again, image_size=16, min_count=3, label_fraction=0.5, progress=False)
     assert _tree(again) == _tree(proc)
     other_seed = tmp_path / "seed1"
-    prepare_fashion(corpus, other_seed, image_size=16, min_count=3, label_fraction=0.5,
-                    seed=1, progress=False)
+    prepare_fashion(
+        corpus, other_seed, image_size=16, min_count=3, label_fraction=0.5, seed=1, progress=False
+    )
     assert _tree(other_seed)["labels.npz"] != _tree(proc)["labels.npz"]
     assert _tree(other_seed)["images.npy"] == _tree(proc)["images.npy"]
 
@@ -200,9 +222,26 @@ def test_strict_and_structural_errors(corpus: Path, tmp_path: Path) -> None:
 def test_limit_and_cli(corpus: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     from mdr.cli import main
 
-    assert main(["data", "fashion-images", "-q", "--dir", str(corpus), "--out",
-                 str(tmp_path / "cli"), "--image-size", "16", "--limit", "10",
-                 "--min-count", "2"]) == 0
+    assert (
+        main(
+            [
+                "data",
+                "fashion-images",
+                "-q",
+                "--dir",
+                str(corpus),
+                "--out",
+                str(tmp_path / "cli"),
+                "--image-size",
+                "16",
+                "--limit",
+                "10",
+                "--min-count",
+                "2",
+            ]
+        )
+        == 0
+    )
     ds = FashionImages.open(tmp_path / "cli")
     assert [it["id"] for it in ds.items] == list(range(1, 11))
     assert ds.manifest["config"]["limit"] == 10
@@ -213,8 +252,10 @@ def test_default_dir_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Non
     monkeypatch.setenv("MDR_FASHION_DIR", str(tmp_path))
     assert default_fashion_dir() == tmp_path
     monkeypatch.delenv("MDR_FASHION_DIR")
-    assert default_fashion_dir(REPO) == (REPO / ".." / "shared" / "data" /
-                                         "fashion-product-images-small").resolve()
+    assert (
+        default_fashion_dir(REPO)
+        == (REPO / ".." / "shared" / "data" / "fashion-product-images-small").resolve()
+    )
 
 
 def test_real_corpus_subset(tmp_path: Path) -> None:
@@ -239,8 +280,7 @@ def test_real_corpus_subset(tmp_path: Path) -> None:
     assert ds.images[:, 0, 0].mean() > 200
 
 
-def test_the_fashion_benchmark_end_to_end(tmp_path: Path,
-                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_fashion_benchmark_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """`nox -s fashion` on 400 real photos, one epoch: every stage runs (prepare, train,
     scores, Figure 4, and the traversal effect read by a probe fit on reconstructions)."""
     import json
@@ -252,8 +292,24 @@ def test_the_fashion_benchmark_end_to_end(tmp_path: Path,
     from benchmarks.diagnostics import fashion
 
     results = tmp_path / "results"
-    assert fashion.main(["--dir", str(src), "--limit", "400", "--epochs", "1",
-                         "--variants", "image", "--results", str(results), "--quiet"]) == 0
+    assert (
+        fashion.main(
+            [
+                "--dir",
+                str(src),
+                "--limit",
+                "400",
+                "--epochs",
+                "1",
+                "--variants",
+                "image",
+                "--results",
+                str(results),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     out = results / "fashion-images"
     manifest = json.loads((out / "fashion.manifest.json").read_text())
     assert manifest["dataset"] == "fashion-images"

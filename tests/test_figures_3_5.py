@@ -91,7 +91,10 @@ def test_aspect_slot_shares_known_answer() -> None:
 def test_group_purity_known_answer() -> None:
     group = {"navy": "colour", "cobalt": "colour", "merino": "material", "big": "size"}
     assert group_purity(["navy", "cobalt", "merino", "the"], group) == (
-        "colour", 0.5, {"colour": 2, "material": 1})
+        "colour",
+        0.5,
+        {"colour": 2, "material": 1},
+    )
     assert group_purity(["big", "merino"], group, order=["size", "material"])[0] == "size"
     assert group_purity(["the", "it"], group) == (None, 0.0, {})
 
@@ -99,7 +102,10 @@ def test_group_purity_known_answer() -> None:
 def test_synthetic_word_factors_follow_the_generator_word_lists() -> None:
     table = bench("figure5").synthetic_word_factors()
     assert (table["navy"].factor, table["navy"].value, table["navy"].how) == (
-        "colour", "blue", "value")
+        "colour",
+        "blue",
+        "value",
+    )
     assert (table["merino"].factor, table["merino"].value) == ("material", "wool")
     assert table["roomy"].factor == "size" and table["hiking"].factor == "occasion"
     assert table["northwind"].factor == "brand"
@@ -115,8 +121,10 @@ def test_synthetic_word_factors_follow_the_generator_word_lists() -> None:
 def test_valid_curves_of_the_run_folder(tmp_path: Path) -> None:
     fig3 = bench("figure3")
     path = tmp_path / "metrics.jsonl"
-    path.write_text('{"epoch": 1, "valid/gauc": 0.6}\n{"epoch": 2, "valid/gauc": 0.7}\n'
-                    '{"epoch": 2, "valid/gauc": 0.65}\n')  # a resumed epoch: the last wins
+    path.write_text(
+        '{"epoch": 1, "valid/gauc": 0.6}\n{"epoch": 2, "valid/gauc": 0.7}\n'
+        '{"epoch": 2, "valid/gauc": 0.65}\n'
+    )  # a resumed epoch: the last wins
     assert fig3.read_valid_curve(path) == ((1, 2), (0.6, 0.65))
     path.write_text('{"epoch": 1, "valid/gauc": 0.6}\n{"epoch": 2,\n')
     with pytest.raises(DataError, match=r"metrics.jsonl:2: not valid JSON"):
@@ -128,8 +136,10 @@ def test_valid_curves_of_the_run_folder(tmp_path: Path) -> None:
 
 def test_summary_means_and_stds_over_seeds() -> None:
     fig3 = bench("figure3")
-    runs = [fig3.RunCurve("m-a-s0", "mdr", 0, (1, 2), (0.6, 0.7), 0.70),
-            fig3.RunCurve("m-a-s1", "mdr", 1, (1,), (0.8,), 0.74)]
+    runs = [
+        fig3.RunCurve("m-a-s0", "mdr", 0, (1, 2), (0.6, 0.7), 0.70),
+        fig3.RunCurve("m-a-s1", "mdr", 1, (1,), (0.8,), 0.74),
+    ]
     rows = fig3.summarise(runs, "d")
     valid = {r["epoch"]: r for r in rows if r["split"] == "valid"}
     assert valid[1]["gauc_mean"] == pytest.approx(0.7) and valid[1]["n"] == 2
@@ -143,8 +153,7 @@ def test_summary_means_and_stds_over_seeds() -> None:
 
 
 @pytest.fixture(scope="module")
-def results(tmp_path_factory: pytest.TempPathFactory, tiny_proc: Path,
-            tiny_mdr_run: Path) -> Path:
+def results(tmp_path_factory: pytest.TempPathFactory, tiny_proc: Path, tiny_mdr_run: Path) -> Path:
     """results/synthetic-tiny/runs with MDR and ABAE x 2 seeds, a 3-epoch DeepFM run, and
     a table2.manifest.json listing them."""
     root = tmp_path_factory.mktemp("results")
@@ -158,8 +167,14 @@ def results(tmp_path_factory: pytest.TempPathFactory, tiny_proc: Path,
             if model == "mdr" and seed == 0:  # the session's MDR run serves as seed 0
                 shutil.copytree(tiny_mdr_run, runs / name)
                 continue
-            train_tiny(tiny_proc, runs / name, None if model == "mdr" else model,
-                       epochs=2, steps=1, seed=seed)
+            train_tiny(
+                tiny_proc,
+                runs / name,
+                None if model == "mdr" else model,
+                epochs=2,
+                steps=1,
+                seed=seed,
+            )
     manifest = {"dataset": DATASET, "runs": {n: "config.yaml" for n in names}}
     (root / DATASET / "table2.manifest.json").write_text(json.dumps(manifest))
     return root
@@ -173,15 +188,24 @@ def test_figure3_end_to_end(results: Path) -> None:
     assert_png(out / "figure3.png")
     rows = read_rows(out / "figure3.csv")
     assert {r["model"] for r in rows} == {"deepfm", "mdr", "abae"}
-    assert all(math.isfinite(float(r["gauc_mean"])) and 0 <= float(r["gauc_mean"]) <= 1
-               and math.isfinite(float(r["gauc_std"])) for r in rows)
+    assert all(
+        math.isfinite(float(r["gauc_mean"]))
+        and 0 <= float(r["gauc_mean"]) <= 1
+        and math.isfinite(float(r["gauc_std"]))
+        for r in rows
+    )
     tests = {r["model"]: r for r in rows if r["split"] == "test"}
     assert {m: r["n"] for m, r in tests.items()} == {"deepfm": "1", "mdr": "2", "abae": "2"}
-    deepfm_test = json.loads((results / DATASET / "runs" / "deepfm-000000000001-s0" /
-                              "test.json").read_text())["gauc"]
+    deepfm_test = json.loads(
+        (results / DATASET / "runs" / "deepfm-000000000001-s0" / "test.json").read_text()
+    )["gauc"]
     assert float(tests["deepfm"]["gauc_mean"]) == pytest.approx(deepfm_test)
-    mdr_test = [json.loads((results / DATASET / "runs" / f"mdr-00000000000{s}-s{s}" /
-                            "test.json").read_text())["gauc"] for s in (0, 1)]
+    mdr_test = [
+        json.loads(
+            (results / DATASET / "runs" / f"mdr-00000000000{s}-s{s}" / "test.json").read_text()
+        )["gauc"]
+        for s in (0, 1)
+    ]
     assert float(tests["mdr"]["gauc_mean"]) == pytest.approx(np.mean(mdr_test))
     assert [r["epoch"] for r in rows if r["model"] == "deepfm"] == ["1", "2", "3", ""]
     assert json.loads((out / "figure3.manifest.json").read_text())["dataset"] == DATASET
@@ -224,8 +248,11 @@ def test_figure5_any_text_run_and_clear_errors(results: Path, tmp_path: Path) ->
     folder = fig5.figure5(abae, tmp_path)  # ABAE: text only, r = z
     rows = read_rows(folder / "figure5.csv")
     assert rows and all(len(r["words"].split()) == 10 for r in rows)
-    with pytest.raises(RunError, match="deepfm-000000000001-s0: model 'deepfm' has no text "
-                                       "aspects; Figure 5 reads the aspects of a text side"):
+    with pytest.raises(
+        RunError,
+        match="deepfm-000000000001-s0: model 'deepfm' has no text "
+        "aspects; Figure 5 reads the aspects of a text side",
+    ):
         fig5.figure5(results / DATASET / "runs" / "deepfm-000000000001-s0", tmp_path)
     with pytest.raises(BenchmarkError, match="no finished 'mdr' run with seed 5"):
         fig5.default_run(results, DATASET, seed=5)
@@ -234,8 +261,10 @@ def test_figure5_any_text_run_and_clear_errors(results: Path, tmp_path: Path) ->
 def test_figure5_table_without_ground_truth(tmp_path: Path) -> None:
     """Real data has no word factors: the table keeps aspect, slot and words only."""
     fig5 = bench("figure5")
-    rows = [{"aspect": j, "slot": "brand", "slot_share": 0.7, "words": "zip strap buckle"}
-            for j in range(3)]
+    rows = [
+        {"aspect": j, "slot": "brand", "slot_share": 0.7, "words": "zip strap buckle"}
+        for j in range(3)
+    ]
     md = fig5.markdown(rows, ["brand"], Path("run-s0"), "cloth", synthetic=False, k=3)
     assert "| 0 | brand | 0.7 | zip strap buckle |" in md and "purity" not in md
     assert_png(fig5.draw(rows, "cloth", "run-s0", tmp_path / "f5.png", synthetic=False))

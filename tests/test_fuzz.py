@@ -51,10 +51,18 @@ _EXPLORE = os.environ.get("MDR_FUZZ") == "explore"
 def budget(n: int) -> Callable[[Any], Any]:
     """This file's settings: ``n`` examples, derandomised, no deadline, no database (nothing
     written into the checkout); ``MDR_FUZZ=explore``: ten times as many, random."""
-    return settings(max_examples=n * 10 if _EXPLORE else n, derandomize=not _EXPLORE,
-                    deadline=None, database=None, print_blob=True,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
-                                           HealthCheck.filter_too_much])
+    return settings(
+        max_examples=n * 10 if _EXPLORE else n,
+        derandomize=not _EXPLORE,
+        deadline=None,
+        database=None,
+        print_blob=True,
+        suppress_health_check=[
+            HealthCheck.too_slow,
+            HealthCheck.data_too_large,
+            HealthCheck.filter_too_much,
+        ],
+    )
 
 
 USER_ERRORS = (DataError, OutputError, ConfigError)  # what the CLI turns into one line
@@ -66,26 +74,64 @@ USER_ERRORS = (DataError, OutputError, ConfigError)  # what the CLI turns into o
 _ODD_CHARS = st.one_of(
     st.characters(),
     st.integers(0xD800, 0xDFFF).map(chr),
-    st.sampled_from(["\n", "\r", "\v", "\x1c", "\x85", "\u2028", "\x00", "\ufeff", "\\", '"',
-                     "'", "\u0301", "\u202e", "\U0001f600", "\ufffd", " "]),
+    st.sampled_from(
+        [
+            "\n",
+            "\r",
+            "\v",
+            "\x1c",
+            "\x85",
+            "\u2028",
+            "\x00",
+            "\ufeff",
+            "\\",
+            '"',
+            "'",
+            "\u0301",
+            "\u202e",
+            "\U0001f600",
+            "\ufffd",
+            " ",
+        ]
+    ),
 )
 odd_text = st.lists(_ODD_CHARS, max_size=12).map("".join)
-words = st.lists(st.sampled_from(["soft", "blue", "shirt", "nice", "fits", "well", "cheap",
-                                  "warm"]), min_size=1, max_size=8).map(" ".join)
+words = st.lists(
+    st.sampled_from(["soft", "blue", "shirt", "nice", "fits", "well", "cheap", "warm"]),
+    min_size=1,
+    max_size=8,
+).map(" ".join)
 text = st.one_of(words, odd_text, words.flatmap(lambda w: odd_text.map(lambda o: w + o)))
 
 # raw JSON / Python-literal tokens the parsers refuse or must not trust
-HUGE = st.sampled_from([
-    "1" + "0" * 5000, "-" + "9" * 4400, "1e400", "-1e400", "NaN", "Infinity", "-Infinity",
-    "[" * 3000 + "]" * 3000, "1.5", "2" + "0" * 400, "0x" + "f" * 3000, "True", "None",
-    '"\\ud800"', '"\\udfff\\ud800"', '"' + "x" * 20_000 + '"',
-])
+HUGE = st.sampled_from(
+    [
+        "1" + "0" * 5000,
+        "-" + "9" * 4400,
+        "1e400",
+        "-1e400",
+        "NaN",
+        "Infinity",
+        "-Infinity",
+        "[" * 3000 + "]" * 3000,
+        "1.5",
+        "2" + "0" * 400,
+        "0x" + "f" * 3000,
+        "True",
+        "None",
+        '"\\ud800"',
+        '"\\udfff\\ud800"',
+        '"' + "x" * 20_000 + '"',
+    ]
+)
 
 json_value = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | text,
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner,
-                                                                max_size=3),
-    max_leaves=6)
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3)
+    ),
+    max_leaves=6,
+)
 
 
 def _dumps(obj: Any, ascii_only: bool) -> str:
@@ -108,8 +154,11 @@ def review_line(draw: st.DrawFn, year: int) -> str:
         "overall": draw(st.one_of(st.floats(allow_nan=True), st.integers(), json_value)),
     }
     if year == 2018:
-        obj.update(vote=draw(st.one_of(st.just("1,234"), json_value)),
-                   verified=draw(st.booleans()), style=draw(json_value))
+        obj.update(
+            vote=draw(st.one_of(st.just("1,234"), json_value)),
+            verified=draw(st.booleans()),
+            style=draw(json_value),
+        )
     for key in draw(st.lists(st.sampled_from(sorted(obj)), max_size=2, unique=True)):
         del obj[key]
     line = _dumps(obj, draw(st.booleans()))
@@ -128,8 +177,9 @@ def meta_line(draw: st.DrawFn, year: int) -> str:
         "brand": draw(st.one_of(text, json_value)),
     }
     if year == 2014:
-        obj["categories"] = draw(st.one_of(st.lists(st.lists(text, max_size=3), max_size=2),
-                                           json_value))
+        obj["categories"] = draw(
+            st.one_of(st.lists(st.lists(text, max_size=3), max_size=2), json_value)
+        )
         obj["imUrl"] = draw(st.one_of(text, json_value))
         line = repr(obj)
     else:
@@ -145,15 +195,18 @@ def meta_line(draw: st.DrawFn, year: int) -> str:
 def damaged(line: st.SearchStrategy[str]) -> st.SearchStrategy[bytes]:
     """A line as bytes, sometimes cut, sometimes with random bytes in it, sometimes random
     bytes alone."""
+
     def cut(data: bytes, at: float) -> bytes:
         return data[: int(len(data) * at)]
 
     plain = line.map(lambda s: s.encode("utf-8", "surrogatepass"))
     return st.one_of(
-        plain, plain,
+        plain,
+        plain,
         st.tuples(plain, st.floats(0, 1)).map(lambda t: cut(*t)),
         st.tuples(plain, st.binary(max_size=8), st.floats(0, 1)).map(
-            lambda t: cut(t[0], t[2]) + t[1] + t[0][len(cut(t[0], t[2])):]),
+            lambda t: cut(t[0], t[2]) + t[1] + t[0][len(cut(t[0], t[2])) :]
+        ),
         st.binary(max_size=40),
     )
 
@@ -178,8 +231,11 @@ def _nonempty_lines(data: bytes) -> int:
     replaced; what ``str.strip`` leaves)."""
     import io
 
-    return sum(1 for x in io.TextIOWrapper(io.BytesIO(data), encoding="utf-8-sig",
-                                           errors="replace") if x.strip())
+    return sum(
+        1
+        for x in io.TextIOWrapper(io.BytesIO(data), encoding="utf-8-sig", errors="replace")
+        if x.strip()
+    )
 
 
 def _writable(s: str) -> bool:
@@ -210,16 +266,18 @@ def _check_skips(skips: SkipLog) -> None:
 @pytest.mark.parametrize("mode", ["default", "strict", "lenient"])
 @budget(60)
 @given(data=st.data())
-def test_review_lines_give_records_skips_or_one_error(year: int, mode: str,
-                                                      data: st.DataObject) -> None:
+def test_review_lines_give_records_skips_or_one_error(
+    year: int, mode: str, data: st.DataObject
+) -> None:
     content, plain = data.draw(raw_file(damaged(review_line(year))))
     with tempfile.TemporaryDirectory() as d:
         path = Path(d) / ("r.json" if plain else "r.json.gz")
         path.write_bytes(content)
         skips = SkipLog()
         try:
-            got = list(iter_reviews(path, skips, strict=mode == "strict",
-                                    lenient=mode == "lenient"))
+            got = list(
+                iter_reviews(path, skips, strict=mode == "strict", lenient=mode == "lenient")
+            )
         except DataError as e:
             _check_error(e, path)
             return
@@ -239,8 +297,9 @@ def test_review_lines_give_records_skips_or_one_error(year: int, mode: str,
 @pytest.mark.parametrize("mode", ["default", "strict", "lenient"])
 @budget(60)
 @given(data=st.data())
-def test_meta_lines_give_records_skips_or_one_error(year: int, mode: str,
-                                                    data: st.DataObject) -> None:
+def test_meta_lines_give_records_skips_or_one_error(
+    year: int, mode: str, data: st.DataObject
+) -> None:
     content, plain = data.draw(raw_file(damaged(meta_line(year))))
     asins = data.draw(st.one_of(st.none(), st.just(["B1", "B2"])))
     fmt = "amazon2014" if year == 2014 else "amazon2018"
@@ -249,15 +308,29 @@ def test_meta_lines_give_records_skips_or_one_error(year: int, mode: str,
         path.write_bytes(content)
         skips = SkipLog()
         try:
-            got = list(iter_meta(path, fmt, asins=asins, skips=skips,
-                                 strict=mode == "strict", lenient=mode == "lenient"))
+            got = list(
+                iter_meta(
+                    path,
+                    fmt,
+                    asins=asins,
+                    skips=skips,
+                    strict=mode == "strict",
+                    lenient=mode == "lenient",
+                )
+            )
         except DataError as e:
             _check_error(e, path)
             return
     for m in got:
         assert isinstance(m.asin, str) and (asins is None or m.asin in asins)
-        strings = [m.asin, m.title, m.brand, m.leaf_category, *m.image_urls,
-                   *(c for path_ in m.categories for c in path_)]
+        strings = [
+            m.asin,
+            m.title,
+            m.brand,
+            m.leaf_category,
+            *m.image_urls,
+            *(c for path_ in m.categories for c in path_),
+        ]
         assert all(isinstance(s, str) and _writable(s) for s in strings)
     _check_skips(skips)
     if plain and asins is None:  # with asins, lines of other items are passed over uncounted
@@ -268,8 +341,9 @@ def test_meta_lines_give_records_skips_or_one_error(year: int, mode: str,
 # --------------------------------------------------------------------------- prepare
 
 N_USERS, N_ITEMS, PER_USER = 10, 8, 6  # each item reviewed by 7 or 8 users: a 5-core shop
-CFG = PrepareConfig(image_size=4, n_neg=1, w2v_dim=4, w2v_epochs=1, w2v_min_count=1,
-                    image_workers=1, shape_top_k=3)
+CFG = PrepareConfig(
+    image_size=4, n_neg=1, w2v_dim=4, w2v_epochs=1, w2v_min_count=1, image_workers=1, shape_top_k=3
+)
 WORDS = ["soft", "blue", "shirt", "nice", "fits", "well", "cheap", "warm"]
 
 
@@ -279,13 +353,29 @@ def _shop_lines(draw: st.DrawFn) -> tuple[list[str], list[str]]:
     for u in range(N_USERS):
         for k in range(PER_USER):
             i = (u + k) % N_ITEMS
-            reviews.append(json.dumps({
-                "reviewerID": f"U{u:02d}", "asin": f"B{i:02d}", "overall": 4.0,
-                "unixReviewTime": 1_300_000_000 + 86_400 * (7 * u + k),
-                "reviewText": " ".join(WORDS[(u + k + j) % len(WORDS)] for j in range(4)),
-                "summary": "ok"}))
-    meta = [repr({"asin": f"B{i:02d}", "title": draw(text), "brand": draw(text),
-                  "categories": [["Shop", draw(text)]]}) for i in range(N_ITEMS)]
+            reviews.append(
+                json.dumps(
+                    {
+                        "reviewerID": f"U{u:02d}",
+                        "asin": f"B{i:02d}",
+                        "overall": 4.0,
+                        "unixReviewTime": 1_300_000_000 + 86_400 * (7 * u + k),
+                        "reviewText": " ".join(WORDS[(u + k + j) % len(WORDS)] for j in range(4)),
+                        "summary": "ok",
+                    }
+                )
+            )
+    meta = [
+        repr(
+            {
+                "asin": f"B{i:02d}",
+                "title": draw(text),
+                "brand": draw(text),
+                "categories": [["Shop", draw(text)]],
+            }
+        )
+        for i in range(N_ITEMS)
+    ]
     return reviews, meta
 
 
@@ -294,8 +384,10 @@ def damaged_shop(draw: st.DrawFn) -> dict[str, bytes]:
     """The files of a small shop, with random damage to some lines and maybe to a file."""
     reviews, meta = _shop_lines(draw)
     out: dict[str, bytes] = {}
-    for name, ls, make in (("reviews_Fuzz_5.json.gz", reviews, review_line(2014)),
-                           ("meta_Fuzz.json.gz", meta, meta_line(2014))):
+    for name, ls, make in (
+        ("reviews_Fuzz_5.json.gz", reviews, review_line(2014)),
+        ("meta_Fuzz.json.gz", meta, meta_line(2014)),
+    ):
         lines = [x.encode("utf-8", "surrogatepass") for x in ls]
         for _ in range(draw(st.integers(0, 4))):  # replace, insert or cut a few lines
             at = draw(st.integers(0, len(lines) - 1))
@@ -315,14 +407,17 @@ def damaged_shop(draw: st.DrawFn) -> dict[str, bytes]:
 
 
 def _snapshot(root: Path) -> dict[str, bytes | None]:
-    return {str(p.relative_to(root)): (p.read_bytes() if p.is_file() else None)
-            for p in sorted(root.rglob("*"))}
+    return {
+        str(p.relative_to(root)): (p.read_bytes() if p.is_file() else None)
+        for p in sorted(root.rglob("*"))
+    }
 
 
 @budget(25)
 @given(files=damaged_shop(), mode=st.sampled_from(["default", "strict", "lenient"]))
 def test_prepare_of_a_damaged_shop_is_a_dataset_or_one_user_error(
-        files: dict[str, bytes], mode: str) -> None:
+    files: dict[str, bytes], mode: str
+) -> None:
     from mdr.data.dataset import ProcessedDataset
     from mdr.data.preprocess import prepare
 
@@ -336,8 +431,14 @@ def test_prepare_of_a_damaged_shop_is_a_dataset_or_one_user_error(
         before = _snapshot(root)
         out = root / "out"
         try:
-            manifest = prepare(raw, out, cfg=CFG, progress=False, strict=mode == "strict",
-                               lenient=mode == "lenient")
+            manifest = prepare(
+                raw,
+                out,
+                cfg=CFG,
+                progress=False,
+                strict=mode == "strict",
+                lenient=mode == "lenient",
+            )
         except USER_ERRORS as e:
             assert len(str(e)) < 2000, len(str(e))
             assert not out.exists()
@@ -346,8 +447,9 @@ def test_prepare_of_a_damaged_shop_is_a_dataset_or_one_user_error(
             assert len(ds.user_ids) == ds.n_users == manifest["counts"]["users"]
             assert len(ds.items) == ds.n_items and len(ds.vocab) >= 3
             _check_skips_dict(manifest["skips"])
-        after = {k: v for k, v in _snapshot(root).items() if k != "out" and
-                 not k.startswith("out/")}
+        after = {
+            k: v for k, v in _snapshot(root).items() if k != "out" and not k.startswith("out/")
+        }
         assert after == before  # nothing outside the output folder changed (no leftovers)
 
 

@@ -40,20 +40,38 @@ def test_dead_fraction_counts_units_that_never_fire() -> None:
 
 
 def test_image_branch_on_the_tiny_run(tiny_mdr_run: Path, tmp_path: Path) -> None:
-    args = ["--run", str(tiny_mdr_run), "--vae-epochs", "2", "--batch", "16", "--threads", "1",
-            "--results", str(tmp_path)]
+    args = [
+        "--run",
+        str(tiny_mdr_run),
+        "--vae-epochs",
+        "2",
+        "--batch",
+        "16",
+        "--threads",
+        "1",
+        "--results",
+        str(tmp_path),
+    ]
     assert image_branch.main(args) == 0
     (folder,) = [p for p in tmp_path.iterdir() if p.is_dir()]
     with (folder / "image_branch.csv").open() as fh:
         rows = list(csv.DictReader(fh))
-    assert [r["source"] for r in rows] == ["run", "vae alone (held out)",
-                                           "vae alone (held out)", "vae alone"]
+    assert [r["source"] for r in rows] == [
+        "run",
+        "vae alone (held out)",
+        "vae alone (held out)",
+        "vae alone",
+    ]
     assert [r["epoch"] for r in rows[1:3]] == ["1", "2"]
     for r in rows[1:3]:
         assert math.isfinite(float(r["heldout_rec"])) and float(r["heldout_rec"]) >= 0.0
     for r in (rows[0], rows[-1]):
-        for k in ("mse_per_pixel", "mean_image_mse_per_pixel", "across_item_std",
-                  "dead_relu_fraction"):
+        for k in (
+            "mse_per_pixel",
+            "mean_image_mse_per_pixel",
+            "across_item_std",
+            "dead_relu_fraction",
+        ):
             assert math.isfinite(float(r[k])) and float(r[k]) >= 0.0
     # the VAE alone is a run of the one trainer, reused on a rerun
     (alone,) = (folder / "runs").iterdir()
@@ -63,12 +81,14 @@ def test_image_branch_on_the_tiny_run(tiny_mdr_run: Path, tmp_path: Path) -> Non
     assert (alone / "test.json").read_bytes() == before
 
 
-def test_a_run_without_an_image_decoder_is_one_clear_error(tiny_proc: Path,
-                                                            tmp_path: Path) -> None:
+def test_a_run_without_an_image_decoder_is_one_clear_error(tiny_proc: Path, tmp_path: Path) -> None:
     from mdr.training.runs import RunError, load_run
     from tests.helpers import train_tiny
 
     abae = load_run(train_tiny(tiny_proc, tmp_path / "abae-s0", "abae", epochs=1, steps=1))
-    with pytest.raises(RunError, match=r"abae-s0: model 'abae' has no image decoder; the "
-                                       r"image-branch diagnostics decode"):
+    with pytest.raises(
+        RunError,
+        match=r"abae-s0: model 'abae' has no image decoder; the "
+        r"image-branch diagnostics decode",
+    ):
         image_branch.decoder_diagnostics(abae)

@@ -30,8 +30,7 @@ TIME_KEYS = {"train_s", "valid_s", "epoch_s", "elapsed_s", "samples_per_s"}
 def proc(tmp_path_factory: pytest.TempPathFactory) -> Path:
     corpus = make_corpus(tmp_path_factory.mktemp("fashion") / "src")
     out = tmp_path_factory.mktemp("fashion-proc") / "proc"
-    prepare_fashion(corpus, out, image_size=16, min_count=3, label_fraction=0.5,
-                    progress=False)
+    prepare_fashion(corpus, out, image_size=16, min_count=3, label_fraction=0.5, progress=False)
     return out
 
 
@@ -39,30 +38,51 @@ def proc(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _model_cfg(**overrides: Any) -> RunConfig:
-    slots = [{"name": "colour", "kind": "visual_dominant", "dim": 3, "label": "colour"},
-             {"name": "shape", "kind": "visual_only", "dim": 2, "label": "article"},
-             {"name": "pattern", "kind": "visual_only", "dim": 2}]
-    return apply_overrides(RunConfig(), {"model.name": "image_factors", "model.slots": slots,
-                                         "model.image_blackbox_dim": 3,
-                                         "model.image_channels": [4, 4, 4, 4], **overrides})
+    slots = [
+        {"name": "colour", "kind": "visual_dominant", "dim": 3, "label": "colour"},
+        {"name": "shape", "kind": "visual_only", "dim": 2, "label": "article"},
+        {"name": "pattern", "kind": "visual_only", "dim": 2},
+    ]
+    return apply_overrides(
+        RunConfig(),
+        {
+            "model.name": "image_factors",
+            "model.slots": slots,
+            "model.image_blackbox_dim": 3,
+            "model.image_channels": [4, 4, 4, 4],
+            **overrides,
+        },
+    )
 
 
 def _features(n: int = 5) -> ItemFeatures:
-    images = torch.randint(0, 256, (n, 16, 16, 3), dtype=torch.uint8,
-                           generator=torch.Generator().manual_seed(0))
-    labels = {"colour": torch.tensor([0, -1, 2, -1, -1]),
-              "article": torch.tensor([-1, 1, -1, -1, 0])}
-    return ItemFeatures(n_items=n, n_users=0, images=images,
-                        image_mask=torch.ones(n, dtype=torch.bool), labels=labels,
-                        label_classes={"colour": 4, "article": 2})
+    images = torch.randint(
+        0, 256, (n, 16, 16, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(0)
+    )
+    labels = {
+        "colour": torch.tensor([0, -1, 2, -1, -1]),
+        "article": torch.tensor([-1, 1, -1, -1, 0]),
+    }
+    return ItemFeatures(
+        n_items=n,
+        n_users=0,
+        images=images,
+        image_mask=torch.ones(n, dtype=torch.bool),
+        labels=labels,
+        label_classes={"colour": 4, "article": 2},
+    )
 
 
 def test_layout_encode_decode_and_weak_supervision_known_answer() -> None:
     assert task_of("image_factors") == "images"
     m = build_model(None, _model_cfg(), _features())
     assert isinstance(m, ImageFactorModel)
-    assert m.r_columns() == {"colour": [0, 1, 2], "shape": [3, 4], "pattern": [5, 6],
-                             "blackbox": [7, 8, 9]}
+    assert m.r_columns() == {
+        "colour": [0, 1, 2],
+        "shape": [3, 4],
+        "pattern": [5, 6],
+        "blackbox": [7, 8, 9],
+    }
     assert m.weak is not None and set(m.weak.classifiers) == {"colour", "shape"}
     items = torch.arange(5)
     f = m.encode_items(items)
@@ -70,15 +90,18 @@ def test_layout_encode_decode_and_weak_supervision_known_answer() -> None:
     assert m.decode_images(f).shape == (5, 3, 16, 16)
     # ws = summed CE of the labelled (slot, item) pairs / items with an image (Eq. 13)
     terms = m.loss_terms(items, sample=False)
-    ce_c = torch.nn.functional.cross_entropy(m.weak.classifiers["colour"](f[[0, 2]][:, :3]),
-                                             torch.tensor([0, 2]), reduction="sum")
-    ce_s = torch.nn.functional.cross_entropy(m.weak.classifiers["shape"](f[[1, 4]][:, 3:5]),
-                                             torch.tensor([1, 0]), reduction="sum")
+    ce_c = torch.nn.functional.cross_entropy(
+        m.weak.classifiers["colour"](f[[0, 2]][:, :3]), torch.tensor([0, 2]), reduction="sum"
+    )
+    ce_s = torch.nn.functional.cross_entropy(
+        m.weak.classifiers["shape"](f[[1, 4]][:, 3:5]), torch.tensor([1, 0]), reduction="sum"
+    )
     assert torch.allclose(terms["ws"], (ce_c + ce_s).detach() / 5, atol=1e-5)
     assert float(m.loss_terms(torch.tensor([3]), sample=False)["ws"].detach()) == 0.0  # unlabelled
     same = build_model(None, _model_cfg(), _features())
-    assert all(torch.equal(a, b) for a, b in zip(m.state_dict().values(),
-                                                  same.state_dict().values()))
+    assert all(
+        torch.equal(a, b) for a, b in zip(m.state_dict().values(), same.state_dict().values())
+    )
     without = build_model(None, _model_cfg(**{"model.weak_supervision": False}), _features())
     assert without.weak is None and without.predict_labels(f) == {}
 
@@ -94,8 +117,11 @@ def test_the_image_side_is_the_image_branch_of_mdr() -> None:
 
 def test_bad_slots_are_rejected() -> None:
     with pytest.raises(ValueError, match="at least one slot of an image kind"):
-        build_model(None, _model_cfg(**{"model.slots": [
-            {"name": "brand", "kind": "text_only", "dim": 2}]}), _features())
+        build_model(
+            None,
+            _model_cfg(**{"model.slots": [{"name": "brand", "kind": "text_only", "dim": 2}]}),
+            _features(),
+        )
     with pytest.raises(ValueError, match="weak label 'colour' not in"):
         feats = _features()
         feats.label_classes = {"x": 3}
@@ -106,15 +132,25 @@ def test_bad_slots_are_rejected() -> None:
 
 
 def _cfg(epochs: int, **overrides: Any) -> RunConfig:
-    return load_run_config(CONFIG, {
-        "model.image_channels": [8, 8, 8, 8], "model.image_blackbox_dim": 2,
-        "train.epochs": epochs, "train.batch_size": 16, "train.valid_fraction": 0.25,
-        "train.lr": 0.01, **overrides})
+    return load_run_config(
+        CONFIG,
+        {
+            "model.image_channels": [8, 8, 8, 8],
+            "model.image_blackbox_dim": 2,
+            "train.epochs": epochs,
+            "train.batch_size": 16,
+            "train.valid_fraction": 0.25,
+            "train.lr": 0.01,
+            **overrides,
+        },
+    )
 
 
 def _lines(run: Path) -> list[dict]:
-    return [{k: v for k, v in json.loads(s).items() if k not in TIME_KEYS}
-            for s in (run / "metrics.jsonl").read_text().splitlines()]
+    return [
+        {k: v for k, v in json.loads(s).items() if k not in TIME_KEYS}
+        for s in (run / "metrics.jsonl").read_text().splitlines()
+    ]
 
 
 def test_trains_through_the_one_trainer_and_resumes_exactly(proc: Path, tmp_path: Path) -> None:
@@ -129,8 +165,15 @@ def test_trains_through_the_one_trainer_and_resumes_exactly(proc: Path, tmp_path
     resumed = train(_cfg(2), proc, half, resume=True, progress=False)
     assert resumed == full and _lines(half) == _lines(tmp_path / "full")
     line = _lines(half)[-1]
-    for key in ("train/rec", "train/kl", "train/ws", "valid/loss", "valid/acc_colour",
-                "valid/acc_shape", "valid/chance_colour"):
+    for key in (
+        "train/rec",
+        "train/kl",
+        "train/ws",
+        "valid/loss",
+        "valid/acc_colour",
+        "valid/acc_shape",
+        "valid/chance_colour",
+    ):
         assert np.isfinite(line[key]), key
     assert 0.0 <= line["valid/acc_shape"] <= 1.0
     assert full["n_valid"] == round(0.25 * N_GOOD) and full["best_valid_loss"] > 0
@@ -149,9 +192,15 @@ def test_learns_colour_from_weak_labels(proc: Path, tmp_path: Path) -> None:
 
 
 def test_the_image_task_also_reads_a_prepared_shop(tiny_proc: Path, tmp_path: Path) -> None:
-    cfg = _cfg(1, **{"model.slots": [
-        {"name": "colour", "kind": "visual_dominant", "dim": 4, "label": "colour"},
-        {"name": "shape", "kind": "visual_only", "dim": 4, "label": "shape"}]})
+    cfg = _cfg(
+        1,
+        **{
+            "model.slots": [
+                {"name": "colour", "kind": "visual_dominant", "dim": 4, "label": "colour"},
+                {"name": "shape", "kind": "visual_only", "dim": 4, "label": "shape"},
+            ]
+        },
+    )
     result = train(cfg, tiny_proc, tmp_path / "r", progress=False)
     assert result["n_items"] == 100 and {"acc_colour", "acc_shape"} <= set(result)
 

@@ -31,8 +31,11 @@ def test_atomic_dir_is_all_or_nothing(tmp_path: Path) -> None:
     with mio.atomic_dir(out, "prepared-dataset") as tmp:
         (tmp / "x.txt").write_text("done")
     assert (out / "x.txt").read_text() == "done"
-    assert mio.read_marker(out) == {"tool": "mdr-companion", "marker_version": 1,
-                                    "kind": "prepared-dataset"}
+    assert mio.read_marker(out) == {
+        "tool": "mdr-companion",
+        "marker_version": 1,
+        "kind": "prepared-dataset",
+    }
 
 
 def _user_folder(root: Path) -> Path:
@@ -41,22 +44,29 @@ def _user_folder(root: Path) -> Path:
     return root
 
 
-@pytest.mark.parametrize(("make", "match"), [
-    (lambda p: _user_folder(p), "not made by mdr"),
-    (lambda p: p.write_text("notes"), "not a folder"),
-    (lambda p: (p.mkdir(), (p / "dataset.json").write_text("{}")), "not made by mdr"),
-    (lambda p: (p.mkdir(), (p / mio.MARKER).write_text("{not json")), "not made by mdr"),
-    (lambda p: (p.mkdir(), (p / mio.MARKER).write_text(mio.marker_text("synthetic-raw"))),
-     "synthetic-raw output, not prepared-dataset"),
-    (lambda p: p.symlink_to(_user_folder(p.parent / "real")), "symbolic link"),
-])
+@pytest.mark.parametrize(
+    ("make", "match"),
+    [
+        (lambda p: _user_folder(p), "not made by mdr"),
+        (lambda p: p.write_text("notes"), "not a folder"),
+        (lambda p: (p.mkdir(), (p / "dataset.json").write_text("{}")), "not made by mdr"),
+        (lambda p: (p.mkdir(), (p / mio.MARKER).write_text("{not json")), "not made by mdr"),
+        (
+            lambda p: (p.mkdir(), (p / mio.MARKER).write_text(mio.marker_text("synthetic-raw"))),
+            "synthetic-raw output, not prepared-dataset",
+        ),
+        (lambda p: p.symlink_to(_user_folder(p.parent / "real")), "symbolic link"),
+    ],
+)
 def test_atomic_dir_refuses_what_it_did_not_create(tmp_path: Path, make, match: str) -> None:
     out = tmp_path / "out"
     make(out)
     before = {q.relative_to(tmp_path): q.read_bytes() for q in tmp_path.rglob("*") if q.is_file()}
     for overwrite in (False, True):
-        with pytest.raises(mio.OutputError, match=match), \
-                mio.atomic_dir(out, "prepared-dataset", overwrite=overwrite):
+        with (
+            pytest.raises(mio.OutputError, match=match),
+            mio.atomic_dir(out, "prepared-dataset", overwrite=overwrite),
+        ):
             pytest.fail("the body must not run")
     after = {q.relative_to(tmp_path): q.read_bytes() for q in tmp_path.rglob("*") if q.is_file()}
     assert after == before
@@ -67,8 +77,10 @@ def test_atomic_dir_replaces_its_own_kind_only_with_overwrite(tmp_path: Path) ->
     out = tmp_path / "out"
     with mio.atomic_dir(out, "prepared-dataset") as tmp:
         (tmp / "a").write_text("first")
-    with pytest.raises(mio.OutputError, match="--overwrite"), \
-            mio.atomic_dir(out, "prepared-dataset"):
+    with (
+        pytest.raises(mio.OutputError, match="--overwrite"),
+        mio.atomic_dir(out, "prepared-dataset"),
+    ):
         pytest.fail("the body must not run")
     with pytest.raises(RuntimeError), mio.atomic_dir(out, "prepared-dataset", True) as tmp:
         (tmp / "a").write_text("half")
@@ -112,9 +124,14 @@ def test_leftovers_of_killed_runs_are_removed_but_not_live_or_foreign_ones(tmp_p
     fd = os.open(live / mio.MARKER, os.O_RDONLY)
     fcntl.flock(fd, fcntl.LOCK_EX)  # as a build that is still running holds it
     try:  # one command at a time builds an output: the live build's pid is named
-        with pytest.raises(mio.FolderInUse, match=r"out: being written by another command "
-                                                  r"\(pid 4242\)"), \
-                mio.atomic_dir(out, "prepared-dataset") as tmp:
+        with (
+            pytest.raises(
+                mio.FolderInUse,
+                match=r"out: being written by another command "
+                r"\(pid 4242\)",
+            ),
+            mio.atomic_dir(out, "prepared-dataset") as tmp,
+        ):
             (tmp / "x").write_text("x")
     finally:
         os.close(fd)
@@ -131,8 +148,10 @@ def test_leftovers_of_killed_runs_are_removed_but_not_live_or_foreign_ones(tmp_p
 def test_os_error_without_a_file_name_names_the_output(tmp_path: Path) -> None:
     import errno
 
-    with pytest.raises(mio.OutputError, match=r"out: No space left on device"), \
-            mio.atomic_dir(tmp_path / "out", "prepared-dataset"):
+    with (
+        pytest.raises(mio.OutputError, match=r"out: No space left on device"),
+        mio.atomic_dir(tmp_path / "out", "prepared-dataset"),
+    ):
         raise OSError(errno.ENOSPC, "No space left on device")
     assert list(tmp_path.iterdir()) == []
 
@@ -166,8 +185,9 @@ def test_atomic_files_get_the_usual_mode_not_mkstemps_0600(tmp_path) -> None:
     assert stat.S_IMODE((tmp_path / "a.txt").stat().st_mode) == 0o666 & ~mask != 0o600
 
 
-def test_git_commit_is_that_of_the_current_directory(tmp_path: Path,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_git_commit_is_that_of_the_current_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import os
     import shutil
     import subprocess
@@ -180,14 +200,19 @@ def test_git_commit_is_that_of_the_current_directory(tmp_path: Path,
     assert git_commit() is None and manifest()["git_commit"] is None
     repo = tmp_path / "repo"
     repo.mkdir()
-    env = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
-           "GIT_COMMITTER_EMAIL": "t@t"}
+    env = {
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@t",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@t",
+    }
     for cmd in (["init", "-q"], ["add", "f"], ["commit", "-q", "-m", "x"]):
         if cmd[0] == "add":
             (repo / "f").write_text("1")
         subprocess.run(["git", *cmd], cwd=repo, check=True, env={**os.environ, **env})
-    sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True,
-                         check=True).stdout.strip()
+    sha = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, check=True
+    ).stdout.strip()
     (repo / "sub").mkdir()
     monkeypatch.chdir(repo / "sub")
     assert git_commit() == sha
@@ -199,10 +224,12 @@ def test_git_commit_is_that_of_the_current_directory(tmp_path: Path,
     (repo / "results").mkdir()  # nor the committed outputs that a rerun rewrites
     (repo / "results" / "t.csv").write_text("a")
     subprocess.run(["git", "add", "results/t.csv"], cwd=repo, check=True)
-    subprocess.run(["git", "commit", "-q", "-m", "y"], cwd=repo, check=True,
-                   env={**os.environ, **env})
-    sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True,
-                         check=True).stdout.strip()
+    subprocess.run(
+        ["git", "commit", "-q", "-m", "y"], cwd=repo, check=True, env={**os.environ, **env}
+    )
+    sha = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, check=True
+    ).stdout.strip()
     (repo / "results" / "t.csv").write_text("b")
     assert git_commit() == sha
     assert git_commit(tmp_path) is None

@@ -157,8 +157,13 @@ def test_the_visual_loss_is_a_textbook_beta_vae_per_pixel_value():
     from mdr.models.image_vae import ImageVAE
 
     for size in (16, 32):
-        images = torch.randint(0, 256, (6, size, size, 3), dtype=torch.uint8,
-                               generator=torch.Generator().manual_seed(size))
+        images = torch.randint(
+            0,
+            256,
+            (6, size, size, 3),
+            dtype=torch.uint8,
+            generator=torch.Generator().manual_seed(size),
+        )
         vae = ImageVAE(images, 4, 4, (4, 4))
         x = images.permute(0, 3, 1, 2).float() / 255
         f, logvar = torch.randn(6, 4), torch.randn(6, 4)
@@ -166,8 +171,7 @@ def test_the_visual_loss_is_a_textbook_beta_vae_per_pixel_value():
         std = vae.encoder.pixel_std.view(1, 3, 1, 1)
         nll = 0.5 * ((x_rec - x) / std).pow(2).flatten(1).sum(1)
         torch.testing.assert_close(vae.rec(x, x_rec) * 3 * size * size, nll)
-        torch.testing.assert_close(vae.kl(f, logvar) * 3 * size * size,
-                                   kl_divergence(f, logvar))
+        torch.testing.assert_close(vae.kl(f, logvar) * 3 * size * size, kl_divergence(f, logvar))
 
 
 @pytest.mark.parametrize("size", [32, 64])
@@ -265,10 +269,15 @@ def test_eq14_dense_ablation_and_aspect_counts(feats):
     with pytest.raises(ValueError, match="one aspect per named text slot"):
         MDRRecommender(tiny_cfg(n_aspects=2), LossConfig(), feats, seed=0)
     with pytest.raises(ValueError, match="text_blackbox_dim 0"):
-        MDRRecommender(tiny_cfg(text_blackbox_dim=0, image_blackbox_dim=0), LossConfig(),
-                       feats, seed=0)
-    exact = MDRRecommender(tiny_cfg(text_blackbox_dim=0, image_blackbox_dim=0, n_aspects=3),
-                           LossConfig(), feats, seed=0)
+        MDRRecommender(
+            tiny_cfg(text_blackbox_dim=0, image_blackbox_dim=0), LossConfig(), feats, seed=0
+        )
+    exact = MDRRecommender(
+        tiny_cfg(text_blackbox_dim=0, image_blackbox_dim=0, n_aspects=3),
+        LossConfig(),
+        feats,
+        seed=0,
+    )
     assert exact.text.aspect_slots == ["colour", "size", "material"]
 
 
@@ -448,8 +457,9 @@ def test_eval_is_deterministic_train_samples(feats):
         assert torch.equal(m.encode_items(items), m.encode_items(items))
         m.train()  # the recommender reads the posterior mean in training too
         assert torch.equal(m.predict(tiny_batch()), m.predict(tiny_batch()))
-    sampled = MDRRecommender(dataclasses.replace(tiny_cfg(), recommend_from_sample=True),
-                             LossConfig(), feats).train()
+    sampled = MDRRecommender(
+        dataclasses.replace(tiny_cfg(), recommend_from_sample=True), LossConfig(), feats
+    ).train()
     with torch.no_grad():
         assert not torch.equal(sampled.predict(tiny_batch()), sampled.predict(tiny_batch()))
 
@@ -518,7 +528,10 @@ def test_variants_run(feats, name):
         reps = m.encode_items(torch.arange(N_ITEMS))
         assert reps.shape == (N_ITEMS, m.rep_dim)
         assert m.score(
-            reps, batch["hist"], batch["hist_mask"], torch.randint(0, N_ITEMS, (8, 11)),
+            reps,
+            batch["hist"],
+            batch["hist_mask"],
+            torch.randint(0, N_ITEMS, (8, 11)),
             batch["user"],
         ).shape == (8, 11)
     zero_terms = {
@@ -618,17 +631,30 @@ def test_r_columns_cover_r_once_in_every_fusion_mode() -> None:
     from mdr.config import SlotConfig
     from mdr.models.fusion import DisentangledFusion, FactorLayout
 
-    slots = (SlotConfig("colour", "visual_dominant", 2), SlotConfig("size", "text_dominant", 3),
-             SlotConfig("shape", "visual_only", 1), SlotConfig("brand", "text_only", 2))
-    for mode, img, txt in [("algorithm1", True, True), ("concat", True, True),
-                           ("concat", True, False), ("concat", False, True)]:
+    slots = (
+        SlotConfig("colour", "visual_dominant", 2),
+        SlotConfig("size", "text_dominant", 3),
+        SlotConfig("shape", "visual_only", 1),
+        SlotConfig("brand", "text_only", 2),
+    )
+    for mode, img, txt in [
+        ("algorithm1", True, True),
+        ("concat", True, True),
+        ("concat", True, False),
+        ("concat", False, True),
+    ]:
         fusion = DisentangledFusion(FactorLayout(slots, 4, 3, img, txt), mode, 0.5, 5)
         cols = fusion.r_columns()
         flat = sorted(c for v in cols.values() for c in v)
         assert flat == list(range(fusion.r_dim)), (mode, img, txt)
     alg = DisentangledFusion(FactorLayout(slots, 4, 3, True, True), "algorithm1", 0.5, 5)
-    assert alg.r_columns() == {"colour": [0, 1], "size": [2, 3, 4], "shape": [5],
-                               "brand": [6, 7], "blackbox": [8, 9, 10, 11, 12]}
+    assert alg.r_columns() == {
+        "colour": [0, 1],
+        "size": [2, 3, 4],
+        "shape": [5],
+        "brand": [6, 7],
+        "blackbox": [8, 9, 10, 11, 12],
+    }
     cat = DisentangledFusion(FactorLayout(slots, 4, 3, True, True), "concat", 0.5, 5)
     # s = [colour 2, size 3, shape 1, bb 4] (10), z = [colour 2, size 3, brand 2, bb 3]
     assert cat.r_columns()["colour"] == [0, 1, 10, 11]
@@ -654,9 +680,11 @@ def test_standardised_decoder_output_maps_back_to_pixels():
 def test_weak_labels_supervise_every_part_of_their_slot(feats):
     """A labelled slot's image factors (Eq. 12-13) and its text factors alike, whichever of
     them the model has."""
-    slots = (SlotConfig("colour", "visual_dominant", 3, "colour"),
-             SlotConfig("size", "text_dominant", 2, "shape"),
-             SlotConfig("material", "text_only", 2, "colour"))
+    slots = (
+        SlotConfig("colour", "visual_dominant", 3, "colour"),
+        SlotConfig("size", "text_dominant", 2, "shape"),
+        SlotConfig("material", "text_only", 2, "colour"),
+    )
     m = MDRRecommender(tiny_cfg(slots=slots), LossConfig(), feats, seed=0)
     assert set(m.weak.classifiers) == {"colour", "size"}
     assert set(m.weak_text.classifiers) == {"colour", "size", "material"}
@@ -678,16 +706,22 @@ def test_weak_labels_supervise_every_part_of_their_slot(feats):
         y = feats.labels["shape"]
         keep = has & (y >= 0)
         ce = torch.nn.functional.cross_entropy(
-            m.weak_text.classifiers["size"](enc["z"][keep][:, z_sl["size"]]), y[keep],
-            reduction="sum")
+            m.weak_text.classifiers["size"](enc["z"][keep][:, z_sl["size"]]),
+            y[keep],
+            reduction="sum",
+        )
         yc = feats.labels["colour"]
         keep_c = has & (yc >= 0)
         ce_m = torch.nn.functional.cross_entropy(
             m.weak_text.classifiers["material"](enc["z"][keep_c][:, z_sl["material"]]),
-            yc[keep_c], reduction="sum")
+            yc[keep_c],
+            reduction="sum",
+        )
         ce_c = torch.nn.functional.cross_entropy(
             m.weak_text.classifiers["colour"](enc["z"][keep_c][:, z_sl["colour"]]),
-            yc[keep_c], reduction="sum")
+            yc[keep_c],
+            reduction="sum",
+        )
         got = m.weak_text(items, enc["z"], has)
         torch.testing.assert_close(got, (ce + ce_m + ce_c) / has.float().sum())
 
@@ -711,19 +745,28 @@ def test_capabilities_follow_the_config(feats, name):
 
     m = MDRRecommender(tiny_cfg(**VARIANTS.get(name, {})), LossConfig(), feats)
     slots, image, text = CAPABILITIES[name]
-    want = Capabilities(codes=True, slots=slots, image_decoder=image, attention=True,
-                        text_aspects=text, item_losses=slots)
+    want = Capabilities(
+        codes=True,
+        slots=slots,
+        image_decoder=image,
+        attention=True,
+        text_aspects=text,
+        item_losses=slots,
+    )
     assert m.capabilities == want
     assert model_capabilities(m) == want  # and the declared protocols are implemented
     assert want.missing("image_decoder", "text_aspects") == (
-        [] if image and text else [w for w, ok in (("image decoder", image),
-                                                   ("text aspects", text)) if not ok])
+        []
+        if image and text
+        else [w for w, ok in (("image decoder", image), ("text aspects", text)) if not ok]
+    )
     parts = m.r_parts()
     if not slots:
         assert parts == {}
     else:
         assert {k: v for k, v in parts.items() if k != "id_embedding"} == {
-            k: v for k, v in m.r_columns().items() if v}
+            k: v for k, v in m.r_columns().items() if v
+        }
         assert ("id_embedding" in parts) == (name == "mdr_ids")
         assert sorted(c for v in parts.values() for c in v) == list(range(m.rep_dim))
 
@@ -737,14 +780,17 @@ def test_declared_methods_read_what_the_model_computes(feats):
         batch = tiny_batch()
         h_hist = reps[batch["hist"]]
         h_cand = reps[torch.randint(0, N_ITEMS, (8, 3))]
-        torch.testing.assert_close(m.attention_weights(h_hist, batch["hist_mask"], h_cand),
-                                   m.din.attention(h_hist, batch["hist_mask"], h_cand))
+        torch.testing.assert_close(
+            m.attention_weights(h_hist, batch["hist_mask"], h_cand),
+            m.din.attention(h_hist, batch["hist_mask"], h_cand),
+        )
         assert m.image_items().tolist() == [i for i in range(N_ITEMS) if i != 7]
         x = m.item_images(torch.tensor([0, 3]))
         assert x.shape == (2, 3, SIZE, SIZE) and float(x.max()) <= 1.0
         assert m.decoder_network is m.image.decoder
-        torch.testing.assert_close(m.decode_images(reps),
-                                   m.decoder_network(reps[:, m.image_columns]))
+        torch.testing.assert_close(
+            m.decode_images(reps), m.decoder_network(reps[:, m.image_columns])
+        )
         text_items = m.text_items
         r_text = m._encode(text_items, sample=False)["r_content"][:, m.fusion.text_index]
         torch.testing.assert_close(m.text_representations(chunk=7), r_text.float())
@@ -783,8 +829,9 @@ def test_image_side_and_ctr_baselines_declare_what_they_offer(feats):
     cfg = apply_overrides(RunConfig(), {"model.name": "image_factors"})
     cfg = dataclasses.replace(cfg, model=dataclasses.replace(tiny_cfg(), name="image_factors"))
     side = ImageFactorModel(cfg, feats)
-    assert model_capabilities(side) == Capabilities(codes=True, slots=True, image_decoder=True,
-                                                    item_losses=True)
+    assert model_capabilities(side) == Capabilities(
+        codes=True, slots=True, image_decoder=True, item_losses=True
+    )
     assert side.decoder_network is side.image.decoder
     assert torch.equal(side.image_items(), torch.nonzero(side.image_mask, as_tuple=True)[0])
     deepfm = build_model("deepfm", apply_overrides(RunConfig(), {"model.name": "deepfm"}), feats)
@@ -805,8 +852,9 @@ def test_model_capabilities_of_models_that_declare_nothing_or_too_much():
 
     assert model_capabilities(torch.nn.Linear(2, 2)) == Capabilities()
     assert model_capabilities(ItemLossModel()) == Capabilities(item_losses=True)
-    with pytest.raises(TypeError, match="declares 'image_decoder' but does not implement "
-                                        "ImageDecoding"):
+    with pytest.raises(
+        TypeError, match="declares 'image_decoder' but does not implement ImageDecoding"
+    ):
         model_capabilities(Boaster())
     with pytest.raises(ValueError, match="unknown capabilities"):
         Capabilities().missing("decoder")
@@ -828,11 +876,17 @@ def test_id_embeddings_give_the_ctr_baselines_inputs(feats):
         reps = ids.encode_items(torch.arange(N_ITEMS))  # (I, r + 2 id_dim)
         torch.testing.assert_close(reps[:, -6:], ids.category_emb(cats))
         p = ids.predict(batch)
-        s = ids.score(reps, batch["hist"], batch["hist_mask"], batch["cand"][:, None],
-                      batch["user"])
+        s = ids.score(
+            reps, batch["hist"], batch["hist_mask"], batch["cand"][:, None], batch["user"]
+        )
         torch.testing.assert_close(s[:, 0], p, rtol=1e-5, atol=1e-5)
-        other = ids.score(reps, batch["hist"], batch["hist_mask"], batch["cand"][:, None],
-                          (batch["user"] + 1) % f.n_users)
+        other = ids.score(
+            reps,
+            batch["hist"],
+            batch["hist_mask"],
+            batch["cand"][:, None],
+            (batch["user"] + 1) % f.n_users,
+        )
     assert not torch.allclose(other, s)
     with pytest.raises(ValueError, match="needs the users' ids"):
         ids.score(reps, batch["hist"], batch["hist_mask"], batch["cand"][:, None])

@@ -29,43 +29,93 @@ from tests.helpers import benchmark_command, benchmark_module  # noqa: E402
 NOTEBOOKS = sorted((REPO / "notebooks").glob("[0-9]*.py"))
 DATASET = "synthetic-tiny"
 # what an error output, a traceback or anything written to stderr leaves in nbconvert's HTML
-ERROR_MARKS = ("Traceback (most recent call last)",
-               'data-mime-type="application/vnd.jupyter.stderr"')
+ERROR_MARKS = (
+    "Traceback (most recent call last)",
+    'data-mime-type="application/vnd.jupyter.stderr"',
+)
 
 
 def bench(name: str) -> ModuleType:
     return benchmark_module(name)
 
 
-def run_notebooks(results: Path, out: Path, *notebooks: Path, dataset: str = DATASET,
-                  env: dict[str, str] | None = None,
-                  timeout: int = 300) -> subprocess.CompletedProcess:
-    cmd = benchmark_command("notebooks", "--results", str(results), "--dataset", dataset,
-                            "--out", str(out), "--timeout", str(timeout),
-                            *(str(n) for n in notebooks))
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=600,
-                          env={**(env or os.environ), "PYTHONHASHSEED": "0"})
+def run_notebooks(
+    results: Path,
+    out: Path,
+    *notebooks: Path,
+    dataset: str = DATASET,
+    env: dict[str, str] | None = None,
+    timeout: int = 300,
+) -> subprocess.CompletedProcess:
+    cmd = benchmark_command(
+        "notebooks",
+        "--results",
+        str(results),
+        "--dataset",
+        dataset,
+        "--out",
+        str(out),
+        "--timeout",
+        str(timeout),
+        *(str(n) for n in notebooks),
+    )
+    return subprocess.run(
+        cmd,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**(env or os.environ), "PYTHONHASHSEED": "0"},
+    )
 
 
 def make_tables(results: Path, proc: Path) -> None:
     """Tables 1-3 through the real pipeline (run folders, manifests, paired test)."""
     assert bench("table1").main(["--dataset", str(proc), "--results", str(results), "-q"]) == 0
     tables = bench("tables")
-    opts = tables.Options(dataset=str(proc), seeds=1, epochs=1, max_steps=2, jobs=2,
-                          quiet=True, results=results,
-                          extra={"train.full_ranking": False})
-    tables.run_table("table2", "Table 2: AUC and NDCG@10", ("din_pp", "mdr"), "table2.csv",
-                     opts, ours="mdr")
-    tables.run_table("table3", "Table 3: effectiveness of the information constraint",
-                     ("mdr", "mdr_wo_ic"), "table3.csv", opts, ours="mdr")
+    opts = tables.Options(
+        dataset=str(proc),
+        seeds=1,
+        epochs=1,
+        max_steps=2,
+        jobs=2,
+        quiet=True,
+        results=results,
+        extra={"train.full_ranking": False},
+    )
+    tables.run_table(
+        "table2", "Table 2: AUC and NDCG@10", ("din_pp", "mdr"), "table2.csv", opts, ours="mdr"
+    )
+    tables.run_table(
+        "table3",
+        "Table 3: effectiveness of the information constraint",
+        ("mdr", "mdr_wo_ic"),
+        "table3.csv",
+        opts,
+        ours="mdr",
+    )
 
 
 def make_figures(results: Path, proc: Path) -> None:
     """Figures 3, 4 (a short probe) and 5 and the disentanglement scores, from those runs."""
     args = ["--dataset", DATASET, "--results", str(results)]
     assert bench("figure3").main(args) == 0
-    assert bench("figure4").main([*args, "--items", "1", "--effect-items", "8", "--steps", "4",
-                                  "--probe-epochs", "1", "--no-compare"]) == 0
+    assert (
+        bench("figure4").main(
+            [
+                *args,
+                "--items",
+                "1",
+                "--effect-items",
+                "8",
+                "--steps",
+                "4",
+                "--probe-epochs",
+                "1",
+                "--no-compare",
+            ]
+        )
+        == 0
+    )
     assert bench("disentanglement").main([*args, "--threads", "1"]) == 0
     assert bench("figure5").main([*args, "--data", str(proc)]) == 0
 
@@ -117,8 +167,9 @@ def test_the_notebooks_show_the_tiny_results(html: dict[str, str], tiny_results:
     t2 = html["02_results"]
     assert "Table 2: AUC and NDCG@10 (synthetic-tiny)" in t2 and "DIN++" in t2
     assert "mdr_wo_ic" in t2 and "detectable_80" in t2  # the tables' comparisons
-    gauc = json.loads(next((tiny_results / DATASET / "runs").glob("mdr-*-s0/test.json"))
-                      .read_text())["gauc"]
+    gauc = json.loads(
+        next((tiny_results / DATASET / "runs").glob("mdr-*-s0/test.json")).read_text()
+    )["gauc"]
     assert f"{gauc:.4f}" in t2  # the per-seed table reads the run's own test.json
     t4 = html["04_explain"]
     assert re.search(r"run mdr-[0-9a-f]+-s0: best epoch", t4)
@@ -126,7 +177,8 @@ def test_the_notebooks_show_the_tiny_results(html: dict[str, str], tiny_results:
 
 
 def test_figures_notebook_shows_what_exists_and_names_the_sessions(
-        html: dict[str, str], tiny_results: Path) -> None:
+    html: dict[str, str], tiny_results: Path
+) -> None:
     text = html["03_figures"]
     folder = tiny_results / DATASET
     pngs = sorted((folder / "figures").glob("*.png"))
@@ -148,8 +200,9 @@ def test_notebooks_say_what_is_missing(tiny_results: Path, tmp_path: Path) -> No
     bare = tmp_path / "results"
     shutil.copytree(tiny_results, bare, ignore=shutil.ignore_patterns("runs"))
     manifest = bare / DATASET / "table1.manifest.json"
-    manifest.write_text(json.dumps({**json.loads(manifest.read_text()),
-                                    "data": str(tmp_path / "gone")}))
+    manifest.write_text(
+        json.dumps({**json.loads(manifest.read_text()), "data": str(tmp_path / "gone")})
+    )
     nbs = [n for n in NOTEBOOKS if n.stem in ("01_dataset", "04_explain")]
     res = run_notebooks(bare, tmp_path / "html", *nbs)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
@@ -175,8 +228,9 @@ def test_a_failing_cell_fails_the_command(tmp_path: Path) -> None:
 
 def test_a_cell_past_the_timeout_fails_the_command(tmp_path: Path) -> None:
     slow = tmp_path / "98_slow.py"
-    slow.write_text('# %%\nimport sys\nprint(sys.executable)\n\n# %%\nimport time\n'
-                    'time.sleep(60)\n')
+    slow.write_text(
+        "# %%\nimport sys\nprint(sys.executable)\n\n# %%\nimport time\ntime.sleep(60)\n"
+    )
     res = run_notebooks(tmp_path, tmp_path / "html", slow, timeout=2)
     assert res.returncode == 1
     assert "98_slow.py: cell 1 ('import time') failed: CellTimeoutError" in res.stderr
@@ -187,8 +241,10 @@ def test_a_cell_past_the_timeout_fails_the_command(tmp_path: Path) -> None:
 def test_missing_ipykernel_is_a_clear_error(tmp_path: Path) -> None:
     hide = tmp_path / "sitecustomize.py"  # make ipykernel unimportable in the child only
     hide.write_text("import sys\nsys.modules['ipykernel'] = None\n")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path),
-                                                        os.environ.get("PYTHONPATH", "")])}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]),
+    }
     res = run_notebooks(tmp_path, tmp_path / "html", env=env)
     assert res.returncode == 2
     assert "ipykernel not importable" in res.stderr and "notebooks" in res.stderr

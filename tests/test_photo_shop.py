@@ -40,8 +40,11 @@ def _corpus() -> Path:
 
 
 def _tree(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file() and p.name != ".mdr-output.json"}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and p.name != ".mdr-output.json"
+    }
 
 
 @pytest.fixture(scope="module")
@@ -99,8 +102,9 @@ def test_every_value_is_named_by_its_own_words() -> None:
     for factor in ("colour", "shape"):
         per_value = [{t for p in syns for t in _tokens(p)} for syns in ph.VALUE_WORDS[factor]]
         for k, syns in enumerate(ph.VALUE_WORDS[factor]):
-            own = per_value[k] - filler - set().union(*(o for j, o in enumerate(per_value)
-                                                        if j != k))
+            own = (
+                per_value[k] - filler - set().union(*(o for j, o in enumerate(per_value) if j != k))
+            )
             for phrase in syns:
                 assert set(_tokens(phrase)) & own, (factor, phrase)
 
@@ -129,8 +133,10 @@ def _stand_ins(tmp_path: Path, n: int) -> list[ph.Photo]:
     colour = gen.choice(len(p_colour), n, p=p_colour / p_colour.sum())
     shape = gen.integers(0, 9, n)
     shape[:20] = np.arange(20) % 5 + 9  # the rare shapes, 4 photos each
-    return [ph.Photo(i, bad if i == 25 else img, f"name {i}", "x", "y", int(c), int(s))
-            for i, (c, s) in enumerate(zip(colour, shape))]
+    return [
+        ph.Photo(i, bad if i == 25 else img, f"name {i}", "x", "y", int(c), int(s))
+        for i, (c, s) in enumerate(zip(colour, shape))
+    ]
 
 
 def test_choice_fills_every_class_then_follows_the_seeded_order(tmp_path: Path) -> None:
@@ -156,21 +162,38 @@ def test_choice_fills_every_class_then_follows_the_seeded_order(tmp_path: Path) 
 # --------------------------------------------------------------------------- missing corpus
 
 
-def test_a_missing_corpus_is_one_clear_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                            capsys: pytest.CaptureFixture) -> None:
+def test_a_missing_corpus_is_one_clear_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
     nowhere = tmp_path / "nowhere"
     with pytest.raises(DataError, match=rf"{nowhere}.*MDR_FASHION_DIR"):
         syn.generate("tiny", seed=0, out=tmp_path / "out", progress=False, photos=nowhere)
     assert not (tmp_path / "out").exists()
-    assert main(["data", "synth", "-q", "--size", "tiny", "--photos", str(nowhere),
-                 "--out", str(tmp_path / "out")]) == 2
+    assert (
+        main(
+            [
+                "data",
+                "synth",
+                "-q",
+                "--size",
+                "tiny",
+                "--photos",
+                str(nowhere),
+                "--out",
+                str(tmp_path / "out"),
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and str(nowhere) in err and "MDR_FASHION_DIR" in err
     monkeypatch.setenv("MDR_FASHION_DIR", str(nowhere))  # the catalog's default place
     with pytest.raises(DataError, match=rf"{nowhere}.*MDR_FASHION_DIR"):
         catalog.resolve("photo-tiny", root=tmp_path / "data", progress=False)
-    assert main(["data", "synth", "-q", "--size", "tiny", "--photos",
-                 "--out", str(tmp_path / "out")]) == 2  # --photos alone: the default place
+    assert (
+        main(["data", "synth", "-q", "--size", "tiny", "--photos", "--out", str(tmp_path / "out")])
+        == 2
+    )  # --photos alone: the default place
     assert str(nowhere) in capsys.readouterr().err
 
 
@@ -183,8 +206,7 @@ def test_sizes_beyond_the_corpus_are_refused(corpus: Path, tmp_path: Path) -> No
 # --------------------------------------------------------------------------- the tiny photo shop
 
 
-def test_layout_counts_and_images_are_the_photos(shop: Path, factors: dict,
-                                                 corpus: Path) -> None:
+def test_layout_counts_and_images_are_the_photos(shop: Path, factors: dict, corpus: Path) -> None:
     cfg = syn.SIZES["tiny"]
     skips = SkipLog()
     reviews = list(iter_reviews(shop / REVIEWS, skips, strict=True))
@@ -197,24 +219,35 @@ def test_layout_counts_and_images_are_the_photos(shop: Path, factors: dict,
     for m in metas:
         photo = factors["photos"][m.asin]
         assert m.leaf_category == shapes[factors["items"][m.asin]["shape"]]
-        assert (shop / "images" / image_filename(m.asin)).read_bytes() == \
-            (corpus / "images" / f"{photo['id']}.jpg").read_bytes()  # the photo, unchanged
+        assert (shop / "images" / image_filename(m.asin)).read_bytes() == (
+            corpus / "images" / f"{photo['id']}.jpg"
+        ).read_bytes()  # the photo, unchanged
         assert m.title.endswith(f" by {m.brand} {m.brand[:2].upper()}-{m.title[-3:]}")
     assert len({p["id"] for p in factors["photos"].values()}) == cfg.n_items  # distinct photos
-    assert factors["photo_source"]["inputs"]["styles.csv"] == hashlib.sha256(
-        (corpus / "styles.csv").read_bytes()).hexdigest()
+    assert (
+        factors["photo_source"]["inputs"]["styles.csv"]
+        == hashlib.sha256((corpus / "styles.csv").read_bytes()).hexdigest()
+    )
 
 
 def test_colour_and_shape_are_the_photos_labels(factors: dict, styles: dict, corpus: Path) -> None:
     kinds = {f: v["kind"] for f, v in factors["factors"].items()}
-    assert kinds == {"colour": "visual_dominant", "size": "text_only", "shape": "visual_dominant",
-                     "material": "text_only", "occasion": "text_only", "brand": "text_only",
-                     "quality": "text_only"}
+    assert kinds == {
+        "colour": "visual_dominant",
+        "size": "text_only",
+        "shape": "visual_dominant",
+        "material": "text_only",
+        "occasion": "text_only",
+        "brand": "text_only",
+        "quality": "text_only",
+    }
     colours = factors["factors"]["colour"]["values"]
     shapes = factors["factors"]["shape"]["values"]
     assert colours == list(ph.PHOTO_COLOURS) and shapes == list(ph.PHOTO_SHAPES)
-    group_of = {"colour": {m: c for c, ms in ph.COLOUR_GROUPS.items() for m in ms},
-                "shape": {m: s for s, ms in ph.SHAPE_GROUPS.items() for m in ms}}
+    group_of = {
+        "colour": {m: c for c, ms in ph.COLOUR_GROUPS.items() for m in ms},
+        "shape": {m: s for s, ms in ph.SHAPE_GROUPS.items() for m in ms},
+    }
     for asin, photo in factors["photos"].items():
         base, article = styles[photo["id"]]
         assert (photo["baseColour"], photo["articleType"]) == (base, article)
@@ -228,8 +261,9 @@ def test_reviews_name_the_items_colour_and_shape(shop: Path, factors: dict) -> N
     filler = filler_vocabulary(ph.PHOTO_TEMPLATES)
     for f in ("colour", "shape"):
         keys = [{t for p in syns for t in _tokens(p)} - filler for syns in ph.VALUE_WORDS[f]]
-        keys = [k - set().union(*(o for j, o in enumerate(keys) if j != i))
-                for i, k in enumerate(keys)]
+        keys = [
+            k - set().union(*(o for j, o in enumerate(keys) if j != i)) for i, k in enumerate(keys)
+        ]
         own = other = mentioned = 0
         reviews = list(iter_reviews(shop / REVIEWS, SkipLog()))
         for r in reviews:
@@ -256,8 +290,9 @@ def test_byte_reproducible_and_seeded(shop: Path, corpus: Path, tmp_path: Path) 
     assert photo_ids(other) != photo_ids(shop)  # another seed, other photos
 
 
-def test_photo_tiny_prepares_from_the_catalog(corpus: Path, tmp_path: Path,
-                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_photo_tiny_prepares_from_the_catalog(
+    corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from mdr.data.dataset import ProcessedDataset
 
     monkeypatch.setenv("MDR_FASHION_DIR", str(corpus))

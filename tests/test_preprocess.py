@@ -24,8 +24,17 @@ from mdr.data.parse import DataError, SkipLog, image_filename, iter_meta, iter_r
 from mdr.seeding import rng
 from tests import fixtures_raw as fx
 
-CFG = PrepareConfig(image_size=8, n_neg=3, k_core=3, max_text_len=6, w2v_dim=8,
-                       w2v_min_count=1, w2v_epochs=1, label_fraction=1.0, image_workers=2)
+CFG = PrepareConfig(
+    image_size=8,
+    n_neg=3,
+    k_core=3,
+    max_text_len=6,
+    w2v_dim=8,
+    w2v_min_count=1,
+    w2v_epochs=1,
+    label_fraction=1.0,
+    image_workers=2,
+)
 
 
 def _prepare(raw: fx.RawFixture, out: Path, cfg: PrepareConfig = CFG, **kw) -> dict:
@@ -72,8 +81,12 @@ def test_2014_known_answer(proc14: ProcessedDataset, raw14: fx.RawFixture) -> No
     assert [it["category"] for it in proc14.items] == fx.EXPECTED_LEAF  # categories[-1][-1]
     cats = proc14.category_names
     assert [cats[c] for c in proc14.item_category] == fx.EXPECTED_LEAF
-    assert proc14.items[0] == {"asin": fx.ITEMS[0], "title": "Navy Cotton Dress",
-                               "category": "Dresses", "brand": "Brand0"}
+    assert proc14.items[0] == {
+        "asin": fx.ITEMS[0],
+        "title": "Navy Cotton Dress",
+        "category": "Dresses",
+        "brand": "Brand0",
+    }
     assert proc14.items[9]["title"] == ""  # no meta line: kept, counted
     m = proc14.manifest
     assert m["name"] == "amazon2014-Tiny" and m["synthetic"] is False
@@ -87,14 +100,15 @@ def test_2014_known_answer(proc14: ProcessedDataset, raw14: fx.RawFixture) -> No
     assert m["counts"]["reviews_parsed"] == 46
 
 
-def test_malformed_line_names_file_and_line(proc14: ProcessedDataset, raw14: fx.RawFixture
-                                            ) -> None:
+def test_malformed_line_names_file_and_line(proc14: ProcessedDataset, raw14: fx.RawFixture) -> None:
     examples = proc14.manifest["skips"]["examples"]
     assert f"{raw14.reviews_file.name}:{raw14.malformed_review_line}: malformed review line" in (
-        " ".join(examples))
+        " ".join(examples)
+    )
     for line in raw14.malformed_meta_lines:
-        assert any(e.startswith(f"{raw14.meta_file.name}:{line}: malformed meta line")
-                   for e in examples)
+        assert any(
+            e.startswith(f"{raw14.meta_file.name}:{line}: malformed meta line") for e in examples
+        )
 
 
 def test_strict_raises_naming_file_and_line(raw14: fx.RawFixture, tmp_path: Path) -> None:
@@ -162,8 +176,14 @@ def test_k_core_hand_example() -> None:
 
 def test_k_core_report(proc14: ProcessedDataset) -> None:
     k = proc14.manifest["counts"]["k_core"]
-    assert k == {"k": 3, "already_k_core": False, "rounds": 2, "users_removed": 2,
-                 "items_removed": 1, "behaviors_removed": 6}
+    assert k == {
+        "k": 3,
+        "already_k_core": False,
+        "rounds": 2,
+        "users_removed": 2,
+        "items_removed": 1,
+        "behaviors_removed": 6,
+    }
     assert "Z9" not in proc14.user_ids and "W1" not in proc14.user_ids
     assert fx.REMOVED_ITEM not in {it["asin"] for it in proc14.items}
 
@@ -206,7 +226,7 @@ def test_valid_and_test_text_never_reach_text_or_vocab(proc14: ProcessedDataset)
     for i, it in enumerate(proc14.items):
         words = {proc14.vocab[t] for t in tokens[i, : lengths[i]]}
         assert words <= train_words.get(it["asin"], set())
-        assert np.all(tokens[i, lengths[i]:] == 0)
+        assert np.all(tokens[i, lengths[i] :] == 0)
     assert lengths.max() <= CFG.max_text_len
 
 
@@ -225,8 +245,7 @@ def test_eval_lists(proc14: ProcessedDataset) -> None:
             assert not set(negs) & history  # never in the user's history, any split
 
 
-def test_too_few_negative_candidates_is_a_clear_error(raw14: fx.RawFixture, tmp_path: Path
-                                                      ) -> None:
+def test_too_few_negative_candidates_is_a_clear_error(raw14: fx.RawFixture, tmp_path: Path) -> None:
     with pytest.raises(DataError, match=r"fewer than n_neg=6.*--n-neg"):
         _prepare(raw14, tmp_path / "out", replace(CFG, n_neg=6))
     assert not (tmp_path / "out").exists()
@@ -246,8 +265,9 @@ def test_sample_negatives_exact_and_fallback() -> None:
 
 def test_sample_negatives_is_uniform() -> None:
     keys = np.array([0, 1], dtype=np.int64)  # user 0 saw items 0 and 1
-    draws = pp.sample_negatives(np.r_[keys, [10 * u for u in range(1, 2000)]], 2000, 10, 3,
-                                rng(1, "u"))
+    draws = pp.sample_negatives(
+        np.r_[keys, [10 * u for u in range(1, 2000)]], 2000, 10, 3, rng(1, "u")
+    )
     counts = np.bincount(draws[1:].ravel(), minlength=10)  # users 1.. saw item 0 only
     assert counts[0] == 0
     expected = draws[1:].size / 9
@@ -259,16 +279,20 @@ def test_sample_negatives_is_uniform() -> None:
 
 
 def _tree(root: Path) -> dict[str, bytes]:
-    return {p.relative_to(root).as_posix(): p.read_bytes()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        p.relative_to(root).as_posix(): p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 def _strip(manifest: dict) -> dict:
     return {k: v for k, v in manifest.items() if k != "provenance"}
 
 
-def test_prepare_is_byte_reproducible(raw14: fx.RawFixture, proc14: ProcessedDataset,
-                                      tmp_path: Path) -> None:
+def test_prepare_is_byte_reproducible(
+    raw14: fx.RawFixture, proc14: ProcessedDataset, tmp_path: Path
+) -> None:
     _prepare(raw14, tmp_path / "again")
     a, b = _tree(proc14.root), _tree(tmp_path / "again")
     assert a.keys() == b.keys()
@@ -281,13 +305,20 @@ def test_prepare_is_byte_reproducible(raw14: fx.RawFixture, proc14: ProcessedDat
         np.testing.assert_array_equal(proc14.eval_lists[name], again.eval_lists[name])
 
 
-def test_word2vec_independent_of_python_hash_seed(raw14: fx.RawFixture, proc14: ProcessedDataset,
-                                                  tmp_path: Path) -> None:
-    code = ("import sys; from mdr.data import preprocess as pp; "
-            f"pp.prepare(sys.argv[1], sys.argv[2], category='Tiny', cfg=pp.{CFG!r}, progress=False)")
+def test_word2vec_independent_of_python_hash_seed(
+    raw14: fx.RawFixture, proc14: ProcessedDataset, tmp_path: Path
+) -> None:
+    code = (
+        "import sys; from mdr.data import preprocess as pp; "
+        f"pp.prepare(sys.argv[1], sys.argv[2], category='Tiny', cfg=pp.{CFG!r}, progress=False)"
+    )
     env = dict(os.environ, PYTHONHASHSEED="12345")
-    subprocess.run([sys.executable, "-c", code, str(raw14.root), str(tmp_path / "sub")],
-                   check=True, env=env, timeout=120)
+    subprocess.run(
+        [sys.executable, "-c", code, str(raw14.root), str(tmp_path / "sub")],
+        check=True,
+        env=env,
+        timeout=120,
+    )
     other = np.load(tmp_path / "sub" / "word2vec.npy")
     np.testing.assert_array_equal(proc14.word_vectors, other)
     assert (tmp_path / "sub" / "vocab.txt").read_text() == "\n".join(proc14.vocab) + "\n"
@@ -323,17 +354,20 @@ def _save(tmp_path: Path, img: Image.Image, fmt: str) -> Path:
     return path
 
 
-@pytest.mark.parametrize(("make", "fmt", "centre"), [
-    (lambda: Image.new("L", (20, 12), 100), "PNG", (100, 100, 100)),
-    (lambda: Image.new("CMYK", (20, 12), (0, 255, 255, 0)), "TIFF", (255, 0, 0)),
-    (lambda: Image.new("RGB", (20, 12), (0, 0, 255)).convert("P"), "PNG", (0, 0, 255)),
-    (lambda: Image.new("RGBA", (20, 12), (0, 255, 0, 0)), "PNG", (255, 255, 255)),
-    (lambda: Image.new("RGBA", (20, 12), (0, 255, 0, 255)), "PNG", (0, 255, 0)),
-    (lambda: Image.new("LA", (20, 12), (0, 255)), "PNG", (0, 0, 0)),
-    (lambda: Image.fromarray(np.full((12, 20), 65535, np.uint16)), "PNG", (255, 255, 255)),
-    (lambda: Image.fromarray(np.full((12, 20), 32896, np.uint16)), "PNG", (128, 128, 128)),
-    (lambda: Image.new("1", (20, 12), 1), "PNG", (255, 255, 255)),
-])
+@pytest.mark.parametrize(
+    ("make", "fmt", "centre"),
+    [
+        (lambda: Image.new("L", (20, 12), 100), "PNG", (100, 100, 100)),
+        (lambda: Image.new("CMYK", (20, 12), (0, 255, 255, 0)), "TIFF", (255, 0, 0)),
+        (lambda: Image.new("RGB", (20, 12), (0, 0, 255)).convert("P"), "PNG", (0, 0, 255)),
+        (lambda: Image.new("RGBA", (20, 12), (0, 255, 0, 0)), "PNG", (255, 255, 255)),
+        (lambda: Image.new("RGBA", (20, 12), (0, 255, 0, 255)), "PNG", (0, 255, 0)),
+        (lambda: Image.new("LA", (20, 12), (0, 255)), "PNG", (0, 0, 0)),
+        (lambda: Image.fromarray(np.full((12, 20), 65535, np.uint16)), "PNG", (255, 255, 255)),
+        (lambda: Image.fromarray(np.full((12, 20), 32896, np.uint16)), "PNG", (128, 128, 128)),
+        (lambda: Image.new("1", (20, 12), 1), "PNG", (255, 255, 255)),
+    ],
+)
 def test_load_image_modes(tmp_path: Path, make, fmt: str, centre: tuple[int, int, int]) -> None:
     arr = mimages.load_image_reason(_save(tmp_path, make(), fmt), 10)[0]
     assert arr is not None and arr.shape == (10, 10, 3) and arr.dtype == np.uint8
@@ -385,7 +419,8 @@ def test_real_labels_rule(proc14: ProcessedDataset) -> None:
     assert got == fx.EXPECTED_COLOUR  # label_fraction 1.0: nothing withheld
     shape = proc14.labels["shape"]
     assert [names["shape"][s] if s >= 0 else None for s in shape] == [
-        c if c != "<unknown>" else None for c in fx.EXPECTED_LEAF]
+        c if c != "<unknown>" else None for c in fx.EXPECTED_LEAF
+    ]
     assert names["shape"][:2] == ["Outerwear", "Tops"]  # most frequent first, ties by name
 
 
@@ -403,8 +438,12 @@ def test_material_and_brand_labels_rule() -> None:
     brands = ["Acme", "acme ", "", "Zed"] + ["Big"] * 5 + ["ACME"] * 3
     lab = mlabels.real_labels(titles + ["x"] * 8, [""] * 12, brands)
     m = mlabels.MATERIALS
-    assert lab.values["material"][:4].tolist() == [m.index("leather"), -1, m.index("metal"),
-                                                   m.index("cotton")]  # the first one named
+    assert lab.values["material"][:4].tolist() == [
+        m.index("leather"),
+        -1,
+        m.index("metal"),
+        m.index("cotton"),
+    ]  # the first one named
     # brands are case-folded; of at least 5 items ("acme" 5, "big" 5) they are classes
     assert lab.classes["brand"] == ["acme", "big", "other"]
     assert lab.values["brand"].tolist() == [0, 0, -1, 2] + [1] * 5 + [0] * 3
@@ -423,16 +462,23 @@ def test_label_budget() -> None:
 
 
 def test_synthetic_ground_truth(tmp_path: Path) -> None:
-    raw = fx.write_raw_2014(tmp_path / "raw", category="Synthetic", malformed_review=False,
-                            factors=True, images=False, malicious_target=tmp_path / "pwned")
+    raw = fx.write_raw_2014(
+        tmp_path / "raw",
+        category="Synthetic",
+        malformed_review=False,
+        factors=True,
+        images=False,
+        malicious_target=tmp_path / "pwned",
+    )
     m = _prepare(raw, tmp_path / "out")
     ds = ProcessedDataset.open(tmp_path / "out")
     assert m["name"] == "fixture-shop" and ds.is_synthetic
     assert m["factors"] == fx.FACTORS
     asins = [it["asin"] for it in ds.items]
     for f in fx.FACTORS:
-        expected = [fx.factor_value(fx.ITEMS.index(a), f) if a != fx.ITEMS[9] else -1
-                    for a in asins]
+        expected = [
+            fx.factor_value(fx.ITEMS.index(a), f) if a != fx.ITEMS[9] else -1 for a in asins
+        ]
         assert ds.factors[f].tolist() == expected
     assert ds.labels["colour"].tolist() == ds.factors["colour"].tolist()
     assert set(ds.labels) == {"colour", "shape", "material"}  # the fixture's factors
@@ -459,8 +505,9 @@ def test_open_and_stats(proc14: ProcessedDataset) -> None:
     assert proc14.manifest["labels"] == proc14.label_names
 
 
-def test_interrupted_prepare_leaves_nothing(raw14: fx.RawFixture, tmp_path: Path,
-                                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_interrupted_prepare_leaves_nothing(
+    raw14: fx.RawFixture, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     def boom(*a, **k):
         raise RuntimeError("interrupted")
 
@@ -485,8 +532,11 @@ def test_missing_files_and_wrong_category(raw14: fx.RawFixture, tmp_path: Path) 
         pp.prepare(raw14.root, tmp_path / "o", category="Toys", cfg=CFG, progress=False)
     (tmp_path / "r").mkdir()
     (tmp_path / "r" / "reviews_Tiny_5.json.gz").write_bytes(raw14.reviews_file.read_bytes())
-    with pytest.raises(DataError, match=r"no metadata file: looked for meta_Tiny\.json\.gz, "
-                                        r"meta_Tiny\.json; pass --allow-missing-meta"):
+    with pytest.raises(
+        DataError,
+        match=r"no metadata file: looked for meta_Tiny\.json\.gz, "
+        r"meta_Tiny\.json; pass --allow-missing-meta",
+    ):
         pp.prepare(tmp_path / "r", tmp_path / "o", category="Tiny", cfg=CFG, progress=False)
     assert not (tmp_path / "o").exists()
 
@@ -522,26 +572,36 @@ def test_empty_review_file_is_a_clear_error(tmp_path: Path) -> None:
 
 def test_tokenize() -> None:
     assert mtext.tokenize("Don't BUY: it's 2x-large, a 'great' fit!!") == [
-        "don't", "buy", "it's", "2x", "large", "great", "fit"]
+        "don't",
+        "buy",
+        "it's",
+        "2x",
+        "large",
+        "great",
+        "fit",
+    ]
     assert mtext.tokenize("a b cd", min_token_len=1) == ["a", "b", "cd"]
     assert mtext.tokenize("snake_case <br/>x") == ["snake", "case", "br"]
 
 
-@pytest.mark.parametrize(("text", "tokens"), [
-    ("Café naïve Größe", ["café", "naïve", "größe"]),
-    ("Cafe\u0301 NAI\u0308VE", ["café", "naïve"]),  # combining accents: NFKC composes them
-    ("Ｆｕｌｌ ｗｉｄｔｈ ＡＢＣ１２", ["full", "width", "abc12"]),  # compatibility forms
-    ("don’t it’s", ["don't", "it's"]),  # typographic apostrophes
-    ("Очень удобное платье", ["очень", "удобное", "платье"]),
-    ("Πολύ καλό", ["πολύ", "καλό"]),
-    ("हिन्दी भाषा", ["हिन्दी", "भाषा"]),  # vowel signs and virama stay in the word
-    ("العَرَبِيَّة جميل", ["العَرَبِيَّة", "جميل"]),  # harakat too
-    ("这件衣服很好看", ["这", "件", "衣", "服", "很", "好", "看"]),  # one token per ideograph
-    ("日本語のテキスト", ["日", "本", "語", "のテキスト"]),
-    ("한국어 텍스트", ["한국어", "텍스트"]),
-    ("great 😀👍🏽 fit ❤️ 5⭐", ["great", "fit"]),  # emoji are not words
-    ("x 😀 y", []),
-])
+@pytest.mark.parametrize(
+    ("text", "tokens"),
+    [
+        ("Café naïve Größe", ["café", "naïve", "größe"]),
+        ("Cafe\u0301 NAI\u0308VE", ["café", "naïve"]),  # combining accents: NFKC composes them
+        ("Ｆｕｌｌ ｗｉｄｔｈ ＡＢＣ１２", ["full", "width", "abc12"]),  # compatibility forms
+        ("don’t it’s", ["don't", "it's"]),  # typographic apostrophes
+        ("Очень удобное платье", ["очень", "удобное", "платье"]),
+        ("Πολύ καλό", ["πολύ", "καλό"]),
+        ("हिन्दी भाषा", ["हिन्दी", "भाषा"]),  # vowel signs and virama stay in the word
+        ("العَرَبِيَّة جميل", ["العَرَبِيَّة", "جميل"]),  # harakat too
+        ("这件衣服很好看", ["这", "件", "衣", "服", "很", "好", "看"]),  # one token per ideograph
+        ("日本語のテキスト", ["日", "本", "語", "のテキスト"]),
+        ("한국어 텍스트", ["한국어", "텍스트"]),
+        ("great 😀👍🏽 fit ❤️ 5⭐", ["great", "fit"]),  # emoji are not words
+        ("x 😀 y", []),
+    ],
+)
 def test_tokenize_any_script(text: str, tokens: list[str]) -> None:
     assert mtext.tokenize(text) == tokens
 
@@ -613,10 +673,15 @@ def test_one_rule_for_repeats_in_every_release(release: int, tmp_path: Path) -> 
 
     def edit(lines: list[str]) -> list[str]:
         rows = [json.loads(x) for x in lines]
-        last = next(x for x, r in zip(lines, rows) if (r["reviewerID"], r["asin"]) == ("U0", newest))
+        last = next(
+            x for x, r in zip(lines, rows) if (r["reviewerID"], r["asin"]) == ("U0", newest)
+        )
         early = next(r for r in rows if (r["reviewerID"], r["asin"]) == ("U0", first))
-        again = dict(early, unixReviewTime=early["unixReviewTime"] + 200 * fx.DAY,
-                     reviewText="bought it again, still newer than everything")
+        again = dict(
+            early,
+            unixReviewTime=early["unixReviewTime"] + 200 * fx.DAY,
+            reviewText="bought it again, still newer than everything",
+        )
         return [*lines, last, json.dumps(again)]
 
     before = _prepare(raw, tmp_path / "before")["counts"]
@@ -640,9 +705,9 @@ def test_a_user_left_with_too_few_distinct_items_is_removed(tmp_path: Path) -> N
 
     def edit(lines: list[str]) -> list[str]:
         r = json.loads(lines[0])
-        extra = [dict(r, reviewerID="R2", asin=fx.ITEMS[1], unixReviewTime=fx.T0 + k)
-                 for k in range(2)] + [dict(r, reviewerID="R2", asin=fx.ITEMS[3],
-                                            unixReviewTime=fx.T0 + 5)]
+        extra = [
+            dict(r, reviewerID="R2", asin=fx.ITEMS[1], unixReviewTime=fx.T0 + k) for k in range(2)
+        ] + [dict(r, reviewerID="R2", asin=fx.ITEMS[3], unixReviewTime=fx.T0 + 5)]
         return [*lines, *(json.dumps(e) for e in extra)]
 
     _rewrite_reviews(raw, edit)
@@ -654,17 +719,28 @@ def test_a_user_left_with_too_few_distinct_items_is_removed(tmp_path: Path) -> N
     assert "R2" not in ProcessedDataset.open(tmp_path / "out").user_ids
 
 
-@pytest.mark.parametrize(("value", "reason"), [
-    ("true", "invalid unixReviewTime"), ("false", "invalid unixReviewTime"),
-    ("-5", "invalid unixReviewTime"), ("Infinity", "invalid unixReviewTime"),
-    ("-Infinity", "invalid unixReviewTime"), ("NaN", "invalid unixReviewTime"),
-    ("1e30", "invalid unixReviewTime"), ("1e400", "invalid unixReviewTime"),
-    ("1.5", "invalid unixReviewTime"), ('"abc"', "invalid unixReviewTime"),
-    ('"-5"', "invalid unixReviewTime"), ("[1]", "invalid unixReviewTime"),
-    ("9007199254740992", "invalid unixReviewTime"), ("null", "without unixReviewTime"),
-])
-def test_bad_timestamps_are_counted_skips_naming_the_line(tmp_path: Path, value: str,
-                                                          reason: str) -> None:
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        ("true", "invalid unixReviewTime"),
+        ("false", "invalid unixReviewTime"),
+        ("-5", "invalid unixReviewTime"),
+        ("Infinity", "invalid unixReviewTime"),
+        ("-Infinity", "invalid unixReviewTime"),
+        ("NaN", "invalid unixReviewTime"),
+        ("1e30", "invalid unixReviewTime"),
+        ("1e400", "invalid unixReviewTime"),
+        ("1.5", "invalid unixReviewTime"),
+        ('"abc"', "invalid unixReviewTime"),
+        ('"-5"', "invalid unixReviewTime"),
+        ("[1]", "invalid unixReviewTime"),
+        ("9007199254740992", "invalid unixReviewTime"),
+        ("null", "without unixReviewTime"),
+    ],
+)
+def test_bad_timestamps_are_counted_skips_naming_the_line(
+    tmp_path: Path, value: str, reason: str
+) -> None:
     path = tmp_path / "reviews_X_5.json"
     good = '{"reviewerID": "u", "asin": "a", "unixReviewTime": 1400000000}'
     path.write_text(f"{good}\n" + good.replace("1400000000", value) + "\n")
@@ -677,12 +753,19 @@ def test_bad_timestamps_are_counted_skips_naming_the_line(tmp_path: Path, value:
         list(iter_reviews(path, SkipLog(), strict=True))
 
 
-@pytest.mark.parametrize(("value", "seconds"), [
-    ("1400000000", 1400000000), ("1400000000.0", 1400000000), ('"1400000000"', 1400000000),
-    ("0", 0), ("9007199254740991", 2**53 - 1),
-])
-def test_integer_times_in_other_spellings_are_read(tmp_path: Path, value: str,
-                                                   seconds: int) -> None:
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [
+        ("1400000000", 1400000000),
+        ("1400000000.0", 1400000000),
+        ('"1400000000"', 1400000000),
+        ("0", 0),
+        ("9007199254740991", 2**53 - 1),
+    ],
+)
+def test_integer_times_in_other_spellings_are_read(
+    tmp_path: Path, value: str, seconds: int
+) -> None:
     path = tmp_path / "r.json"
     path.write_text('{"reviewerID": "u", "asin": "a", "unixReviewTime": ' + value + "}\n")
     assert [r.time for r in iter_reviews(path)] == [seconds]
@@ -696,8 +779,11 @@ def _cut(path: Path, fraction: float) -> None:
 def test_truncated_gzip_is_an_error_unless_lenient(raw14: fx.RawFixture, tmp_path: Path) -> None:
     raw = fx.write_raw_2014(tmp_path / "raw", images=False)
     _cut(raw.reviews_file, 0.9)
-    with pytest.raises(DataError, match=rf"{raw.reviews_file.name}: truncated gzip stream after "
-                                        r"\d+ lines; --lenient"):
+    with pytest.raises(
+        DataError,
+        match=rf"{raw.reviews_file.name}: truncated gzip stream after "
+        r"\d+ lines; --lenient",
+    ):
         _prepare(raw, tmp_path / "out")
     assert not (tmp_path / "out").exists()
     skips = SkipLog()
@@ -705,12 +791,17 @@ def test_truncated_gzip_is_an_error_unless_lenient(raw14: fx.RawFixture, tmp_pat
     assert 0 < len(got) < 46 and skips.counts["file truncated or corrupt"] == 1
 
 
-@pytest.mark.parametrize(("damage", "message"), [
-    (lambda b: b[:len(b) // 2] + bytes([b[len(b) // 2] ^ 0xFF]) + b[len(b) // 2 + 1:],
-     "corrupt gzip stream"),
-    (lambda b: b[:-8] + bytes(8), "corrupt gzip stream after"),  # CRC and length zeroed
-    (lambda b: b"plain text, not gzip\n", "not a gzip file"),
-])
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (
+            lambda b: b[: len(b) // 2] + bytes([b[len(b) // 2] ^ 0xFF]) + b[len(b) // 2 + 1 :],
+            "corrupt gzip stream",
+        ),
+        (lambda b: b[:-8] + bytes(8), "corrupt gzip stream after"),  # CRC and length zeroed
+        (lambda b: b"plain text, not gzip\n", "not a gzip file"),
+    ],
+)
 def test_corrupt_gzip_is_an_error(tmp_path: Path, damage, message: str) -> None:
     path = tmp_path / "reviews_X_5.json.gz"
     fx._write_gz_lines(path, ['{"reviewerID": "u", "asin": "a", "unixReviewTime": 1}'] * 50)
@@ -735,19 +826,26 @@ def test_mostly_malformed_file_is_an_error_a_few_bad_lines_are_not(tmp_path: Pat
     skips = SkipLog()
     assert len(list(iter_reviews(path, skips))) == 5 and skips.total() == 5
     path.write_text("\n".join([good] * 4 + ["{broken"] * 5) + "\n")  # more than half
-    with pytest.raises(DataError, match=r"r\.json: 5 of 9 non-empty lines are malformed "
-                                        r"\(more than half; first line 5: malformed review"):
+    with pytest.raises(
+        DataError,
+        match=r"r\.json: 5 of 9 non-empty lines are malformed "
+        r"\(more than half; first line 5: malformed review",
+    ):
         list(iter_reviews(path))
     assert len(list(iter_reviews(path, lenient=True))) == 4
 
 
 def test_metadata_of_the_other_release_is_an_error_saying_so(tmp_path: Path) -> None:
     raw = fx.write_raw_2014(tmp_path / "raw", malformed_review=False, images=False)
-    lines = [json.dumps({"asin": a, "title": "t", "price": None, "category": ["x"]})
-             for a in fx.ITEMS]
+    lines = [
+        json.dumps({"asin": a, "title": "t", "price": None, "category": ["x"]}) for a in fx.ITEMS
+    ]
     fx._write_gz_lines(raw.meta_file, lines)
-    with pytest.raises(DataError, match=r"10 of 10 non-empty lines are malformed .*they are "
-                                        r"JSON: metadata of the 2018 release\?"):
+    with pytest.raises(
+        DataError,
+        match=r"10 of 10 non-empty lines are malformed .*they are "
+        r"JSON: metadata of the 2018 release\?",
+    ):
         _prepare(raw, tmp_path / "out")
     m = _prepare(raw, tmp_path / "lenient", lenient=True)
     assert m["counts"]["items_without_meta"] == 10
@@ -763,8 +861,9 @@ def test_metadata_of_another_category_is_an_error(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- finding the files
 
 
-def test_release_and_category_are_found_from_the_files(raw14: fx.RawFixture,
-                                                       raw18: fx.RawFixture) -> None:
+def test_release_and_category_are_found_from_the_files(
+    raw14: fx.RawFixture, raw18: fx.RawFixture
+) -> None:
     from mdr.data.parse import find_inputs
 
     f = find_inputs(raw14.root)
@@ -775,36 +874,49 @@ def test_release_and_category_are_found_from_the_files(raw14: fx.RawFixture,
     assert find_inputs(raw18.root, "tiny_2018").category == "Tiny_2018"  # letter case
 
 
-def test_several_categories_and_releases_need_a_choice(raw14: fx.RawFixture,
-                                                       tmp_path: Path) -> None:
+def test_several_categories_and_releases_need_a_choice(
+    raw14: fx.RawFixture, tmp_path: Path
+) -> None:
     from mdr.data.parse import find_inputs
 
     root = tmp_path / "mixed"
     root.mkdir()
-    for name in ("reviews_Toys_and_Games_5.json.gz", "Toys_and_Games_5.json",
-                 "meta_Toys_and_Games.json.gz", "My_Own_Shop_5.json.gz"):
+    for name in (
+        "reviews_Toys_and_Games_5.json.gz",
+        "Toys_and_Games_5.json",
+        "meta_Toys_and_Games.json.gz",
+        "My_Own_Shop_5.json.gz",
+    ):
         (root / name).write_bytes(raw14.reviews_file.read_bytes())
     with pytest.raises(DataError, match=r"several review files .* choose one with --category"):
         find_inputs(root)
     with pytest.raises(DataError, match=r"several review files .* choose one with --year"):
         find_inputs(root, "toys")  # the catalog alias
     f = find_inputs(root, "toys", 2018)
-    assert (f.year, f.category, f.reviews.name) == (2018, "Toys_and_Games",
-                                                    "Toys_and_Games_5.json")
+    assert (f.year, f.category, f.reviews.name) == (2018, "Toys_and_Games", "Toys_and_Games_5.json")
     assert f.meta is not None and f.meta.name == "meta_Toys_and_Games.json.gz"
-    with pytest.raises(DataError, match=r"found My_Own_Shop_5\.json\.gz but no metadata file: "
-                                        r"looked for meta_My_Own_Shop\.json\.gz, "
-                                        r"meta_My_Own_Shop\.json"):
+    with pytest.raises(
+        DataError,
+        match=r"found My_Own_Shop_5\.json\.gz but no metadata file: "
+        r"looked for meta_My_Own_Shop\.json\.gz, "
+        r"meta_My_Own_Shop\.json",
+    ):
         find_inputs(root, "My_Own_Shop")
     f = find_inputs(root, "My_Own_Shop", allow_missing_meta=True)
     assert (f.year, f.meta) == (2018, None)
-    with pytest.raises(DataError, match=r"no review file for category 'Garden': looked for "
-                                        r"reviews_Garden_5\.json\.gz, reviews_Garden_5\.json, "
-                                        r"Garden_5\.json\.gz, Garden_5\.json; review files "
-                                        r"present for: My_Own_Shop \(2018\), Toys_and_Games"):
+    with pytest.raises(
+        DataError,
+        match=r"no review file for category 'Garden': looked for "
+        r"reviews_Garden_5\.json\.gz, reviews_Garden_5\.json, "
+        r"Garden_5\.json\.gz, Garden_5\.json; review files "
+        r"present for: My_Own_Shop \(2018\), Toys_and_Games",
+    ):
         find_inputs(root, "Garden")
-    with pytest.raises(DataError, match=r"looked for reviews_office_5\.json\.gz, .*"
-                                        r"reviews_Office_Products_5\.json\.gz, "):
+    with pytest.raises(
+        DataError,
+        match=r"looked for reviews_office_5\.json\.gz, .*"
+        r"reviews_Office_Products_5\.json\.gz, ",
+    ):
         find_inputs(root, "office", 2014)  # an alias: both names
     with pytest.raises(DataError, match="not a valid name"):
         find_inputs(root, "../etc")
@@ -822,22 +934,28 @@ def test_prepare_without_metadata(tmp_path: Path) -> None:
     assert (ds.labels["shape"] == -1).all() and (ds.labels["colour"] == -1).all()
 
 
-AMAZON2018 = Path(os.environ.get("MDR_AMAZON2018_DIR") or
-                  Path(__file__).resolve().parents[1] / ".." / "shared" / "data" /
-                  "amazon2018-small")
+AMAZON2018 = Path(
+    os.environ.get("MDR_AMAZON2018_DIR")
+    or Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "amazon2018-small"
+)
 
 
-@pytest.mark.skipif(not (AMAZON2018 / "Magazine_Subscriptions_5.json.gz").is_file(),
-                    reason="the real 2018 files are not here")
+@pytest.mark.skipif(
+    not (AMAZON2018 / "Magazine_Subscriptions_5.json.gz").is_file(),
+    reason="the real 2018 files are not here",
+)
 def test_real_2018_magazine_subscriptions(tmp_path: Path) -> None:
     """The real files exactly as published: 5-core on the published lines, then one
     behaviour per pair (the figures the README reports)."""
     cfg = replace(CFG, k_core=5, n_neg=20, w2v_min_count=5)
-    m = pp.prepare(AMAZON2018, tmp_path / "mag", "Magazine_Subscriptions", cfg=cfg,
-                   progress=False)
+    m = pp.prepare(AMAZON2018, tmp_path / "mag", "Magazine_Subscriptions", cfg=cfg, progress=False)
     c = m["counts"]
     assert (c["users"], c["items"], c["behaviors"], c["behaviors_distinct"]) == (
-        326, 138, 2236, 2171)
+        326,
+        138,
+        2236,
+        2171,
+    )
     assert (c["exact_duplicates_removed"], c["repeated_pairs_removed"]) == (36, 29)
     assert m["skips"]["counts"]["repeated meta line (first kept)"] == 89
     assert m["source"]["year"] == 2018 and c["reviews_parsed"] == 2375

@@ -9,8 +9,9 @@ import pytest
 from mdr.results import results_dataset, results_dir
 
 
-def test_env_wins_then_nearest_results_with_reported(tmp_path: Path,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_env_wins_then_nearest_results_with_reported(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     (tmp_path / "repo" / "results" / "reported").mkdir(parents=True)
     deep = tmp_path / "repo" / "notebooks" / "sub"
     deep.mkdir(parents=True)

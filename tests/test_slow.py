@@ -23,8 +23,11 @@ CONFIG = Path(__file__).resolve().parent.parent / "benchmarks" / "configs" / "md
 
 
 def _digest(folder: Path) -> dict[str, str]:
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 @pytest.fixture(scope="module")
@@ -35,13 +38,17 @@ def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def test_small_shop_and_its_preparation_are_reproducible(data_root: Path,
-                                                         tmp_path: Path) -> None:
+def test_small_shop_and_its_preparation_are_reproducible(data_root: Path, tmp_path: Path) -> None:
     small = data_root / "raw" / "synthetic-small"
     generate("small", seed=0, out=tmp_path / "raw", progress=False)
     assert _digest(tmp_path / "raw") == _digest(small)
-    prepare(tmp_path / "raw", tmp_path / "proc", category="Synthetic",
-            cfg=PrepareConfig(image_size=SYNTHETIC_IMAGE_SIZE), progress=False)
+    prepare(
+        tmp_path / "raw",
+        tmp_path / "proc",
+        category="Synthetic",
+        cfg=PrepareConfig(image_size=SYNTHETIC_IMAGE_SIZE),
+        progress=False,
+    )
     a = ProcessedDataset.open(data_root / "proc" / "synthetic-small")
     b = ProcessedDataset.open(tmp_path / "proc")
     assert np.array_equal(a.eval_lists["test"], b.eval_lists["test"])
@@ -58,8 +65,9 @@ LEARNS = {"mdr": 0.73, "beta_vae": 0.69, "abae": 0.66, "din_pp": 0.71, "din": 0.
 MAX_EPOCHS = 60  # train.epochs of mdr_synthetic.yaml
 
 
-def test_every_representation_model_learns_with_its_default_training(data_root: Path,
-                                                                    tmp_path: Path) -> None:
+def test_every_representation_model_learns_with_its_default_training(
+    data_root: Path, tmp_path: Path
+) -> None:
     """The table's own runs (default config, early stopping) on the small shop, seed 0:
     each beats its floor, and early stopping fired before the epoch budget ran out."""
     import csv
@@ -67,11 +75,23 @@ def test_every_representation_model_learns_with_its_default_training(data_root: 
 
     from tests.helpers import run_benchmark
 
-    env = {**os.environ, "MDR_DATA": str(data_root), "PYTHONHASHSEED": "0",
-           "MPLBACKEND": "Agg"}
-    res = run_benchmark("table2", "--seeds", "1", "--models", *LEARNS, "--tag", "learns",
-                        "--jobs", "2", "-q", "--results", str(tmp_path / "results"), env=env,
-                        timeout=3000)
+    env = {**os.environ, "MDR_DATA": str(data_root), "PYTHONHASHSEED": "0", "MPLBACKEND": "Agg"}
+    res = run_benchmark(
+        "table2",
+        "--seeds",
+        "1",
+        "--models",
+        *LEARNS,
+        "--tag",
+        "learns",
+        "--jobs",
+        "2",
+        "-q",
+        "--results",
+        str(tmp_path / "results"),
+        env=env,
+        timeout=3000,
+    )
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
     with (tmp_path / "results" / "synthetic-small" / "table2_learns.csv").open() as fh:
         table = {r["model"]: r for r in csv.DictReader(fh)}

@@ -78,13 +78,14 @@ def tiny_model(tiny_proc: Path) -> tuple:
     return ds, model, reps, eval_samples(ds, "test", 20)
 
 
-def _reference_scores(model: torch.nn.Module, reps: torch.Tensor,
-                      samples: dict[str, np.ndarray], rows: int) -> np.ndarray:
+def _reference_scores(
+    model: torch.nn.Module, reps: torch.Tensor, samples: dict[str, np.ndarray], rows: int
+) -> np.ndarray:
     """The straightforward scoring: ``rows`` users per model.score call, in order."""
     out = []
     with torch.no_grad():
         for lo in range(0, len(samples["user"]), rows):
-            t = {k: torch.from_numpy(v[lo:lo + rows]) for k, v in samples.items()}
+            t = {k: torch.from_numpy(v[lo : lo + rows]) for k, v in samples.items()}
             out.append(model.score(reps, t["hist"], t["hist_mask"], t["cands"], t["user"]))
     return torch.cat(out).double().numpy()
 
@@ -102,8 +103,7 @@ def test_sampled_scores_match_reference(tiny_model: tuple) -> None:
     got = sampled_scores(model, reps, samples, 512, dev)
     assert got.shape == (ds.n_users, n_cands) and got.dtype == np.float64
     np.testing.assert_array_equal(got, _reference_scores(model, reps, samples, 512))
-    np.testing.assert_allclose(got, _reference_scores(model, reps, samples, 1), rtol=0,
-                               atol=1e-5)
+    np.testing.assert_allclose(got, _reference_scores(model, reps, samples, 1), rtol=0, atol=1e-5)
     assert model.training is False
 
 
@@ -150,16 +150,33 @@ def test_quick_suite_smoke(speed: ModuleType, tmp_path: Path) -> None:
     (js,) = out.glob("*.json")
     assert js.name.endswith("-quick.json")
     r = json.loads(js.read_text())
-    for key in ("created", "git_commit", "versions", "device", "data", "loader", "training",
-                "encoding", "evaluation", "efficiency", "headline"):
+    for key in (
+        "created",
+        "git_commit",
+        "versions",
+        "device",
+        "data",
+        "loader",
+        "training",
+        "encoding",
+        "evaluation",
+        "efficiency",
+        "headline",
+    ):
         assert key in r, key
     assert r["dataset"] == "synthetic-tiny" and r["quick"] is True
     assert all(math.isfinite(v) for v in _numbers(r))
-    rates = [r["loader"]["samples_per_s"], r["evaluation"]["sampled_users_per_s"],
-             r["evaluation"]["full_rank_users_per_s"], r["efficiency"]["mdr_achieved_gflops"],
-             r["efficiency"]["matmul"]["gflops"], r["efficiency"]["conv2d"]["gflops"],
-             r["encoding"]["naive"]["samples_per_s"], r["data"]["prepare"]["wall_s"],
-             r["data"]["prepare"]["peak_rss_mb"]]
+    rates = [
+        r["loader"]["samples_per_s"],
+        r["evaluation"]["sampled_users_per_s"],
+        r["evaluation"]["full_rank_users_per_s"],
+        r["efficiency"]["mdr_achieved_gflops"],
+        r["efficiency"]["matmul"]["gflops"],
+        r["efficiency"]["conv2d"]["gflops"],
+        r["encoding"]["naive"]["samples_per_s"],
+        r["data"]["prepare"]["wall_s"],
+        r["data"]["prepare"]["peak_rss_mb"],
+    ]
     rates += [r["training"][k]["samples_per_s"] for k in ("mdr", "din", "deepctr_din")]
     assert all(v > 0 for v in rates), rates
     assert r["evaluation"]["full_rank_users"] == r["evaluation"]["users"] == 150

@@ -81,8 +81,13 @@ def _sha256_tree(root: Path) -> dict[str, str]:
 
 def test_files_exist_and_parse_as_amazon_2014(shop: Path, factors: dict, reviews: list) -> None:
     cfg = syn.SIZES["tiny"]
-    assert {p.name for p in shop.iterdir()} == {REVIEWS, META, "images", "factors.json",
-                                                 ".mdr-output.json"}  # the ownership marker
+    assert {p.name for p in shop.iterdir()} == {
+        REVIEWS,
+        META,
+        "images",
+        "factors.json",
+        ".mdr-output.json",
+    }  # the ownership marker
     assert json.loads((shop / ".mdr-output.json").read_text())["kind"] == syn.OUTPUT_KIND
     assert len(reviews) == cfg.n_behaviors
     metas = list(iter_meta(shop / META, fmt="amazon2014", strict=True))
@@ -104,8 +109,17 @@ def test_review_and_meta_lines_have_the_2014_fields(shop: Path) -> None:
 
     with gzip.open(shop / REVIEWS, "rt", encoding="utf-8") as fh:
         first = json.loads(fh.readline())
-    assert list(first) == ["reviewerID", "asin", "reviewerName", "helpful", "reviewText",
-                           "overall", "summary", "unixReviewTime", "reviewTime"]  # fmt: skip
+    assert list(first) == [
+        "reviewerID",
+        "asin",
+        "reviewerName",
+        "helpful",
+        "reviewText",
+        "overall",
+        "summary",
+        "unixReviewTime",
+        "reviewTime",
+    ]
     assert first["helpful"] == [0, 0] and first["overall"] in {1.0, 2.0, 3.0, 4.0, 5.0}
     assert re.fullmatch(r"\d\d \d\d, \d{4}", first["reviewTime"])
     import datetime as dt
@@ -175,7 +189,9 @@ def test_same_seed_is_byte_identical_other_seed_differs(shop: Path, tmp_path: Pa
     other = tmp_path / "other"
     syn.generate("tiny", seed=1, out=other, progress=False)
     a, b = _sha256_tree(shop), _sha256_tree(other)
-    assert a[REVIEWS] != b[REVIEWS] and a[META] != b[META] and a["factors.json"] != b["factors.json"]
+    assert (
+        a[REVIEWS] != b[REVIEWS] and a[META] != b[META] and a["factors.json"] != b["factors.json"]
+    )
 
 
 def test_output_does_not_depend_on_the_number_of_workers(shop: Path, tmp_path: Path) -> None:
@@ -226,12 +242,21 @@ def test_factor_kinds_and_names(factors: dict) -> None:
     f = factors["factors"]
     assert factors["name"] == "synthetic-tiny" and factors["seed"] == 0
     assert {v["kind"] for v in f.values()} == set(syn.KINDS)
-    expected = {"colour": "visual_dominant", "size": "text_dominant", "shape": "visual_only",
-                "pattern": "visual_only", "material": "text_only", "brand": "text_only",
-                "background": "nuisance", "position": "nuisance"}  # fmt: skip
+    expected = {
+        "colour": "visual_dominant",
+        "size": "text_dominant",
+        "shape": "visual_only",
+        "pattern": "visual_only",
+        "material": "text_only",
+        "brand": "text_only",
+        "background": "nuisance",
+        "position": "nuisance",
+    }
     for name, kind in expected.items():
         assert f[name]["kind"] == kind
-    assert f["colour"]["modalities"] == ["image", "text"] and f["material"]["modalities"] == ["text"]
+    assert f["colour"]["modalities"] == ["image", "text"] and f["material"]["modalities"] == [
+        "text"
+    ]
     assert len(f["shape"]["values"]) >= 6
     assert f["pattern"]["values"] == ["plain", "stripes", "dots", "checks"]
 
@@ -248,8 +273,12 @@ def test_visual_only_factors_never_reach_the_text() -> None:
     words = syn.vocabulary()
     for name in ("shape", "pattern"):
         for value in syn.FACTOR_BY_NAME[name].values:
-            forms = {f for t in _tokens(value) if len(t) > 1
-                     for f in (t, t.removesuffix("s"), t.removesuffix("es"))}  # fmt: skip
+            forms = {
+                f
+                for t in _tokens(value)
+                if len(t) > 1
+                for f in (t, t.removesuffix("s"), t.removesuffix("es"))
+            }
             assert not forms & words, (name, value)  # e.g. "dresses", "dress", "stripes"
 
 
@@ -291,9 +320,14 @@ def test_size_words_in_most_reviews_and_material_words_only_in_text(
 
 def test_images_ignore_text_only_factors() -> None:
     items = _make_items(20, seed=3)
-    swapped = replace(items, values={**items.values,
-                                     "material": (items.values["material"] + 1) % 8,
-                                     "brand": (items.values["brand"] + 5) % 12})  # fmt: skip
+    swapped = replace(
+        items,
+        values={
+            **items.values,
+            "material": (items.values["material"] + 1) % 8,
+            "brand": (items.values["brand"] + 5) % 12,
+        },
+    )
     p, q = _image_params(items, 3), _image_params(swapped, 3)
     for i in range(20):
         assert np.array_equal(syn.render_image(p, i), syn.render_image(q, i))
@@ -320,11 +354,16 @@ def test_image_pixels_show_the_colour(shop: Path, factors: dict) -> None:
 def test_drawn_scale_follows_size() -> None:
     items = _make_items(200, seed=5)
     p = _image_params(items, 5)
-    area = np.array([
-        _silhouette_mask(syn.FACTOR_BY_NAME["shape"].values[int(p["shape"][i])],
-                         *map(float, p["centre"][i]), float(p["size_px"][i])).mean()
-        for i in range(200)
-    ])  # fmt: skip
+    area = np.array(
+        [
+            _silhouette_mask(
+                syn.FACTOR_BY_NAME["shape"].values[int(p["shape"][i])],
+                *map(float, p["centre"][i]),
+                float(p["size_px"][i]),
+            ).mean()
+            for i in range(200)
+        ]
+    )
     means = [area[items.values["size"] == k].mean() for k in range(4)]
     assert means == sorted(means) and means[-1] > 2 * means[0]
 

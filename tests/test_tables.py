@@ -48,8 +48,17 @@ def test_table1_on_the_tiny_shop(tmp_path: Path, cli_env: dict[str, str]) -> Non
 def test_table1_of_real_data_outside_the_paper_is_not_called_synthetic() -> None:
     from benchmarks.paper.table1 import markdown
 
-    ours = [{"source": "reproduced", "dataset": "magazine", "users": 326, "items": 138,
-             "categories": 61, "behaviors": 2236, "sparsity_percent": 4.97}]
+    ours = [
+        {
+            "source": "reproduced",
+            "dataset": "magazine",
+            "users": 326,
+            "items": 138,
+            "categories": 61,
+            "behaviors": 2236,
+            "sparsity_percent": 4.97,
+        }
+    ]
     md = markdown(ours, "magazine", {}, synthetic=False)
     assert "Synthetic" not in md and "Not one of the paper's categories" in md
     assert "| paper | Office | 4905 | 2420 | 279 | 53258 | 0.449 |" in md
@@ -69,8 +78,16 @@ def table_results(tmp_path_factory: pytest.TempPathFactory, data_root: Path) -> 
 
 def test_table2_every_cell_is_measured(table_results: Path) -> None:
     table = rows(table_results / "table2_quick.csv")
-    assert [r["model"] for r in table] == ["wide_deep", "pnn", "deepfm", "beta_vae", "abae",
-                                           "din_pp", "din", "mdr"]
+    assert [r["model"] for r in table] == [
+        "wide_deep",
+        "pnn",
+        "deepfm",
+        "beta_vae",
+        "abae",
+        "din_pp",
+        "din",
+        "mdr",
+    ]
     for r in table:
         for m in ("gauc", "auc", "ndcg@10", "hr@10"):
             value = float(r[f"{m}_mean"])
@@ -95,14 +112,25 @@ def test_table3_pairs_mdr_with_its_ablation(table_results: Path) -> None:
     table = {r["model"]: r for r in rows(table_results / "table3_quick.csv")}
     assert set(table) == {"mdr", "mdr_wo_ic"}
     ablations = [r["model"] for r in rows(table_results / "ablations_quick.csv")]
-    assert ablations == ["mdr", "mdr_wo_ws", "mdr_no_fusion", "mdr_image_only",
-                         "mdr_text_only", "mdr_dense_aspects"]
+    assert ablations == [
+        "mdr",
+        "mdr_wo_ws",
+        "mdr_no_fusion",
+        "mdr_image_only",
+        "mdr_text_only",
+        "mdr_dense_aspects",
+    ]
     md = (table_results / "ablations_quick.md").read_text()
-    assert md.count("| MDR vs ") == 5 * 2  # each ablation on GAUC and NDCG@10 (--quick ranks no items)
+    assert (
+        md.count("| MDR vs ") == 5 * 2
+    )  # each ablation on GAUC and NDCG@10 (--quick ranks no items)
     comparisons = rows(table_results / "ablations_quick.comparisons.csv")
     assert {r["b"] for r in comparisons} == set(ablations[1:])
-    assert all(r["ci_low"] and float(r["ci_low"]) <= float(r["ci_high"]) for r in comparisons
-               if r["metric"] != "full_ndcg@10")
+    assert all(
+        r["ci_low"] and float(r["ci_low"]) <= float(r["ci_high"])
+        for r in comparisons
+        if r["metric"] != "full_ndcg@10"
+    )
     for r in table.values():
         assert math.isfinite(float(r["gauc_mean"]))
     run_cfgs = sorted((table_results / "runs").glob("mdr_wo_ic-*/config.yaml"))
@@ -117,8 +145,9 @@ def test_finished_runs_are_reused(table_results: Path, data_root: Path) -> None:
     assert "7 run(s) reused, 0 to run" in again.stdout
 
 
-def test_the_quick_table_is_the_same_bytes_twice(table_results: Path, data_root: Path,
-                                                 tmp_path: Path) -> None:
+def test_the_quick_table_is_the_same_bytes_twice(
+    table_results: Path, data_root: Path, tmp_path: Path
+) -> None:
     """The same code, data and seeds write the same table: nothing depends on timing, the
     order the runs finish in, or the machine's number of cores."""
     import os
@@ -131,27 +160,34 @@ def test_the_quick_table_is_the_same_bytes_twice(table_results: Path, data_root:
 
 def test_tag_and_quick_suffixes_never_overwrite_the_default_table() -> None:
     from benchmarks.paper.tables import parse_options
+
     assert parse_options([], "doc").suffix == ""
     equal = parse_options(["--epochs", "6", "--tag", "e6"], "doc")
     assert (equal.suffix, equal.epochs) == ("_e6", 6)
     assert parse_options(["--quick", "--tag", "x"], "doc").suffix == "_quick_x"
-    budget = parse_options(["--models", "pnn", "mdr", "--epochs", "20", "--patience", "3",
-                            "--tag", "e20"], "doc")
+    budget = parse_options(
+        ["--models", "pnn", "mdr", "--epochs", "20", "--patience", "3", "--tag", "e20"], "doc"
+    )
     assert (budget.models, budget.patience, budget.suffix) == (("pnn", "mdr"), 3, "_e20")
 
 
-@pytest.mark.parametrize(("args", "says"), [
-    (["--seeds", "0"], "argument --seeds: must be from 1 to 100, got 0"),
-    (["--jobs", "-1"], "argument --jobs: must be from 1 to 256, got -1"),
-    (["--set", "train.lr"], "--set 'train.lr': expected KEY=VALUE"),
-    (["--models", "transformer"], "--models ['transformer']: not in table2"),
-    (["--dataset", "nowhere"], "unknown dataset 'nowhere'"),
-])
-def test_a_bad_table_argument_is_one_line(args: list[str], says: str, tmp_path: Path,
-                                          cli_env: dict[str, str]) -> None:
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--seeds", "0"], "argument --seeds: must be from 1 to 100, got 0"),
+        (["--jobs", "-1"], "argument --jobs: must be from 1 to 256, got -1"),
+        (["--set", "train.lr"], "--set 'train.lr': expected KEY=VALUE"),
+        (["--models", "transformer"], "--models ['transformer']: not in table2"),
+        (["--dataset", "nowhere"], "unknown dataset 'nowhere'"),
+    ],
+)
+def test_a_bad_table_argument_is_one_line(
+    args: list[str], says: str, tmp_path: Path, cli_env: dict[str, str]
+) -> None:
     env = {**cli_env, "MDR_DATA": str(tmp_path / "data")}
-    res = run_benchmark("table2", *args, "--results", str(tmp_path / "results"), env=env,
-                        timeout=300)
+    res = run_benchmark(
+        "table2", *args, "--results", str(tmp_path / "results"), env=env, timeout=300
+    )
     assert res.returncode == 2 and res.stderr.count("\n") == 1, res.stderr
     assert res.stderr.startswith("table2") and says in res.stderr, res.stderr
     assert not (tmp_path / "results").exists() and not (tmp_path / "data").exists()

@@ -45,8 +45,14 @@ class TinyRec(nn.Module):
     def encode_items(self, items: Tensor) -> Tensor:
         return self.item(items)  # (n, D)
 
-    def score(self, reps: Tensor, hist: Tensor, hist_mask: Tensor, cands: Tensor,
-              user: Tensor | None = None) -> Tensor:
+    def score(
+        self,
+        reps: Tensor,
+        hist: Tensor,
+        hist_mask: Tensor,
+        cands: Tensor,
+        user: Tensor | None = None,
+    ) -> Tensor:
         m = hist_mask.unsqueeze(-1).float()  # (B, H, 1)
         q = (reps[hist] * m).sum(1) / m.sum(1).clamp(min=1.0)  # (B, D)
         if user is not None:
@@ -55,8 +61,13 @@ class TinyRec(nn.Module):
         return (reps[cands] * q.unsqueeze(1)).sum(-1)  # (B, C)
 
     def predict(self, batch: dict[str, Tensor]) -> Tensor:
-        return self.score(self.item.weight, batch["hist"], batch["hist_mask"],
-                          batch["cand"].unsqueeze(1), batch["user"])[:, 0]
+        return self.score(
+            self.item.weight,
+            batch["hist"],
+            batch["hist_mask"],
+            batch["cand"].unsqueeze(1),
+            batch["user"],
+        )[:, 0]
 
     def target(self, batch: dict[str, Tensor]) -> Tensor:
         return batch["label"]
@@ -80,9 +91,17 @@ register("saboteur_test", lambda cfg, f: SaboteurRec(cfg, f), replace=True)
 
 
 def make_cfg(**overrides: Any) -> RunConfig:
-    base = {"model.name": "tiny_test", "model.id_dim": 8, "train.epochs": 3,
-            "train.batch_size": 16, "train.lr": 0.05, "train.patience": 10, "train.max_hist": 5,
-            "train.eval_batch_size": 8, "seed": 3}
+    base = {
+        "model.name": "tiny_test",
+        "model.id_dim": 8,
+        "train.epochs": 3,
+        "train.batch_size": 16,
+        "train.lr": 0.05,
+        "train.patience": 10,
+        "train.max_hist": 5,
+        "train.eval_batch_size": 8,
+        "seed": 3,
+    }
     return apply_overrides(RunConfig(), base | overrides)
 
 
@@ -105,8 +124,18 @@ def read_test_json(run: Path) -> dict[str, Any]:
 
 
 def test_registry_names_and_unknown_model() -> None:
-    assert {"mdr", "beta_vae", "abae", "din_pp", "din", "tiny_test", "image_factors",
-            "wide_deep", "pnn", "deepfm"} <= set(known_models())  # the last 3: entry points
+    assert {
+        "mdr",
+        "beta_vae",
+        "abae",
+        "din_pp",
+        "din",
+        "tiny_test",
+        "image_factors",
+        "wide_deep",
+        "pnn",
+        "deepfm",
+    } <= set(known_models())  # the last 3: entry points
     with pytest.raises(ConfigError, match=r"unknown model 'nope'.*abae.*mdr"):
         build_model("nope", RunConfig(), ItemFeatures(n_items=3, n_users=2))
     with pytest.raises(ValueError, match="already registered"):
@@ -144,8 +173,16 @@ def test_run_folder_contents(data: Path, tmp_path: Path) -> None:
     steps = -(-2 * n_pos // 16)
     assert [r["step"] for r in rows] == [steps, 2 * steps, 3 * steps]
     for r in rows:
-        assert {"train/loss", "train/bce", "train/l2", "valid/gauc", "valid/auc",
-                "valid/ndcg@10", "valid/hr@10", "best_epoch"} <= set(r)
+        assert {
+            "train/loss",
+            "train/bce",
+            "train/l2",
+            "valid/gauc",
+            "valid/auc",
+            "valid/ndcg@10",
+            "valid/hr@10",
+            "best_epoch",
+        } <= set(r)
         assert set(r) >= TIME_KEYS and r["samples_per_s"] > 0 and r["train_samples"] == 2 * n_pos
         assert r["train/loss"] == pytest.approx(r["train/bce"] + r["train/l2"], rel=1e-5)
     assert result == read_test_json(run)
@@ -184,6 +221,7 @@ def kill_at(epoch: int, step_in_epoch: int, steps_per_epoch: int) -> Any:
     def hook(e: int, step: int) -> None:
         if e == epoch and step == (epoch - 1) * steps_per_epoch + step_in_epoch:
             raise Killed
+
     return hook
 
 
@@ -226,8 +264,13 @@ def test_resume_refuses_a_different_config(data: Path, tmp_path: Path) -> None:
     cfg = make_cfg(**{"train.epochs": 1})
     train(cfg, data, tmp_path / "run", progress=False)
     with pytest.raises(RunError, match=r"different config \(train.lr differ"):
-        train(apply_overrides(cfg, {"train.lr": 0.1, "train.epochs": 2}), data, tmp_path / "run",
-              resume=True, progress=False)
+        train(
+            apply_overrides(cfg, {"train.lr": 0.1, "train.epochs": 2}),
+            data,
+            tmp_path / "run",
+            resume=True,
+            progress=False,
+        )
 
 
 def test_refuses_to_overwrite_unless_asked(data: Path, tmp_path: Path) -> None:
@@ -237,6 +280,7 @@ def test_refuses_to_overwrite_unless_asked(data: Path, tmp_path: Path) -> None:
         train(cfg, data, tmp_path / "run", progress=False)
     again = train(cfg, data, tmp_path / "run", progress=False, overwrite=True)
     assert again == first
+
     def kill_in_epoch_2(epoch: int, step: int) -> None:
         if epoch == 2:
             raise Killed
@@ -248,8 +292,9 @@ def test_refuses_to_overwrite_unless_asked(data: Path, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("content", ["garbage", "foreign", "pickle"])
-def test_corrupt_or_foreign_checkpoint_is_a_clear_error(data: Path, tmp_path: Path,
-                                                        content: str) -> None:
+def test_corrupt_or_foreign_checkpoint_is_a_clear_error(
+    data: Path, tmp_path: Path, content: str
+) -> None:
     cfg = make_cfg(**{"train.epochs": 1})
     run = tmp_path / "run"
     train(cfg, data, run, progress=False)
@@ -267,10 +312,17 @@ def test_corrupt_or_foreign_checkpoint_is_a_clear_error(data: Path, tmp_path: Pa
         evaluate_run(run, progress=False)
 
 
-def test_early_stopping_selects_best_epoch_and_tests_best_weights(data: Path,
-                                                                  tmp_path: Path) -> None:
-    cfg = make_cfg(**{"model.name": "saboteur_test", "train.epochs": 8, "train.patience": 2,
-                      "train.max_steps_per_epoch": 6})
+def test_early_stopping_selects_best_epoch_and_tests_best_weights(
+    data: Path, tmp_path: Path
+) -> None:
+    cfg = make_cfg(
+        **{
+            "model.name": "saboteur_test",
+            "train.epochs": 8,
+            "train.patience": 2,
+            "train.max_steps_per_epoch": 6,
+        }
+    )
     run = tmp_path / "run"
     result = train(cfg, data, run, progress=False)
     rows = lines(run)
@@ -290,8 +342,12 @@ def test_early_stopping_selects_best_epoch_and_tests_best_weights(data: Path,
     last.load_state_dict(torch.load(run / "checkpoint.pt", weights_only=True)["model"])
     assert evaluate_model(last, ds, "valid", 5, 8)["gauc"] == gaucs[-1] != gaucs[0]
     # patience 0 disables early stopping; the selection still uses the best epoch
-    never = train(apply_overrides(cfg, {"train.patience": 0, "train.epochs": 4}), data,
-                  tmp_path / "never", progress=False)
+    never = train(
+        apply_overrides(cfg, {"train.patience": 0, "train.epochs": 4}),
+        data,
+        tmp_path / "never",
+        progress=False,
+    )
     assert never["epochs_run"] == 4 and never["best_epoch"] == 1 and not never["stopped_early"]
 
 
@@ -310,11 +366,20 @@ def test_full_ranking_matches_brute_force(data: Path, monkeypatch: pytest.Monkey
     with torch.no_grad():
         reps = model.item.weight
         cands = torch.arange(ds.n_items).expand(ds.n_users, -1)
-        scores = model.score(reps, torch.from_numpy(s["hist"]), torch.from_numpy(s["hist_mask"]),
-                             cands, torch.from_numpy(s["user"])).numpy()
-        listed = model.score(reps, torch.from_numpy(s["hist"]),
-                             torch.from_numpy(s["hist_mask"]), torch.from_numpy(s["cands"]),
-                             torch.from_numpy(s["user"])).numpy()
+        scores = model.score(
+            reps,
+            torch.from_numpy(s["hist"]),
+            torch.from_numpy(s["hist_mask"]),
+            cands,
+            torch.from_numpy(s["user"]),
+        ).numpy()
+        listed = model.score(
+            reps,
+            torch.from_numpy(s["hist"]),
+            torch.from_numpy(s["hist_mask"]),
+            torch.from_numpy(s["cands"]),
+            torch.from_numpy(s["user"]),
+        ).numpy()
     seen = user_seen(ds, "test").toarray()
     pos = s["cands"][:, 0]
     ranks = []
@@ -352,9 +417,18 @@ def test_cuda_unavailable_is_a_clear_error(data: Path, tmp_path: Path) -> None:
 
 def test_mdr_one_epoch_smoke(data: Path, tmp_path: Path) -> None:
     pytest.importorskip("mdr.models.mdr", reason="mdr/models/mdr.py not written yet")
-    cfg = apply_overrides(RunConfig(), {
-        "train.epochs": 1, "train.batch_size": 32, "train.max_hist": 5, "train.eval_batch_size": 16,
-        "model.n_aspects": 4, "model.max_text_len": 6, "seed": 0})
+    cfg = apply_overrides(
+        RunConfig(),
+        {
+            "train.epochs": 1,
+            "train.batch_size": 32,
+            "train.max_hist": 5,
+            "train.eval_batch_size": 16,
+            "model.n_aspects": 4,
+            "model.max_text_len": 6,
+            "seed": 0,
+        },
+    )
     result = train(cfg, data, tmp_path / "run", progress=False)
     row = lines(tmp_path / "run")[0]
     assert np.isfinite(row["train/loss"])
@@ -363,11 +437,23 @@ def test_mdr_one_epoch_smoke(data: Path, tmp_path: Path) -> None:
 
 def test_mdr_resume_equality(data: Path, tmp_path: Path) -> None:
     pytest.importorskip("mdr.models.mdr", reason="mdr/models/mdr.py not written yet")
-    cfg = apply_overrides(RunConfig(), {
-        "train.epochs": 2, "train.batch_size": 32, "train.max_hist": 5, "train.eval_batch_size": 16,
-        "train.max_steps_per_epoch": 3, "model.n_aspects": 4, "model.max_text_len": 6,
-        "model.image_channels": [8, 8, 8, 8], "model.text_hidden": 8, "model.att_hidden": [8],
-        "model.mlp_hidden": [16, 8], "seed": 1})
+    cfg = apply_overrides(
+        RunConfig(),
+        {
+            "train.epochs": 2,
+            "train.batch_size": 32,
+            "train.max_hist": 5,
+            "train.eval_batch_size": 16,
+            "train.max_steps_per_epoch": 3,
+            "model.n_aspects": 4,
+            "model.max_text_len": 6,
+            "model.image_channels": [8, 8, 8, 8],
+            "model.text_hidden": 8,
+            "model.att_hidden": [8],
+            "model.mlp_hidden": [16, 8],
+            "seed": 1,
+        },
+    )
     full = train(cfg, data, tmp_path / "full", progress=False)
     with pytest.raises(Killed):
         train(cfg, data, tmp_path / "resumed", progress=False, on_step=kill_at(2, 2, 3))
@@ -395,8 +481,7 @@ def test_rng_states_round_trip_on_the_cpu() -> None:
 def test_amp_changes_nothing_on_the_cpu(data: Path, tmp_path: Path) -> None:
     cfg = make_cfg(**{"train.epochs": 1})
     plain = train(cfg, data, tmp_path / "fp32", progress=False)
-    amp = train(apply_overrides(cfg, {"train.amp": True}), data, tmp_path / "amp",
-                progress=False)
+    amp = train(apply_overrides(cfg, {"train.amp": True}), data, tmp_path / "amp", progress=False)
     assert amp == plain
     assert lines(tmp_path / "amp") == lines(tmp_path / "fp32")
 
@@ -421,21 +506,25 @@ def test_a_run_is_tied_to_its_data(data: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
     train(cfg, data, run, progress=False)
     other = _other_data(data, tmp_path)
-    with pytest.raises(RunError, match=r"trained on .*fingerprint.*other data.*"
-                                       r"--allow-other-data"):
+    with pytest.raises(
+        RunError,
+        match=r"trained on .*fingerprint.*other data.*"
+        r"--allow-other-data",
+    ):
         evaluate_run(run, data=other, progress=False)
     with pytest.raises(RunError, match="other data"):
         load_run(run, other)
     with pytest.raises(RunError, match="other data"):
-        train(apply_overrides(cfg, {"train.epochs": 2}), other, run, resume=True,
-              progress=False)
+        train(apply_overrides(cfg, {"train.epochs": 2}), other, run, resume=True, progress=False)
     assert evaluate_run(run, data=other, progress=False, allow_other_data=True)["gauc"] > 0
     # the same data elsewhere (a copy of the folder) is the same data
     import shutil
 
     shutil.copytree(data, tmp_path / "copy")
-    assert evaluate_run(run, data=tmp_path / "copy", progress=False)["gauc"] == \
-        evaluate_run(run, progress=False)["gauc"]
+    assert (
+        evaluate_run(run, data=tmp_path / "copy", progress=False)["gauc"]
+        == evaluate_run(run, progress=False)["gauc"]
+    )
 
 
 def test_an_unfinished_run_is_refused_unless_asked(data: Path, tmp_path: Path) -> None:
@@ -480,10 +569,14 @@ class ItemRec(TinyRec):
 register("item_rec_test", lambda cfg, f: ItemRec(cfg, f), replace=True)
 
 
-def test_item_level_pretraining_is_epoch_0_and_resumes_exactly(data: Path,
-                                                              tmp_path: Path) -> None:
-    cfg = make_cfg(**{"model.name": "item_rec_test", "train.pretrain_epochs": 3,
-                      "train.pretrain_batch_size": 8})
+def test_item_level_pretraining_is_epoch_0_and_resumes_exactly(data: Path, tmp_path: Path) -> None:
+    cfg = make_cfg(
+        **{
+            "model.name": "item_rec_test",
+            "train.pretrain_epochs": 3,
+            "train.pretrain_batch_size": 8,
+        }
+    )
     full = train(cfg, data, tmp_path / "full", progress=False)
     rows = lines(tmp_path / "full")
     assert [r["epoch"] for r in rows] == [0, 1, 2, 3]
@@ -492,15 +585,25 @@ def test_item_level_pretraining_is_epoch_0_and_resumes_exactly(data: Path,
     assert full["best_epoch"] >= 1  # the pretrained state is logged, never selected
     # killed in the first joint epoch, after the pretraining's checkpoint: exact resume
     with pytest.raises(Killed):
-        train(cfg, data, tmp_path / "r", progress=False,
-              on_step=lambda e, s: (_ for _ in ()).throw(Killed()) if e == 1 else None)
+        train(
+            cfg,
+            data,
+            tmp_path / "r",
+            progress=False,
+            on_step=lambda e, s: (_ for _ in ()).throw(Killed()) if e == 1 else None,
+        )
     assert [r["epoch"] for r in lines(tmp_path / "r")] == [0]
     assert train(cfg, data, tmp_path / "r", resume=True, progress=False) == full
     assert lines(tmp_path / "r") == rows
     # killed during the pretraining: it starts again, with the same numbers
     with pytest.raises(Killed):
-        train(cfg, data, tmp_path / "p", progress=False,
-              on_step=lambda e, s: (_ for _ in ()).throw(Killed()) if s == 5 else None)
+        train(
+            cfg,
+            data,
+            tmp_path / "p",
+            progress=False,
+            on_step=lambda e, s: (_ for _ in ()).throw(Killed()) if s == 5 else None,
+        )
     assert train(cfg, data, tmp_path / "p", resume=True, progress=False) == full
 
 

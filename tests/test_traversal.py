@@ -93,8 +93,9 @@ def test_traverse_shapes_range_and_values() -> None:
     values = traversal_values([0, 1], 10, span=2.0)
     assert torch.allclose(values[0], torch.linspace(-2, 2, 10))
     # row 0 varies dim 0 only: the shape stays a square, the colour goes red -> green -> blue
-    rows = torch.stack([torch.linspace(-2, 2, 10), torch.full((10,), -1.0),
-                        torch.full((10,), 0.3)], 1)  # fmt: skip
+    rows = torch.stack(
+        [torch.linspace(-2, 2, 10), torch.full((10,), -1.0), torch.full((10,), 0.3)], 1
+    )
     assert torch.equal(grid[0], hand_decode(rows))
     assert traversal_values([0], 5, span=(1.0, 3.0))[0].tolist() == [1.0, 1.5, 2.0, 2.5, 3.0]
 
@@ -106,7 +107,9 @@ def test_traverse_reference_quantiles() -> None:
     values = traversal_values([0, 1], 10, reference=ref)
     assert values.shape == (2, 10)
     assert values[0, 0].item() == pytest.approx(5.0) and values[0, -1].item() == pytest.approx(95.0)
-    assert values[1, 0].item() == pytest.approx(-9.5) and values[1, -1].item() == pytest.approx(-0.5)
+    assert values[1, 0].item() == pytest.approx(-9.5) and values[1, -1].item() == pytest.approx(
+        -0.5
+    )
     grid = traverse(hand_decode, ref[3], [0], n_steps=4, reference=ref)
     assert grid.shape == (1, 4, 3, S, S)
 
@@ -118,14 +121,17 @@ def test_traverse_is_deterministic() -> None:
     assert torch.equal(a, b)
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({"columns": [3]}, "out of range"),
-    ({"columns": []}, "at least one"),
-    ({"n_steps": 1}, "at least 2"),
-    ({"span": 1.0, "reference": torch.zeros(4, 3)}, "not both"),
-    ({"span": (1.0, -1.0)}, "increasing"),
-    ({"code": torch.zeros(2, 3)}, r"\(d,\)"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"columns": [3]}, "out of range"),
+        ({"columns": []}, "at least one"),
+        ({"n_steps": 1}, "at least 2"),
+        ({"span": 1.0, "reference": torch.zeros(4, 3)}, "not both"),
+        ({"span": (1.0, -1.0)}, "increasing"),
+        ({"code": torch.zeros(2, 3)}, r"\(d,\)"),
+    ],
+)
 def test_traverse_rejects_bad_input(kwargs: dict, match: str) -> None:
     args = {"decode": hand_decode, "code": torch.zeros(3), "columns": [0], **kwargs}
     with pytest.raises(ValueError, match=match):
@@ -191,8 +197,7 @@ def test_fit_probe_rejects_bad_labels() -> None:
 
 def test_draw_traversal_writes_a_png(tmp_path: Path) -> None:
     grid = traverse(hand_decode, torch.zeros(3), [0, 1], span=2.0)
-    path = draw_traversal(grid, tmp_path / "t.png", "hand", ["dim 0", "dim 1"],
-                          original=grid[0, 0])  # fmt: skip
+    path = draw_traversal(grid, tmp_path / "t.png", "hand", ["dim 0", "dim 1"], original=grid[0, 0])
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert path.stat().st_size < 60_000
     with pytest.raises(ValueError, match="row labels"):
@@ -243,8 +248,20 @@ def figure4(monkeypatch: pytest.MonkeyPatch):
 
 
 def test_figure4_script_on_the_tiny_run(figure4, tiny_mdr_run: Path, tmp_path: Path) -> None:
-    args = ["--run", str(tiny_mdr_run), "--results", str(tmp_path), "--items", "2",
-            "--effect-items", "8", "--probe-epochs", "1", "--steps", "4"]  # fmt: skip
+    args = [
+        "--run",
+        str(tiny_mdr_run),
+        "--results",
+        str(tmp_path),
+        "--items",
+        "2",
+        "--effect-items",
+        "8",
+        "--probe-epochs",
+        "1",
+        "--steps",
+        "4",
+    ]
     assert figure4.main(args) == 0
     out = tmp_path / "synthetic-tiny"
     pngs = sorted(p.name for p in (out / "figures").glob("figure4-*.png"))
@@ -272,9 +289,13 @@ def _one_line_error(figure4, args: list[str], capsys: pytest.CaptureFixture) -> 
     return err
 
 
-def test_figure4_refuses_a_run_without_images(figure4, tiny_proc: Path, tmp_path: Path,
-                                              monkeypatch: pytest.MonkeyPatch,
-                                              capsys: pytest.CaptureFixture) -> None:
+def test_figure4_refuses_a_run_without_images(
+    figure4,
+    tiny_proc: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture,
+) -> None:
     from tests.helpers import train_tiny
 
     run = train_tiny(tiny_proc, tmp_path / "abae", "abae", epochs=1, steps=1)
@@ -282,28 +303,38 @@ def test_figure4_refuses_a_run_without_images(figure4, tiny_proc: Path, tmp_path
     assert "no image decoder" in err
 
 
-def test_figure4_needs_a_table2_manifest(figure4, tmp_path: Path,
-                                         capsys: pytest.CaptureFixture) -> None:
-    err = _one_line_error(figure4, ["--results", str(tmp_path), "--dataset", "synthetic-tiny"],
-                          capsys)
+def test_figure4_needs_a_table2_manifest(
+    figure4, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    err = _one_line_error(
+        figure4, ["--results", str(tmp_path), "--dataset", "synthetic-tiny"], capsys
+    )
     assert "table2.manifest.json: not found" in err
 
 
-def test_figure4_names_a_slot_the_model_lacks(figure4, tiny_proc: Path, tmp_path: Path,
-                                              monkeypatch: pytest.MonkeyPatch,
-                                              capsys: pytest.CaptureFixture) -> None:
+def test_figure4_names_a_slot_the_model_lacks(
+    figure4,
+    tiny_proc: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture,
+) -> None:
     from tests.helpers import train_tiny
 
     run = train_tiny(tiny_proc, tmp_path / "mdr", "mdr", epochs=1, steps=1)
-    err = _one_line_error(figure4, ["--run", str(run), "--slots", "hue", "--results",
-                                    str(tmp_path / "res")], capsys)
+    err = _one_line_error(
+        figure4, ["--run", str(run), "--slots", "hue", "--results", str(tmp_path / "res")], capsys
+    )
     assert "--slots: slot 'hue' not in the model's slots" in err
 
 
-
-def test_figure4_of_a_table_without_images_is_skipped(figure4, tiny_proc: Path, tmp_path: Path,
-                                                      monkeypatch: pytest.MonkeyPatch,
-                                                      capsys: pytest.CaptureFixture) -> None:
+def test_figure4_of_a_table_without_images_is_skipped(
+    figure4,
+    tiny_proc: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture,
+) -> None:
     """Real review files have no images: `nox -s figures` skips Figure 4 and goes on."""
     import json
     import shutil
@@ -316,7 +347,8 @@ def test_figure4_of_a_table_without_images_is_skipped(figure4, tiny_proc: Path, 
     runs = tmp_path / "res" / "synthetic-tiny" / "runs"
     train_tiny(proc, runs / "mdr-000000000000-s0", "mdr_text_only", epochs=1, steps=1)
     (runs.parent / "table2.manifest.json").write_text(
-        json.dumps({"dataset": "synthetic-tiny", "runs": {"mdr-000000000000-s0": "config.yaml"}}))
+        json.dumps({"dataset": "synthetic-tiny", "runs": {"mdr-000000000000-s0": "config.yaml"}})
+    )
     capsys.readouterr()
     args = ["--dataset", "synthetic-tiny", "--results", str(tmp_path / "res")]
     assert figure4.main(args) == 0

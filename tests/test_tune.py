@@ -44,22 +44,27 @@ def test_the_validation_view_holds_no_test(tiny_proc: Path) -> None:
             read()
 
 
-def test_quick_tuning_writes_every_table_and_a_best_yaml(tmp_path: Path,
-                                                         data_root: Path,
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_quick_tuning_writes_every_table_and_a_best_yaml(
+    tmp_path: Path, data_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("MDR_DATA", str(data_root))
     _tune(tmp_path, "--models", "deepfm", "mdr")
     out = tmp_path / "synthetic-tiny" / "tuning_quick"
     rows = _rows(out / "mdr.csv")
     assert [r["trial"] for r in rows] == ["0", "1"]
     assert list(rows[0])[:2] == ["trial", "train.lr"] and list(rows[0])[-4:] == [
-        "valid_gauc", "best_epoch", "epochs_run", "state"]
+        "valid_gauc",
+        "best_epoch",
+        "epochs_run",
+        "state",
+    ]
     assert {r["state"] for r in rows} <= {"complete", "pruned", "fail"}
     best = yaml.safe_load((out / "best.yaml").read_text())
     assert set(best) == {"deepfm", "mdr"}
     assert "model.slots.*.dim" in best["mdr"]["overrides"]
-    assert best["deepfm"]["valid_gauc"] == max(float(r["valid_gauc"])
-                                               for r in _rows(out / "deepfm.csv"))
+    assert best["deepfm"]["valid_gauc"] == max(
+        float(r["valid_gauc"]) for r in _rows(out / "deepfm.csv")
+    )
     md = (out / "tuning.md").read_text()
     assert "| mdr | 2 |" in md and "cpu_min" in md
     # every trial trained on the validation-only view: its run scored no test
@@ -72,8 +77,9 @@ def test_quick_tuning_writes_every_table_and_a_best_yaml(tmp_path: Path,
     assert (out / "mdr.csv").read_bytes() == before
 
 
-def test_other_test_lists_give_the_same_trials(tmp_path: Path, tiny_proc: Path,
-                                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_other_test_lists_give_the_same_trials(
+    tmp_path: Path, tiny_proc: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The test set is out of reach: replace every test list AND every test behaviour by
     other items, and the tuning trials are the same, byte for byte."""
     from mdr.io import write_npz
@@ -93,16 +99,31 @@ def test_other_test_lists_give_the_same_trials(tmp_path: Path, tiny_proc: Path,
     from benchmarks.paper import tune
 
     for name, proc in (("same", tiny_proc), ("other", other)):
-        assert tune.main(["--dataset", str(proc), "--quick", "-q", "--models", "mdr", "pnn",
-                          "--results", str(tmp_path / name)]) == 0
+        assert (
+            tune.main(
+                [
+                    "--dataset",
+                    str(proc),
+                    "--quick",
+                    "-q",
+                    "--models",
+                    "mdr",
+                    "pnn",
+                    "--results",
+                    str(tmp_path / name),
+                ]
+            )
+            == 0
+        )
     for model in ("mdr", "pnn"):
         a = (tmp_path / "same" / "synthetic-tiny" / "tuning_quick" / f"{model}.csv").read_bytes()
-        b_ = (tmp_path / "other" / "synthetic-tiny" / "tuning_quick" / f"{model}.csv")
+        b_ = tmp_path / "other" / "synthetic-tiny" / "tuning_quick" / f"{model}.csv"
         assert a == b_.read_bytes(), model
 
 
-def test_an_interrupted_study_resumes_to_the_same_trials(tmp_path: Path, tiny_proc: Path,
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_interrupted_study_resumes_to_the_same_trials(
+    tmp_path: Path, tiny_proc: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A worker interrupted in its second trial redoes that trial (same parameters, the
     run folder resumed) and the study ends with the trials of an uninterrupted one."""
     from benchmarks.paper.tune import QUICK as SETTINGS
@@ -111,9 +132,18 @@ def test_an_interrupted_study_resumes_to_the_same_trials(tmp_path: Path, tiny_pr
     from mdr.training import tuning
 
     def spec(name: str) -> tuning.StudySpec:
-        return tuning.StudySpec(CONFIG, "abae", tiny_proc, str(tmp_path / name / "s.journal"),
-                                "abae", 3, 0, tmp_path / name / "runs", "synthetic-tiny",
-                                dict(SETTINGS))
+        return tuning.StudySpec(
+            CONFIG,
+            "abae",
+            tiny_proc,
+            str(tmp_path / name / "s.journal"),
+            "abae",
+            3,
+            0,
+            tmp_path / name / "runs",
+            "synthetic-tiny",
+            dict(SETTINGS),
+        )
 
     space = search_space(CONFIG, "abae")
     tuning.run_worker(spec("whole"), space)
@@ -122,9 +152,11 @@ def test_an_interrupted_study_resumes_to_the_same_trials(tmp_path: Path, tiny_pr
     def flaky(*args, **kwargs):
         calls["n"] += 1
         if calls["n"] == 2:  # the second trial: one epoch, then Ctrl-C
+
             def stop(line):
                 kwargs["on_epoch"](line)
                 raise KeyboardInterrupt
+
             return real(*args, **{**kwargs, "on_epoch": stop})
         return real(*args, **kwargs)
 

@@ -47,10 +47,14 @@ from mdr.seeding import rng
 
 TABLES = ("table2", "table3")
 SUMMARY = (
-    ("dci_disentanglement", "DCI D"), ("dci_completeness", "DCI C"),
-    ("dci_informativeness_test", "DCI I (test)"), ("mig", "MIG"),
-    ("probe_accuracy", "probe own"), ("probe_best_other", "probe best other"),
-    ("probe_margin", "probe margin"), ("probe_wins", "slots won"),
+    ("dci_disentanglement", "DCI D"),
+    ("dci_completeness", "DCI C"),
+    ("dci_informativeness_test", "DCI I (test)"),
+    ("mig", "MIG"),
+    ("probe_accuracy", "probe own"),
+    ("probe_best_other", "probe best other"),
+    ("probe_margin", "probe margin"),
+    ("probe_wins", "slots won"),
 )
 
 
@@ -70,8 +74,7 @@ def find_runs(results: Path, short: str, runs_dir: Path) -> tuple[list[str], str
     if names:
         return names, " + ".join(sources)
     if runs_dir.is_dir():
-        names = sorted(p.name for p in runs_dir.iterdir()
-                       if p.is_dir() and RUN_NAME.match(p.name))
+        names = sorted(p.name for p in runs_dir.iterdir() if p.is_dir() and RUN_NAME.match(p.name))
     return names, str(runs_dir)
 
 
@@ -89,20 +92,28 @@ def ground_truth(ds: Any, names: list[str] | None) -> dict[str, np.ndarray]:
     """The dataset's factors (item id order): ``names``, or every non-nuisance factor."""
     factors = ds.factors
     if not factors:
-        raise BenchmarkError(f"{ds.root}: no factors.npz - disentanglement needs a synthetic shop "
-                          "with ground truth (real photos: call score_codes with their labels)")
+        raise BenchmarkError(
+            f"{ds.root}: no factors.npz - disentanglement needs a synthetic shop "
+            "with ground truth (real photos: call score_codes with their labels)"
+        )
     if names is None:
         kinds = {k: v.get("kind") for k, v in (ds.manifest.get("factors") or {}).items()}
         names = [f for f in factors if kinds.get(f) != "nuisance"]
     missing = [f for f in names if f not in factors]
     if missing:
-        raise BenchmarkError(f"{ds.root}: no ground-truth factor(s) {missing}; "
-                          f"known: {sorted(factors)}")
+        raise BenchmarkError(
+            f"{ds.root}: no ground-truth factor(s) {missing}; known: {sorted(factors)}"
+        )
     return {f: factors[f] for f in names}
 
 
-def score_run(run_dir: Path, data: Path | None, factor_names: list[str] | None,
-              max_items: int | None, seed: int) -> dict[str, Any] | str:
+def score_run(
+    run_dir: Path,
+    data: Path | None,
+    factor_names: list[str] | None,
+    max_items: int | None,
+    seed: int,
+) -> dict[str, Any] | str:
     """score_codes of one run; a string (the reason) when the run has nothing to score."""
     import torch
 
@@ -139,9 +150,11 @@ def run_summary(scores: dict[str, Any]) -> dict[str, Any]:
     """The scalar numbers of one run (the CSV's columns, before the mean over seeds)."""
     d, probe = scores["dci"], scores["slot_probe"]
     row: dict[str, Any] = {
-        "dci_disentanglement": d["disentanglement"], "dci_completeness": d["completeness"],
+        "dci_disentanglement": d["disentanglement"],
+        "dci_completeness": d["completeness"],
         "dci_informativeness_train": d["informativeness_train"],
-        "dci_informativeness_test": d["informativeness_test"], "mig": scores["mig"]["mig"],
+        "dci_informativeness_test": d["informativeness_test"],
+        "mig": scores["mig"]["mig"],
     }
     scored = [p for p in probe if p["best_other_accuracy"] is not None]
     if scored:
@@ -178,8 +191,11 @@ def aggregate(per_run: dict[str, dict[str, Any]]) -> tuple[list[dict[str, Any]],
     out = []
     for model in model_order(list(by_model)):
         rows = by_model[model]
-        agg: dict[str, Any] = {"model": model, "label": LABELS.get(model, model),
-                               "seeds": len(rows)}
+        agg: dict[str, Any] = {
+            "model": model,
+            "label": LABELS.get(model, model),
+            "seeds": len(rows),
+        }
         for m in metrics:
             vals = [r[m] for r in rows if r.get(m) is not None]
             if vals:
@@ -204,52 +220,72 @@ def slot_names(metrics: list[str]) -> list[str]:
 
 def render(rows: list[dict[str, Any]], metrics: list[str], info: dict[str, Any]) -> str:
     """The Markdown report: what was scored, what each column means, the two tables."""
-    md = [f"# Disentanglement against ground truth ({info['dataset']})", "",
-          "**Synthetic ground truth**: the factors are the synthetic shop's generating factors "
-          "(`factors.npz` of the prepared dataset), known exactly only because the data is "
-          "synthetic; these are illustrations, not claims about real products.", "",
-          f"Codes: each run's deterministic item representation r (posterior means) of "
-          f"{info['n_items']} item(s); factors: {', '.join(info['factors'])}. Mean ± std over "
-          f"seeds (runs from {info['source']}); metric split seed {info['seed']} (80 % of the "
-          "items to fit the probes, 20 % to score them).", "",
-          "Columns:", "",
-          "- **DCI D / C** (Eastwood & Williams 2018, as in disentanglement_lib): from an "
-          "importance matrix R (code dims x factors) of per-factor L1-penalised multinomial "
-          "logistic regressions; D = importance-weighted mean over dims of 1 - entropy of a "
-          "dim's importance across factors (1: each dim serves one factor); C = the same per "
-          "factor across dims (1: each factor lives in one dim). Both in [0, 1].",
-          "- **DCI I (test)**: those classifiers' mean held-out accuracy over factors "
-          "(informativeness; the CSV has the training accuracy too).",
-          "- **MIG** (Chen et al. 2018): per factor, the gap in mutual information between the "
-          "two most informative dims (20-bin histograms), divided by the factor's entropy; "
-          "mean over factors, in [0, 1].",
-          "- **probe own**: mean over named slots of the held-out accuracy of a logistic "
-          "probe predicting the slot's own factor from the slot's columns of r; **probe best "
-          "other**: the best accuracy any other single slot (black box included) reaches on "
-          "that factor; **probe margin** = own - best other; **slots won**: the fraction of "
-          "slots whose own probe beats every other slot.", "",
-          "| model | seeds | " + " | ".join(h for _, h in SUMMARY) + " |",
-          "|---|---|" + "---|" * len(SUMMARY)]
+    md = [
+        f"# Disentanglement against ground truth ({info['dataset']})",
+        "",
+        "**Synthetic ground truth**: the factors are the synthetic shop's generating factors "
+        "(`factors.npz` of the prepared dataset), known exactly only because the data is "
+        "synthetic; these are illustrations, not claims about real products.",
+        "",
+        f"Codes: each run's deterministic item representation r (posterior means) of "
+        f"{info['n_items']} item(s); factors: {', '.join(info['factors'])}. Mean ± std over "
+        f"seeds (runs from {info['source']}); metric split seed {info['seed']} (80 % of the "
+        "items to fit the probes, 20 % to score them).",
+        "",
+        "Columns:",
+        "",
+        "- **DCI D / C** (Eastwood & Williams 2018, as in disentanglement_lib): from an "
+        "importance matrix R (code dims x factors) of per-factor L1-penalised multinomial "
+        "logistic regressions; D = importance-weighted mean over dims of 1 - entropy of a "
+        "dim's importance across factors (1: each dim serves one factor); C = the same per "
+        "factor across dims (1: each factor lives in one dim). Both in [0, 1].",
+        "- **DCI I (test)**: those classifiers' mean held-out accuracy over factors "
+        "(informativeness; the CSV has the training accuracy too).",
+        "- **MIG** (Chen et al. 2018): per factor, the gap in mutual information between the "
+        "two most informative dims (20-bin histograms), divided by the factor's entropy; "
+        "mean over factors, in [0, 1].",
+        "- **probe own**: mean over named slots of the held-out accuracy of a logistic "
+        "probe predicting the slot's own factor from the slot's columns of r; **probe best "
+        "other**: the best accuracy any other single slot (black box included) reaches on "
+        "that factor; **probe margin** = own - best other; **slots won**: the fraction of "
+        "slots whose own probe beats every other slot.",
+        "",
+        "| model | seeds | " + " | ".join(h for _, h in SUMMARY) + " |",
+        "|---|---|" + "---|" * len(SUMMARY),
+    ]
     for r in rows:
-        md.append(f"| {r['label']} | {r['seeds']} | "
-                  + " | ".join(_cell(r, m) for m, _ in SUMMARY) + " |")
+        md.append(
+            f"| {r['label']} | {r['seeds']} | " + " | ".join(_cell(r, m) for m, _ in SUMMARY) + " |"
+        )
     slots = slot_names(metrics)
     if slots:
-        md += ["", "## Slot probe per slot", "",
-               "Held-out accuracy of the slot's own columns on its factor / the best other "
-               "single slot (mean over seeds); chance = the majority class's rate.", "",
-               "| model | " + " | ".join(slots) + " |", "|---|" + "---|" * len(slots)]
+        md += [
+            "",
+            "## Slot probe per slot",
+            "",
+            "Held-out accuracy of the slot's own columns on its factor / the best other "
+            "single slot (mean over seeds); chance = the majority class's rate.",
+            "",
+            "| model | " + " | ".join(slots) + " |",
+            "|---|" + "---|" * len(slots),
+        ]
         for r in rows:
             cells = []
             for s in slots:
                 own, other = r.get(f"probe_{s}_accuracy_mean"), r.get(f"probe_{s}_best_other_mean")
-                cells.append("-" if own is None else f"{own:.3f} / "
-                             + ("-" if other is None else f"{other:.3f}"))
+                cells.append(
+                    "-"
+                    if own is None
+                    else f"{own:.3f} / " + ("-" if other is None else f"{other:.3f}")
+                )
             md.append(f"| {r['label']} | " + " | ".join(cells) + " |")
-        chance = [next((r[f"probe_{s}_chance_mean"] for r in rows
-                        if f"probe_{s}_chance_mean" in r), None) for s in slots]
-        md.append("| chance | " + " | ".join("-" if c is None else f"{c:.3f}" for c in chance)
-                  + " |")
+        chance = [
+            next((r[f"probe_{s}_chance_mean"] for r in rows if f"probe_{s}_chance_mean" in r), None)
+            for s in slots
+        ]
+        md.append(
+            "| chance | " + " | ".join("-" if c is None else f"{c:.3f}" for c in chance) + " |"
+        )
     if info["skipped"]:
         by_reason: dict[str, list[str]] = {}
         for name, why in info["skipped"].items():
@@ -264,17 +300,29 @@ def render(rows: list[dict[str, Any]], metrics: list[str], info: dict[str, Any])
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = Parser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--dataset", default=DEFAULT_DATASET,
-                   help="dataset name (results/<dataset>/), default synthetic-small")
+    p.add_argument(
+        "--dataset",
+        default=DEFAULT_DATASET,
+        help="dataset name (results/<dataset>/), default synthetic-small",
+    )
     p.add_argument("--results", type=Path, default=RESULTS)
-    p.add_argument("--runs-dir", type=Path, default=None,
-                   help="run folders (default results/<dataset>/runs)")
-    p.add_argument("--data", type=Path, default=None,
-                   help="prepared dataset (default: the folder each run recorded)")
-    p.add_argument("--max-items", type=int, default=None,
-                   help="score a seeded sample of N items (default all)")
-    p.add_argument("--factors", default=None,
-                   help="comma-separated ground-truth factors (default every non-nuisance one)")
+    p.add_argument(
+        "--runs-dir", type=Path, default=None, help="run folders (default results/<dataset>/runs)"
+    )
+    p.add_argument(
+        "--data",
+        type=Path,
+        default=None,
+        help="prepared dataset (default: the folder each run recorded)",
+    )
+    p.add_argument(
+        "--max-items", type=int, default=None, help="score a seeded sample of N items (default all)"
+    )
+    p.add_argument(
+        "--factors",
+        default=None,
+        help="comma-separated ground-truth factors (default every non-nuisance one)",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the probes' train/test split")
     p.add_argument("--threads", type=int, default=None, help="torch threads")
     return p.parse_args(argv)
@@ -284,8 +332,9 @@ def _short_name(dataset: str) -> str:
     return dataset if not Path(dataset).is_dir() else dataset_name(dataset)
 
 
-def score_all(args: argparse.Namespace) -> tuple[dict[str, dict[str, Any]], dict[str, str],
-                                                   dict[str, Any], str]:
+def score_all(
+    args: argparse.Namespace,
+) -> tuple[dict[str, dict[str, Any]], dict[str, str], dict[str, Any], str]:
     """Score every run: (per-run scores, skipped run -> reason, info, short dataset name)."""
     short = _short_name(args.dataset)
     runs_dir = args.runs_dir or args.results / short / "runs"
@@ -305,17 +354,28 @@ def score_all(args: argparse.Namespace) -> tuple[dict[str, dict[str, Any]], dict
             continue
         scores[name] = res
         d = res["dci"]
-        print(f"{name}: D {d['disentanglement']:.3f} C {d['completeness']:.3f} "
-              f"I {d['informativeness_test']:.3f} MIG {res['mig']['mig']:.3f} "
-              f"({time.perf_counter() - t0:.1f} s)", flush=True)
+        print(
+            f"{name}: D {d['disentanglement']:.3f} C {d['completeness']:.3f} "
+            f"I {d['informativeness_test']:.3f} MIG {res['mig']['mig']:.3f} "
+            f"({time.perf_counter() - t0:.1f} s)",
+            flush=True,
+        )
     if not scores:
         raise BenchmarkError(
             f"no finished representation-model run to score for {short!r} (looked in {source}"
             f"{'; skipped ' + ', '.join(sorted(skipped)) if skipped else ''}): "
-            "run nox -s reproduce-table2 first")
+            "run nox -s reproduce-table2 first"
+        )
     first = next(iter(scores.values()))
-    info = {"dataset": short, "source": source, "data": first["data"], "seed": args.seed, "n_items": first["n_items"],
-            "factors": first["factors"], "skipped": skipped}
+    info = {
+        "dataset": short,
+        "source": source,
+        "data": first["data"],
+        "seed": args.seed,
+        "n_items": first["n_items"],
+        "factors": first["factors"],
+        "skipped": skipped,
+    }
     return scores, skipped, info, short
 
 
@@ -331,14 +391,21 @@ def raw_inputs(ds: Any, items: np.ndarray) -> dict[str, np.ndarray]:
     tokens = np.asarray(ds.text["tokens"])[items]
     rows = np.repeat(np.arange(len(items)), tokens.shape[1])
     real = tokens.ravel() != 0  # 0 pads
-    counts = sparse.csr_matrix((np.ones(int(real.sum())), (rows[real], tokens.ravel()[real])),
-                               shape=(len(items), int(tokens.max()) + 1))
+    counts = sparse.csr_matrix(
+        (np.ones(int(real.sum())), (rows[real], tokens.ravel()[real])),
+        shape=(len(items), int(tokens.max()) + 1),
+    )
     out["text_tfidf"] = TfidfTransformer(sublinear_tf=True).fit_transform(counts).toarray()
     return out
 
 
-def ceiling(data: Path | None, first_run: Path, factor_names: list[str] | None,
-            max_items: int | None, seed: int) -> list[dict[str, Any]]:
+def ceiling(
+    data: Path | None,
+    first_run: Path,
+    factor_names: list[str] | None,
+    max_items: int | None,
+    seed: int,
+) -> list[dict[str, Any]]:
     """:func:`mdr.explain.disentanglement.input_probe` on the runs' dataset."""
     from mdr.data.dataset import ProcessedDataset
     from mdr.explain.disentanglement import input_probe
@@ -367,26 +434,59 @@ def main(argv: list[str] | None = None) -> int:
     rows, metrics = aggregate(per_run)
     columns = ["model", "label", "seeds"] + [f"{m}_{s}" for m in metrics for s in ("mean", "std")]
     md = render(rows, metrics, info)
-    write_result(short, "disentanglement", to_csv(rows, columns), md, results_dir=args.results,
-                 data=info["data"], source=info["source"], factors=info["factors"], n_items=info["n_items"],
-                 max_items=args.max_items, split_seed=args.seed, importance="l1_logistic",
-                 skipped=skipped,
-                 runs={name: {**per_run[name], "slot_probe": s["slot_probe"],
-                              "constant_factors_dropped": s["constant_factors_dropped"],
-                              "best_epoch": s["best_epoch"]} for name, s in scores.items()},
-                 wall_time_s=round(time.perf_counter() - t0, 1))
+    write_result(
+        short,
+        "disentanglement",
+        to_csv(rows, columns),
+        md,
+        results_dir=args.results,
+        data=info["data"],
+        source=info["source"],
+        factors=info["factors"],
+        n_items=info["n_items"],
+        max_items=args.max_items,
+        split_seed=args.seed,
+        importance="l1_logistic",
+        skipped=skipped,
+        runs={
+            name: {
+                **per_run[name],
+                "slot_probe": s["slot_probe"],
+                "constant_factors_dropped": s["constant_factors_dropped"],
+                "best_epoch": s["best_epoch"],
+            }
+            for name, s in scores.items()
+        },
+        wall_time_s=round(time.perf_counter() - t0, 1),
+    )
     first = args.runs_dir or args.results / short / "runs"
-    probe = ceiling(args.data, first / next(iter(scores)), args.factors.split(",")
-                    if args.factors else None, args.max_items, args.seed)
-    probe_md = ["# The ceiling: factors read from the raw inputs (" + short + ")", "",
-                "The slot probe's held-out accuracy with the same L2 logistic probe and split "
-                "on the items' raw inputs: every pixel value, and the sublinear TF-IDF of the "
-                "item text. A slot near chance on a factor the inputs carry lost it; one near "
-                "chance on a factor the inputs do not carry had nothing to find.", "",
-                to_markdown(probe, INPUT_COLUMNS)]
-    write_result(short, "input_probe", to_csv(probe, INPUT_COLUMNS), "\n".join(probe_md) + "\n",
-                 results_dir=args.results, data=info["data"], split_seed=args.seed,
-                 max_items=args.max_items)
+    probe = ceiling(
+        args.data,
+        first / next(iter(scores)),
+        args.factors.split(",") if args.factors else None,
+        args.max_items,
+        args.seed,
+    )
+    probe_md = [
+        "# The ceiling: factors read from the raw inputs (" + short + ")",
+        "",
+        "The slot probe's held-out accuracy with the same L2 logistic probe and split "
+        "on the items' raw inputs: every pixel value, and the sublinear TF-IDF of the "
+        "item text. A slot near chance on a factor the inputs carry lost it; one near "
+        "chance on a factor the inputs do not carry had nothing to find.",
+        "",
+        to_markdown(probe, INPUT_COLUMNS),
+    ]
+    write_result(
+        short,
+        "input_probe",
+        to_csv(probe, INPUT_COLUMNS),
+        "\n".join(probe_md) + "\n",
+        results_dir=args.results,
+        data=info["data"],
+        split_seed=args.seed,
+        max_items=args.max_items,
+    )
     print(md)
     print("\n".join(probe_md))
     return 0

@@ -107,8 +107,7 @@ def proc_folder(settings: PhotoCorpusConfig, root: Path) -> Path:
     return root / "proc" / f"{DATASET}{suffix}"
 
 
-def ensure_prepared(src: Path, proc: Path, settings: PhotoCorpusConfig,
-                    progress: bool) -> Path:
+def ensure_prepared(src: Path, proc: Path, settings: PhotoCorpusConfig, progress: bool) -> Path:
     """Prepare unless ``proc`` already holds the corpus with the same settings."""
     want = to_dict(settings)
     if (proc / "dataset.json").is_file():
@@ -140,8 +139,14 @@ def codes_of(model: ImageFactorModel, ds: FashionImages) -> np.ndarray:
         return model.encode_items(items).cpu().numpy()
 
 
-def score_variant(name: str, model: ImageFactorModel, ds: FashionImages, codes: np.ndarray,
-                  result: dict[str, Any], seed: int) -> tuple[dict[str, Any], dict[str, Any]]:
+def score_variant(
+    name: str,
+    model: ImageFactorModel,
+    ds: FashionImages,
+    codes: np.ndarray,
+    result: dict[str, Any],
+    seed: int,
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """One row of disentanglement.csv, and the full score_codes output."""
     factors = {f: ds.factors[f] for f in ("colour", "article")}
     s = score_codes(codes, factors, model.r_columns(), SLOT_FACTOR, seed=seed)
@@ -165,17 +170,30 @@ def score_variant(name: str, model: ImageFactorModel, ds: FashionImages, codes: 
 
 
 SCORE_COLUMNS = [
-    "variant", "dci_disentanglement", "dci_completeness", "dci_informativeness", "mig",
-    "colour_probe_acc", "colour_best_other", "colour_margin", "colour_chance",
-    "shape_probe_acc", "shape_best_other", "shape_margin", "shape_chance",
-    "colour_heldout_clf_acc", "shape_heldout_clf_acc", "valid_rec",
+    "variant",
+    "dci_disentanglement",
+    "dci_completeness",
+    "dci_informativeness",
+    "mig",
+    "colour_probe_acc",
+    "colour_best_other",
+    "colour_margin",
+    "colour_chance",
+    "shape_probe_acc",
+    "shape_best_other",
+    "shape_margin",
+    "shape_chance",
+    "colour_heldout_clf_acc",
+    "shape_heldout_clf_acc",
+    "valid_rec",
 ]
 
 
 def scores_markdown(rows: list[dict[str, Any]], ds: FashionImages, method: str) -> str:
     c = ds.manifest["counts"]
     lines = [
-        "# Image disentanglement on real product photos (fashion-images)", "",
+        "# Image disentanglement on real product photos (fashion-images)",
+        "",
         f"{c['items']} photos at {ds.image_size}x{ds.image_size}; factors: colour "
         f"({len(ds.factor_names['colour'])} classes) and article type "
         f"({len(ds.factor_names['article'])} classes), rare classes merged into 'other'. "
@@ -183,7 +201,8 @@ def scores_markdown(rows: list[dict[str, Any]], ds: FashionImages, method: str) 
         "and the slot probe use one seeded 80/20 split; `*_probe_acc` is a logistic probe "
         "on the slot's own 4 dims, `*_best_other` the best other single slot, `*_chance` "
         "the majority class. `*_heldout_clf_acc`: the model's own Eq. 12 classifier on the "
-        "held-out photos (whose labels it never saw).", "",
+        "held-out photos (whose labels it never saw).",
+        "",
         to_markdown(rows, SCORE_COLUMNS),
     ]
     return "\n".join(lines)
@@ -208,8 +227,14 @@ def figure_items(ds: FashionImages, valid: np.ndarray, k: int) -> list[int]:
     return chosen
 
 
-def draw_figure4(name: str, model: ImageFactorModel, ds: FashionImages, codes: np.ndarray,
-                 items: list[int], folder: Path) -> list[str]:
+def draw_figure4(
+    name: str,
+    model: ImageFactorModel,
+    ds: FashionImages,
+    codes: np.ndarray,
+    items: list[int],
+    folder: Path,
+) -> list[str]:
     """One PNG per item: the colour slot's dims, then the shape slot's, 10 steps each."""
     cols = model.r_columns()
     ref = torch.from_numpy(codes)
@@ -217,47 +242,74 @@ def draw_figure4(name: str, model: ImageFactorModel, ds: FashionImages, codes: n
     for i in items:
         grids, labels = [], []
         for slot in SLOT_FACTOR:
-            grids.append(traverse(image_decoder(model), ref[i], cols[slot], n_steps=10,
-                                  reference=ref))
+            grids.append(
+                traverse(image_decoder(model), ref[i], cols[slot], n_steps=10, reference=ref)
+            )
             labels += [f"{slot} dim {j + 1}" for j in range(len(cols[slot]))]
         it = ds.items[i]
-        title = (f"{name}: photo {it['id']} ({it['baseColour']} {it['articleType']}); "
-                 "each row sweeps one dim from its 5% to its 95% quantile")
+        title = (
+            f"{name}: photo {it['id']} ({it['baseColour']} {it['articleType']}); "
+            "each row sweeps one dim from its 5% to its 95% quantile"
+        )
         original = torch.from_numpy(np.array(ds.images[i])).permute(2, 0, 1).float() / 255.0
         path = folder / f"figure4-{name}-{it['id']}.png"
-        draw_traversal(torch.cat(grids), path, title, row_labels=labels, original=original,
-                       dpi=FIGURE_DPI)
+        draw_traversal(
+            torch.cat(grids), path, title, row_labels=labels, original=original, dpi=FIGURE_DPI
+        )
         paths.append(str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path))
     return paths
 
 
-def measure_effect(name: str, model: ImageFactorModel, ds: FashionImages, codes: np.ndarray,
-                   train: np.ndarray, valid: np.ndarray, seed: int) -> tuple[list[dict], str]:
+def measure_effect(
+    name: str,
+    model: ImageFactorModel,
+    ds: FashionImages,
+    codes: np.ndarray,
+    train: np.ndarray,
+    valid: np.ndarray,
+    seed: int,
+) -> tuple[list[dict], str]:
     """traversal_effect of every slot on held-out photos, with a probe fit on reconstructions."""
     factors = {f: ds.factors[f] for f in ("colour", "article")}
     probe_idx = np.sort(rng(seed, "fashion-probe-items").permutation(train)[:PROBE_ITEMS])
     decode = image_decoder(model)
     recon = decode(torch.from_numpy(codes[probe_idx]))  # (m, 3, S, S)
-    probe = fit_probe(recon, {f: y[probe_idx] for f, y in factors.items()}, epochs=8,
-                      seed=seed)
+    probe = fit_probe(recon, {f: y[probe_idx] for f, y in factors.items()}, epochs=8, seed=seed)
     items = np.sort(rng(seed, "fashion-effect-items").permutation(valid)[:N_EFFECT_ITEMS])
     # the probe's accuracy on REAL held-out photos (what describe_effect calls "real images"),
     # in place of fit_probe's own figure, which here is on held-out reconstructions
     real = probe.predict_proba(as_images(np.array(ds.images[valid])))
-    probe.holdout_accuracy = {f: float((real[f].argmax(1) == y[valid]).mean())
-                              for f, y in factors.items()}
-    effect = traversal_effect(decode, torch.from_numpy(codes), items,
-                              model.r_columns(), probe, labels=factors)
-    rows = [{"variant": name, **r,
-             **{f"recon_acc_{f}": effect.recon_accuracy[f] for f in effect.factors},
-             **{f"recon_majority_{f}": effect.recon_baseline[f] for f in effect.factors}}
-            for r in effect.rows()]
+    probe.holdout_accuracy = {
+        f: float((real[f].argmax(1) == y[valid]).mean()) for f, y in factors.items()
+    }
+    effect = traversal_effect(
+        decode, torch.from_numpy(codes), items, model.r_columns(), probe, labels=factors
+    )
+    rows = [
+        {
+            "variant": name,
+            **r,
+            **{f"recon_acc_{f}": effect.recon_accuracy[f] for f in effect.factors},
+            **{f"recon_majority_{f}": effect.recon_baseline[f] for f in effect.factors},
+        }
+        for r in effect.rows()
+    ]
     return rows, describe_effect(effect)
 
 
-EFFECT_COLUMNS = ["variant", "slot", "colour_flip", "colour_tv", "article_flip", "article_tv",
-                  "pixel_change", "recon_acc_colour", "recon_majority_colour",
-                  "recon_acc_article", "recon_majority_article"]
+EFFECT_COLUMNS = [
+    "variant",
+    "slot",
+    "colour_flip",
+    "colour_tv",
+    "article_flip",
+    "article_tv",
+    "pixel_change",
+    "recon_acc_colour",
+    "recon_majority_colour",
+    "recon_acc_article",
+    "recon_majority_article",
+]
 
 
 # --------------------------------------------------------------------------- main
@@ -286,8 +338,9 @@ def main(argv: list[str] | None = None) -> int:
     cfgs = {n: variant_config(args.config, n, args.epochs) for n in names}
     base = cfgs[names[0]]
     if any(c.seed != base.seed for c in cfgs.values()):
-        raise BenchmarkError("--variants: the variants must share the seed (it also seeds the "
-                             "labelled fraction)")
+        raise BenchmarkError(
+            "--variants: the variants must share the seed (it also seeds the labelled fraction)"
+        )
     settings = prepare_settings(args.config, args.limit, base.seed)
     timings: dict[str, float] = {}
     t = time.perf_counter()
@@ -299,8 +352,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, cfg in cfgs.items():
         run = run_dir(args.results, name, cfg)
         t = time.perf_counter()
-        result = train(cfg, proc, run, resume=(run / "checkpoint.pt").is_file(),
-                       progress=progress)
+        result = train(cfg, proc, run, resume=(run / "checkpoint.pt").is_file(), progress=progress)
         timings[f"train_{name}_s"] = time.perf_counter() - t
         t = time.perf_counter()
         loaded = load_run(run, proc)
@@ -308,41 +360,78 @@ def main(argv: list[str] | None = None) -> int:
         codes = codes_of(model, ds)
         train_items, valid = loaded.task.train_items, loaded.task.valid_items
         row, details[name] = score_variant(name, model, ds, codes, result, cfg.seed)
-        score_rows.append({**row, "run": str(run.relative_to(ROOT))
-                           if run.is_relative_to(ROOT) else str(run)})
+        score_rows.append(
+            {**row, "run": str(run.relative_to(ROOT)) if run.is_relative_to(ROOT) else str(run)}
+        )
         timings[f"scores_{name}_s"] = time.perf_counter() - t
         t = time.perf_counter()
-        figs[name] = draw_figure4(name, model, ds, codes,
-                                  figure_items(ds, valid, N_FIGURE_ITEMS.get(name, 2)), figures)
+        figs[name] = draw_figure4(
+            name, model, ds, codes, figure_items(ds, valid, N_FIGURE_ITEMS.get(name, 2)), figures
+        )
         rows, notes[name] = measure_effect(name, model, ds, codes, train_items, valid, cfg.seed)
         effect_rows += rows
         timings[f"figure4_{name}_s"] = time.perf_counter() - t
         if progress:
-            print(json.dumps({k: v for k, v in row.items() if not isinstance(v, str)},
-                             indent=None, default=float))
+            print(
+                json.dumps(
+                    {k: v for k, v in row.items() if not isinstance(v, str)},
+                    indent=None,
+                    default=float,
+                )
+            )
     ds = FashionImages.open(proc)
-    common = {"data": str(proc), "config": to_dict(base), "config_path": str(args.config),
-              "prepare": to_dict(settings)}
-    write_result(DATASET, "disentanglement", to_csv(score_rows, [*SCORE_COLUMNS, "run"]),
-                 scores_markdown(score_rows, ds, details[names[0]]["dci"]["importance_method"]),
-                 results_dir=args.results, **common,
-                 details=details)
-    effect_md = ["# Figure 4 on real photos: what each slot's traversal changes", "",
-                 "Each slot's dims are swept from the 5% to the 95% quantile of the codes for "
-                 f"{N_EFFECT_ITEMS} held-out photos; a CNN probe trained on the model's "
-                 f"reconstructions of {PROBE_ITEMS} training photos reads the decoded colour "
-                 "and article type. flip: share of steps whose predicted class changes; tv: "
-                 "total variation from the first step; recon_acc: the probe on the "
-                 "reconstructions of the traversed (held-out) photos, beside the majority "
-                 "class. Figures: `figures/figure4-<variant>-<photo id>.png`.", "",
-                 to_markdown(effect_rows, EFFECT_COLUMNS), "",
-                 *[f"- **{n}**: {text}" for n, text in notes.items()], ""]
-    write_result(DATASET, "traversal_effect", to_csv(effect_rows, EFFECT_COLUMNS),
-                 "\n".join(effect_md), results_dir=args.results, **common)
+    common = {
+        "data": str(proc),
+        "config": to_dict(base),
+        "config_path": str(args.config),
+        "prepare": to_dict(settings),
+    }
+    write_result(
+        DATASET,
+        "disentanglement",
+        to_csv(score_rows, [*SCORE_COLUMNS, "run"]),
+        scores_markdown(score_rows, ds, details[names[0]]["dci"]["importance_method"]),
+        results_dir=args.results,
+        **common,
+        details=details,
+    )
+    effect_md = [
+        "# Figure 4 on real photos: what each slot's traversal changes",
+        "",
+        "Each slot's dims are swept from the 5% to the 95% quantile of the codes for "
+        f"{N_EFFECT_ITEMS} held-out photos; a CNN probe trained on the model's "
+        f"reconstructions of {PROBE_ITEMS} training photos reads the decoded colour "
+        "and article type. flip: share of steps whose predicted class changes; tv: "
+        "total variation from the first step; recon_acc: the probe on the "
+        "reconstructions of the traversed (held-out) photos, beside the majority "
+        "class. Figures: `figures/figure4-<variant>-<photo id>.png`.",
+        "",
+        to_markdown(effect_rows, EFFECT_COLUMNS),
+        "",
+        *[f"- **{n}**: {text}" for n, text in notes.items()],
+        "",
+    ]
+    write_result(
+        DATASET,
+        "traversal_effect",
+        to_csv(effect_rows, EFFECT_COLUMNS),
+        "\n".join(effect_md),
+        results_dir=args.results,
+        **common,
+    )
     timings["total_s"] = time.perf_counter() - t_start
-    mio.write_json(out / "fashion.manifest.json", manifest(
-        dataset=DATASET, **common, variants=names, figures=figs, timings=timings,
-        counts=ds.manifest["counts"], skips=ds.manifest["skips"]))
+    mio.write_json(
+        out / "fashion.manifest.json",
+        manifest(
+            dataset=DATASET,
+            **common,
+            variants=names,
+            figures=figs,
+            timings=timings,
+            counts=ds.manifest["counts"],
+            skips=ds.manifest["skips"],
+        ),
+    )
     print(f"wrote {out} in {timings['total_s']:.0f} s")
     return 0
 

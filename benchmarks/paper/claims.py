@@ -76,10 +76,15 @@ def decision(row: dict[str, str]) -> int:
 
 def describe(row: dict[str, str]) -> str:
     b = LABELS.get(row["b"], row["b"])
-    ci = (f"CI [{_f(row, 'ci_low'):+.4f}, {_f(row, 'ci_high'):+.4f}]"
-          if not math.isnan(_f(row, "ci_low")) else "no CI")
-    return (f"vs {b} {_f(row, 'mean_diff'):+.4f} ({ci}, p_Holm {_f(row, 'p_t_holm'):.2g}, "
-            f"{row['seeds']} seeds, detectable {_f(row, 'detectable_80'):.4f})")
+    ci = (
+        f"CI [{_f(row, 'ci_low'):+.4f}, {_f(row, 'ci_high'):+.4f}]"
+        if not math.isnan(_f(row, "ci_low"))
+        else "no CI"
+    )
+    return (
+        f"vs {b} {_f(row, 'mean_diff'):+.4f} ({ci}, p_Holm {_f(row, 'p_t_holm'):.2g}, "
+        f"{row['seeds']} seeds, detectable {_f(row, 'detectable_80'):.4f})"
+    )
 
 
 def combine(rows: Sequence[dict[str, str]], what: str) -> Verdict:
@@ -87,18 +92,28 @@ def combine(rows: Sequence[dict[str, str]], what: str) -> Verdict:
     if not rows:
         return Verdict("not testable", f"no {what} comparison on this dataset")
     decided = [decision(r) for r in rows]
-    word = ("contradicted" if -1 in decided else "supported" if all(x == 1 for x in decided)
-            else "inconclusive")
+    word = (
+        "contradicted"
+        if -1 in decided
+        else "supported"
+        if all(x == 1 for x in decided)
+        else "inconclusive"
+    )
     order = sorted(range(len(rows)), key=lambda i: decided[i])  # against, undecided, for
-    parts = [("**against** " if decided[i] == -1 else "" if decided[i] == 1 else "undecided ")
-             + describe(rows[i]) for i in order]
+    parts = [
+        ("**against** " if decided[i] == -1 else "" if decided[i] == 1 else "undecided ")
+        + describe(rows[i])
+        for i in order
+    ]
     return Verdict(word, "; ".join(parts))
 
 
-def comparisons(table: list[dict[str, str]] | None, metric: str,
-                models: Sequence[str]) -> list[dict[str, str]]:
-    return [r for r in table or [] if r["a"] == "mdr" and r["metric"] == metric
-            and r["b"] in models]
+def comparisons(
+    table: list[dict[str, str]] | None, metric: str, models: Sequence[str]
+) -> list[dict[str, str]]:
+    return [
+        r for r in table or [] if r["a"] == "mdr" and r["metric"] == metric and r["b"] in models
+    ]
 
 
 # --------------------------------------------------------------------------- the claims
@@ -138,8 +153,11 @@ def _probe(folder: Path, slot: str) -> tuple[float, float, float] | None:
     r = rows.get("mdr")
     if r is None or not r.get(f"probe_{slot}_accuracy_mean"):
         return None
-    return (_f(r, f"probe_{slot}_accuracy_mean"), _f(r, f"probe_{slot}_best_other_mean"),
-            _f(r, f"probe_{slot}_chance_mean"))
+    return (
+        _f(r, f"probe_{slot}_accuracy_mean"),
+        _f(r, f"probe_{slot}_best_other_mean"),
+        _f(r, f"probe_{slot}_chance_mean"),
+    )
 
 
 def c5(folder: Path) -> tuple[Verdict, str]:
@@ -148,8 +166,10 @@ def c5(folder: Path) -> tuple[Verdict, str]:
         return Verdict("not testable", "no Figure 4 (no images, or not drawn)"), ""
     by = {r["slot"]: r for r in rows}
     parts, ok, wrong = [], True, False
-    for slot, own, other in (("colour", "colour_flip", "shape_flip"),
-                             ("shape", "shape_flip", "colour_flip")):
+    for slot, own, other in (
+        ("colour", "colour_flip", "shape_flip"),
+        ("shape", "shape_flip", "colour_flip"),
+    ):
         r = by.get(slot)
         if r is None:
             return Verdict("not testable", f"Figure 4 has no {slot} slot"), "figure4"
@@ -160,20 +180,26 @@ def c5(folder: Path) -> tuple[Verdict, str]:
         probe = _probe(folder, slot)
         factor = slot if slot == "colour" else "shape"
         ceil = _ceiling(folder).get(("pixels", factor))
-        text = (f"{slot} slot: its traversal changes the decoded {own.split('_')[0]} at "
-                f"{a:.0%} of steps, the {other.split('_')[0]} at {b:.0%} (x{ratio:.1f})")
+        text = (
+            f"{slot} slot: its traversal changes the decoded {own.split('_')[0]} at "
+            f"{a:.0%} of steps, the {other.split('_')[0]} at {b:.0%} (x{ratio:.1f})"
+        )
         if probe is not None:
             margin = probe[0] - probe[1]
             ok &= margin >= MARGIN
-            text += (f"; slot probe {probe[0]:.2f} (best other slot {probe[1]:.2f}, chance "
-                     f"{probe[2]:.2f})")
+            text += (
+                f"; slot probe {probe[0]:.2f} (best other slot {probe[1]:.2f}, chance "
+                f"{probe[2]:.2f})"
+            )
         if ceil is not None:
             text += f"; pixels read it at {ceil[0]:.2f}"
         parts.append(text)
     recon = rows[0]
-    parts.append(f"probe on reconstructions: colour {_f(recon, 'recon_acc_colour'):.2f}, "
-                 f"shape {_f(recon, 'recon_acc_shape'):.2f} (on real images "
-                 f"{_f(recon, 'probe_acc_colour'):.2f}, {_f(recon, 'probe_acc_shape'):.2f})")
+    parts.append(
+        f"probe on reconstructions: colour {_f(recon, 'recon_acc_colour'):.2f}, "
+        f"shape {_f(recon, 'recon_acc_shape'):.2f} (on real images "
+        f"{_f(recon, 'probe_acc_colour'):.2f}, {_f(recon, 'probe_acc_shape'):.2f})"
+    )
     word = "supported" if ok else "contradicted" if wrong else "inconclusive"
     return Verdict(word, "; ".join(parts)), "figure4, disentanglement, input_probe"
 
@@ -188,8 +214,10 @@ def c6(folder: Path) -> tuple[Verdict, str]:
     parts = []
     if aspects and "purity" in aspects[0]:
         pure = [r for r in aspects if _f(r, "purity") >= 0.5]
-        parts.append(f"{len(pure)} of {len(aspects)} aspects are one factor's words (purity "
-                     f">= 0.5: {', '.join(sorted({r['factor'] for r in pure})) or 'none'})")
+        parts.append(
+            f"{len(pure)} of {len(aspects)} aspects are one factor's words (purity "
+            f">= 0.5: {', '.join(sorted({r['factor'] for r in pure})) or 'none'})"
+        )
     wins, tried = 0, 0
     ceiling = _ceiling(folder)
     for slot in TEXT_SLOTS:
@@ -200,17 +228,25 @@ def c6(folder: Path) -> tuple[Verdict, str]:
         margin = probe[0] - probe[1]
         wins += margin >= MARGIN and probe[0] > probe[2] + MARGIN
         ceil = ceiling.get(("text_tfidf", slot))
-        parts.append(f"{slot} slot {probe[0]:.2f} (best other {probe[1]:.2f}, chance "
-                     f"{probe[2]:.2f}" + (f", item text {ceil[0]:.2f}" if ceil else "") + ")")
+        parts.append(
+            f"{slot} slot {probe[0]:.2f} (best other {probe[1]:.2f}, chance "
+            f"{probe[2]:.2f}" + (f", item text {ceil[0]:.2f}" if ceil else "") + ")"
+        )
     if tried == 0:
         if not parts:
             return Verdict("not testable", "no ground truth for the text slots"), "figure5"
-        return Verdict("inconclusive", "; ".join(parts) + "; no ground truth to probe the "
-                       "text slots (real data: the words are shown, their purity cannot be "
-                       "measured)"), "figure5"
+        return Verdict(
+            "inconclusive",
+            "; ".join(parts) + "; no ground truth to probe the "
+            "text slots (real data: the words are shown, their purity cannot be "
+            "measured)",
+        ), "figure5"
     word = "supported" if wins == tried else "contradicted" if wins == 0 else "inconclusive"
-    parts.insert(0, f"{wins} of {tried} labelled text slots carry their attribute (probe "
-                    f"margin >= {MARGIN} and above chance)")
+    parts.insert(
+        0,
+        f"{wins} of {tried} labelled text slots carry their attribute (probe "
+        f"margin >= {MARGIN} and above chance)",
+    )
     return Verdict(word, "; ".join(parts)), "figure5, disentanglement, input_probe"
 
 
@@ -231,45 +267,80 @@ def paper_c1(metric: str) -> str:
 def paper_c2() -> str:
     rows = read_csv(REPORTED / "table3.csv")
     here = {(r["model"], r["dataset"]): float(r["auc"]) for r in rows}
-    return "; ".join(f"{ds} +{here['mdr', ds] - here['mdr_wo_ic', ds]:.3f} AUC"
-                     for ds in ("Cloth", "Toys", "Office"))
+    return "; ".join(
+        f"{ds} +{here['mdr', ds] - here['mdr_wo_ic', ds]:.3f} AUC"
+        for ds in ("Cloth", "Toys", "Office")
+    )
 
 
 CLAIMS = [
-    ("C1a", "MDR beats every baseline on AUC (Table 2, Figure 3)", lambda f: c1(f, "gauc"),
-     lambda: paper_c1("gauc")),
-    ("C1b", "MDR beats every baseline on NDCG@10 (Table 2)", lambda f: c1(f, "ndcg@10"),
-     lambda: paper_c1("ndcg@10")),
+    (
+        "C1a",
+        "MDR beats every baseline on AUC (Table 2, Figure 3)",
+        lambda f: c1(f, "gauc"),
+        lambda: paper_c1("gauc"),
+    ),
+    (
+        "C1b",
+        "MDR beats every baseline on NDCG@10 (Table 2)",
+        lambda f: c1(f, "ndcg@10"),
+        lambda: paper_c1("ndcg@10"),
+    ),
     ("C2", "the information constraint improves MDR (Table 3)", c2, paper_c2),
-    ("C3", "disentangled fusion (Algorithm 1) beats concatenating the modalities", c3,
-     lambda: "argued in Section 1 (redundant concatenation); no number reported"),
-    ("C4", "image and text are complementary: each alone is worse", c4,
-     lambda: "Section 4: the visual signals lack material and brand; no number reported"),
-    ("C5", "weak supervision puts colour and shape in the chosen dimensions (Figure 4)", c5,
-     lambda: "Figure 4: rows of 10 decoded Cloth images per slot, shown, not measured"),
-    ("C6", "the text aspects are interpretable attributes and the text slots carry them "
-     "(Figure 5)", c6,
-     lambda: "Figure 5: 15 aspects of Cloth, 4 read as purpose, colour, size, material"),
+    (
+        "C3",
+        "disentangled fusion (Algorithm 1) beats concatenating the modalities",
+        c3,
+        lambda: "argued in Section 1 (redundant concatenation); no number reported",
+    ),
+    (
+        "C4",
+        "image and text are complementary: each alone is worse",
+        c4,
+        lambda: "Section 4: the visual signals lack material and brand; no number reported",
+    ),
+    (
+        "C5",
+        "weak supervision puts colour and shape in the chosen dimensions (Figure 4)",
+        c5,
+        lambda: "Figure 4: rows of 10 decoded Cloth images per slot, shown, not measured",
+    ),
+    (
+        "C6",
+        "the text aspects are interpretable attributes and the text slots carry them (Figure 5)",
+        c6,
+        lambda: "Figure 5: 15 aspects of Cloth, 4 read as purpose, colour, size, material",
+    ),
 ]
 
 
 def render(results: Path, datasets: Sequence[str]) -> tuple[str, dict[str, Any]]:
-    md = ["# The paper's claims, and what this project's results say", "",
-          "Generated by `python -m benchmarks.claims` from the committed results (never typed "
-          "by hand). A comparison decides when the paired t-test over seeds (Holm-adjusted "
-          f"across its table) has p < {ALPHA} and the paired bootstrap 95 % CI over test "
-          "users excludes zero, in the same direction. **Supported**: every comparison the "
-          "claim needs decides for it; **contradicted**: one decides against it; "
-          "**inconclusive**: otherwise (each undecided comparison gives the difference its "
-          f"seeds could have detected at 80 % power). C5: each slot's traversal changes its "
-          f"own factor at least {RATIO:g}x as often as the other and its probe beats every "
-          f"other slot by {MARGIN}; C6: every labelled text slot's probe beats every other "
-          f"slot by {MARGIN} and chance. The synthetic shops are illustrations with known "
-          "ground truth; Magazine_Subscriptions is real (no images, no ground truth).", ""]
+    md = [
+        "# The paper's claims, and what this project's results say",
+        "",
+        "Generated by `python -m benchmarks.claims` from the committed results (never typed "
+        "by hand). A comparison decides when the paired t-test over seeds (Holm-adjusted "
+        f"across its table) has p < {ALPHA} and the paired bootstrap 95 % CI over test "
+        "users excludes zero, in the same direction. **Supported**: every comparison the "
+        "claim needs decides for it; **contradicted**: one decides against it; "
+        "**inconclusive**: otherwise (each undecided comparison gives the difference its "
+        f"seeds could have detected at 80 % power). C5: each slot's traversal changes its "
+        f"own factor at least {RATIO:g}x as often as the other and its probe beats every "
+        f"other slot by {MARGIN}; C6: every labelled text slot's probe beats every other "
+        f"slot by {MARGIN} and chance. The synthetic shops are illustrations with known "
+        "ground truth; Magazine_Subscriptions is real (no images, no ground truth).",
+        "",
+    ]
     info: dict[str, Any] = {}
     for key, claim, measure, paper in CLAIMS:
-        md += [f"## {key}: {claim}", "", f"The paper: {paper()}.", "",
-               "| dataset | verdict | our evidence | from |", "|---|---|---|---|"]
+        md += [
+            f"## {key}: {claim}",
+            "",
+            f"The paper: {paper()}.",
+            "",
+            "| dataset | verdict | our evidence | from |",
+            "|---|---|---|---|",
+        ]
         for ds in datasets:
             folder = results / ds
             if not folder.is_dir():
@@ -288,12 +359,13 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     present = [d for d in a.datasets if (a.results / d).is_dir()]
     if not present:
-        raise BenchmarkError(f"{a.results}: none of {a.datasets} has results; run the tables "
-                             "first")
+        raise BenchmarkError(f"{a.results}: none of {a.datasets} has results; run the tables first")
     md, info = render(a.results, present)
     mio.write_text(a.results / "claims.md", md)
-    mio.write_json(a.results / "claims.manifest.json",
-                   manifest(benchmark="claims", datasets=present, verdicts=info))
+    mio.write_json(
+        a.results / "claims.manifest.json",
+        manifest(benchmark="claims", datasets=present, verdicts=info),
+    )
     print(md)
     return 0
 

@@ -93,8 +93,10 @@ def read_run(run_dir: Path) -> RunCurve:
     model = test.get("model") or (m.group("model") if m else None)
     seed = test.get("seed", int(m.group("seed")) if m else None)
     if model is None or seed is None or "gauc" not in test:
-        raise DataError(f"{run_dir / 'test.json'}: needs 'model', 'seed' and 'gauc' "
-                        "(or a folder named MODEL-HASH-sSEED)")
+        raise DataError(
+            f"{run_dir / 'test.json'}: needs 'model', 'seed' and 'gauc' "
+            "(or a folder named MODEL-HASH-sSEED)"
+        )
     epochs, valid = read_valid_curve(run_dir / "metrics.jsonl")
     return RunCurve(run_dir.name, str(model), int(seed), epochs, valid, float(test["gauc"]))
 
@@ -104,8 +106,10 @@ def load_curves(results: Path, dataset: str, name: str = "table2") -> list[RunCu
     names, folder = manifest_runs(results, dataset, name)
     present = [folder / n for n in names if (folder / n / "test.json").is_file()]
     if not present:
-        raise BenchmarkError(f"{folder}: none of the {len(names)} runs of {name}.manifest.json "
-                          f"is finished (e.g. {names[0]}); run benchmarks/{name}.py first")
+        raise BenchmarkError(
+            f"{folder}: none of the {len(names)} runs of {name}.manifest.json "
+            f"is finished (e.g. {names[0]}); run benchmarks/{name}.py first"
+        )
     missing = len(names) - len(present)
     if missing:
         print(f"{dataset}: {missing} of {len(names)} runs unfinished, drawn without them")
@@ -144,11 +148,27 @@ def summarise(curves: Sequence[RunCurve], dataset: str) -> list[dict]:
         for e in epochs:
             vals = [v for c in runs for ce, v in zip(c.epochs, c.valid_gauc) if ce == e]
             mean, std = mean_std(vals)
-            rows.append({**base, "split": "valid", "epoch": e, "gauc_mean": mean,
-                         "gauc_std": std, "n": len(vals)})
+            rows.append(
+                {
+                    **base,
+                    "split": "valid",
+                    "epoch": e,
+                    "gauc_mean": mean,
+                    "gauc_std": std,
+                    "n": len(vals),
+                }
+            )
         mean, std = mean_std([c.test_gauc for c in runs])
-        rows.append({**base, "split": "test", "epoch": "", "gauc_mean": mean, "gauc_std": std,
-                     "n": len(runs)})
+        rows.append(
+            {
+                **base,
+                "split": "test",
+                "epoch": "",
+                "gauc_mean": mean,
+                "gauc_std": std,
+                "n": len(runs),
+            }
+        )
     return rows
 
 
@@ -166,24 +186,53 @@ def draw(rows: Sequence[dict], dataset: str, path: Path) -> Path:
             y = np.array([r["gauc_mean"] for r in valid])
             s = np.array([r["gauc_std"] if r["n"] > 1 else 0.0 for r in valid])
             colour = model_colour(model)
-            ax_a.plot(x, y, marker="o", color=colour, label=model_label(model),
-                      lw=2.4 if model == "mdr" else 1.4, zorder=3 if model == "mdr" else 2)
+            ax_a.plot(
+                x,
+                y,
+                marker="o",
+                color=colour,
+                label=model_label(model),
+                lw=2.4 if model == "mdr" else 1.4,
+                zorder=3 if model == "mdr" else 2,
+            )
             ax_a.fill_between(x, y - s, y + s, color=colour, alpha=0.15, lw=0)
-        ax_a.set(xlabel="epoch", ylabel="validation AUC (GAUC)",
-                 title=f"(a) validation AUC per epoch - {dataset}")
+        ax_a.set(
+            xlabel="epoch",
+            ylabel="validation AUC (GAUC)",
+            title=f"(a) validation AUC per epoch - {dataset}",
+        )
         ax_a.xaxis.get_major_locator().set_params(integer=True)
         ax_a.legend(loc="lower right", ncol=2, frameon=False)
-        ax_a.annotate("band: ± std over the seeds that reached the epoch (n in figure3.csv)",
-                      (0.0, -0.2), xycoords="axes fraction", fontsize=7, color="0.4")
+        ax_a.annotate(
+            "band: ± std over the seeds that reached the epoch (n in figure3.csv)",
+            (0.0, -0.2),
+            xycoords="axes fraction",
+            fontsize=7,
+            color="0.4",
+        )
 
         test = [r for r in rows if r["split"] == "test"]
         pos = np.arange(len(test))
         for p, r in zip(pos, test):  # points, not bars: the axis does not start at 0
             colour = model_colour(r["model"])
-            ax_b.errorbar(p, r["gauc_mean"], yerr=r["gauc_std"], fmt="o", color=colour,
-                          ms=7 if r["model"] == "mdr" else 5, capsize=4, elinewidth=1.4)
-            ax_b.annotate(f"{r['gauc_mean']:.3f}", (p, r["gauc_mean"]), xytext=(7, 0),
-                          textcoords="offset points", va="center", fontsize=7)
+            ax_b.errorbar(
+                p,
+                r["gauc_mean"],
+                yerr=r["gauc_std"],
+                fmt="o",
+                color=colour,
+                ms=7 if r["model"] == "mdr" else 5,
+                capsize=4,
+                elinewidth=1.4,
+            )
+            ax_b.annotate(
+                f"{r['gauc_mean']:.3f}",
+                (p, r["gauc_mean"]),
+                xytext=(7, 0),
+                textcoords="offset points",
+                va="center",
+                fontsize=7,
+            )
         lo = min(r["gauc_mean"] - r["gauc_std"] for r in test)
         hi = max(r["gauc_mean"] + r["gauc_std"] for r in test)
         pad = max(0.01, 0.15 * (hi - lo))
@@ -207,20 +256,32 @@ def figure3(results: Path, dataset: str, manifest_name: str = "table2") -> Path:
     out = results / dataset / "figures"
     mio.write_text(out / "figure3.csv", to_csv(rows, CSV_COLUMNS))
     png = draw(rows, dataset, out / "figure3.png")
-    mio.write_json(out / "figure3.manifest.json", manifest(
-        dataset=dataset, source=f"{manifest_name}.manifest.json",
-        runs=[c.name for c in curves], metric="gauc"))
+    mio.write_json(
+        out / "figure3.manifest.json",
+        manifest(
+            dataset=dataset,
+            source=f"{manifest_name}.manifest.json",
+            runs=[c.name for c in curves],
+            metric="gauc",
+        ),
+    )
     return png
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = Parser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--dataset", action="append", default=None,
-                   help="a dataset folder under --results (repeatable; default: every dataset "
-                        "whose table runs exist)")
-    p.add_argument("--manifest", default="table2",
-                   help="whose runs to draw: <results>/<dataset>/<NAME>.manifest.json "
-                        "(default table2)")
+    p.add_argument(
+        "--dataset",
+        action="append",
+        default=None,
+        help="a dataset folder under --results (repeatable; default: every dataset "
+        "whose table runs exist)",
+    )
+    p.add_argument(
+        "--manifest",
+        default="table2",
+        help="whose runs to draw: <results>/<dataset>/<NAME>.manifest.json (default table2)",
+    )
     p.add_argument("--results", type=Path, default=RESULTS)
     return p.parse_args(argv)
 
@@ -229,8 +290,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     datasets = args.dataset or datasets_with_runs(args.results, args.manifest)
     if not datasets:
-        raise BenchmarkError(f"{args.results}: no dataset has a {args.manifest}.manifest.json "
-                          f"with finished runs; run benchmarks/{args.manifest}.py first")
+        raise BenchmarkError(
+            f"{args.results}: no dataset has a {args.manifest}.manifest.json "
+            f"with finished runs; run benchmarks/{args.manifest}.py first"
+        )
     for dataset in datasets:
         png = figure3(args.results, dataset, args.manifest)
         print(f"wrote {png} ({png.stat().st_size // 1024} KB) and {png.with_suffix('.csv')}")

@@ -99,8 +99,9 @@ def run_data(run_dir: Path, data: Path | None, dataset: str | None) -> Path:
 
 
 NEEDS = "image_decoder"  # what Figure 4 reads off a run's model
-PURPOSE = ("Figure 4 traverses the image decoder: give an mdr, beta_vae, din_pp or image "
-           "ablation run")
+PURPOSE = (
+    "Figure 4 traverses the image decoder: give an mdr, beta_vae, din_pp or image ablation run"
+)
 
 
 def open_run(run_dir: Path, opts: Options) -> LoadedRun:
@@ -117,8 +118,7 @@ def pick_items(ds: ProcessedDataset, n: int, seed: int, stream: str) -> list[int
     candidates = np.flatnonzero(ds.image_mask)
     if len(candidates) == 0:
         raise BenchmarkError(f"{ds.root}: no item has an image")
-    chosen = rng(seed, "figure4", stream).choice(candidates, min(n, len(candidates)),
-                                                 replace=False)  # fmt: skip
+    chosen = rng(seed, "figure4", stream).choice(candidates, min(n, len(candidates)), replace=False)
     return sorted(int(i) for i in chosen)
 
 
@@ -129,8 +129,9 @@ def ground_truth(ds: ProcessedDataset, factors: list[str]) -> dict[str, np.ndarr
         return None
     missing = [f for f in factors if f not in truth]
     if missing:
-        raise BenchmarkError(f"{ds.root}: no ground-truth factor(s) {missing}; "
-                          f"known: {sorted(truth)}")
+        raise BenchmarkError(
+            f"{ds.root}: no ground-truth factor(s) {missing}; known: {sorted(truth)}"
+        )
     return {f: np.asarray(truth[f]) for f in factors}
 
 
@@ -138,15 +139,22 @@ def train_probe(ds: ProcessedDataset, labels: dict[str, np.ndarray], opts: Optio
     """The CNN probe on the dataset's real images (items without an image left out)."""
     keep = np.flatnonzero(ds.image_mask)
     images = np.asarray(ds.images)[keep]
-    return fit_probe(images, {f: y[keep] for f, y in labels.items()},
-                     epochs=opts.probe_epochs, seed=opts.seed)  # fmt: skip
+    return fit_probe(
+        images, {f: y[keep] for f, y in labels.items()}, epochs=opts.probe_epochs, seed=opts.seed
+    )
 
 
 # --------------------------------------------------------------------------- figures
 
 
-def draw_items(lr: LoadedRun, codes: torch.Tensor, items: list[int],
-               slots: dict[str, list[int]], opts: Options, folder: Path) -> list[Path]:
+def draw_items(
+    lr: LoadedRun,
+    codes: torch.Tensor,
+    items: list[int],
+    slots: dict[str, list[int]],
+    opts: Options,
+    folder: Path,
+) -> list[Path]:
     """One PNG per (slot, item): rows = the slot's dims, columns = traversal steps."""
     decode = image_decoder(lr.model)
     images = np.asarray(lr.ds.images)
@@ -158,8 +166,9 @@ def draw_items(lr: LoadedRun, codes: torch.Tensor, items: list[int],
             hi = torch.quantile(codes[:, cols], 0.95, dim=0)
             labels = [f"r[{c}]: {a:+.1f} .. {b:+.1f}" for c, a, b in zip(cols, lo, hi)]
             original = as_images(images[item : item + 1])[0]  # (3, S, S)
-            title = (f"{lr.cfg.model.name}, {slot} slot, item {item} "
-                     f"({lr.ds.name}, seed {lr.cfg.seed})")  # fmt: skip
+            title = (
+                f"{lr.cfg.model.name}, {slot} slot, item {item} ({lr.ds.name}, seed {lr.cfg.seed})"
+            )
             with style():
                 fig = traversal_figure(grid, title, labels, original)
                 paths.append(save_figure(fig, folder / f"figure4-{slot}-item{item}.png", dpi=80))
@@ -169,15 +178,23 @@ def draw_items(lr: LoadedRun, codes: torch.Tensor, items: list[int],
 # --------------------------------------------------------------------------- outputs
 
 
-def effect_rows(lr: LoadedRun, effect: TraversalEffect, slots: dict[str, list[int]],
-                role: str) -> list[dict[str, Any]]:
+def effect_rows(
+    lr: LoadedRun, effect: TraversalEffect, slots: dict[str, list[int]], role: str
+) -> list[dict[str, Any]]:
     """One CSV row per slot traversed."""
     rows = []
     for measured in effect.rows():
         cols = slots[measured["slot"]]
-        row = {"role": role, "model": lr.cfg.model.name, "run": lr.folder.root.name,
-               "seed": lr.cfg.seed, "dims": " ".join(map(str, cols)), **measured,
-               "n_items": effect.n_items, "n_steps": effect.n_steps}  # fmt: skip
+        row = {
+            "role": role,
+            "model": lr.cfg.model.name,
+            "run": lr.folder.root.name,
+            "seed": lr.cfg.seed,
+            "dims": " ".join(map(str, cols)),
+            **measured,
+            "n_items": effect.n_items,
+            "n_steps": effect.n_steps,
+        }
         for f in effect.factors:
             row[f"recon_acc_{f}"] = effect.recon_accuracy.get(f, float("nan"))
             row[f"recon_majority_{f}"] = effect.recon_baseline.get(f, float("nan"))
@@ -187,43 +204,77 @@ def effect_rows(lr: LoadedRun, effect: TraversalEffect, slots: dict[str, list[in
 
 
 def columns(factors: list[str]) -> list[str]:
-    return (["role", "model", "run", "seed", "slot", "dims"]
-            + [f"{f}_flip" for f in factors] + [f"{f}_tv" for f in factors]
-            + ["pixel_change", "n_items", "n_steps"]
-            + [f"{k}_{f}" for f in factors
-               for k in ("recon_acc", "recon_majority", "probe_acc")])  # fmt: skip
+    return (
+        ["role", "model", "run", "seed", "slot", "dims"]
+        + [f"{f}_flip" for f in factors]
+        + [f"{f}_tv" for f in factors]
+        + ["pixel_change", "n_items", "n_steps"]
+        + [f"{k}_{f}" for f in factors for k in ("recon_acc", "recon_majority", "probe_acc")]
+    )
 
 
-def markdown(dataset: str, rows: list[dict[str, Any]], sentences: dict[str, str],
-             factors: list[str], figures: list[Path], opts: Options) -> str:
+def markdown(
+    dataset: str,
+    rows: list[dict[str, Any]],
+    sentences: dict[str, str],
+    factors: list[str],
+    figures: list[Path],
+    opts: Options,
+) -> str:
     """The effect matrix per run, the probe's trust, the reading and the figures."""
     fl = [f"{f}_flip" for f in factors]
     tv = [f"{f}_tv" for f in factors]
-    heads = (["model", "slot traversed"] + [f"{f} changed (flip)" for f in factors]
-             + [f"{f} changed (TV)" for f in factors] + ["pixel change"])  # fmt: skip
-    out = [f"# Figure 4: latent traversals ({dataset})", "",
-           "Rows: the slot whose dimensions are traversed (5 % to 95 % quantile over all items, "
-           f"{opts.steps} steps, every other dimension fixed). Columns: how often a CNN probe "
-           "trained on the real images with their ground-truth factors predicts a different "
-           "class than at the first step (flip), and the total variation of its predicted "
-           "distribution (TV), averaged over the slot's dimensions and "
-           f"{rows[0]['n_items'] if rows else 0} seeded items. A slot that controls its own "
-           "factor shows a large diagonal and a small off-diagonal.", ""]  # fmt: skip
+    heads = (
+        ["model", "slot traversed"]
+        + [f"{f} changed (flip)" for f in factors]
+        + [f"{f} changed (TV)" for f in factors]
+        + ["pixel change"]
+    )
+    out = [
+        f"# Figure 4: latent traversals ({dataset})",
+        "",
+        "Rows: the slot whose dimensions are traversed (5 % to 95 % quantile over all items, "
+        f"{opts.steps} steps, every other dimension fixed). Columns: how often a CNN probe "
+        "trained on the real images with their ground-truth factors predicts a different "
+        "class than at the first step (flip), and the total variation of its predicted "
+        "distribution (TV), averaged over the slot's dimensions and "
+        f"{rows[0]['n_items'] if rows else 0} seeded items. A slot that controls its own "
+        "factor shows a large diagonal and a small off-diagonal.",
+        "",
+    ]
     if rows:
         out.append(to_markdown(rows, ["model", "slot", *fl, *tv, "pixel_change"], heads))
-        out += ["Probe accuracy (how far to trust the matrix): on held-out real images, on "
-                "the items' plain reconstructions, and the majority-class rate of those items.",
-                ""]  # fmt: skip
+        out += [
+            "Probe accuracy (how far to trust the matrix): on held-out real images, on "
+            "the items' plain reconstructions, and the majority-class rate of those items.",
+            "",
+        ]
         trust = []
         first = {r["run"]: r for r in reversed(rows)}  # the first row of each run
         for r in sorted(first.values(), key=rows.index):
             for f in factors:
-                trust.append({"model": r["model"], "factor": f,
-                              "real": r[f"probe_acc_{f}"], "recon": r[f"recon_acc_{f}"],
-                              "majority": r[f"recon_majority_{f}"]})  # fmt: skip
-        out.append(to_markdown(trust, ["model", "factor", "real", "recon", "majority"],
-                               ["model", "factor", "probe on real images",
-                                "probe on reconstructions", "majority class"]))  # fmt: skip
+                trust.append(
+                    {
+                        "model": r["model"],
+                        "factor": f,
+                        "real": r[f"probe_acc_{f}"],
+                        "recon": r[f"recon_acc_{f}"],
+                        "majority": r[f"recon_majority_{f}"],
+                    }
+                )
+        out.append(
+            to_markdown(
+                trust,
+                ["model", "factor", "real", "recon", "majority"],
+                [
+                    "model",
+                    "factor",
+                    "probe on real images",
+                    "probe on reconstructions",
+                    "majority class",
+                ],
+            )
+        )
         out += ["## Reading", ""]
         out += [f"- **{run}**: {text}" for run, text in sentences.items()]
         out.append("")
@@ -239,18 +290,31 @@ def markdown(dataset: str, rows: list[dict[str, Any]], sentences: dict[str, str]
 
 
 def parse_args(argv: list[str] | None) -> Options:
-    p = Parser(description=__doc__.splitlines()[0],
-               formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--dataset", default=None,
-                   help=f"results folder name (default {DEFAULT_DATASET}, or the run's dataset)")
+    p = Parser(
+        description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--dataset",
+        default=None,
+        help=f"results folder name (default {DEFAULT_DATASET}, or the run's dataset)",
+    )
     p.add_argument("--run", type=Path, default=None, help="a run folder with an image decoder")
-    p.add_argument("--compare", type=Path, nargs="*", default=None,
-                   help="extra runs measured on the same items (default: the seed-0 beta_vae)")
+    p.add_argument(
+        "--compare",
+        type=Path,
+        nargs="*",
+        default=None,
+        help="extra runs measured on the same items (default: the seed-0 beta_vae)",
+    )
     p.add_argument("--no-compare", action="store_true", help="no comparison runs")
     p.add_argument("--data", type=Path, default=None, help="prepared dataset folder")
     p.add_argument("--items", type=int, default=3, help="items drawn (default 3)")
-    p.add_argument("--effect-items", type=int, default=100,
-                   help="items the effect is averaged over (default 100)")
+    p.add_argument(
+        "--effect-items",
+        type=int,
+        default=100,
+        help="items the effect is averaged over (default 100)",
+    )
     p.add_argument("--slots", default="colour,shape", help="slots to traverse, in order")
     p.add_argument("--factors", default=None, help="factors the probe reads (default: --slots)")
     p.add_argument("--steps", type=int, default=10, help="traversal steps (default 10)")
@@ -264,8 +328,21 @@ def parse_args(argv: list[str] | None) -> Options:
     if a.items < 1 or a.effect_items < 1 or a.steps < 2:
         p.error("--items and --effect-items must be positive, --steps at least 2")
     compare = [] if a.no_compare else a.compare
-    return Options(a.dataset, a.run, compare, a.data, a.items, a.effect_items, slots, factors,
-                   a.steps, a.seed, a.probe_epochs, a.results, a.threads)  # fmt: skip
+    return Options(
+        a.dataset,
+        a.run,
+        compare,
+        a.data,
+        a.items,
+        a.effect_items,
+        slots,
+        factors,
+        a.steps,
+        a.seed,
+        a.probe_epochs,
+        a.results,
+        a.threads,
+    )
 
 
 def resolve_runs(opts: Options) -> tuple[str | None, Path, list[Path]]:
@@ -305,8 +382,10 @@ def main(argv: list[str] | None = None) -> int:
     if opts.run is None and not lr.ds.image_mask.any():
         # a table's dataset without images (real review files): nothing to traverse, and
         # `nox -s figures` goes on to Figure 5
-        print(f"figure4: {dataset} has no images: Figure 4 traverses the image decoder, "
-              "so there is nothing to draw (skipped)")
+        print(
+            f"figure4: {dataset} has no images: Figure 4 traverses the image decoder, "
+            "so there is nothing to draw (skipped)"
+        )
         return 0
     lr.require(NEEDS, purpose=PURPOSE)
     model = cast(ImageDecoding, lr.model)  # what require checked
@@ -314,8 +393,9 @@ def main(argv: list[str] | None = None) -> int:
     slots = _slot_columns(model, opts.slots)
     codes = item_codes(model)
     folder = opts.results / dataset / "figures"
-    figures = draw_items(lr, codes, pick_items(lr.ds, opts.items, opts.seed, "figure"),
-                         slots, opts, folder)  # fmt: skip
+    figures = draw_items(
+        lr, codes, pick_items(lr.ds, opts.items, opts.seed, "figure"), slots, opts, folder
+    )
     labels = ground_truth(lr.ds, opts.factors)
     rows: list[dict[str, Any]] = []
     sentences: dict[str, str] = {}
@@ -325,26 +405,44 @@ def main(argv: list[str] | None = None) -> int:
         items = pick_items(lr.ds, opts.effect_items, opts.seed, "effect")
         for role, run in [("main", lr), *(("compare", open_run(r, opts)) for r in compare)]:
             if run.ds.root.resolve() != lr.ds.root.resolve():
-                raise BenchmarkError(f"{run.folder.root}: trained on {run.ds.root}, not on "
-                                     f"{lr.ds.root}; compare runs of one dataset")
+                raise BenchmarkError(
+                    f"{run.folder.root}: trained on {run.ds.root}, not on "
+                    f"{lr.ds.root}; compare runs of one dataset"
+                )
             run_model = cast(ImageDecoding, run.model)
             run_slots = _slot_columns(run_model, opts.slots)
             run_codes = codes if run is lr else item_codes(run_model)
-            effect = traversal_effect(image_decoder(run.model), run_codes, items, run_slots,
-                                      probe, labels, n_steps=opts.steps)  # fmt: skip
+            effect = traversal_effect(
+                image_decoder(run.model),
+                run_codes,
+                items,
+                run_slots,
+                probe,
+                labels,
+                n_steps=opts.steps,
+            )
             rows += effect_rows(run, effect, run_slots, role)
-            sentences[f"{run.cfg.model.name} ({run.folder.root.name})"] = (
-                describe_effect(effect))
+            sentences[f"{run.cfg.model.name} ({run.folder.root.name})"] = describe_effect(effect)
     cols = columns(opts.factors)
-    write_result(dataset, "figure4", to_csv(rows, cols),
-                 markdown(dataset, rows, sentences, opts.factors, figures, opts),
-                 results_dir=opts.results,
-                 runs=[str(main_run), *map(str, compare)], slots=opts.slots,
-                 factors=opts.factors, items_seed=opts.seed, figure_items=opts.items,
-                 effect_items=opts.effect_items, steps=opts.steps,
-                 probe={"epochs": opts.probe_epochs,
-                        "holdout_accuracy": None if probe is None else probe.holdout_accuracy},
-                 wall_s=round(time.time() - start, 1))  # fmt: skip
+    write_result(
+        dataset,
+        "figure4",
+        to_csv(rows, cols),
+        markdown(dataset, rows, sentences, opts.factors, figures, opts),
+        results_dir=opts.results,
+        runs=[str(main_run), *map(str, compare)],
+        slots=opts.slots,
+        factors=opts.factors,
+        items_seed=opts.seed,
+        figure_items=opts.items,
+        effect_items=opts.effect_items,
+        steps=opts.steps,
+        probe={
+            "epochs": opts.probe_epochs,
+            "holdout_accuracy": None if probe is None else probe.holdout_accuracy,
+        },
+        wall_s=round(time.time() - start, 1),
+    )
     for text in sentences.values():
         print(text)
     print(f"figure4: wrote {opts.results / dataset}/figure4.csv/.md and {len(figures)} PNGs")

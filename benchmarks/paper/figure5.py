@@ -52,7 +52,6 @@ _SENTIMENT_BANKS = ("pos", "neg", "neu", "feeling", "bad_feeling")
 _PEOPLE_FIELDS = ("who", "she", "her")
 
 
-
 @dataclass(frozen=True)
 class WordFactor:
     """The ground-truth factor a word of the synthetic shop speaks about."""
@@ -128,11 +127,21 @@ def synthetic_word_factors() -> dict[str, WordFactor]:
         (topic,) = topics
         if topic in factors and {f for f, _ in value_of.get(w, set())} <= {topic}:
             out[w] = WordFactor(topic, None, "topic")
-    other_banks = {w for name, bank in syn.BANKS.items() if name not in _SENTIMENT_BANKS
-                   for phrase in bank for w in _tokens(phrase)}
+    other_banks = {
+        w
+        for name, bank in syn.BANKS.items()
+        if name not in _SENTIMENT_BANKS
+        for phrase in bank
+        for w in _tokens(phrase)
+    }
     people = {w for person in syn.PEOPLE for p in person for w in _tokens(p)}
-    unpolar = {w for d in syn.TEMPLATES.values() for t in d.get("any", ())
-               for literal, _, _, _ in string.Formatter().parse(t) for w in _tokens(literal)}
+    unpolar = {
+        w
+        for d in syn.TEMPLATES.values()
+        for t in d.get("any", ())
+        for literal, _, _, _ in string.Formatter().parse(t)
+        for w in _tokens(literal)
+    }
     not_sentiment = other_banks | people | unpolar
     for name in _SENTIMENT_BANKS:  # 3. sentiment words
         for w in (w for phrase in syn.BANKS[name] for w in _tokens(phrase)):
@@ -141,21 +150,33 @@ def synthetic_word_factors() -> dict[str, WordFactor]:
     return out
 
 
-def factor_columns(words: list[str], table: dict[str, WordFactor], order: list[str],
-                   k: int) -> dict[str, Any]:
+def factor_columns(
+    words: list[str], table: dict[str, WordFactor], order: list[str], k: int
+) -> dict[str, Any]:
     """Factor, purity (all ways of belonging), value-word purity and the values named."""
     group = {w: t.factor for w, t in table.items()}
     factor, purity, counts = group_purity(words, group, order)
     if factor is None:
-        return {"factor": "-", "purity": 0.0, "value_purity": 0.0, "values": "",
-                "factor_counts": ""}
-    strict = sum(1 for w in words if w in table and table[w].factor == factor
-                 and table[w].how == "value")
-    values = Counter(table[w].value for w in words
-                     if w in table and table[w].factor == factor and table[w].value)
-    return {"factor": factor, "purity": purity, "value_purity": strict / k,
-            "values": " ".join(f"{v}:{n}" for v, n in values.most_common()),
-            "factor_counts": " ".join(f"{f}:{n}" for f, n in counts.items())}
+        return {
+            "factor": "-",
+            "purity": 0.0,
+            "value_purity": 0.0,
+            "values": "",
+            "factor_counts": "",
+        }
+    strict = sum(
+        1 for w in words if w in table and table[w].factor == factor and table[w].how == "value"
+    )
+    values = Counter(
+        table[w].value for w in words if w in table and table[w].factor == factor and table[w].value
+    )
+    return {
+        "factor": factor,
+        "purity": purity,
+        "value_purity": strict / k,
+        "values": " ".join(f"{v}:{n}" for v, n in values.most_common()),
+        "factor_counts": " ".join(f"{f}:{n}" for f, n in counts.items()),
+    }
 
 
 # --------------------------------------------------------------------------- the run
@@ -164,8 +185,10 @@ def factor_columns(words: list[str], table: dict[str, WordFactor], order: list[s
 def open_run(run_dir: Path, data: Path | None) -> LoadedRun:
     """Reopen a run at its best epoch; a clear error for runs without text aspects."""
     return load_run(run_dir, data).require(
-        "text_aspects", purpose="Figure 5 reads the aspects of a text side (a CTR baseline, "
-        "DIN, or model.use_text: false has none)")
+        "text_aspects",
+        purpose="Figure 5 reads the aspects of a text side (a CTR baseline, "
+        "DIN, or model.use_text: false has none)",
+    )
 
 
 @torch.no_grad()
@@ -181,7 +204,9 @@ def aspect_rows(lr: LoadedRun, k: int = 10) -> tuple[list[dict[str, Any]], list[
     for j, top in enumerate(words):
         best = int(np.argmax(shares[j]))
         row: dict[str, Any] = {
-            "aspect": j, "slot": slots[best], "slot_share": float(shares[j, best]),
+            "aspect": j,
+            "slot": slots[best],
+            "slot_share": float(shares[j, best]),
             "words": " ".join(w for w, _ in top),
             "cosines": " ".join(f"{c:.3f}" for _, c in top),
             **{f"share_{s}": float(shares[j, i]) for i, s in enumerate(slots)},
@@ -213,34 +238,47 @@ def summary_lines(rows: list[dict[str, Any]], slots: list[str]) -> list[str]:
     ]
 
 
-def markdown(rows: list[dict[str, Any]], slots: list[str], run_dir: Path, dataset: str,
-             synthetic: bool, k: int) -> str:
+def markdown(
+    rows: list[dict[str, Any]],
+    slots: list[str],
+    run_dir: Path,
+    dataset: str,
+    synthetic: bool,
+    k: int,
+) -> str:
     cols = ["aspect", "slot", "slot_share", "words"]
     heads = ["aspect", "slot", "share", f"{k} nearest words"]
     if synthetic:
         cols += ["factor", "purity", "value_purity"]
         heads += ["factor", "purity", "value-word purity"]
-    md = [f"# Figure 5: text aspects and their slots ({dataset})", "",
-          f"Run: `{run_dir.name}`. Words: the {k} nearest to each row of D by cosine "
-          "(Eq. 14). Slot: the slot whose columns of r move the aspect's centred logit "
-          "p_j the most across the items (share = its fraction of that variance; "
-          "see mdr/explain/aspects.py).", ""]
+    md = [
+        f"# Figure 5: text aspects and their slots ({dataset})",
+        "",
+        f"Run: `{run_dir.name}`. Words: the {k} nearest to each row of D by cosine "
+        "(Eq. 14). Slot: the slot whose columns of r move the aspect's centred logit "
+        "p_j the most across the items (share = its fraction of that variance; "
+        "see mdr/explain/aspects.py).",
+        "",
+    ]
     if synthetic:
-        md += ["Synthetic shop: factor = the ground-truth factor most of the words belong to "
-               "(benchmarks/paper/figure5.py, `synthetic_word_factors`); purity = the fraction of "
-               f"the {k} words that belong to it (value words, words only used in that "
-               "factor's sentences, or sentiment words for quality); value-word purity counts "
-               "only the factor values' own words.", ""]
+        md += [
+            "Synthetic shop: factor = the ground-truth factor most of the words belong to "
+            "(benchmarks/paper/figure5.py, `synthetic_word_factors`); purity = the fraction of "
+            f"the {k} words that belong to it (value words, words only used in that "
+            "factor's sentences, or sentiment words for quality); value-word purity counts "
+            "only the factor values' own words.",
+            "",
+        ]
     md.append(to_markdown(rows, cols, heads))
     md += summary_lines(rows, slots)
     return "\n".join(md) + "\n"
 
 
-def draw(rows: list[dict[str, Any]], dataset: str, run_name: str, path: Path,
-         synthetic: bool) -> Path:
+def draw(
+    rows: list[dict[str, Any]], dataset: str, run_name: str, path: Path, synthetic: bool
+) -> Path:
     """The table as a PNG, in the paper's layout (aspect, related words) plus the slot."""
-    heads = ["Aspect", "Slot (share)", "Related words"] + (["Factor (purity)"] if synthetic
-                                                           else [])
+    heads = ["Aspect", "Slot (share)", "Related words"] + (["Factor (purity)"] if synthetic else [])
     cells = []
     for r in rows:
         line = [str(r["aspect"]), f"{r['slot']} ({r['slot_share']:.2f})", r["words"]]
@@ -251,8 +289,14 @@ def draw(rows: list[dict[str, Any]], dataset: str, run_name: str, path: Path,
     with style():
         fig, ax = new_figure(1, 1, size=(11.0, 0.6 + 0.24 * (len(rows) + 1)))
         ax.axis("off")
-        table = ax.table(cellText=cells, colLabels=heads, colWidths=widths, loc="center",
-                         cellLoc="left", colLoc="left")
+        table = ax.table(
+            cellText=cells,
+            colLabels=heads,
+            colWidths=widths,
+            loc="center",
+            cellLoc="left",
+            colLoc="left",
+        )
         table.auto_set_font_size(False)
         table.set_fontsize(8)
         table.scale(1.0, 1.25)
@@ -275,21 +319,35 @@ def figure5(run_dir: Path, results: Path, data: Path | None = None, k: int = 10)
     cols = ["aspect", "slot", "slot_share", *[f"share_{s}" for s in slots], "words", "cosines"]
     if synthetic:
         cols += ["factor", "purity", "value_purity", "values", "factor_counts"]
-    folder = write_result(dataset, "figure5", to_csv(rows, cols),
-                          markdown(rows, slots, run_dir, dataset, synthetic, k),
-                          results_dir=results, run=str(run_dir), k=k,
-                          best_epoch=lr.best.get("epoch"), model=lr.cfg.model.name)
+    folder = write_result(
+        dataset,
+        "figure5",
+        to_csv(rows, cols),
+        markdown(rows, slots, run_dir, dataset, synthetic, k),
+        results_dir=results,
+        run=str(run_dir),
+        k=k,
+        best_epoch=lr.best.get("epoch"),
+        model=lr.cfg.model.name,
+    )
     draw(rows, dataset, run_dir.name, folder / "figures" / "figure5.png", synthetic)
     return folder
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = Parser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--dataset", default="synthetic-small",
-                   help="find the seed-0 MDR run in <results>/<dataset>/table2.manifest.json")
+    p.add_argument(
+        "--dataset",
+        default="synthetic-small",
+        help="find the seed-0 MDR run in <results>/<dataset>/table2.manifest.json",
+    )
     p.add_argument("--run", type=Path, default=None, help="any finished run folder with text")
-    p.add_argument("--data", type=Path, default=None,
-                   help="prepared data folder (default: the one the run recorded)")
+    p.add_argument(
+        "--data",
+        type=Path,
+        default=None,
+        help="prepared data folder (default: the one the run recorded)",
+    )
     p.add_argument("-k", type=int, default=10, help="words per aspect (default 10)")
     p.add_argument("--results", type=Path, default=RESULTS)
     return p.parse_args(argv)

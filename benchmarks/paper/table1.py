@@ -33,8 +33,12 @@ COLUMNS = ["source", "dataset", "users", "items", "categories", "behaviors", "sp
 def table1_rows(ds: ProcessedDataset, short_name: str) -> list[dict]:
     """Our row, plus the paper's row for the same dataset when there is one."""
     stats = ds.stats()
-    ours = {"source": "reproduced", **stats, "dataset": short_name,
-            "sparsity_percent": round(stats["sparsity_percent"], 3)}
+    ours = {
+        "source": "reproduced",
+        **stats,
+        "dataset": short_name,
+        "sparsity_percent": round(stats["sparsity_percent"], 3),
+    }
     rows = [ours]
     paper = PAPER_NAME.get(short_name)
     for r in read_csv(REPORTED / "table1.csv"):
@@ -46,27 +50,56 @@ def table1_rows(ds: ProcessedDataset, short_name: str) -> list[dict]:
 def markdown(rows: list[dict], short_name: str, skips: dict, synthetic: bool) -> str:
     md = [f"# Table 1: dataset statistics ({short_name})", ""]
     if short_name not in PAPER_NAME:
-        md += (["Synthetic data: the paper's datasets are shown for scale only; the embedded",
-                "shop has no counterpart in the paper.", ""] if synthetic else
-               ["Not one of the paper's categories: the paper's datasets are shown for scale",
-                "only.", ""])
+        md += (
+            [
+                "Synthetic data: the paper's datasets are shown for scale only; the embedded",
+                "shop has no counterpart in the paper.",
+                "",
+            ]
+            if synthetic
+            else [
+                "Not one of the paper's categories: the paper's datasets are shown for scale",
+                "only.",
+                "",
+            ]
+        )
         paper_rows = [{"source": "paper", **r} for r in read_csv(REPORTED / "table1.csv")]
         rows = rows + paper_rows
-    md.append(to_markdown(rows, COLUMNS, ["source", "dataset", "users", "items (goods)",
-                                          "categories", "behaviors", "sparsity (%)"]))
+    md.append(
+        to_markdown(
+            rows,
+            COLUMNS,
+            [
+                "source",
+                "dataset",
+                "users",
+                "items (goods)",
+                "categories",
+                "behaviors",
+                "sparsity (%)",
+            ],
+        )
+    )
     if len(rows) == 2 and rows[1]["source"] == "paper":
         same = all(str(rows[0][k]) == str(rows[1][k]) for k in ("users", "items", "behaviors"))
-        md.append(f"\nMatches the paper's users/items/behaviours exactly: {'yes' if same else 'NO'}\n")
+        md.append(
+            f"\nMatches the paper's users/items/behaviours exactly: {'yes' if same else 'NO'}\n"
+        )
     if skips:
-        md.append("\nSkipped while preparing: " + ", ".join(f"{k}: {v}" for k, v in skips.items())
-                  + "\n")
+        md.append(
+            "\nSkipped while preparing: " + ", ".join(f"{k}: {v}" for k, v in skips.items()) + "\n"
+        )
     return "\n".join(md)
 
 
 def main(argv: list[str] | None = None) -> int:
     p = Parser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--dataset", nargs="+", default=[DEFAULT_DATASET],
-                   help="catalog names (synthetic-small, cloth, ...) or prepared folders")
+    p.add_argument(
+        "--dataset",
+        nargs="+",
+        default=[DEFAULT_DATASET],
+        help="catalog names (synthetic-small, cloth, ...) or prepared folders",
+    )
     p.add_argument("--results", type=Path, default=RESULTS, help="results folder")
     p.add_argument("-q", "--quiet", action="store_true")
     a = p.parse_args(argv)
@@ -78,9 +111,15 @@ def main(argv: list[str] | None = None) -> int:
         rows = table1_rows(ds, short)
         skips = rows[0].pop("skips", {})
         md = markdown(rows, short, skips, ds.is_synthetic)
-        folder = write_result(short, "table1", to_csv(rows, COLUMNS), md,
-                              results_dir=a.results, data=str(proc),
-                              wall_time_s=round(time.perf_counter() - t0, 2))
+        folder = write_result(
+            short,
+            "table1",
+            to_csv(rows, COLUMNS),
+            md,
+            results_dir=a.results,
+            data=str(proc),
+            wall_time_s=round(time.perf_counter() - t0, 2),
+        )
         print(md)
         print(f"wrote {folder}/table1.csv and .md")
     return 0

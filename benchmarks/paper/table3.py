@@ -19,8 +19,14 @@ from benchmarks.common import run_script
 from benchmarks.paper.tables import parse_options, run_models, write_table
 
 TABLE3 = ("mdr", "mdr_wo_ic")
-ABLATIONS = ("mdr", "mdr_wo_ws", "mdr_no_fusion", "mdr_image_only", "mdr_text_only",
-             "mdr_dense_aspects")
+ABLATIONS = (
+    "mdr",
+    "mdr_wo_ws",
+    "mdr_no_fusion",
+    "mdr_image_only",
+    "mdr_text_only",
+    "mdr_dense_aspects",
+)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -28,14 +34,38 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     models = list(dict.fromkeys([*TABLE3, *ABLATIONS]))
     proc, short, jobs, results = run_models(models, opts, "table3")
-    write_table("table3", "Table 3: effectiveness of the information constraint", TABLE3,
-                "table3.csv", opts, proc, short, jobs, results, "mdr", t0)
+    write_table(
+        "table3",
+        "Table 3: effectiveness of the information constraint",
+        TABLE3,
+        "table3.csv",
+        opts,
+        proc,
+        short,
+        jobs,
+        results,
+        "mdr",
+        t0,
+    )
     if any(m in results for m in ABLATIONS[1:]):
-        write_table("ablations", "Ablations: where MDR's gain comes from", ABLATIONS,
-                    "table3.csv", opts, proc, short, jobs, results, "mdr", t0,
-                    notes=["Each ablation changes one thing of MDR (benchmarks/configs, "
-                           "`ablations:`; with --tuned: of the tuned MDR, nothing retuned); "
-                           "the comparisons pair MDR with each, seed by seed and user by user."])
+        write_table(
+            "ablations",
+            "Ablations: where MDR's gain comes from",
+            ABLATIONS,
+            "table3.csv",
+            opts,
+            proc,
+            short,
+            jobs,
+            results,
+            "mdr",
+            t0,
+            notes=[
+                "Each ablation changes one thing of MDR (benchmarks/configs, "
+                "`ablations:`; with --tuned: of the tuned MDR, nothing retuned); "
+                "the comparisons pair MDR with each, seed by seed and user by user."
+            ],
+        )
     return 0
 
 

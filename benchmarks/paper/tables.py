@@ -90,8 +90,9 @@ def seeds_of(opts: Options) -> tuple[int, ...]:
     return opts.seed_list or tuple(range(opts.seeds))
 
 
-def tuned_overrides(opts: Options, short: str, cfg_path: Path,
-                    models: Sequence[str]) -> dict[str, dict[str, Any]]:
+def tuned_overrides(
+    opts: Options, short: str, cfg_path: Path, models: Sequence[str]
+) -> dict[str, dict[str, Any]]:
     """Each model's overrides of the tuned protocol: the config's ``tuning.fixed``, then its
     chosen trial (``results/<dataset>/tuning/best.yaml``); an ablation is the TUNED MDR with
     its one change applied last (nothing retuned)."""
@@ -101,9 +102,11 @@ def tuned_overrides(opts: Options, short: str, cfg_path: Path,
 
     path = opts.results / short / ("tuning_quick" if opts.quick else "tuning") / "best.yaml"
     if not path.is_file():
-        raise BenchmarkError(f"{path}: not found - run `python -m benchmarks.tune --dataset "
-                             f"{opts.dataset}` first (--tuned trains each model's chosen "
-                             "settings)")
+        raise BenchmarkError(
+            f"{path}: not found - run `python -m benchmarks.tune --dataset "
+            f"{opts.dataset}` first (--tuned trains each model's chosen "
+            "settings)"
+        )
     try:
         best = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as e:
@@ -114,11 +117,11 @@ def tuned_overrides(opts: Options, short: str, cfg_path: Path,
     for m in models:
         base = "mdr" if m in ablations else m
         if base not in best or not isinstance(best[base], dict):
-            raise BenchmarkError(f"{path}: no tuned settings for {base!r} (tuned: "
-                                 f"{sorted(best)}); tune it first")
+            raise BenchmarkError(
+                f"{path}: no tuned settings for {base!r} (tuned: {sorted(best)}); tune it first"
+            )
         chosen = dict(best[base].get("overrides") or {})
-        out[m] = {**fixed, **chosen, **(variant_overrides(cfg_path, m) if m in ablations
-                                        else {})}
+        out[m] = {**fixed, **chosen, **(variant_overrides(cfg_path, m) if m in ablations else {})}
     return out
 
 
@@ -151,8 +154,9 @@ def plan(models: Sequence[str], opts: Options, proc: Path, short: str) -> list[J
     return jobs
 
 
-def without_images(models: Sequence[str], cfg_path: Path,
-                   proc: Path) -> tuple[dict[str, dict[str, Any]], list[str]]:
+def without_images(
+    models: Sequence[str], cfg_path: Path, proc: Path
+) -> tuple[dict[str, dict[str, Any]], list[str]]:
     """Which models run on ``proc``, each with its extra overrides, and why others do not.
 
     On data with images: every model, as configured. On data without any image (real
@@ -177,27 +181,51 @@ def without_images(models: Sequence[str], cfg_path: Path,
         resolved = to_dict(load_run_config(cfg_path, overrides, model=model))
         # the same network (builder) with the same config but for its name is the same model
         builder = get_builder(resolved["model"].pop("name"))
-        key = config_hash({"builder": f"{builder.__module__}.{builder.__qualname__}",
-                           "config": resolved})
+        key = config_hash(
+            {"builder": f"{builder.__module__}.{builder.__qualname__}", "config": resolved}
+        )
         if key in seen:
-            notes.append(f"{LABELS.get(model, model)} without images is "
-                         f"{LABELS.get(seen[key], seen[key])}: left out")
+            notes.append(
+                f"{LABELS.get(model, model)} without images is "
+                f"{LABELS.get(seen[key], seen[key])}: left out"
+            )
             continue
         seen[key] = model
         kept[model] = overrides
-    return kept, ["This dataset has no images: every model runs without its image side "
-                  "(model.use_image: false), so MDR is its text side: the text encoder, the "
-                  "per-slot aspect decoder (Eq. 14) and the weak labels of the text slots"
-                  + "".join(f"; {n}" for n in notes) + "."]
+    return kept, [
+        "This dataset has no images: every model runs without its image side "
+        "(model.use_image: false), so MDR is its text side: the text encoder, the "
+        "per-slot aspect decoder (Eq. 14) and the weak labels of the text slots"
+        + "".join(f"; {n}" for n in notes)
+        + "."
+    ]
 
 
 def _command(job: Job, proc: Path, threads: int, force: bool) -> list[str]:
     """``mdr train`` for a job: the model by name, the table's overrides as ``--set``;
     always ``--resume`` (a started run continues, also when its worker was retried)."""
     # -P: the installed package, never ./mdr of whatever folder the table runs from
-    cmd = [sys.executable, "-P", "-m", "mdr.cli", "train", "-q", "--config", str(job.config),
-           "--data", str(proc), "--out", str(job.run_dir), "--model", job.model,
-           "--seed", str(job.seed), "--threads", str(threads), "--resume"]
+    cmd = [
+        sys.executable,
+        "-P",
+        "-m",
+        "mdr.cli",
+        "train",
+        "-q",
+        "--config",
+        str(job.config),
+        "--data",
+        str(proc),
+        "--out",
+        str(job.run_dir),
+        "--model",
+        job.model,
+        "--seed",
+        str(job.seed),
+        "--threads",
+        str(threads),
+        "--resume",
+    ]
     for k, v in job.overrides.items():
         cmd += ["--set", f"{k}={json.dumps(v)}"]
     if force:
@@ -218,11 +246,20 @@ def run_jobs(jobs: list[Job], proc: Path, opts: Options) -> None:
     """Every job without a finished run folder (all with ``--force``), longest first, on the
     executor of ``--executor``."""
     todo = [j for j in jobs if opts.force or not (j.run_dir / "test.json").is_file()]
-    print(f"{len(jobs) - len(todo)} run(s) reused, {len(todo)} to run on the "
-          f"{opts.executor} executor ({opts.jobs} job(s))")
+    print(
+        f"{len(jobs) - len(todo)} run(s) reused, {len(todo)} to run on the "
+        f"{opts.executor} executor ({opts.jobs} job(s))"
+    )
     todo.sort(key=lambda j: -_expected_cost(j))  # longest first: the jobs end together
-    tasks = [Task(f"{j.model} seed {j.seed}", tuple(_command(j, proc, opts.threads, opts.force)),
-                  j.run_dir.parent / f"{j.run_dir.name}.log", cpus=opts.threads) for j in todo]
+    tasks = [
+        Task(
+            f"{j.model} seed {j.seed}",
+            tuple(_command(j, proc, opts.threads, opts.force)),
+            j.run_dir.parent / f"{j.run_dir.name}.log",
+            cpus=opts.threads,
+        )
+        for j in todo
+    ]
     if tasks:
         make_executor(opts.executor, opts.jobs, opts.ray_address).run(tasks)
 
@@ -275,8 +312,9 @@ def inputs_of(cfg_path: Path, model: str, overrides: dict[str, Any]) -> str:
     return ", ".join(parts)
 
 
-def summary_rows(results: dict[str, list[dict]], short: str, reported: str,
-                 inputs: dict[str, str] | None = None) -> list[dict]:
+def summary_rows(
+    results: dict[str, list[dict]], short: str, reported: str, inputs: dict[str, str] | None = None
+) -> list[dict]:
     """One row per model: what it reads, mean and std of each metric over seeds, the paper's
     AUC/NDCG beside, both orderings (the model's rank here and its mean rank in the paper),
     and the runs that hit the epoch cap (marked ``*`` in the epochs)."""
@@ -284,8 +322,12 @@ def summary_rows(results: dict[str, list[dict]], short: str, reported: str,
     in_paper = paper_ranks(reported)
     rows = []
     for model, runs in results.items():
-        row: dict[str, Any] = {"model": model, "label": LABELS.get(model, model),
-                               "inputs": (inputs or {}).get(model, ""), "seeds": len(runs)}
+        row: dict[str, Any] = {
+            "model": model,
+            "label": LABELS.get(model, model),
+            "inputs": (inputs or {}).get(model, ""),
+            "seeds": len(runs),
+        }
         row.update(aggregate(runs, METRICS))
         p = paper.get((model, PAPER_NAME.get(short, "")))
         row["paper_auc"] = float(p["auc"]) if p else None
@@ -312,9 +354,12 @@ def rank_agreement(rows: list[dict]) -> dict[str, Any]:
     ours = _ranks({r["model"]: r["gauc_mean"] for r in both})
     x = [ours[r["model"]] for r in both]
     y = [r["paper_rank"] for r in both]
-    return {"n": len(both), "spearman": float(stats.spearmanr(x, y).statistic),
-            "kendall": float(stats.kendalltau(x, y).statistic),
-            "models": [r["model"] for r in both]}
+    return {
+        "n": len(both),
+        "spearman": float(stats.spearmanr(x, y).statistic),
+        "kendall": float(stats.kendalltau(x, y).statistic),
+        "models": [r["model"] for r in both],
+    }
 
 
 # metric of test.json -> its per-user value in test_users.npz (None: computed from ranks)
@@ -348,15 +393,21 @@ def _mean_over_seeds(run_dirs: Sequence[Path], metric: str) -> tuple[np.ndarray,
     return users, np.mean([g[1] for g in got], axis=0)
 
 
-def compare(results: dict[str, list[dict[str, Any]]], dirs: dict[str, dict[int, Path]],
-            a: str, b: str, metric: str) -> dict[str, Any]:
+def compare(
+    results: dict[str, list[dict[str, Any]]],
+    dirs: dict[str, dict[int, Path]],
+    a: str,
+    b: str,
+    metric: str,
+) -> dict[str, Any]:
     """Model ``a`` against ``b`` on one test metric: paired over seeds (t-test, Wilcoxon,
     the difference the seeds detect at 80 % power) and over test users (a paired
     bootstrap 95 % CI of the mean difference, each user's value averaged over seeds)."""
     from mdr import stats
 
-    by_seed = {m: {r["seed"]: r for r in results.get(m, []) if r.get(metric) is not None}
-               for m in (a, b)}
+    by_seed = {
+        m: {r["seed"]: r for r in results.get(m, []) if r.get(metric) is not None} for m in (a, b)
+    }
     seeds = sorted(set(by_seed[a]) & set(by_seed[b]))
     out: dict[str, Any] = {"a": a, "b": b, "metric": metric, "seeds": len(seeds)}
     if not seeds:
@@ -368,7 +419,8 @@ def compare(results: dict[str, list[dict[str, Any]]], dirs: dict[str, dict[int, 
     out["p_t"] = stats.paired_t(x, y)
     out["p_wilcoxon"] = stats.wilcoxon(x, y)
     out["detectable_80"] = stats.detectable_difference(
-        float(d.std(ddof=1)) if len(d) > 1 else float("nan"), len(d))
+        float(d.std(ddof=1)) if len(d) > 1 else float("nan"), len(d)
+    )
     ua = _mean_over_seeds([dirs[a][s] for s in seeds], metric)
     ub = _mean_over_seeds([dirs[b][s] for s in seeds], metric)
     if ua is not None and ub is not None and np.array_equal(ua[0], ub[0]):
@@ -377,8 +429,9 @@ def compare(results: dict[str, list[dict[str, Any]]], dirs: dict[str, dict[int, 
     return out
 
 
-def comparisons(results: dict[str, list[dict[str, Any]]], jobs: Sequence[Job], a: str,
-                others: Sequence[str]) -> list[dict[str, Any]]:
+def comparisons(
+    results: dict[str, list[dict[str, Any]]], jobs: Sequence[Job], a: str, others: Sequence[str]
+) -> list[dict[str, Any]]:
     """``a`` against each of ``others`` on every compared metric, with Holm-adjusted
     t-test p-values across the table's comparisons of each metric."""
     from mdr import stats
@@ -386,8 +439,12 @@ def comparisons(results: dict[str, list[dict[str, Any]]], jobs: Sequence[Job], a
     dirs: dict[str, dict[int, Path]] = {}
     for j in jobs:
         dirs.setdefault(j.model, {})[j.seed] = j.run_dir
-    rows = [compare(results, dirs, a, b, m) for m in COMPARED for b in others
-            if a in results and b in results]
+    rows = [
+        compare(results, dirs, a, b, m)
+        for m in COMPARED
+        for b in others
+        if a in results and b in results
+    ]
     rows = [r for r in rows if r["seeds"] > 0]
     for m in COMPARED:
         mine = [r for r in rows if r["metric"] == m]
@@ -396,8 +453,20 @@ def comparisons(results: dict[str, list[dict[str, Any]]], jobs: Sequence[Job], a
     return rows
 
 
-COMPARISON_COLUMNS = ["a", "b", "metric", "seeds", "mean_diff", "p_t", "p_t_holm",
-                      "p_wilcoxon", "ci_low", "ci_high", "users", "detectable_80"]
+COMPARISON_COLUMNS = [
+    "a",
+    "b",
+    "metric",
+    "seeds",
+    "mean_diff",
+    "p_t",
+    "p_t_holm",
+    "p_wilcoxon",
+    "ci_low",
+    "ci_high",
+    "users",
+    "detectable_80",
+]
 
 
 def _p(v: Any) -> str:
@@ -407,22 +476,31 @@ def _p(v: Any) -> str:
 def comparisons_markdown(rows: Sequence[dict[str, Any]]) -> list[str]:
     if not rows:
         return []
-    out = ["", "Comparisons, paired over seeds (t-test, Holm-adjusted across this table's "
-           "comparisons of a metric, and Wilcoxon) and over test users (a paired bootstrap "
-           "95 % CI of the mean difference, each user's value averaged over seeds). "
-           "Detectable: the smallest true difference these seeds detect with 80 % power "
-           "(paired t, 5 %).", "",
-           "| comparison | metric | mean diff | 95 % CI (users) | p (t) | p (t, Holm) | "
-           "p (Wilcoxon) | detectable (80 %) |", "|---|---|---|---|---|---|---|---|"]
+    out = [
+        "",
+        "Comparisons, paired over seeds (t-test, Holm-adjusted across this table's "
+        "comparisons of a metric, and Wilcoxon) and over test users (a paired bootstrap "
+        "95 % CI of the mean difference, each user's value averaged over seeds). "
+        "Detectable: the smallest true difference these seeds detect with 80 % power "
+        "(paired t, 5 %).",
+        "",
+        "| comparison | metric | mean diff | 95 % CI (users) | p (t) | p (t, Holm) | "
+        "p (Wilcoxon) | detectable (80 %) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
-        ci = (f"[{r['ci_low']:+.4f}, {r['ci_high']:+.4f}]" if r.get("ci_low") is not None
-              else "-")
+        ci = f"[{r['ci_low']:+.4f}, {r['ci_high']:+.4f}]" if r.get("ci_low") is not None else "-"
         diff = f"{r['mean_diff']:+.4f}" if r.get("mean_diff") is not None else "-"
-        det = f"{r['detectable_80']:.4f}" if r.get("detectable_80") is not None and not (
-            math.isnan(r["detectable_80"])) else "-"
-        out.append(f"| {LABELS.get(r['a'], r['a'])} vs {LABELS.get(r['b'], r['b'])} | "
-                   f"{r['metric']} | {diff} | {ci} | {_p(r.get('p_t'))} | "
-                   f"{_p(r.get('p_t_holm'))} | {_p(r.get('p_wilcoxon'))} | {det} |")
+        det = (
+            f"{r['detectable_80']:.4f}"
+            if r.get("detectable_80") is not None and not (math.isnan(r["detectable_80"]))
+            else "-"
+        )
+        out.append(
+            f"| {LABELS.get(r['a'], r['a'])} vs {LABELS.get(r['b'], r['b'])} | "
+            f"{r['metric']} | {diff} | {ci} | {_p(r.get('p_t'))} | "
+            f"{_p(r.get('p_t_holm'))} | {_p(r.get('p_wilcoxon'))} | {det} |"
+        )
     return out
 
 
@@ -436,37 +514,58 @@ def _cell(row: dict, m: str, bold: bool, tex: bool = False) -> str:
     return text
 
 
-def render(rows: list[dict], title: str, short: str, tests: list[dict], synthetic: bool,
-           seeds: Sequence[int], notes: Sequence[str] = ()) -> tuple[str, str]:
+def render(
+    rows: list[dict],
+    title: str,
+    short: str,
+    tests: list[dict],
+    synthetic: bool,
+    seeds: Sequence[int],
+    notes: Sequence[str] = (),
+) -> tuple[str, str]:
     """Markdown and LaTeX tables. On the paper's datasets: reproduced mean ± std, the
     paper's number, the difference. Elsewhere (the embedded shop, another category) the
     paper's values cannot be compared, its ordering can: each model's rank here beside its
     mean rank in the paper (over Cloth, Toys and Office) and their rank correlation."""
-    best = {m: max((r.get(f"{m}_mean", -1) for r in rows), default=None)
-            for m in ("gauc", "ndcg@10")}
+    best = {
+        m: max((r.get(f"{m}_mean", -1) for r in rows), default=None) for m in ("gauc", "ndcg@10")
+    }
     by_value = any(r.get("paper_auc") is not None for r in rows)
     md = [f"# {title} ({short})", ""]
     if synthetic:
-        md += ["Synthetic data: the comparison with the paper is about the ORDERING of models,",
-               "not the values (the paper's numbers are for Amazon Cloth/Toys/Office).", ""]
+        md += [
+            "Synthetic data: the comparison with the paper is about the ORDERING of models,",
+            "not the values (the paper's numbers are for Amazon Cloth/Toys/Office).",
+            "",
+        ]
     seed_text = ", ".join(map(str, seeds))
-    md += [f"Mean ± std over {len(seeds)} seed(s) ({seed_text}). AUC = GAUC (DIN's "
-           "user-weighted AUC, the paper's metric); NDCG@10 on the sampled lists. Best "
-           "reproduced value in bold. Reads: the inputs of each model (ids = user, item and "
-           "category embeddings). Valid: the validation GAUC at the best epoch, which "
-           "selected it. Epochs: the best validation epoch and the epochs run of each seed "
-           "(early stopping on validation GAUC; `*`: the run hit the epoch cap instead).", ""]
+    md += [
+        f"Mean ± std over {len(seeds)} seed(s) ({seed_text}). AUC = GAUC (DIN's "
+        "user-weighted AUC, the paper's metric); NDCG@10 on the sampled lists. Best "
+        "reproduced value in bold. Reads: the inputs of each model (ids = user, item and "
+        "category embeddings). Valid: the validation GAUC at the best epoch, which "
+        "selected it. Epochs: the best validation epoch and the epochs run of each seed "
+        "(early stopping on validation GAUC; `*`: the run hit the epoch cap instead).",
+        "",
+    ]
     if by_value:
-        md += ["| model | reads | AUC (ours) | AUC (paper) | diff | NDCG@10 (ours) | "
-               "NDCG@10 (paper) | diff | full-rank NDCG@10 | AUC (valid) | best / run epochs |",
-               "|---|---|---|---|---|---|---|---|---|---|---|"]
+        md += [
+            "| model | reads | AUC (ours) | AUC (paper) | diff | NDCG@10 (ours) | "
+            "NDCG@10 (paper) | diff | full-rank NDCG@10 | AUC (valid) | best / run epochs |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
+        ]
     else:
-        md += ["| model | reads | AUC (ours) | rank (ours) | rank (paper, mean) | NDCG@10 (ours) | "
-               "full-rank NDCG@10 | AUC (valid) | best / run epochs |",
-               "|---|---|---|---|---|---|---|---|---|"]
-    tex = ["\\begin{tabular}{lcccc}", "\\toprule",
-           "Model & AUC (ours) & AUC (paper) & NDCG@10 (ours) & NDCG@10 (paper) \\\\",
-           "\\midrule"]
+        md += [
+            "| model | reads | AUC (ours) | rank (ours) | rank (paper, mean) | NDCG@10 (ours) | "
+            "full-rank NDCG@10 | AUC (valid) | best / run epochs |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
+    tex = [
+        "\\begin{tabular}{lcccc}",
+        "\\toprule",
+        "Model & AUC (ours) & AUC (paper) & NDCG@10 (ours) & NDCG@10 (paper) \\\\",
+        "\\midrule",
+    ]
     for r in rows:
         pa, pn = r.get("paper_auc"), r.get("paper_ndcg@10")
         da = f"{r['gauc_mean'] - pa:+.4f}" if pa is not None and "gauc_mean" in r else "-"
@@ -476,29 +575,41 @@ def render(rows: list[dict], title: str, short: str, tests: list[dict], syntheti
         epochs = f"{r['best_epochs']} / {r['epochs_run']}"
         valid = _cell(r, "best_valid_gauc", False)
         if by_value:
-            md.append(f"| {r['label']} | {r.get('inputs') or '-'} | {_cell(r, 'gauc', ba)} | "
-                      f"{pa if pa is not None else '-'}"
-                      f" | {da} | {_cell(r, 'ndcg@10', bn)} | {pn if pn is not None else '-'} | "
-                      f"{dn} | {_cell(r, 'full_ndcg@10', False)} | {valid} | {epochs} |")
+            md.append(
+                f"| {r['label']} | {r.get('inputs') or '-'} | {_cell(r, 'gauc', ba)} | "
+                f"{pa if pa is not None else '-'}"
+                f" | {da} | {_cell(r, 'ndcg@10', bn)} | {pn if pn is not None else '-'} | "
+                f"{dn} | {_cell(r, 'full_ndcg@10', False)} | {valid} | {epochs} |"
+            )
         else:
             pr = r.get("paper_rank")
-            md.append(f"| {r['label']} | {r.get('inputs') or '-'} | {_cell(r, 'gauc', ba)} | "
-                      f"{_rank(r.get('rank'))} | "
-                      f"{_rank(pr)} | {_cell(r, 'ndcg@10', bn)} | "
-                      f"{_cell(r, 'full_ndcg@10', False)} | {valid} | {epochs} |")
+            md.append(
+                f"| {r['label']} | {r.get('inputs') or '-'} | {_cell(r, 'gauc', ba)} | "
+                f"{_rank(r.get('rank'))} | "
+                f"{_rank(pr)} | {_cell(r, 'ndcg@10', bn)} | "
+                f"{_cell(r, 'full_ndcg@10', False)} | {valid} | {epochs} |"
+            )
         label = r["label"].replace("&", "\\&").replace("beta", "$\\beta$")
-        tex.append(f"{label} & {_cell(r, 'gauc', ba, True)} & {pa if pa is not None else '-'} & "
-                   f"{_cell(r, 'ndcg@10', bn, True)} & {pn if pn is not None else '-'} \\\\")
+        tex.append(
+            f"{label} & {_cell(r, 'gauc', ba, True)} & {pa if pa is not None else '-'} & "
+            f"{_cell(r, 'ndcg@10', bn, True)} & {pn if pn is not None else '-'} \\\\"
+        )
     tex += ["\\bottomrule", "\\end{tabular}", ""]
     agree = rank_agreement(rows)
     if not by_value and agree["spearman"] is not None:
-        md += ["", f"Ordering against the paper's (mean rank over Cloth, Toys, Office) over the "
-               f"{agree['n']} models both have: Spearman's rho = {agree['spearman']:+.2f}, "
-               f"Kendall's tau = {agree['kendall']:+.2f} (1: the same ordering)."]
+        md += [
+            "",
+            f"Ordering against the paper's (mean rank over Cloth, Toys, Office) over the "
+            f"{agree['n']} models both have: Spearman's rho = {agree['spearman']:+.2f}, "
+            f"Kendall's tau = {agree['kendall']:+.2f} (1: the same ordering).",
+        ]
     capped = sum(r.get("capped", 0) for r in rows)
     if capped:
-        md += ["", f"**{capped} run(s) hit the epoch cap** (`*`): early stopping did not end "
-               "them, so their numbers may still be rising."]
+        md += [
+            "",
+            f"**{capped} run(s) hit the epoch cap** (`*`): early stopping did not end "
+            "them, so their numbers may still be rising.",
+        ]
     md += comparisons_markdown(tests)
     if notes:
         md += ["", *notes]
@@ -509,8 +620,9 @@ def _rank(value: float | None) -> str:
     return "-" if value is None else f"{value:.3g}"
 
 
-def run_models(models: Sequence[str], opts: Options,
-               name: str) -> tuple[Path, str, list[Job], dict[str, list[dict[str, Any]]]]:
+def run_models(
+    models: Sequence[str], opts: Options, name: str
+) -> tuple[Path, str, list[Job], dict[str, list[dict[str, Any]]]]:
     """Run (or reuse) every (model, seed): the prepared folder, its short name, the jobs and
     each model's test results."""
     if opts.models:  # before any work: a typo costs nothing
@@ -524,16 +636,26 @@ def run_models(models: Sequence[str], opts: Options,
         from mdr.config import load_tuning
 
         table_seeds = load_tuning(config_for(proc)).table_seeds
-        opts.seed_list = table_seeds[:opts.seeds] if opts.seeds else table_seeds
+        opts.seed_list = table_seeds[: opts.seeds] if opts.seeds else table_seeds
     jobs = plan(models, opts, proc, short)
     run_jobs(jobs, proc, opts)
     return proc, short, jobs, collect(jobs)
 
 
-def write_table(name: str, title: str, models: Sequence[str], reported: str, opts: Options,
-                proc: Path, short: str, jobs: list[Job],
-                results: dict[str, list[dict[str, Any]]], ours: str,
-                t0: float, notes: Sequence[str] = ()) -> Path:
+def write_table(
+    name: str,
+    title: str,
+    models: Sequence[str],
+    reported: str,
+    opts: Options,
+    proc: Path,
+    short: str,
+    jobs: list[Job],
+    results: dict[str, list[dict[str, Any]]],
+    ours: str,
+    t0: float,
+    notes: Sequence[str] = (),
+) -> Path:
     """``results/<dataset>/<name>.{csv,md,tex}``, ``<name>.comparisons.csv`` (``ours``
     against every other model of the table) and the manifest for ``models``."""
     from mdr import io as mio
@@ -550,66 +672,123 @@ def write_table(name: str, title: str, models: Sequence[str], reported: str, opt
     md, tex = render(rows, title, short, tests, synthetic, seeds_of(opts), notes)
     columns = ["model", "label", "inputs", "seeds"]
     columns += [f"{m}_{s}" for m in METRICS for s in ("mean", "std")]
-    columns += ["paper_auc", "paper_ndcg@10", "paper_rank", "rank", "best_epochs", "epochs_run",
-                "capped"]
+    columns += [
+        "paper_auc",
+        "paper_ndcg@10",
+        "paper_rank",
+        "rank",
+        "best_epochs",
+        "epochs_run",
+        "capped",
+    ]
     name = name + opts.suffix
     folder = write_result(
-        short, name, to_csv(rows, columns), md, results_dir=opts.results,
-        data=str(proc), seeds=list(seeds_of(opts)), tuned=opts.tuned, models=present,
-        comparisons=tests, rank_agreement=rank_agreement(rows),
+        short,
+        name,
+        to_csv(rows, columns),
+        md,
+        results_dir=opts.results,
+        data=str(proc),
+        seeds=list(seeds_of(opts)),
+        tuned=opts.tuned,
+        models=present,
+        comparisons=tests,
+        rank_agreement=rank_agreement(rows),
         runs={j.run_dir.name: str(j.config) for j in mine},
-        wall_time_s=round(time.perf_counter() - t0, 1))
+        wall_time_s=round(time.perf_counter() - t0, 1),
+    )
     mio.write_text(folder / f"{name}.comparisons.csv", to_csv(tests, COMPARISON_COLUMNS))
     mio.write_text(folder / f"{name}.tex", tex)
     print(md)
     return folder
 
 
-def run_table(name: str, title: str, models: Sequence[str], reported: str, opts: Options,
-              ours: str) -> Path:
+def run_table(
+    name: str, title: str, models: Sequence[str], reported: str, opts: Options, ours: str
+) -> Path:
     """Run (or reuse) every model and seed, then write ``results/<dataset>/<name>.*``."""
     t0 = time.perf_counter()
     proc, short, jobs, results = run_models(models, opts, name)
-    return write_table(name, title, models, reported, opts, proc, short, jobs, results,
-                       ours, t0)
+    return write_table(name, title, models, reported, opts, proc, short, jobs, results, ours, t0)
 
 
 def parse_options(argv: list[str] | None, doc: str) -> Options:
     p = Parser(description=doc.split("\n\n")[0])
-    p.add_argument("--dataset", default=DEFAULT_DATASET,
-                   help="synthetic-small (default), synthetic-tiny, cloth, toys, office or a "
-                        "prepared folder")
-    p.add_argument("--seeds", type=int_range(1, 100), default=None,
-                   help="seeds 0..N-1 (default 3); with --tuned the first N of the config's "
-                        "tuning.table_seeds (default all: five seeds, never the tuning seed)")
-    p.add_argument("--tuned", action="store_true",
-                   help="every model with its tuned settings (results/<dataset>/tuning/"
-                        "best.yaml, from python -m benchmarks.tune) on the tuned protocol's "
-                        "seeds; writes <table>_tuned.* beside the one-rule table")
-    p.add_argument("--epochs", type=int_range(1, 100_000), default=None, help="override the configs' epochs")
-    p.add_argument("--patience", type=int_range(0, 100_000), default=None,
-                   help="every model's early-stopping patience (epochs without a better "
-                        "validation GAUC)")
-    p.add_argument("--models", nargs="+", default=(), type=safe_name,
-                   help="run only these of the table's models (a partial table; use --tag)")
-    p.add_argument("--max-steps", type=int_range(1, 10**9), default=None, help="cap steps per epoch")
-    p.add_argument("--quick", action="store_true",
-                   help="1 seed, 1 epoch of 8 steps, no full ranking, 2 jobs: a pipeline check "
-                        "in under a minute on 2 cores once the data is prepared (numbers are "
-                        "not meaningful)")
-    p.add_argument("--jobs", type=int_range(1, 256), default=2,
-                   help="runs in parallel processes (default 2: on 2 cores two single-threaded "
-                        "runs beat one with 2 threads)")
+    p.add_argument(
+        "--dataset",
+        default=DEFAULT_DATASET,
+        help="synthetic-small (default), synthetic-tiny, cloth, toys, office or a prepared folder",
+    )
+    p.add_argument(
+        "--seeds",
+        type=int_range(1, 100),
+        default=None,
+        help="seeds 0..N-1 (default 3); with --tuned the first N of the config's "
+        "tuning.table_seeds (default all: five seeds, never the tuning seed)",
+    )
+    p.add_argument(
+        "--tuned",
+        action="store_true",
+        help="every model with its tuned settings (results/<dataset>/tuning/"
+        "best.yaml, from python -m benchmarks.tune) on the tuned protocol's "
+        "seeds; writes <table>_tuned.* beside the one-rule table",
+    )
+    p.add_argument(
+        "--epochs", type=int_range(1, 100_000), default=None, help="override the configs' epochs"
+    )
+    p.add_argument(
+        "--patience",
+        type=int_range(0, 100_000),
+        default=None,
+        help="every model's early-stopping patience (epochs without a better validation GAUC)",
+    )
+    p.add_argument(
+        "--models",
+        nargs="+",
+        default=(),
+        type=safe_name,
+        help="run only these of the table's models (a partial table; use --tag)",
+    )
+    p.add_argument(
+        "--max-steps", type=int_range(1, 10**9), default=None, help="cap steps per epoch"
+    )
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="1 seed, 1 epoch of 8 steps, no full ranking, 2 jobs: a pipeline check "
+        "in under a minute on 2 cores once the data is prepared (numbers are "
+        "not meaningful)",
+    )
+    p.add_argument(
+        "--jobs",
+        type=int_range(1, 256),
+        default=2,
+        help="runs in parallel processes (default 2: on 2 cores two single-threaded "
+        "runs beat one with 2 threads)",
+    )
     add_executor_options(p)
-    p.add_argument("--threads", type=int_range(1, 1024), default=1,
-                   help="torch threads per run (default 1: a run's numbers then do not depend "
-                        "on the machine's number of cores)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="a dotted config override for every run of the table, e.g. "
-                        "loss.beta=4 (repeatable; with --tag, a sweep beside the table)")
-    p.add_argument("--tag", default=None, type=safe_name,
-                   help="suffix for the outputs (table2_<tag>.csv ...), e.g. --set loss.beta=4 "
-                        "--tag beta4: a sweep beside the default table instead of over it")
+    p.add_argument(
+        "--threads",
+        type=int_range(1, 1024),
+        default=1,
+        help="torch threads per run (default 1: a run's numbers then do not depend "
+        "on the machine's number of cores)",
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a dotted config override for every run of the table, e.g. "
+        "loss.beta=4 (repeatable; with --tag, a sweep beside the table)",
+    )
+    p.add_argument(
+        "--tag",
+        default=None,
+        type=safe_name,
+        help="suffix for the outputs (table2_<tag>.csv ...), e.g. --set loss.beta=4 "
+        "--tag beta4: a sweep beside the default table instead of over it",
+    )
     p.add_argument("--force", action="store_true", help="rerun finished runs")
     p.add_argument("--results", type=Path, default=RESULTS)
     p.add_argument("-q", "--quiet", action="store_true")
@@ -622,12 +801,23 @@ def parse_options(argv: list[str] | None, doc: str) -> Options:
         if not sep or not key:
             p.error(f"--set {item!r}: expected KEY=VALUE")
         extra[key] = parse_value(value)
-    opts = Options(dataset=a.dataset, seeds=a.seeds or 3, epochs=a.epochs, patience=a.patience,
-                   tuned=a.tuned,
-                   models=tuple(a.models), max_steps=a.max_steps, jobs=a.jobs,
-                   executor=a.executor, ray_address=a.ray_address,
-                   threads=a.threads, force=a.force, quiet=a.quiet, results=a.results,
-                   extra=extra)
+    opts = Options(
+        dataset=a.dataset,
+        seeds=a.seeds or 3,
+        epochs=a.epochs,
+        patience=a.patience,
+        tuned=a.tuned,
+        models=tuple(a.models),
+        max_steps=a.max_steps,
+        jobs=a.jobs,
+        executor=a.executor,
+        ray_address=a.ray_address,
+        threads=a.threads,
+        force=a.force,
+        quiet=a.quiet,
+        results=a.results,
+        extra=extra,
+    )
     if a.tuned:
         opts.suffix = "_tuned"
         opts.seeds = a.seeds or 0  # 0: every seed of the tuned protocol

@@ -67,27 +67,60 @@ class Options:
 
 def parse(argv: list[str] | None) -> Options:
     p = Parser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--dataset", default=DEFAULT_DATASET,
-                   help="a catalog name (synthetic-small, magazine, ...) or a prepared folder")
-    p.add_argument("--models", nargs="+", default=(), type=safe_name,
-                   help="tune only these of Table 2's models")
-    p.add_argument("--trials", type=int_range(1, 10_000), default=None,
-                   help="trials per model (default: the config's tuning.trials)")
-    p.add_argument("--quick", action="store_true",
-                   help=f"{QUICK_TRIALS} trials of 2 short epochs per model, into tuning_quick/: "
-                        "a pipeline check (numbers not meaningful)")
-    p.add_argument("--jobs", type=int_range(1, 256), default=2,
-                   help="studies tuned at the same time (local executor; default 2)")
+    p.add_argument(
+        "--dataset",
+        default=DEFAULT_DATASET,
+        help="a catalog name (synthetic-small, magazine, ...) or a prepared folder",
+    )
+    p.add_argument(
+        "--models",
+        nargs="+",
+        default=(),
+        type=safe_name,
+        help="tune only these of Table 2's models",
+    )
+    p.add_argument(
+        "--trials",
+        type=int_range(1, 10_000),
+        default=None,
+        help="trials per model (default: the config's tuning.trials)",
+    )
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"{QUICK_TRIALS} trials of 2 short epochs per model, into tuning_quick/: "
+        "a pipeline check (numbers not meaningful)",
+    )
+    p.add_argument(
+        "--jobs",
+        type=int_range(1, 256),
+        default=2,
+        help="studies tuned at the same time (local executor; default 2)",
+    )
     add_executor_options(p)
-    p.add_argument("--storage", default=None,
-                   help="an Optuna journal file or RDB URL shared by the workers (default: "
-                        "results/<dataset>/tuning/studies.journal)")
+    p.add_argument(
+        "--storage",
+        default=None,
+        help="an Optuna journal file or RDB URL shared by the workers (default: "
+        "results/<dataset>/tuning/studies.journal)",
+    )
     p.add_argument("--threads", type=int_range(1, 1024), default=1, help="torch threads per trial")
     p.add_argument("--results", type=Path, default=RESULTS)
     p.add_argument("-q", "--quiet", action="store_true")
     a = p.parse_args(argv)
-    return Options(a.dataset, tuple(a.models), a.trials, a.quick, a.jobs, a.executor,
-                   a.ray_address, a.storage, a.results, a.threads, a.quiet)
+    return Options(
+        a.dataset,
+        tuple(a.models),
+        a.trials,
+        a.quick,
+        a.jobs,
+        a.executor,
+        a.ray_address,
+        a.storage,
+        a.results,
+        a.threads,
+        a.quiet,
+    )
 
 
 # --------------------------------------------------------------------------- planning
@@ -123,14 +156,42 @@ def _cost(cfg_path: Path, model: str, overrides: dict[str, Any]) -> int:
     return 2 * m.use_image + m.use_text
 
 
-def worker_task(opts: Options, cfg_path: Path, proc: Path, model: str,
-                overrides: dict[str, Any], storage: str, runs: Path, trials: int,
-                out: Path) -> Task:
+def worker_task(
+    opts: Options,
+    cfg_path: Path,
+    proc: Path,
+    model: str,
+    overrides: dict[str, Any],
+    storage: str,
+    runs: Path,
+    trials: int,
+    out: Path,
+) -> Task:
     import json
 
-    argv = [sys.executable, "-P", "-m", "mdr.cli", "tune", "--config", str(cfg_path),
-            "--data", str(proc), "--model", model, "--storage", storage, "--study", model,
-            "--trials", str(trials), "--runs", str(runs), "--threads", str(opts.threads)]
+    argv = [
+        sys.executable,
+        "-P",
+        "-m",
+        "mdr.cli",
+        "tune",
+        "--config",
+        str(cfg_path),
+        "--data",
+        str(proc),
+        "--model",
+        model,
+        "--storage",
+        storage,
+        "--study",
+        model,
+        "--trials",
+        str(trials),
+        "--runs",
+        str(runs),
+        "--threads",
+        str(opts.threads),
+    ]
     for k, v in overrides.items():
         argv += ["--set", f"{k}={json.dumps(v)}"]
     return Task(f"tune {model}", tuple(argv), out / "logs" / f"{model}.log", cpus=opts.threads)
@@ -162,8 +223,11 @@ def chosen(rows: list[dict[str, Any]], keys: Sequence[str]) -> dict[str, Any] | 
     if not complete:
         return None
     best = max(complete, key=lambda r: (r["valid_gauc"], -r["trial"]))
-    return {"trial": best["trial"], "valid_gauc": best["valid_gauc"],
-            "overrides": {k: best[k] for k in keys}}
+    return {
+        "trial": best["trial"],
+        "valid_gauc": best["valid_gauc"],
+        "overrides": {k: best[k] for k in keys},
+    }
 
 
 def patience_losses(study: Any, patience: int) -> tuple[float, int, int]:
@@ -204,11 +268,16 @@ def summary(studies: dict[str, Any], rows: dict[str, list[dict]]) -> tuple[str, 
         capped = sum(bool(t.user_attrs.get("hit_epoch_cap")) for t in trials)
         best = chosen(rows[model], [])
         rec: dict[str, Any] = {
-            "model": model, "trials": len(trials), "complete": states.count("complete"),
-            "pruned": states.count("pruned"), "failed": states.count("fail"),
+            "model": model,
+            "trials": len(trials),
+            "complete": states.count("complete"),
+            "pruned": states.count("pruned"),
+            "failed": states.count("fail"),
             "best_valid_gauc": best["valid_gauc"] if best else None,
             "best_trial": best["trial"] if best else None,
-            "cpu_min": round(cpu / 60, 1), "hit_epoch_cap": capped}
+            "cpu_min": round(cpu / 60, 1),
+            "hit_epoch_cap": capped,
+        }
         for p in PATIENCES:
             loss, hurt, n = patience_losses(study, p)
             rec[f"patience{p}_loss"] = None if math.isnan(loss) else round(loss, 5)
@@ -216,13 +285,17 @@ def summary(studies: dict[str, Any], rows: dict[str, list[dict]]) -> tuple[str, 
         table.append(rec)
         info[model] = rec
     cols = list(table[0]) if table else []
-    md = ["# Tuning on validation only", "",
-          "Each model's study: trials counted (complete, pruned by the median rule, failed "
-          "by the run itself), its best validation GAUC and trial, the CPU time of all its "
-          "trials (from the study file), the trials that reached the epoch cap (must be 0), "
-          "and, on the complete trials' validation curves, the mean validation GAUC a "
-          "patience of 3 or 5 epochs would have lost and in how many trials.", "",
-          to_markdown(table, cols)]
+    md = [
+        "# Tuning on validation only",
+        "",
+        "Each model's study: trials counted (complete, pruned by the median rule, failed "
+        "by the run itself), its best validation GAUC and trial, the CPU time of all its "
+        "trials (from the study file), the trials that reached the epoch cap (must be 0), "
+        "and, on the complete trials' validation curves, the mean validation GAUC a "
+        "patience of 3 or 5 epochs would have lost and in how many trials.",
+        "",
+        to_markdown(table, cols),
+    ]
     return "\n".join(md), info
 
 
@@ -236,10 +309,13 @@ def main(argv: list[str] | None = None) -> int:
     storage = opts.storage or str(out / "studies.journal")
     runs = out / "runs"
     order = sorted(models, key=lambda m: -_cost(cfg_path, m, models[m]))
-    tasks = [worker_task(opts, cfg_path, proc, m, models[m], storage, runs, trials, out)
-             for m in order]
-    print(f"tuning {len(tasks)} model(s) x {trials} trials on {short} "
-          f"({opts.executor} executor, {opts.jobs} job(s)); studies in {storage}")
+    tasks = [
+        worker_task(opts, cfg_path, proc, m, models[m], storage, runs, trials, out) for m in order
+    ]
+    print(
+        f"tuning {len(tasks)} model(s) x {trials} trials on {short} "
+        f"({opts.executor} executor, {opts.jobs} job(s)); studies in {storage}"
+    )
     make_executor(opts.executor, opts.jobs, opts.ray_address).run(tasks)
 
     from mdr.training.tuning import StudySpec, open_study
@@ -254,16 +330,26 @@ def main(argv: list[str] | None = None) -> int:
         pick = chosen(rows[m], keys)
         if pick is not None:
             best[m] = pick
-    mio.write_text(out / "best.yaml",
-                   "# the chosen overrides per model (python -m benchmarks.tune): its best "
-                   "complete trial by validation GAUC\n"
-                   + yaml.safe_dump(best, sort_keys=False))
+    mio.write_text(
+        out / "best.yaml",
+        "# the chosen overrides per model (python -m benchmarks.tune): its best "
+        "complete trial by validation GAUC\n" + yaml.safe_dump(best, sort_keys=False),
+    )
     md, info = summary(studies, rows)
     mio.write_text(out / "tuning.md", md)
-    mio.write_json(out / "tuning.manifest.json", manifest(
-        dataset=short, data=str(proc), config=str(cfg_path), storage=storage,
-        trials_per_model=trials, models=info, tuning=dict(load_tuning(cfg_path).fixed),
-        wall_time_s=round(time.perf_counter() - t0, 1)))
+    mio.write_json(
+        out / "tuning.manifest.json",
+        manifest(
+            dataset=short,
+            data=str(proc),
+            config=str(cfg_path),
+            storage=storage,
+            trials_per_model=trials,
+            models=info,
+            tuning=dict(load_tuning(cfg_path).fixed),
+            wall_time_s=round(time.perf_counter() - t0, 1),
+        ),
+    )
     print(md)
     return 0
 

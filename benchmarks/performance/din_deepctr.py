@@ -38,9 +38,17 @@ from baselines.deepctr_models import compact_history
 from deepctr_torch.models import DIN  # isort: skip  (after the quiet import above)
 
 
-def build_deepctr_din(n_users: int, n_items: int, n_categories: int, embedding_dim: int,
-                      att_hidden: Sequence[int], mlp_hidden: Sequence[int], max_hist: int,
-                      device: str | torch.device, seed: int = 0) -> nn.Module:
+def build_deepctr_din(
+    n_users: int,
+    n_items: int,
+    n_categories: int,
+    embedding_dim: int,
+    att_hidden: Sequence[int],
+    mlp_hidden: Sequence[int],
+    max_hist: int,
+    device: str | torch.device,
+    seed: int = 0,
+) -> nn.Module:
     """deepctr-torch's DIN over the user, the candidate item and category and the history's
     items and categories (shared embeddings)."""
     d = embedding_dim
@@ -48,31 +56,52 @@ def build_deepctr_din(n_users: int, n_items: int, n_categories: int, embedding_d
         SparseFeat("user", n_users, d),
         SparseFeat("item", n_items, d),
         SparseFeat("category", n_categories, d),
-        VarLenSparseFeat(SparseFeat("hist_item", n_items, d, embedding_name="item"),
-                         maxlen=max_hist, combiner="mean", length_name="hist_len"),
-        VarLenSparseFeat(SparseFeat("hist_category", n_categories, d,
-                                    embedding_name="category"),
-                         maxlen=max_hist, combiner="mean", length_name="hist_len"),
+        VarLenSparseFeat(
+            SparseFeat("hist_item", n_items, d, embedding_name="item"),
+            maxlen=max_hist,
+            combiner="mean",
+            length_name="hist_len",
+        ),
+        VarLenSparseFeat(
+            SparseFeat("hist_category", n_categories, d, embedding_name="category"),
+            maxlen=max_hist,
+            combiner="mean",
+            length_name="hist_len",
+        ),
     ]
     with torch.random.fork_rng(devices=[]):  # seeded init; the caller's RNG is untouched
         torch.manual_seed(seed)
-        net = DIN(columns, ["item", "category"], dnn_hidden_units=tuple(mlp_hidden),
-                  att_hidden_size=tuple(att_hidden), att_activation="prelu",
-                  dnn_activation="prelu", att_weight_normalization=False,
-                  l2_reg_embedding=0.0, l2_reg_dnn=0.0, dnn_dropout=0.0, seed=seed,
-                  task="regression", device=str(device))
+        net = DIN(
+            columns,
+            ["item", "category"],
+            dnn_hidden_units=tuple(mlp_hidden),
+            att_hidden_size=tuple(att_hidden),
+            att_activation="prelu",
+            dnn_activation="prelu",
+            att_weight_normalization=False,
+            l2_reg_embedding=0.0,
+            l2_reg_dnn=0.0,
+            dnn_dropout=0.0,
+            seed=seed,
+            task="regression",
+            device=str(device),
+        )
     return net
 
 
-def deepctr_din_input(net: nn.Module, batch: Mapping[str, Tensor],
-                      item_category: Tensor) -> Tensor:
+def deepctr_din_input(net: nn.Module, batch: Mapping[str, Tensor], item_category: Tensor) -> Tensor:
     """deepctr's float32 input (B, F) for a project batch (``user``, ``hist``, ``hist_mask``,
     ``cand``), with each item's category ``item_category`` (I,)."""
     hist_left, length = compact_history(batch["hist"], batch["hist_mask"].bool())  # (B, H), (B,)
     cat = item_category.to(hist_left.device)
-    values = {"user": batch["user"][:, None], "item": batch["cand"][:, None],
-              "category": cat[batch["cand"]][:, None], "hist_item": hist_left,
-              "hist_category": cat[hist_left], "hist_len": length[:, None]}
+    values = {
+        "user": batch["user"][:, None],
+        "item": batch["cand"][:, None],
+        "category": cat[batch["cand"]][:, None],
+        "hist_item": hist_left,
+        "hist_category": cat[hist_left],
+        "hist_len": length[:, None],
+    }
     index: Mapping[str, tuple[int, int]] = net.feature_index
     width = max(hi for _, hi in index.values())
     x = torch.empty((hist_left.shape[0], width), dtype=torch.float32, device=hist_left.device)

@@ -105,8 +105,9 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def round_robin(steps: Mapping[str, StepFn], n: int, device: torch.device,
-                warmup: int = 1) -> dict[str, list[float]]:
+def round_robin(
+    steps: Mapping[str, StepFn], n: int, device: torch.device, warmup: int = 1
+) -> dict[str, list[float]]:
     """Call every step function on batches ``0 .. warmup + n - 1``, one of each in turn;
     returns each contender's step seconds of the ``n`` timed batches."""
     times: dict[str, list[float]] = {k: [] for k in steps}
@@ -124,10 +125,13 @@ def round_robin(steps: Mapping[str, StepFn], n: int, device: torch.device,
 def rate(samples: list[int], seconds: list[float]) -> dict[str, float]:
     """samples/s from per-step sample counts and times (median step, and overall)."""
     per_step = [s / t for s, t in zip(samples, seconds, strict=True)]
-    return {"samples_per_s": round(statistics.median(per_step), 1),
-            "samples_per_s_mean": round(sum(samples) / sum(seconds), 1),
-            "step_s_median": round(statistics.median(seconds), 4),
-            "step_s_min": round(min(seconds), 4), "steps": len(seconds)}
+    return {
+        "samples_per_s": round(statistics.median(per_step), 1),
+        "samples_per_s_mean": round(sum(samples) / sum(seconds), 1),
+        "step_s_median": round(statistics.median(seconds), 4),
+        "step_s_min": round(min(seconds), 4),
+        "steps": len(seconds),
+    }
 
 
 def count_flops(fn: Callable[[], Any]) -> tuple[int, dict[str, int]]:
@@ -166,16 +170,36 @@ def data_section(plan: Plan, work: Path) -> tuple[dict[str, Any], Path]:
 
     mdr = [sys.executable, "-P", "-m", "mdr.cli"]  # -P: the installed mdr, not ./mdr
     raw, proc = work / "raw", work / "proc"
-    synth = measure_step([*mdr, "data", "synth", "-q", "--size", plan.data_size, "--seed",
-                          "0", "--out", str(raw)])
-    prep = measure_step([*mdr, "data", "prepare", "-q", "--raw", str(raw), "--category",
-                         "Synthetic", "--out", str(proc), "--image-size",
-                         str(plan.data_image_size),
-                         "--n-neg", "50" if plan.data_size == "tiny" else "100"])
+    synth = measure_step(
+        [*mdr, "data", "synth", "-q", "--size", plan.data_size, "--seed", "0", "--out", str(raw)]
+    )
+    prep = measure_step(
+        [
+            *mdr,
+            "data",
+            "prepare",
+            "-q",
+            "--raw",
+            str(raw),
+            "--category",
+            "Synthetic",
+            "--out",
+            str(proc),
+            "--image-size",
+            str(plan.data_image_size),
+            "--n-neg",
+            "50" if plan.data_size == "tiny" else "100",
+        ]
+    )
     stats = ProcessedDataset.open(proc).stats()
-    return {"size": plan.data_size, "image_size": plan.data_image_size, "synth": synth,
-            "prepare": prep, "dataset": {k: stats[k] for k in ("users", "items", "behaviors")},
-            "targets": {"prepare_wall_s": 180, "prepare_peak_rss_mb": 4096}}, proc
+    return {
+        "size": plan.data_size,
+        "image_size": plan.data_image_size,
+        "synth": synth,
+        "prepare": prep,
+        "dataset": {k: stats[k] for k in ("users", "items", "behaviors")},
+        "targets": {"prepare_wall_s": 180, "prepare_peak_rss_mb": 4096},
+    }, proc
 
 
 def loader_section(ds: ProcessedDataset, cfg: RunConfig) -> dict[str, Any]:
@@ -188,28 +212,45 @@ def loader_section(ds: ProcessedDataset, cfg: RunConfig) -> dict[str, Any]:
     for batch in BatchIterator(samples, t.batch_size, shuffle=True, seed=cfg.seed, epoch=1):
         n += len(batch["label"])
     t2 = time.perf_counter()
-    return {"samples": n, "build_s": round(t1 - t0, 4), "collate_s": round(t2 - t1, 4),
-            "samples_per_s": round(n / max(t2 - t0, 1e-9), 1)}
+    return {
+        "samples": n,
+        "build_s": round(t1 - t0, 4),
+        "collate_s": round(t2 - t1, 4),
+        "samples_per_s": round(n / max(t2 - t0, 1e-9), 1),
+    }
 
 
 # --------------------------------------------------------------------------- training
 
 
-def fixed_batches(ds: ProcessedDataset, cfg: RunConfig, n: int,
-                  device: torch.device) -> list[dict[str, Tensor]]:
+def fixed_batches(
+    ds: ProcessedDataset, cfg: RunConfig, n: int, device: torch.device
+) -> list[dict[str, Tensor]]:
     """``n`` training batches of epoch 1 (as the trainer draws them), already on ``device``."""
     t = cfg.train
     samples = training_samples(ds, 1, cfg.seed, t.n_train_neg, t.max_hist)
-    it = BatchIterator(samples, t.batch_size, shuffle=True, seed=cfg.seed, epoch=1,
-                       drop_last=len(samples["label"]) >= t.batch_size * n, max_batches=n)
+    it = BatchIterator(
+        samples,
+        t.batch_size,
+        shuffle=True,
+        seed=cfg.seed,
+        epoch=1,
+        drop_last=len(samples["label"]) >= t.batch_size * n,
+        max_batches=n,
+    )
     batches = [to_device(b, device) for b in it]
     while len(batches) < n:  # tiny shops: fewer full batches than asked, so cycle them
         batches.append(batches[len(batches) % len(it)])
     return batches
 
 
-def rec_step(cfg: RunConfig, feats: ItemFeatures, batches: list[dict[str, Tensor]],
-             device: torch.device, amp: bool) -> tuple[nn.Module, StepFn]:
+def rec_step(
+    cfg: RunConfig,
+    feats: ItemFeatures,
+    batches: list[dict[str, Tensor]],
+    device: torch.device,
+    amp: bool,
+) -> tuple[nn.Module, StepFn]:
     """A registered model and the trainer's step (:func:`mdr.training.step.train_step`)
     on ``batches[i]``."""
     seed_everything(cfg.seed)
@@ -225,8 +266,13 @@ def rec_step(cfg: RunConfig, feats: ItemFeatures, batches: list[dict[str, Tensor
     return model, step
 
 
-def deepctr_step(cfg: RunConfig, ds: ProcessedDataset, batches: list[dict[str, Tensor]],
-                 device: torch.device, amp: bool) -> StepFn:
+def deepctr_step(
+    cfg: RunConfig,
+    ds: ProcessedDataset,
+    batches: list[dict[str, Tensor]],
+    device: torch.device,
+    amp: bool,
+) -> StepFn:
     """The trainer's step on deepctr-torch's DIN at the ``din`` variant's sizes (inputs
     built up front, as deepctr's own ``fit`` and :mod:`baselines.deepctr_models` do)."""
     from benchmarks.performance.din_deepctr import (
@@ -236,9 +282,17 @@ def deepctr_step(cfg: RunConfig, ds: ProcessedDataset, batches: list[dict[str, T
     )
 
     m = cfg.model
-    net = build_deepctr_din(ds.n_users, ds.n_items, ds.n_categories, m.id_dim, m.att_hidden,
-                            m.mlp_hidden, cfg.train.max_hist,
-                            device, cfg.seed)
+    net = build_deepctr_din(
+        ds.n_users,
+        ds.n_items,
+        ds.n_categories,
+        m.id_dim,
+        m.att_hidden,
+        m.mlp_hidden,
+        cfg.train.max_hist,
+        device,
+        cfg.seed,
+    )
     t = replace(cfg.train, amp=amp)
     opt = make_optimizer(net.parameters(), t)
     params = list(net.parameters())
@@ -247,15 +301,26 @@ def deepctr_step(cfg: RunConfig, ds: ProcessedDataset, batches: list[dict[str, T
     net.train()
 
     def step(i: int) -> None:
-        train_step(lambda: {"loss": deepctr_din_loss(net, xs[i], batches[i]["label"])},
-                   params, opt, device, t)
+        train_step(
+            lambda: {"loss": deepctr_din_loss(net, xs[i], batches[i]["label"])},
+            params,
+            opt,
+            device,
+            t,
+        )
 
     return step
 
 
-def training_section(cfg: RunConfig, ds: ProcessedDataset, feats: ItemFeatures,
-                     device: torch.device, amp: bool, plan: Plan,
-                     batches: list[dict[str, Tensor]]) -> tuple[dict[str, Any], nn.Module]:
+def training_section(
+    cfg: RunConfig,
+    ds: ProcessedDataset,
+    feats: ItemFeatures,
+    device: torch.device,
+    amp: bool,
+    plan: Plan,
+    batches: list[dict[str, Tensor]],
+) -> tuple[dict[str, Any], nn.Module]:
     """samples/s of MDR (with its image cache, and encoding every item every step), the
     project's DIN and deepctr-torch's DIN, round-robin."""
     din_cfg = apply_overrides(cfg, variant_overrides(CONFIG, "din"))
@@ -264,18 +329,27 @@ def training_section(cfg: RunConfig, ds: ProcessedDataset, feats: ItemFeatures,
     _, every = rec_step(every_cfg, feats, batches, device, amp)
     _, din = rec_step(din_cfg, feats, batches, device, amp)
     ctr = deepctr_step(din_cfg, ds, batches, device, amp)
-    times = round_robin({"mdr": mdr, "mdr_every_item": every, "din": din, "deepctr_din": ctr},
-                        plan.train_steps, device)
-    sizes = [len(b["label"]) for b in batches[1:1 + plan.train_steps]]
+    times = round_robin(
+        {"mdr": mdr, "mdr_every_item": every, "din": din, "deepctr_din": ctr},
+        plan.train_steps,
+        device,
+    )
+    sizes = [len(b["label"]) for b in batches[1 : 1 + plan.train_steps]]
     out: dict[str, Any] = {k: rate(sizes, v) for k, v in times.items()}
     out["image_grad_items"] = cfg.model.image_grad_items
-    out["cache_over_every_item"] = round(out["mdr"]["samples_per_s"]
-                                         / out["mdr_every_item"]["samples_per_s"], 2)
-    out["din_over_deepctr"] = round(out["din"]["samples_per_s"]
-                                    / out["deepctr_din"]["samples_per_s"], 3)
-    out["sizes"] = {"batch_size": cfg.train.batch_size, "max_hist": cfg.train.max_hist,
-                    "id_dim": din_cfg.model.id_dim, "att_hidden": list(din_cfg.model.att_hidden),
-                    "mlp_hidden": list(din_cfg.model.mlp_hidden)}
+    out["cache_over_every_item"] = round(
+        out["mdr"]["samples_per_s"] / out["mdr_every_item"]["samples_per_s"], 2
+    )
+    out["din_over_deepctr"] = round(
+        out["din"]["samples_per_s"] / out["deepctr_din"]["samples_per_s"], 3
+    )
+    out["sizes"] = {
+        "batch_size": cfg.train.batch_size,
+        "max_hist": cfg.train.max_hist,
+        "id_dim": din_cfg.model.id_dim,
+        "att_hidden": list(din_cfg.model.att_hidden),
+        "mlp_hidden": list(din_cfg.model.mlp_hidden),
+    }
     b = batches[1]
     items = torch.cat([b["hist"][b["hist_mask"]], b["cand"]])
     out["positions_per_batch"] = int(items.numel())
@@ -284,29 +358,45 @@ def training_section(cfg: RunConfig, ds: ProcessedDataset, feats: ItemFeatures,
     return out, mdr_model
 
 
-def encoding_section(cfg: RunConfig, feats: ItemFeatures, device: torch.device, amp: bool,
-                     plan: Plan, batches: list[dict[str, Tensor]],
-                     unique_times: list[float]) -> dict[str, Any]:
+def encoding_section(
+    cfg: RunConfig,
+    feats: ItemFeatures,
+    device: torch.device,
+    amp: bool,
+    plan: Plan,
+    batches: list[dict[str, Tensor]],
+    unique_times: list[float],
+) -> dict[str, Any]:
     """MDR with naive per-position encoding on the first timed batches of the training
     section, against unique-item encoding (without the image cache) on the same batches."""
-    naive_cfg = apply_overrides(cfg, {"model.unique_item_encoding": False,
-                                     "model.image_grad_items": None})  # no cache to read
+    naive_cfg = apply_overrides(
+        cfg, {"model.unique_item_encoding": False, "model.image_grad_items": None}
+    )  # no cache to read
     warm = {k: v[:128] for k, v in batches[0].items()}  # a small warm-up: naive is slow
     _, step = rec_step(naive_cfg, feats, [warm, *batches[1:]], device, amp)
     n = min(plan.naive_steps, len(unique_times))
     naive_times = round_robin({"naive": step}, n, device)["naive"]
-    sizes = [len(b["label"]) for b in batches[1:1 + n]]
+    sizes = [len(b["label"]) for b in batches[1 : 1 + n]]
     unique = rate(sizes, unique_times[:n])
     naive = rate(sizes, naive_times)
-    return {"unique": unique, "naive": naive,
-            "unique_over_naive": round(unique["samples_per_s"] / naive["samples_per_s"], 2)}
+    return {
+        "unique": unique,
+        "naive": naive,
+        "unique_over_naive": round(unique["samples_per_s"] / naive["samples_per_s"], 2),
+    }
 
 
 # --------------------------------------------------------------------------- evaluation
 
 
-def evaluation_section(model: nn.Module, ds: ProcessedDataset, cfg: RunConfig,
-                       device: torch.device, amp: bool, plan: Plan) -> dict[str, Any]:
+def evaluation_section(
+    model: nn.Module,
+    ds: ProcessedDataset,
+    cfg: RunConfig,
+    device: torch.device,
+    amp: bool,
+    plan: Plan,
+) -> dict[str, Any]:
     """Item representations once, then sampled lists (all users) and full ranking."""
     t = cfg.train
     samples = eval_samples(ds, "test", t.max_hist)
@@ -327,33 +417,46 @@ def evaluation_section(model: nn.Module, ds: ProcessedDataset, cfg: RunConfig,
     sync(device)
     t_full = time.perf_counter() - t0
     c = int(samples["cands"].shape[1])
-    return {"items": ds.n_items, "users": ds.n_users, "list_length": c,
-            "item_reps_s": round(t_reps, 3),
-            "item_reps_per_s": round(ds.n_items / t_reps, 1),
-            # what encoding each list's items again (no cache) would add, from the same rate
-            "uncached_lists_extra_s_estimate": round(ds.n_users * c * t_reps / ds.n_items, 1),
-            "sampled_s": round(t_lists, 3),
-            "sampled_users_per_s": round(ds.n_users / t_lists, 1),
-            "full_rank_users": n_full, "full_rank_s": round(t_full, 3),
-            "full_rank_users_per_s": round(n_full / t_full, 1),
-            "full_rank_all_users_s_estimate": round(ds.n_users * t_full / n_full, 1)}
+    return {
+        "items": ds.n_items,
+        "users": ds.n_users,
+        "list_length": c,
+        "item_reps_s": round(t_reps, 3),
+        "item_reps_per_s": round(ds.n_items / t_reps, 1),
+        # what encoding each list's items again (no cache) would add, from the same rate
+        "uncached_lists_extra_s_estimate": round(ds.n_users * c * t_reps / ds.n_items, 1),
+        "sampled_s": round(t_lists, 3),
+        "sampled_users_per_s": round(ds.n_users / t_lists, 1),
+        "full_rank_users": n_full,
+        "full_rank_s": round(t_full, 3),
+        "full_rank_users_per_s": round(n_full / t_full, 1),
+        "full_rank_all_users_s_estimate": round(ds.n_users * t_full / n_full, 1),
+    }
 
 
 # --------------------------------------------------------------------------- efficiency
 
 
-def efficiency_section(cfg: RunConfig, feats: ItemFeatures, device: torch.device, amp: bool,
-                       plan: Plan, batches: list[dict[str, Tensor]],
-                       mdr_rate: float) -> dict[str, Any]:
+def efficiency_section(
+    cfg: RunConfig,
+    feats: ItemFeatures,
+    device: torch.device,
+    amp: bool,
+    plan: Plan,
+    batches: list[dict[str, Tensor]],
+    mdr_rate: float,
+) -> dict[str, Any]:
     """MDR's achieved FLOP rate in training against torch's matmul and conv2d rates here."""
     seed_everything(cfg.seed)
     model = build_model(cfg.model.name, cfg, feats).to(device).train()
     total, n = 0, 0
-    for b in batches[1:1 + plan.flop_batches]:
+    for b in batches[1 : 1 + plan.flop_batches]:
+
         def fwd_bwd(b: dict[str, Tensor] = b) -> None:
             with autocast(device, amp):
                 loss = model.calculate_loss(b)["loss"]
             loss.backward()
+
         flops, _ = count_flops(fwd_bwd)
         total, n = total + flops, n + len(b["label"])
         model.zero_grad(set_to_none=True)
@@ -367,22 +470,27 @@ def efficiency_section(cfg: RunConfig, feats: ItemFeatures, device: torch.device
     k = plan.matmul_n
     a = torch.randn(k, k, device=device, dtype=dtype)
     bm = torch.randn(k, k, device=device, dtype=dtype)
-    matmul = best_rate(lambda: a @ bm, 2 * k ** 3, device, reps=5)
+    matmul = best_rate(lambda: a @ bm, 2 * k**3, device, reps=5)
     conv = nn.Conv2d(32, 64, 3, padding=1).to(device=device, dtype=dtype)
     x = torch.randn(plan.conv_batch, 32, 32, 32, device=device, dtype=dtype)
     with torch.no_grad():
         conv_flops, _ = count_flops(lambda: conv(x))
         conv_rate = best_rate(lambda: conv(x), conv_flops, device, reps=5)
-    return {"mdr_flops_per_sample": round(per_sample),
-            "mdr_forward_flops_by_module_percent": {
-                m: round(100 * v / max(fwd_total, 1), 1) for m, v in sorted(modules.items())},
-            "mdr_achieved_gflops": round(achieved, 2),
-            "dtype": str(dtype).removeprefix("torch."),
-            "matmul": {"n": k, "gflops": round(matmul, 1)},
-            "conv2d": {"shape": f"N={plan.conv_batch} 32->64 3x3 on 32x32",
-                       "gflops": round(conv_rate, 1)},
-            "mdr_over_matmul": round(achieved / matmul, 4),
-            "mdr_over_conv2d": round(achieved / conv_rate, 4)}
+    return {
+        "mdr_flops_per_sample": round(per_sample),
+        "mdr_forward_flops_by_module_percent": {
+            m: round(100 * v / max(fwd_total, 1), 1) for m, v in sorted(modules.items())
+        },
+        "mdr_achieved_gflops": round(achieved, 2),
+        "dtype": str(dtype).removeprefix("torch."),
+        "matmul": {"n": k, "gflops": round(matmul, 1)},
+        "conv2d": {
+            "shape": f"N={plan.conv_batch} 32->64 3x3 on 32x32",
+            "gflops": round(conv_rate, 1),
+        },
+        "mdr_over_matmul": round(achieved / matmul, 4),
+        "mdr_over_conv2d": round(achieved / conv_rate, 4),
+    }
 
 
 # --------------------------------------------------------------------------- report
@@ -390,6 +498,7 @@ def efficiency_section(cfg: RunConfig, feats: ItemFeatures, device: torch.device
 
 def headline(result: Mapping[str, Any]) -> dict[str, float | None]:
     """The figures compared before/after: a flat ``{label: value}``."""
+
     def get(*path: str) -> float | None:
         node: Any = result
         for p in path:
@@ -404,8 +513,9 @@ def headline(result: Mapping[str, Any]) -> dict[str, float | None]:
         "data: prepare peak RSS (MB)": get("data", "prepare", "peak_rss_mb"),
         "loader: samples/s": get("loader", "samples_per_s"),
         "train: MDR samples/s": get("training", "mdr", "samples_per_s"),
-        "train: MDR every item encoded samples/s": get("training", "mdr_every_item",
-                                                        "samples_per_s"),
+        "train: MDR every item encoded samples/s": get(
+            "training", "mdr_every_item", "samples_per_s"
+        ),
         "train: project DIN samples/s": get("training", "din", "samples_per_s"),
         "train: deepctr-torch DIN samples/s": get("training", "deepctr_din", "samples_per_s"),
         "train: MDR naive encoding samples/s": get("encoding", "naive", "samples_per_s"),
@@ -420,8 +530,9 @@ def headline(result: Mapping[str, Any]) -> dict[str, float | None]:
 
 def markdown(r: Mapping[str, Any], before: Mapping[str, Any] | None) -> str:
     """The human-readable report."""
-    d, tr, enc, ev, ef = (r[k] for k in ("data", "training", "encoding", "evaluation",
-                                         "efficiency"))
+    d, tr, enc, ev, ef = (
+        r[k] for k in ("data", "training", "encoding", "evaluation", "efficiency")
+    )
     sz = tr["sizes"]
     lines = [
         f"# Speed suite: {r['device']}{' (bf16 autocast)' if r['amp'] else ''}",
@@ -443,7 +554,8 @@ def markdown(r: Mapping[str, Any], before: Mapping[str, Any] | None) -> str:
             f"peak {d['synth']['peak_rss_mb']} MB |",
             f"| data: prepare ({d['image_size']}x{d['image_size']}; {d['dataset']['users']} "
             f"users, {d['dataset']['items']} items, {d['dataset']['behaviors']} behaviours) | "
-            f"{d['prepare']['wall_s']} s, peak {d['prepare']['peak_rss_mb']} MB |"]
+            f"{d['prepare']['wall_s']} s, peak {d['prepare']['peak_rss_mb']} MB |",
+        ]
     lines += [
         f"| loader: one epoch of samples + collation | {r['loader']['samples_per_s']} samples/s "
         f"({r['loader']['samples']} samples in "
@@ -477,20 +589,31 @@ def markdown(r: Mapping[str, Any], before: Mapping[str, Any] | None) -> str:
         f"{tr['unique_items_per_batch']} unique items for {tr['positions_per_batch']} positions "
         "a batch. Median step time over "
         f"{tr['mdr']['steps']} steps, contenders interleaved step by step. MDR forward FLOPs by "
-        "module (%): " + ", ".join(f"{k} {v}" for k, v in ef.get(
-            "mdr_forward_flops_by_module_percent", {}).items()) + ".",
+        "module (%): "
+        + ", ".join(
+            f"{k} {v}" for k, v in ef.get("mdr_forward_flops_by_module_percent", {}).items()
+        )
+        + ".",
     ]
     if before is not None:
         old, new = headline(before), headline(r)
-        lines += ["", f"## Before / after (before: {before.get('created')}, commit "
-                  f"{before.get('git_commit')})", "", "| measure | before | after |",
-                  "|---|---|---|"]
+        lines += [
+            "",
+            f"## Before / after (before: {before.get('created')}, commit "
+            f"{before.get('git_commit')})",
+            "",
+            "| measure | before | after |",
+            "|---|---|---|",
+        ]
         lines += [f"| {k} | {old.get(k)} | {v} |" for k, v in new.items()]
         gauge_old, gauge_new = old["efficiency: matmul GFLOP/s"], new["efficiency: matmul GFLOP/s"]
         if gauge_old and gauge_new:
-            lines += ["", "Machine-speed gauge (dense matmul rate, after / before): "
-                      f"{gauge_new / gauge_old:.2f}x. On a shared machine a figure that moved "
-                      "by about as much did not change with the code."]
+            lines += [
+                "",
+                "Machine-speed gauge (dense matmul rate, after / before): "
+                f"{gauge_new / gauge_old:.2f}x. On a shared machine a figure that moved "
+                "by about as much did not change with the code.",
+            ]
     return "\n".join(lines) + "\n"
 
 
@@ -501,8 +624,15 @@ def device_slug(name: str) -> str:
 # --------------------------------------------------------------------------- entry point
 
 
-def run_suite(plan: Plan, device: torch.device, amp: bool, dataset: str | None,
-              work: Path, quick: bool, skip_data: bool = False) -> dict[str, Any]:
+def run_suite(
+    plan: Plan,
+    device: torch.device,
+    amp: bool,
+    dataset: str | None,
+    work: Path,
+    quick: bool,
+    skip_data: bool = False,
+) -> dict[str, Any]:
     """Every section in order; returns the result dict (without provenance)."""
     t0 = time.perf_counter()
     marks: dict[str, float] = {}
@@ -526,17 +656,27 @@ def run_suite(plan: Plan, device: torch.device, amp: bool, dataset: str | None,
     mark("setup_and_loader")
     training, mdr_model = training_section(cfg, ds, feats, device, amp, plan, batches)
     mark("training")
-    encoding = encoding_section(cfg, feats, device, amp, plan, batches,
-                                training.pop("every_item_times"))
+    encoding = encoding_section(
+        cfg, feats, device, amp, plan, batches, training.pop("every_item_times")
+    )
     mark("encoding")
     evaluation = evaluation_section(mdr_model, ds, cfg, device, amp, plan)
     mark("evaluation")
-    efficiency = efficiency_section(cfg, feats, device, amp, plan, batches,
-                                    training["mdr"]["samples_per_s"])
+    efficiency = efficiency_section(
+        cfg, feats, device, amp, plan, batches, training["mdr"]["samples_per_s"]
+    )
     mark("efficiency")
-    return {"dataset": ds.name, "data": data, "loader": loader, "training": training,
-            "encoding": encoding, "evaluation": evaluation, "efficiency": efficiency,
-            "wall_s": round(time.perf_counter() - t0, 1), "section_s": marks}
+    return {
+        "dataset": ds.name,
+        "data": data,
+        "loader": loader,
+        "training": training,
+        "encoding": encoding,
+        "evaluation": evaluation,
+        "efficiency": efficiency,
+        "wall_s": round(time.perf_counter() - t0, 1),
+        "section_s": marks,
+    }
 
 
 def check_finite(obj: Any, where: str = "result") -> None:
@@ -559,21 +699,36 @@ def main(argv: list[str] | None = None) -> int:
     p = Parser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="tiny shop, few steps (under a minute)")
     p.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
-    p.add_argument("--out", "--results", type=Path, default=RESULTS / "speed",
-                   help="results folder")
-    p.add_argument("--skip-data", action="store_true",
-                   help="no data step (e.g. when the caller has just timed it)")
-    p.add_argument("--dataset", default=None,
-                   help="dataset for training/evaluation (default: synthetic-small; --quick: "
-                        "the tiny shop of the data step)")
+    p.add_argument(
+        "--out", "--results", type=Path, default=RESULTS / "speed", help="results folder"
+    )
+    p.add_argument(
+        "--skip-data",
+        action="store_true",
+        help="no data step (e.g. when the caller has just timed it)",
+    )
+    p.add_argument(
+        "--dataset",
+        default=None,
+        help="dataset for training/evaluation (default: synthetic-small; --quick: "
+        "the tiny shop of the data step)",
+    )
     p.add_argument("--no-amp", action="store_true", help="no bf16 autocast on CUDA")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    p.add_argument("--compare", type=Path, default=None,
-                   help="an earlier JSON of this script: adds a before/after table")
+    p.add_argument(
+        "--compare",
+        type=Path,
+        default=None,
+        help="an earlier JSON of this script: adds a before/after table",
+    )
     p.add_argument("--note", default=None, help="a line for the report (e.g. machine load)")
     p.add_argument("--work", type=Path, default=None, help="scratch folder (default: temp)")
-    p.add_argument("--render", type=Path, default=None,
-                   help="measure nothing: rewrite the .md of this result JSON (with --compare)")
+    p.add_argument(
+        "--render",
+        type=Path,
+        default=None,
+        help="measure nothing: rewrite the .md of this result JSON (with --compare)",
+    )
     a = p.parse_args(argv)
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -597,9 +752,16 @@ def main(argv: list[str] | None = None) -> int:
         if a.work is None:
             shutil.rmtree(work, ignore_errors=True)
     name = device_name(a.device)
-    result = manifest(benchmark="speed", device=name, amp=amp, quick=a.quick,
-                      threads=torch.get_num_threads(), config=str(CONFIG.relative_to(
-                          CONFIGS.parent.parent)), note=a.note, **body)
+    result = manifest(
+        benchmark="speed",
+        device=name,
+        amp=amp,
+        quick=a.quick,
+        threads=torch.get_num_threads(),
+        config=str(CONFIG.relative_to(CONFIGS.parent.parent)),
+        note=a.note,
+        **body,
+    )
     result["headline"] = headline(result)
     check_finite(result)
     slug = device_slug(name) + ("-quick" if a.quick else "")

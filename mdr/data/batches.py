@@ -51,8 +51,9 @@ def _behaviours(ds: ProcessedDataset, splits: tuple[int, ...]) -> tuple[np.ndarr
     return b["user"][keep].astype(np.int64), b["item"][keep].astype(np.int64)
 
 
-def _window(items: np.ndarray, end: np.ndarray, start: np.ndarray,
-            max_hist: int) -> tuple[np.ndarray, np.ndarray]:
+def _window(
+    items: np.ndarray, end: np.ndarray, start: np.ndarray, max_hist: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Right-aligned windows ``items[max(start, end - H):end]`` for each row.
 
     ``end`` (exclusive) and ``start`` are int64 [N] indices into the flat ``items``.
@@ -84,8 +85,9 @@ def _sample_unseen(ds: ProcessedDataset, users: np.ndarray, gen: np.random.Gener
     distinct = np.bincount(keys // n_items, minlength=ds.n_users)  # distinct items per user
     full = np.flatnonzero(distinct >= n_items)
     if full.size and np.isin(users, full).any():
-        raise DataError(f"{ds.root}: user {int(full[0])} interacted with every item; "
-                        "no negative can be sampled")
+        raise DataError(
+            f"{ds.root}: user {int(full[0])} interacted with every item; no negative can be sampled"
+        )
     out = gen.integers(0, n_items, size=users.shape, dtype=np.int64)
     todo = np.arange(users.size)
     for _ in range(_MAX_REJECTION_ROUNDS):
@@ -96,15 +98,18 @@ def _sample_unseen(ds: ProcessedDataset, users: np.ndarray, gen: np.random.Gener
         if todo.size == 0:
             return out
         out[todo] = gen.integers(0, n_items, size=todo.size, dtype=np.int64)
-    raise DataError(f"{ds.root}: negative sampling did not converge "  # pragma: no cover
-                    f"after {_MAX_REJECTION_ROUNDS} rounds")
+    raise DataError(
+        f"{ds.root}: negative sampling did not converge "  # pragma: no cover
+        f"after {_MAX_REJECTION_ROUNDS} rounds"
+    )
 
 
 # --------------------------------------------------------------------------- samples
 
 
-def training_samples(ds: ProcessedDataset, epoch: int, seed: int, n_neg: int = 1,
-                     max_hist: int = 20) -> dict[str, np.ndarray]:
+def training_samples(
+    ds: ProcessedDataset, epoch: int, seed: int, n_neg: int = 1, max_hist: int = 20
+) -> dict[str, np.ndarray]:
     """DIN's training samples for one epoch (see the module docstring for the layout).
 
     Rows come in a fixed order: for each positive (by user, then time) the
@@ -140,8 +145,10 @@ def training_samples(ds: ProcessedDataset, epoch: int, seed: int, n_neg: int = 1
 
 def _history_splits(split: Split, ds: ProcessedDataset | None = None) -> tuple[int, ...]:
     if split == "test" and ds is not None and not ds.has_test:
-        raise DataError(f"{ds.root}: this view holds no test split (the validation-only data "
-                        "of tuning and protocol choices); nothing here may read the test")
+        raise DataError(
+            f"{ds.root}: this view holds no test split (the validation-only data "
+            "of tuning and protocol choices); nothing here may read the test"
+        )
     if split == "valid":
         return (TRAIN,)
     if split == "test":
@@ -160,8 +167,10 @@ def eval_samples(ds: ProcessedDataset, split: Split, max_hist: int = 20) -> dict
     splits = _history_splits(split, ds)
     cands = ds.eval_lists[split].astype(np.int64)
     if cands.shape[0] != ds.n_users:
-        raise DataError(f"{ds.root}/eval_lists.npz: {split!r} has {cands.shape[0]} rows, "
-                        f"expected one per user ({ds.n_users})")
+        raise DataError(
+            f"{ds.root}/eval_lists.npz: {split!r} has {cands.shape[0]} rows, "
+            f"expected one per user ({ds.n_users})"
+        )
     user, item = _behaviours(ds, splits)
     users = np.arange(ds.n_users, dtype=np.int64)
     start = np.searchsorted(user, users, side="left")
@@ -179,8 +188,9 @@ def user_seen(ds: ProcessedDataset, split: Split = "valid") -> sp.csr_matrix:
     if the user had interacted with it before.
     """
     user, item = _behaviours(ds, _history_splits(split, ds))
-    m = sp.csr_matrix((np.ones(user.size, bool), (user, item)),
-                      shape=(ds.n_users, ds.n_items), dtype=bool)
+    m = sp.csr_matrix(
+        (np.ones(user.size, bool), (user, item)), shape=(ds.n_users, ds.n_items), dtype=bool
+    )
     m.sum_duplicates()
     pos = ds.eval_lists[split][:, 0].astype(np.int64)
     hit = np.asarray(m[np.arange(ds.n_users), pos]).ravel()
@@ -212,10 +222,19 @@ class BatchIterator:
     (useful before a non-blocking copy to CUDA). ``max_batches`` caps the epoch.
     """
 
-    def __init__(self, arrays: Mapping[str, np.ndarray], batch_size: int, *,
-                 shuffle: bool = False, seed: int = 0, epoch: int = 0,
-                 drop_last: bool = False, pin_memory: bool = False,
-                 max_batches: int | None = None, stream: str = "shuffle") -> None:
+    def __init__(
+        self,
+        arrays: Mapping[str, np.ndarray],
+        batch_size: int,
+        *,
+        shuffle: bool = False,
+        seed: int = 0,
+        epoch: int = 0,
+        drop_last: bool = False,
+        pin_memory: bool = False,
+        max_batches: int | None = None,
+        stream: str = "shuffle",
+    ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         sizes = {k: len(v) for k, v in arrays.items()}
@@ -244,15 +263,15 @@ class BatchIterator:
         for b in range(len(self)):
             lo, hi = b * self.batch_size, min((b + 1) * self.batch_size, self.n)
             rows = slice(lo, hi) if perm is None else perm[lo:hi]
-            batch = {k: torch.from_numpy(np.ascontiguousarray(v[rows]))
-                     for k, v in self.arrays.items()}
+            batch = {
+                k: torch.from_numpy(np.ascontiguousarray(v[rows])) for k, v in self.arrays.items()
+            }
             if self.pin_memory:
                 batch = {k: t.pin_memory() for k, t in batch.items()}
             yield batch
 
 
-__all__ = ["BatchIterator", "eval_samples", "shuffle_generator", "training_samples",
-           "user_seen"]
+__all__ = ["BatchIterator", "eval_samples", "shuffle_generator", "training_samples", "user_seen"]
 
 
 def full_rank_user_subset(n_users: int, limit: int | None) -> np.ndarray | None:

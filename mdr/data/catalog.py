@@ -36,8 +36,12 @@ from mdr.data.parse import CATEGORY_ALIASES, DataError
 
 # the generated shops: name -> size; the photo shops are those of PHOTO
 PHOTO = {"photo-tiny": "tiny", "photo-small": "small"}
-SYNTHETIC = {"synthetic-tiny": "tiny", "synthetic-small": "small", "synthetic-cloth": "cloth",
-             **PHOTO}
+SYNTHETIC = {
+    "synthetic-tiny": "tiny",
+    "synthetic-small": "small",
+    "synthetic-cloth": "cloth",
+    **PHOTO,
+}
 AMAZON = CATEGORY_ALIASES  # downloaded on first use
 # real categories whose files are expected on disk (not downloaded): name -> (category, year)
 LOCAL = {"magazine": ("Magazine_Subscriptions", 2018)}
@@ -80,8 +84,9 @@ def dataset_name(spec: str | Path) -> str:
     return ProcessedDataset.open(spec).name
 
 
-def resolve(spec: str | Path, root: Path | None = None, seed: int = 0,
-            progress: bool = True) -> Path:
+def resolve(
+    spec: str | Path, root: Path | None = None, seed: int = 0, progress: bool = True
+) -> Path:
     """Return the prepared folder for a dataset name or path, creating it on first use."""
     root = root or data_root()
     spec_s = str(spec)
@@ -95,8 +100,9 @@ def resolve(spec: str | Path, root: Path | None = None, seed: int = 0,
     if (path / "dataset.json").is_file():
         return path
     if path.exists():
-        raise DataError(f"{path}: not a prepared dataset (no dataset.json); "
-                        "run `mdr data prepare` first")
+        raise DataError(
+            f"{path}: not a prepared dataset (no dataset.json); run `mdr data prepare` first"
+        )
     raise DataError(f"unknown dataset {spec_s!r}: give a prepared folder or one of {known_names()}")
 
 
@@ -134,8 +140,7 @@ def _ensure_amazon(name: str, root: Path, progress: bool) -> Path:
         return proc
     raw = root / "raw" / name
     download(category, raw, year=2014, progress=progress)
-    prepare(raw, proc, category=category, year=2014, cfg=real_prepare_config(),
-            progress=progress)
+    prepare(raw, proc, category=category, year=2014, cfg=real_prepare_config(), progress=progress)
     return proc
 
 
@@ -148,8 +153,17 @@ def _ensure_local(name: str, root: Path, progress: bool) -> Path:
         return proc
     raw = shared_folder(SHARED_AMAZON2018, ENV_AMAZON2018)
     if not raw.is_dir():
-        raise DataError(f"{name}: the Amazon 2018 files are not at {raw}; set "
-                        f"{ENV_AMAZON2018} to the folder holding {category}_5.json.gz")
-    prepare(raw, proc, category=category, year=year, cfg=real_prepare_config(), name=name,
-            progress=progress)
+        raise DataError(
+            f"{name}: the Amazon 2018 files are not at {raw}; set "
+            f"{ENV_AMAZON2018} to the folder holding {category}_5.json.gz"
+        )
+    prepare(
+        raw,
+        proc,
+        category=category,
+        year=year,
+        cfg=real_prepare_config(),
+        name=name,
+        progress=progress,
+    )
     return proc

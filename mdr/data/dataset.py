@@ -85,8 +85,9 @@ REQUIRED_FILES = (
 )
 
 
-def check_prepared(root: Path, required: Sequence[str], format_version: int,
-                   how: str) -> dict[str, Any]:
+def check_prepared(
+    root: Path, required: Sequence[str], format_version: int, how: str
+) -> dict[str, Any]:
     """Check that ``root`` is a complete prepared folder of ``format_version``; returns its
     manifest. ``how`` tells the user what makes one (e.g. "run `mdr data prepare` again").
 
@@ -97,16 +98,19 @@ def check_prepared(root: Path, required: Sequence[str], format_version: int,
     if not root.is_dir():
         raise DataError(f"{root}: prepared dataset folder not found")
     if not (root / "dataset.json").is_file():
-        raise DataError(f"{root}: no dataset.json - not a prepared dataset, or an interrupted "
-                        f"one ({how})")
+        raise DataError(
+            f"{root}: no dataset.json - not a prepared dataset, or an interrupted one ({how})"
+        )
     missing = [f for f in required if not (root / f).is_file()]
     if missing:
         raise DataError(f"{root}: incomplete prepared dataset, missing {missing}")
     manifest = read_manifest(root)
     if manifest.get("format_version") != format_version:
-        raise DataError(f"{root}/dataset.json: format_version "
-                        f"{shown(manifest.get('format_version'))}, expected {format_version}; "
-                        f"{how}")
+        raise DataError(
+            f"{root}/dataset.json: format_version "
+            f"{shown(manifest.get('format_version'))}, expected {format_version}; "
+            f"{how}"
+        )
     for f in required:
         if f.endswith(".npy"):
             check_npy(root / f, how)
@@ -140,8 +144,11 @@ def check_npy(path: Path, how: str = "prepare the dataset again") -> None:
     try:
         with path.open("rb") as fh:
             version = np.lib.format.read_magic(fh)
-            read = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                    else np.lib.format.read_array_header_2_0)
+            read = (
+                np.lib.format.read_array_header_1_0
+                if version == (1, 0)
+                else np.lib.format.read_array_header_2_0
+            )
             shape, _, dtype = read(fh)
             offset = fh.tell()
     except (ValueError, OSError, EOFError, SyntaxError) as e:
@@ -204,11 +211,11 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
         try:
             value = json.loads(line)
         except _JSON_ERRORS as e:
-            raise DataError(f"{path}:{n}: damaged ({_json_problem(e)}); prepare the dataset "
-                            "again") from e
+            raise DataError(
+                f"{path}:{n}: damaged ({_json_problem(e)}); prepare the dataset again"
+            ) from e
         if not isinstance(value, dict):
-            raise DataError(f"{path}:{n}: damaged (not a JSON object); prepare the dataset "
-                            "again")
+            raise DataError(f"{path}:{n}: damaged (not a JSON object); prepare the dataset again")
         out.append(value)
     return out
 
@@ -245,13 +252,17 @@ class ProcessedDataset:
     @classmethod
     def open(cls, root: str | Path) -> ProcessedDataset:
         root = Path(root)
-        manifest = check_prepared(root, REQUIRED_FILES, FORMAT_VERSION,
-                                  "run `mdr data prepare` again")
+        manifest = check_prepared(
+            root, REQUIRED_FILES, FORMAT_VERSION, "run `mdr data prepare` again"
+        )
         counts = manifest.get("counts")
         if not isinstance(counts, dict) or not all(
-                _is_count(counts.get(k)) for k in ("users", "items", "categories", "behaviors")):
-            raise DataError(f"{root}/dataset.json: corrupt (counts of users, items, categories "
-                            "and behaviors missing); run `mdr data prepare` again")
+            _is_count(counts.get(k)) for k in ("users", "items", "categories", "behaviors")
+        ):
+            raise DataError(
+                f"{root}/dataset.json: corrupt (counts of users, items, categories "
+                "and behaviors missing); run `mdr data prepare` again"
+            )
         return cls(root)
 
     # ------------------------------------------------------------------ metadata

@@ -157,37 +157,93 @@ _V2_DATAREPO = "https://datarepo.eng.ucsd.edu/mcauley_group/data/amazon_v2"
 MIRRORS: dict[int, tuple[Mirror, ...]] = {
     2014: (
         Mirror("snap", _SNAP, _SNAP, "linked from the official 2014 page"),
-        Mirror("mcauleylab", _LAB_2014, _LAB_2014,
-               "the lab's public_datasets tree, used by public download scripts"),
+        Mirror(
+            "mcauleylab",
+            _LAB_2014,
+            _LAB_2014,
+            "the lab's public_datasets tree, used by public download scripts",
+        ),
     ),
     2018: (
-        Mirror("jmcauley", f"{_V2_JMCAULEY}/categoryFilesSmall", f"{_V2_JMCAULEY}/metaFiles2",
-               "the release's long-standing host (certificate reported expired in May 2026)"),
-        Mirror("mcauleylab", f"{_V2_LAB}/categoryFilesSmall", f"{_V2_LAB}/metaFiles2",
-               "the same tree under the lab's public_datasets folder"),
-        Mirror("datarepo", f"{_V2_DATAREPO}/categoryFilesSmall", f"{_V2_DATAREPO}/metaFiles2",
-               "the same tree under mcauley_group, used by public download scripts"),
+        Mirror(
+            "jmcauley",
+            f"{_V2_JMCAULEY}/categoryFilesSmall",
+            f"{_V2_JMCAULEY}/metaFiles2",
+            "the release's long-standing host (certificate reported expired in May 2026)",
+        ),
+        Mirror(
+            "mcauleylab",
+            f"{_V2_LAB}/categoryFilesSmall",
+            f"{_V2_LAB}/metaFiles2",
+            "the same tree under the lab's public_datasets folder",
+        ),
+        Mirror(
+            "datarepo",
+            f"{_V2_DATAREPO}/categoryFilesSmall",
+            f"{_V2_DATAREPO}/metaFiles2",
+            "the same tree under mcauley_group, used by public download scripts",
+        ),
     ),
 }
 
 # the categories each release publishes as 5-core files
 CATEGORIES_2014: tuple[str, ...] = (
-    "Amazon_Instant_Video", "Apps_for_Android", "Automotive", "Baby", "Beauty", "Books",
-    "CDs_and_Vinyl", "Cell_Phones_and_Accessories", "Clothing_Shoes_and_Jewelry",
-    "Digital_Music", "Electronics", "Grocery_and_Gourmet_Food", "Health_and_Personal_Care",
-    "Home_and_Kitchen", "Kindle_Store", "Movies_and_TV", "Musical_Instruments",
-    "Office_Products", "Patio_Lawn_and_Garden", "Pet_Supplies", "Sports_and_Outdoors",
-    "Tools_and_Home_Improvement", "Toys_and_Games", "Video_Games",
-)  # fmt: skip
+    "Amazon_Instant_Video",
+    "Apps_for_Android",
+    "Automotive",
+    "Baby",
+    "Beauty",
+    "Books",
+    "CDs_and_Vinyl",
+    "Cell_Phones_and_Accessories",
+    "Clothing_Shoes_and_Jewelry",
+    "Digital_Music",
+    "Electronics",
+    "Grocery_and_Gourmet_Food",
+    "Health_and_Personal_Care",
+    "Home_and_Kitchen",
+    "Kindle_Store",
+    "Movies_and_TV",
+    "Musical_Instruments",
+    "Office_Products",
+    "Patio_Lawn_and_Garden",
+    "Pet_Supplies",
+    "Sports_and_Outdoors",
+    "Tools_and_Home_Improvement",
+    "Toys_and_Games",
+    "Video_Games",
+)
 CATEGORIES_2018: tuple[str, ...] = (
-    "AMAZON_FASHION", "All_Beauty", "Appliances", "Arts_Crafts_and_Sewing", "Automotive",
-    "Books", "CDs_and_Vinyl", "Cell_Phones_and_Accessories", "Clothing_Shoes_and_Jewelry",
-    "Digital_Music", "Electronics", "Gift_Cards", "Grocery_and_Gourmet_Food",
-    "Home_and_Kitchen", "Industrial_and_Scientific", "Kindle_Store", "Luxury_Beauty",
-    "Magazine_Subscriptions", "Movies_and_TV", "Musical_Instruments", "Office_Products",
-    "Patio_Lawn_and_Garden", "Pet_Supplies", "Prime_Pantry", "Software",
-    "Sports_and_Outdoors", "Tools_and_Home_Improvement", "Toys_and_Games", "Video_Games",
-)  # fmt: skip
+    "AMAZON_FASHION",
+    "All_Beauty",
+    "Appliances",
+    "Arts_Crafts_and_Sewing",
+    "Automotive",
+    "Books",
+    "CDs_and_Vinyl",
+    "Cell_Phones_and_Accessories",
+    "Clothing_Shoes_and_Jewelry",
+    "Digital_Music",
+    "Electronics",
+    "Gift_Cards",
+    "Grocery_and_Gourmet_Food",
+    "Home_and_Kitchen",
+    "Industrial_and_Scientific",
+    "Kindle_Store",
+    "Luxury_Beauty",
+    "Magazine_Subscriptions",
+    "Movies_and_TV",
+    "Musical_Instruments",
+    "Office_Products",
+    "Patio_Lawn_and_Garden",
+    "Pet_Supplies",
+    "Prime_Pantry",
+    "Software",
+    "Sports_and_Outdoors",
+    "Tools_and_Home_Improvement",
+    "Toys_and_Games",
+    "Video_Games",
+)
 _KNOWN = {2014: CATEGORIES_2014, 2018: CATEGORIES_2018}
 _SAFE_CATEGORY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_]{0,79}$")
 _FORMAT: dict[int, Format] = {2014: "amazon2014", 2018: "amazon2018"}
@@ -195,8 +251,10 @@ OUTPUT_KIND = "amazon-raw"  # the ownership marker's kind (mdr.io.claim_folder)
 # the names a download writes in its folder (any category, either release): the reviews and
 # metadata files, their .part files, what it moved aside, the images, the images report, and
 # the temporary files of an atomic write that a kill left
-_OWN_FILE = re.compile(r"^(?:[A-Za-z0-9_]+_5|meta_[A-Za-z0-9_]+)\.json\.gz(?:\.part)?"
-                       r"(?:\.(?:damaged|unused)-[0-9]+)?$")
+_OWN_FILE = re.compile(
+    r"^(?:[A-Za-z0-9_]+_5|meta_[A-Za-z0-9_]+)\.json\.gz(?:\.part)?"
+    r"(?:\.(?:damaged|unused)-[0-9]+)?$"
+)
 _OWN_TEMP = re.compile(r"^\.(?:images_report\.json|\.mdr-output\.json)\.[A-Za-z0-9_]+\.tmp$")
 
 
@@ -304,8 +362,9 @@ def plan_sources(
         by_name = {m.name.lower(): m for m in table}
         if mirror.strip().lower() not in by_name:
             known = ", ".join(m.name for m in table) or "none"
-            raise DataError(f"unknown mirror {shown(mirror)} for the {year} release; mirrors: "
-                            f"{known}")
+            raise DataError(
+                f"unknown mirror {shown(mirror)} for the {year} release; mirrors: {known}"
+            )
         table = (by_name[mirror.strip().lower()],)
     custom = {"reviews": (reviews_url, "--reviews-url"), "meta": (meta_url, "--meta-url")}
     plan: dict[str, tuple[str, list[Source]]] = {}
@@ -401,14 +460,25 @@ def _wrapped(exc: BaseException) -> Iterator[BaseException]:
             continue
         seen.add(id(e))
         yield e
-        stack.extend(x for x in (e.__cause__, e.__context__, getattr(e, "reason", None), *e.args)
-                     if isinstance(x, BaseException))
+        stack.extend(
+            x
+            for x in (e.__cause__, e.__context__, getattr(e, "reason", None), *e.args)
+            if isinstance(x, BaseException)
+        )
 
 
 # OpenSSL reasons that mean the two ends cannot agree (https to a plain-http port, no
 # common protocol or cipher, a refused certificate): the same on every retry
-_PERMANENT_TLS = ("WRONG_VERSION", "PROTOCOL", "HANDSHAKE", "ALERT", "CERTIFICATE", "CIPHER",
-                  "UNRECOGNIZED_NAME", "NO_SHARED")
+_PERMANENT_TLS = (
+    "WRONG_VERSION",
+    "PROTOCOL",
+    "HANDSHAKE",
+    "ALERT",
+    "CERTIFICATE",
+    "CIPHER",
+    "UNRECOGNIZED_NAME",
+    "NO_SHARED",
+)
 
 
 def _tls_failure(exc: BaseException, url: str) -> _TLSFailure | None:
@@ -447,18 +517,24 @@ def _classify(exc: Exception, url: str = "") -> Exception:
             return tls
     text = str(exc)[:200]
     if isinstance(exc, requests.exceptions.ConnectTimeout):
-        return _Transient("timeout", f"{urlsplit(url).hostname}: connect timed out",
-                          unreachable=True)
+        return _Transient(
+            "timeout", f"{urlsplit(url).hostname}: connect timed out", unreachable=True
+        )
     if isinstance(exc, requests.Timeout) or "timed out" in text.lower():
         return _Transient("timeout", text)
     if isinstance(exc, requests.exceptions.ChunkedEncodingError | requests.ConnectionError):
         down = _connect_failure(exc)
         if down is not None:  # requests' own text is 300 characters of pool internals
-            return _Transient("connection error", f"{urlsplit(url).hostname}: {down}",
-                              unreachable=True)
+            return _Transient(
+                "connection error", f"{urlsplit(url).hostname}: {down}", unreachable=True
+            )
         return _Transient("connection error", text)
-    if isinstance(exc, requests.exceptions.InvalidURL | requests.exceptions.MissingSchema
-                  | requests.exceptions.InvalidSchema):  # fmt: skip
+    if isinstance(
+        exc,
+        requests.exceptions.InvalidURL
+        | requests.exceptions.MissingSchema
+        | requests.exceptions.InvalidSchema,
+    ):
         return _Permanent("bad URL", text)
     return _Transient("request error", text)
 
@@ -529,8 +605,14 @@ def _parse_content_range(value: str | None) -> int | None:
     return int(m.group(1)) if m else None
 
 
-def _stream_to_part(session: requests.Session, url: str, part: Path, timeout: float,
-                    bar: Any, before_restart: Callable[[], None] | None = None) -> str:
+def _stream_to_part(
+    session: requests.Session,
+    url: str,
+    part: Path,
+    timeout: float,
+    bar: Any,
+    before_restart: Callable[[], None] | None = None,
+) -> str:
     """One attempt: append to (or restart) ``part``. Returns "fresh", "resumed" or "complete".
 
     The raw bytes are written as sent (``decode_content=False``): a server that
@@ -548,8 +630,10 @@ def _stream_to_part(session: requests.Session, url: str, part: Path, timeout: fl
             if resp.status_code == 416 and have:
                 return "complete"  # the part already holds every byte; verification decides
             _check_status(resp, url)
-            resumed = resp.status_code == 206 and _parse_content_range(
-                resp.headers.get("Content-Range")) == have
+            resumed = (
+                resp.status_code == 206
+                and _parse_content_range(resp.headers.get("Content-Range")) == have
+            )
             if not resumed:
                 if have and before_restart is not None:
                     before_restart()
@@ -608,8 +692,16 @@ def fetch_first(
     """
     dest = Path(dest)
     failed_hosts = {} if failed_hosts is None else failed_hosts
-    info: dict[str, Any] = {"file": dest.name, "url": None, "source": None, "status": "skipped",
-                            "resumed": False, "attempts": 0, "tried": [], "moved_aside": []}
+    info: dict[str, Any] = {
+        "file": dest.name,
+        "url": None,
+        "source": None,
+        "status": "skipped",
+        "resumed": False,
+        "attempts": 0,
+        "tried": [],
+        "moved_aside": [],
+    }
     if dest.is_file() and gzip_is_complete(dest):
         info["bytes"] = dest.stat().st_size
         return info
@@ -626,8 +718,12 @@ def fetch_first(
         else:
             moved = mio.move_aside(part, why)
             info["moved_aside"].append(moved.name)
-            log.warning("%s: could not be used (%s); moved aside to %s", part.name,
-                        "corrupt" if why == "damaged" else "the server restarted it", moved.name)
+            log.warning(
+                "%s: could not be used (%s); moved aside to %s",
+                part.name,
+                "corrupt" if why == "damaged" else "the server restarted it",
+                moved.name,
+            )
         mine[0] = True  # what comes next is written from its first byte
 
     bar = _bar(progress, desc=dest.name, unit="B", unit_scale=True, unit_divisor=1024)
@@ -636,23 +732,35 @@ def fetch_first(
         for k, src in enumerate(sources):
             host = _endpoint(src.url)
             if host in failed_hosts:
-                tried.append({"source": src.label, "url": src.url, "attempts": 0, "tls": False,
-                              "skipped": True, "unreachable": False,
-                              "error": f"{failed_hosts[host]} (earlier in this run; not asked "
-                                       "again)"})
+                tried.append(
+                    {
+                        "source": src.label,
+                        "url": src.url,
+                        "attempts": 0,
+                        "tls": False,
+                        "skipped": True,
+                        "unreachable": False,
+                        "error": f"{failed_hosts[host]} (earlier in this run; not asked again)",
+                    }
+                )
                 continue
             attempts = [0]
 
             def attempt(url: str = src.url, attempts: list[int] = attempts) -> None:
                 attempts[0] += 1
                 info["attempts"] += 1
-                how = _stream_to_part(session, url, part, policy.timeout, bar,
-                                      before_restart=lambda: set_aside("unused"))
+                how = _stream_to_part(
+                    session,
+                    url,
+                    part,
+                    policy.timeout,
+                    bar,
+                    before_restart=lambda: set_aside("unused"),
+                )
                 info["resumed"] = info["resumed"] or how in ("resumed", "complete")
                 if not gzip_is_complete(part):
                     set_aside("damaged")  # corrupt, not merely short: the next try starts afresh
-                    raise _Transient("corrupt gzip",
-                                     f"{clip(url)} does not decompress to its end")
+                    raise _Transient("corrupt gzip", f"{clip(url)} does not decompress to its end")
 
             try:
                 _check_url(src.url)
@@ -661,21 +769,32 @@ def fetch_first(
                 is_tls = isinstance(e, _TLSFailure)
                 if is_tls or getattr(e, "unreachable", False):
                     failed_hosts[host] = str(e)
-                tried.append({"source": src.label, "url": src.url, "attempts": attempts[0],
-                              "tls": is_tls, "skipped": False, "error": str(e),
-                              "unreachable": getattr(e, "unreachable", False)})
+                tried.append(
+                    {
+                        "source": src.label,
+                        "url": src.url,
+                        "attempts": attempts[0],
+                        "tls": is_tls,
+                        "skipped": False,
+                        "error": str(e),
+                        "unreachable": getattr(e, "unreachable", False),
+                    }
+                )
                 if k + 1 < len(sources):
-                    log.warning("%s from %s: %s; trying %s", dest.name, src.label, e,
-                                sources[k + 1].label)
+                    log.warning(
+                        "%s from %s: %s; trying %s", dest.name, src.label, e, sources[k + 1].label
+                    )
                 continue
             if dest.exists() or dest.is_symlink():  # damaged (a complete one was skipped)
                 moved = mio.move_aside(dest, "damaged")
                 info["moved_aside"].append(moved.name)
-                log.warning("%s: damaged (it does not decompress to its end); moved aside to "
-                            "%s", dest.name, moved.name)
+                log.warning(
+                    "%s: damaged (it does not decompress to its end); moved aside to %s",
+                    dest.name,
+                    moved.name,
+                )
             os.replace(part, dest)
-            info.update(status="fetched", url=src.url, source=src.label,
-                        bytes=dest.stat().st_size)
+            info.update(status="fetched", url=src.url, source=src.label, bytes=dest.stat().st_size)
             return info
     finally:
         if bar is not None:
@@ -699,12 +818,17 @@ def _failure_message(name: str, tried: list[dict[str, Any]], hint: str) -> str:
     if all("HTTP 404" in t["error"] for t in tried):
         hint = "is the category right for this release, or the URL?" + (f" {hint}" if hint else "")
     elif all(t["unreachable"] for t in tried):
-        hint = ("no source could be reached (offline, or behind a proxy? requests honours "
-                "HTTPS_PROXY)" + (f"; {hint}" if hint else ""))
+        hint = (
+            "no source could be reached (offline, or behind a proxy? requests honours "
+            "HTTPS_PROXY)" + (f"; {hint}" if hint else "")
+        )
     if len(tried) == 1:
         t = tried[0]
-        line = (t["error"] if t["tls"] else
-                f"could not download {clip(t['url'])} {_tries(t['attempts'])}: {t['error']}")
+        line = (
+            t["error"]
+            if t["tls"]
+            else f"could not download {clip(t['url'])} {_tries(t['attempts'])}: {t['error']}"
+        )
         return f"{line}; {hint}" if hint else line
     lines = [f"could not download {name} from any of its {len(tried)} sources:"]
     for t in tried:
@@ -738,8 +862,9 @@ def read_item_set(reviews: str | Path, skips: SkipLog) -> tuple[set[str], int, i
     return items, len(users), n
 
 
-def load_item_meta(meta: str | Path, fmt: Format, asins: Iterable[str],
-                   skips: SkipLog) -> dict[str, ItemMeta]:
+def load_item_meta(
+    meta: str | Path, fmt: Format, asins: Iterable[str], skips: SkipLog
+) -> dict[str, ItemMeta]:
     """Stream the metadata file, keeping only ``asins`` (first record of a repeated asin wins)."""
     kept: dict[str, ItemMeta] = {}
     for m in iter_meta(meta, fmt, asins=asins, skips=skips):
@@ -816,8 +941,14 @@ class ImageOutcome:
     moved_aside: str | None = None  # the damaged file found at dest, under its new name
 
 
-def fetch_image(sessions: _Sessions, asin: str, url: str | None, dest: Path,
-                policy: RetryPolicy, stop: threading.Event | None = None) -> ImageOutcome:
+def fetch_image(
+    sessions: _Sessions,
+    asin: str,
+    url: str | None,
+    dest: Path,
+    policy: RetryPolicy,
+    stop: threading.Event | None = None,
+) -> ImageOutcome:
     """Fetch one item image to ``dest``.
 
     outcome: "skipped" (already valid), "fetched", "interrupted" (``stop`` was set
@@ -865,8 +996,13 @@ class ImagesInterrupted(KeyboardInterrupt):
 _POLL_S = 0.1  # how often the main thread wakes while it waits for image results
 
 
-def fetch_images(urls: dict[str, str | None], images_dir: Path, policy: RetryPolicy,
-                 workers: int = 8, progress: bool = True) -> dict[str, Any]:
+def fetch_images(
+    urls: dict[str, str | None],
+    images_dir: Path,
+    policy: RetryPolicy,
+    workers: int = 8,
+    progress: bool = True,
+) -> dict[str, Any]:
     """Fetch every item's image with ``workers`` threads; returns counts and the failures.
 
     The workers are daemon threads fed from a queue, so Ctrl-C takes effect at once:
@@ -900,8 +1036,10 @@ def fetch_images(urls: dict[str, str | None], images_dir: Path, policy: RetryPol
     failures: list[dict[str, str | None]] = []
     moved: list[str] = []
     bar = _bar(progress, total=len(urls), desc="images", unit="img")
-    threads = [threading.Thread(target=work, name=f"mdr-image-{i}", daemon=True)
-               for i in range(max(1, min(workers, len(todo))))]
+    threads = [
+        threading.Thread(target=work, name=f"mdr-image-{i}", daemon=True)
+        for i in range(max(1, min(workers, len(todo))))
+    ]
     done = 0
     try:
         for t in threads:
@@ -918,15 +1056,23 @@ def fetch_images(urls: dict[str, str | None], images_dir: Path, policy: RetryPol
             if res.moved_aside is not None:
                 moved.append(res.moved_aside)
             if res.outcome not in ("fetched", "skipped", "interrupted"):
-                failures.append({"asin": res.asin, "url": urls[res.asin],
-                                 "reason": res.outcome, "detail": res.detail})
+                failures.append(
+                    {
+                        "asin": res.asin,
+                        "url": urls[res.asin],
+                        "reason": res.outcome,
+                        "detail": res.detail,
+                    }
+                )
             if bar is not None:
                 bar.update(1)
     except KeyboardInterrupt:
         stop.set()
-        raise ImagesInterrupted(_image_counts(urls, outcomes, failures, moved,
-                                              len(todo) - done + outcomes["interrupted"])
-                                ) from None
+        raise ImagesInterrupted(
+            _image_counts(
+                urls, outcomes, failures, moved, len(todo) - done + outcomes["interrupted"]
+            )
+        ) from None
     finally:
         stop.set()  # the workers take no new item; one in flight is abandoned (daemon)
         sessions.close()
@@ -935,9 +1081,13 @@ def fetch_images(urls: dict[str, str | None], images_dir: Path, policy: RetryPol
     return _image_counts(urls, outcomes, failures, moved, 0)
 
 
-def _image_counts(urls: dict[str, str | None], outcomes: Counter[str],
-                  failures: list[dict[str, str | None]], moved: list[str],
-                  not_tried: int) -> dict[str, Any]:
+def _image_counts(
+    urls: dict[str, str | None],
+    outcomes: Counter[str],
+    failures: list[dict[str, str | None]],
+    moved: list[str],
+    not_tried: int,
+) -> dict[str, Any]:
     failures.sort(key=lambda f: f["asin"] or "")
     reasons = Counter(f["reason"] for f in failures)
     return {
@@ -959,8 +1109,11 @@ def _image_counts(urls: dict[str, str | None], outcomes: Counter[str],
 
 def _own_name(name: str) -> bool:
     """Whether ``name`` (in a download folder) is one a download writes (:data:`_OWN_FILE`)."""
-    return (name in ("images", "images_report.json") or _OWN_FILE.match(name) is not None
-            or _OWN_TEMP.match(name) is not None)
+    return (
+        name in ("images", "images_report.json")
+        or _OWN_FILE.match(name) is not None
+        or _OWN_TEMP.match(name) is not None
+    )
 
 
 def download(
@@ -1009,13 +1162,24 @@ def download(
     """
     own_urls = base_url is not None or reviews_url is not None or meta_url is not None
     cat = resolve_category(category, year, allow_custom=own_urls)
-    plan = plan_sources(cat, year, mirror=mirror, reviews_url=reviews_url, meta_url=meta_url,
-                        base_url=base_url, mirrors=mirrors)
+    plan = plan_sources(
+        cat,
+        year,
+        mirror=mirror,
+        reviews_url=reviews_url,
+        meta_url=meta_url,
+        base_url=base_url,
+        mirrors=mirrors,
+    )
     names = [m.name for m in (MIRRORS[year] if mirrors is None else mirrors)]
     out = Path(out)
-    mio.claim_folder(out, OUTPUT_KIND, _own_name,
-                     "what a download writes (the release's reviews and metadata files, "
-                     "their .part files, images/, images_report.json)")
+    mio.claim_folder(
+        out,
+        OUTPUT_KIND,
+        _own_name,
+        "what a download writes (the release's reviews and metadata files, "
+        "their .part files, images/, images_report.json)",
+    )
     policy = RetryPolicy(retries=max(0, retries), backoff=backoff, timeout=timeout)
     report: dict[str, Any] = {"category": cat, "year": year, "out": str(out), "files": {}}
     failed_hosts: dict[str, str] = {}  # TLS failed or unreachable: not asked for the other file
@@ -1023,9 +1187,15 @@ def download(
     try:
         for kind in ("reviews", "meta"):
             name, sources = plan[kind]
-            report["files"][kind] = fetch_first(session, sources, out / name, policy, progress,
-                                                hint=_hint(sources, names),
-                                                failed_hosts=failed_hosts)
+            report["files"][kind] = fetch_first(
+                session,
+                sources,
+                out / name,
+                policy,
+                progress,
+                hint=_hint(sources, names),
+                failed_hosts=failed_hosts,
+            )
     finally:
         session.close()
     report["fetched"] = [f["file"] for f in report["files"].values() if f["status"] == "fetched"]
@@ -1037,32 +1207,48 @@ def download(
     if images:
         metas = load_item_meta(out / plan["meta"][0], _FORMAT[year], asins, skips)
         report["n_items_with_meta"] = len(metas)
-        urls = {a: (metas[a].image_urls[0] if a in metas and metas[a].image_urls else None)
-                for a in asins}
+        urls = {
+            a: (metas[a].image_urls[0] if a in metas and metas[a].image_urls else None)
+            for a in asins
+        }
         try:
             img = fetch_images(urls, out / "images", policy, workers, progress)
         except ImagesInterrupted as stopped:
             img = _write_images_report(out, cat, year, stopped.report, urls, metas, asins)
-            log.warning("interrupted: %s written (%d of %d images fetched or present, %d not "
-                        "tried); a re-run fetches the rest", out / "images_report.json",
-                        img["ok"], img["items"], img["not_tried"])
+            log.warning(
+                "interrupted: %s written (%d of %d images fetched or present, %d not "
+                "tried); a re-run fetches the rest",
+                out / "images_report.json",
+                img["ok"],
+                img["items"],
+                img["not_tried"],
+            )
             raise
         report["images"] = _write_images_report(out, cat, year, img, urls, metas, asins)
     report["skips"] = skips.as_dict()
     return report
 
 
-def _write_images_report(out: Path, cat: str, year: int, img: dict[str, Any],
-                         urls: dict[str, str | None], metas: dict[str, ItemMeta],
-                         asins: set[str]) -> dict[str, Any]:
+def _write_images_report(
+    out: Path,
+    cat: str,
+    year: int,
+    img: dict[str, Any],
+    urls: dict[str, str | None],
+    metas: dict[str, ItemMeta],
+    asins: set[str],
+) -> dict[str, Any]:
     """The images report as returned and as ``<out>/images_report.json``."""
     for f in img["failures"]:  # say why an item has no URL: no record at all, or no field
         if f["reason"] == "no image URL":
-            f["detail"] = ("no metadata record" if f["asin"] not in metas
-                           else "metadata lists no image")
+            f["detail"] = (
+                "no metadata record" if f["asin"] not in metas else "metadata lists no image"
+            )
     # counted apart too (they stay among the failures): missing data, not a failed fetch
-    counts = {"without_url": sum(u is None for u in urls.values()),
-              "without_meta": len(asins) - len(metas)}
+    counts = {
+        "without_url": sum(u is None for u in urls.values()),
+        "without_meta": len(asins) - len(metas),
+    }
     img = _insert_after(img, "failed", counts)  # beside the counts, before the long list
     mio.write_json(out / "images_report.json", {"category": cat, "year": year, **img})
     return img

@@ -168,8 +168,9 @@ def _header_index(path: Path, header: list[str]) -> dict[str, int]:
     return index
 
 
-def _malformed(strict: bool, skips: SkipLog, reason: str, path: Path, line: int,
-               detail: str) -> None:
+def _malformed(
+    strict: bool, skips: SkipLog, reason: str, path: Path, line: int, detail: str
+) -> None:
     if strict:
         raise DataError(f"{path}:{line}: {reason} ({clip(detail)})")
     skips.add(reason, f"{path.name}:{line}", detail)
@@ -188,24 +189,44 @@ def read_styles(src: Path, skips: SkipLog, strict: bool = False) -> tuple[list[R
     n_fields = len(recs[0][1])
     names = _read_names(text_path)
     if len(names) != len(recs) - 1:
-        raise DataError(f"{text_path}: {len(names)} rows, but {path} has {len(recs) - 1}: "
-                        "the files must be aligned row by row")
+        raise DataError(
+            f"{text_path}: {len(names)} rows, but {path} has {len(recs) - 1}: "
+            "the files must be aligned row by row"
+        )
     rows: list[Row] = []
     seen: dict[int, int] = {}
     for (line, rec), (_, name) in zip(recs[1:], names):
         if len(rec) != n_fields:
-            _malformed(strict, skips, "malformed styles.csv row", path, line,
-                       f"{len(rec)} fields, expected {n_fields}")
+            _malformed(
+                strict,
+                skips,
+                "malformed styles.csv row",
+                path,
+                line,
+                f"{len(rec)} fields, expected {n_fields}",
+            )
             continue
         try:
             item_id = int(rec[index["id"]].strip())
         except ValueError:
-            _malformed(strict, skips, "styles.csv row with a non-integer id", path, line,
-                       shown(rec[index["id"]], 40))
+            _malformed(
+                strict,
+                skips,
+                "styles.csv row with a non-integer id",
+                path,
+                line,
+                shown(rec[index["id"]], 40),
+            )
             continue
         if item_id in seen:
-            _malformed(strict, skips, "repeated id in styles.csv", path, line,
-                       f"id {clip(str(item_id), 40)} first on line {seen[item_id]}")
+            _malformed(
+                strict,
+                skips,
+                "repeated id in styles.csv",
+                path,
+                line,
+                f"id {clip(str(item_id), 40)} first on line {seen[item_id]}",
+            )
             continue
         seen[item_id] = line
         values = {c: rec[i].strip() for c, i in index.items()}
@@ -242,8 +263,9 @@ def _usable(rows: Sequence[Row], path: Path, skips: SkipLog) -> list[Row]:
 def class_names(values: Sequence[str], min_count: int) -> tuple[list[str], set[str]]:
     """Classes with at least ``min_count`` items (by count, ties by name) and the rare ones."""
     counts = Counter(values)
-    frequent = sorted((v for v, c in counts.items() if c >= min_count),
-                      key=lambda v: (-counts[v], v))
+    frequent = sorted(
+        (v for v, c in counts.items() if c >= min_count), key=lambda v: (-counts[v], v)
+    )
     return frequent, {v for v, c in counts.items() if c < min_count}
 
 
@@ -256,8 +278,10 @@ def _encode(values: Sequence[str], classes: list[str]) -> np.ndarray:
 
 def _drop_rare(rows: list[Row], min_count: int, skips: SkipLog, path: Path) -> list[Row]:
     """``rare="drop"``: remove items of rare colours or articles (counted skips)."""
-    rare = {c: class_names([r.values[c] for r in rows], min_count)[1]
-            for c in ("baseColour", "articleType")}
+    rare = {
+        c: class_names([r.values[c] for r in rows], min_count)[1]
+        for c in ("baseColour", "articleType")
+    }
     keep = []
     for r in rows:
         col = next((c for c in rare if r.values[c] in rare[c]), None)
@@ -268,8 +292,9 @@ def _drop_rare(rows: list[Row], min_count: int, skips: SkipLog, path: Path) -> l
     return keep
 
 
-def _factors(rows: Sequence[Row], min_count: int) -> tuple[dict[str, np.ndarray],
-                                                           dict[str, list[str]]]:
+def _factors(
+    rows: Sequence[Row], min_count: int
+) -> tuple[dict[str, np.ndarray], dict[str, list[str]]]:
     """Ground-truth factor ids for every item, rare classes merged into ``"other"``."""
     values, classes = {}, {}
     for name, col in FACTOR_COLUMNS.items():
@@ -280,8 +305,9 @@ def _factors(rows: Sequence[Row], min_count: int) -> tuple[dict[str, np.ndarray]
     return values, classes
 
 
-def weak_labels(factors: dict[str, np.ndarray], fraction: float,
-                seed: int) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+def weak_labels(
+    factors: dict[str, np.ndarray], fraction: float, seed: int
+) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Keep each label on a seeded ``fraction`` of items (stream ``rng(seed, "labels", name)``)."""
     out, report = {}, {}
     for name in LABELS:
@@ -303,12 +329,14 @@ def _limit(rows: list[Row], limit: int | None) -> list[Row]:
     return rows if limit is None else rows[: max(0, int(limit))]
 
 
-def _decode(rows: list[Row], images: dict[int, Path], size: int, skips: SkipLog,
-            progress: bool) -> tuple[list[Row], np.ndarray]:
+def _decode(
+    rows: list[Row], images: dict[int, Path], size: int, skips: SkipLog, progress: bool
+) -> tuple[list[Row], np.ndarray]:
     """Decode each row's photo; rows whose photo is corrupt become counted skips."""
     pixels = np.zeros((len(rows), size, size, 3), dtype=np.uint8)
-    mask, reasons = load_images([images[r.id] for r in rows], size, pixels, workers=2,
-                                progress=progress)
+    mask, reasons = load_images(
+        [images[r.id] for r in rows], size, pixels, workers=2, progress=progress
+    )
     for r, why in zip(rows, reasons):
         if why is not None:
             skips.add(why, f"images/{r.id}.jpg")
@@ -339,8 +367,14 @@ def prepare_fashion(
     """
     src, out = Path(src_dir), Path(out)
     # the typed settings of the config files' `prepare:` section: one validator for both
-    PhotoCorpusConfig(image_size=image_size, min_count=min_count, label_fraction=label_fraction,
-                      seed=seed, limit=limit, rare=rare)
+    PhotoCorpusConfig(
+        image_size=image_size,
+        min_count=min_count,
+        label_fraction=label_fraction,
+        seed=seed,
+        limit=limit,
+        rare=rare,
+    )
     _check_src(src)
     mio.check_output(out, OUTPUT_KIND, overwrite)
     skips = SkipLog()
@@ -366,21 +400,35 @@ def prepare_fashion(
         "format_version": FORMAT_VERSION,
         "kind": KIND,
         "name": "fashion-images",
-        "source": {"format": "fashion-product-images", "dir": str(src.resolve()),
-                   "inputs": {STYLES: sha256(src / STYLES),
-                              STYLES_TEXT: sha256(src / STYLES_TEXT)}},
-        "counts": {"items": len(chosen), "styles_rows": n_records,
-                   "rows_with_image": len(photographed), "rows_without_image": n_without_image,
-                   "photos": len(images), "skipped": skips.total()},
+        "source": {
+            "format": "fashion-product-images",
+            "dir": str(src.resolve()),
+            "inputs": {STYLES: sha256(src / STYLES), STYLES_TEXT: sha256(src / STYLES_TEXT)},
+        },
+        "counts": {
+            "items": len(chosen),
+            "styles_rows": n_records,
+            "rows_with_image": len(photographed),
+            "rows_without_image": n_without_image,
+            "photos": len(images),
+            "skipped": skips.total(),
+        },
         "labels": {n: classes[n] for n in LABELS},
         "factors": classes,
         "label_budget": budget,
-        "class_counts": {n: np.bincount(factors[n], minlength=len(classes[n])).tolist()
-                         for n in classes},
+        "class_counts": {
+            n: np.bincount(factors[n], minlength=len(classes[n])).tolist() for n in classes
+        },
         "skips": skips.as_dict(),
-        "config": {"image_size": image_size, "min_count": min_count,
-                   "label_fraction": label_fraction, "seed": seed, "limit": limit,
-                   "rare": rare, "strict": strict},
+        "config": {
+            "image_size": image_size,
+            "min_count": min_count,
+            "label_fraction": label_fraction,
+            "seed": seed,
+            "limit": limit,
+            "rare": rare,
+            "strict": strict,
+        },
     }
     _write(out, pixels, labels, factors, chosen, manifest, overwrite)
     _say(progress, f"prepared {len(chosen)} photos ({skips.total()} skips) -> {out}")
@@ -393,9 +441,11 @@ def _check_memory(n: int, size: int) -> None:
     need = 2 * n * size * size * 3
     avail = _available_memory()
     if avail is not None and need > avail:
-        raise DataError(f"{n} photos at {size}x{size} need {mio.human_bytes(need)} of memory, "
-                        f"{mio.human_bytes(avail)} are available: use a smaller --image-size or "
-                        "--limit")
+        raise DataError(
+            f"{n} photos at {size}x{size} need {mio.human_bytes(need)} of memory, "
+            f"{mio.human_bytes(avail)} are available: use a smaller --image-size or "
+            "--limit"
+        )
 
 
 def _available_memory() -> int | None:
@@ -410,18 +460,33 @@ def _available_memory() -> int | None:
     return None
 
 
-def _write(out: Path, pixels: np.ndarray, labels: dict[str, np.ndarray],
-           factors: dict[str, np.ndarray], rows: Sequence[Row], manifest: dict[str, Any],
-           overwrite: bool) -> None:
+def _write(
+    out: Path,
+    pixels: np.ndarray,
+    labels: dict[str, np.ndarray],
+    factors: dict[str, np.ndarray],
+    rows: Sequence[Row],
+    manifest: dict[str, Any],
+    overwrite: bool,
+) -> None:
     """Write every file into a marked temporary sibling folder; dataset.json last; then move."""
     with mio.atomic_dir(out, OUTPUT_KIND, overwrite) as tmp:
         with (tmp / "images.npy").open("wb") as fh:
             np.save(fh, pixels, allow_pickle=False)
         mio.write_npz(tmp / "labels.npz", **labels)
         mio.write_npz(tmp / "factors.npz", **factors)
-        lines = [json.dumps({"id": r.id, "name": r.name, "baseColour": r.values["baseColour"],
-                             "articleType": r.values["articleType"]}, ensure_ascii=False)
-                 for r in rows]
+        lines = [
+            json.dumps(
+                {
+                    "id": r.id,
+                    "name": r.name,
+                    "baseColour": r.values["baseColour"],
+                    "articleType": r.values["articleType"],
+                },
+                ensure_ascii=False,
+            )
+            for r in rows
+        ]
         (tmp / "items.jsonl").write_text("".join(s + "\n" for s in lines), encoding="utf-8")
         mio.write_json(tmp / "dataset.json", manifest)
 
@@ -445,11 +510,13 @@ class FashionImages:
     @classmethod
     def open(cls, root: str | Path) -> FashionImages:
         root = Path(root)
-        manifest = check_prepared(root, REQUIRED_FILES, FORMAT_VERSION,
-                                  "run `mdr data fashion-images` first")
+        manifest = check_prepared(
+            root, REQUIRED_FILES, FORMAT_VERSION, "run `mdr data fashion-images` first"
+        )
         if manifest.get("kind") != KIND:
-            raise DataError(f"{root}/dataset.json: kind {shown(manifest.get('kind'))}, "
-                            f"expected {KIND!r}")
+            raise DataError(
+                f"{root}/dataset.json: kind {shown(manifest.get('kind'))}, expected {KIND!r}"
+            )
         return cls(root)
 
     @functools.cached_property
@@ -504,6 +571,15 @@ class FashionImages:
 # --------------------------------------------------------------------------- CLI
 
 
-__all__ = ["FACTOR_COLUMNS", "KIND", "LABELS", "OTHER", "FashionImages", "class_names",
-           "default_fashion_dir", "prepare_fashion", "read_styles",
-           "weak_labels"]
+__all__ = [
+    "FACTOR_COLUMNS",
+    "KIND",
+    "LABELS",
+    "OTHER",
+    "FashionImages",
+    "class_names",
+    "default_fashion_dir",
+    "prepare_fashion",
+    "read_styles",
+    "weak_labels",
+]

@@ -50,16 +50,35 @@ BRAND_MIN_ITEMS = 5
 BRAND_TOP_K = 50
 
 BASE_COLOURS: tuple[str, ...] = (
-    "black", "white", "grey", "brown", "beige", "red",
-    "pink", "orange", "yellow", "green", "blue", "purple",
-)  # fmt: skip
+    "black",
+    "white",
+    "grey",
+    "brown",
+    "beige",
+    "red",
+    "pink",
+    "orange",
+    "yellow",
+    "green",
+    "blue",
+    "purple",
+)
 
 _SYNONYMS: dict[str, tuple[str, ...]] = {  # ambiguous words (rose, cream, coffee, mint) left out
     "black": ("black", "onyx", "ebony"),
     "white": ("white", "ivory", "pearl"),
     "grey": ("grey", "gray", "charcoal", "silver", "slate", "heather", "pewter", "gunmetal"),
-    "brown": ("brown", "tan", "camel", "mocha", "espresso", "cognac", "chestnut", "bronze",
-              "copper"),
+    "brown": (
+        "brown",
+        "tan",
+        "camel",
+        "mocha",
+        "espresso",
+        "cognac",
+        "chestnut",
+        "bronze",
+        "copper",
+    ),
     "beige": ("beige", "khaki", "nude", "taupe", "ecru", "oatmeal"),
     "red": ("red", "burgundy", "maroon", "crimson", "scarlet", "ruby", "claret"),
     "pink": ("pink", "fuchsia", "magenta", "blush", "salmon"),
@@ -73,15 +92,23 @@ COLOUR_WORDS: dict[str, str] = {w: base for base, ws in _SYNONYMS.items() for w 
 
 # title words that name what an item is made of (plurals and adjectives too)
 _MATERIALS: dict[str, tuple[str, ...]] = {
-    "cotton": ("cotton",), "wool": ("wool", "woolen", "woollen", "merino", "cashmere"),
-    "leather": ("leather", "suede", "nubuck"), "silk": ("silk", "satin"),
-    "linen": ("linen",), "denim": ("denim",), "polyester": ("polyester", "fleece"),
-    "nylon": ("nylon", "spandex", "lycra"), "canvas": ("canvas",),
-    "rubber": ("rubber", "silicone"), "plastic": ("plastic", "acrylic", "vinyl"),
+    "cotton": ("cotton",),
+    "wool": ("wool", "woolen", "woollen", "merino", "cashmere"),
+    "leather": ("leather", "suede", "nubuck"),
+    "silk": ("silk", "satin"),
+    "linen": ("linen",),
+    "denim": ("denim",),
+    "polyester": ("polyester", "fleece"),
+    "nylon": ("nylon", "spandex", "lycra"),
+    "canvas": ("canvas",),
+    "rubber": ("rubber", "silicone"),
+    "plastic": ("plastic", "acrylic", "vinyl"),
     "metal": ("metal", "steel", "aluminum", "aluminium", "brass", "iron", "copper"),
-    "wood": ("wood", "wooden", "bamboo", "oak", "pine"), "glass": ("glass",),
-    "ceramic": ("ceramic", "porcelain", "stoneware"), "paper": ("paper", "cardboard"),
-}  # fmt: skip
+    "wood": ("wood", "wooden", "bamboo", "oak", "pine"),
+    "glass": ("glass",),
+    "ceramic": ("ceramic", "porcelain", "stoneware"),
+    "paper": ("paper", "cardboard"),
+}
 MATERIALS: tuple[str, ...] = tuple(_MATERIALS)
 MATERIAL_WORDS: dict[str, str] = {w: m for m, ws in _MATERIALS.items() for w in ws}
 
@@ -123,8 +150,9 @@ def first_word_class(title: str, words: Mapping[str, str], classes: Sequence[str
     return UNLABELLED
 
 
-def brand_classes(brands: Sequence[str], min_items: int = BRAND_MIN_ITEMS,
-                  top_k: int = BRAND_TOP_K) -> list[str]:
+def brand_classes(
+    brands: Sequence[str], min_items: int = BRAND_MIN_ITEMS, top_k: int = BRAND_TOP_K
+) -> list[str]:
     """Brands of at least ``min_items`` items (at most ``top_k``, most frequent first, ties
     by name), plus ``other`` when some brand is left out."""
     counts = Counter(b for b in brands if b)
@@ -134,14 +162,17 @@ def brand_classes(brands: Sequence[str], min_items: int = BRAND_MIN_ITEMS,
 
 
 def real_labels(
-    titles: Sequence[str], leaf_categories: Sequence[str], brands: Sequence[str] | None = None,
+    titles: Sequence[str],
+    leaf_categories: Sequence[str],
+    brands: Sequence[str] | None = None,
     top_k: int = SHAPE_TOP_K,
 ) -> Labels:
     """Colour and material from title words, shape from the leaf category, brand from the
     metadata (see the module docstring)."""
     colour = np.fromiter((colour_of_title(t) for t in titles), np.int64, len(titles))
-    material = np.fromiter((first_word_class(t, MATERIAL_WORDS, MATERIALS) for t in titles),
-                           np.int64, len(titles))
+    material = np.fromiter(
+        (first_word_class(t, MATERIAL_WORDS, MATERIALS) for t in titles), np.int64, len(titles)
+    )
     classes = shape_classes(leaf_categories, top_k)
     index = {c: k for k, c in enumerate(classes)}
     other = index.get(OTHER, UNLABELLED)
@@ -155,8 +186,9 @@ def real_labels(
         b_classes = brand_classes(folded)
         b_index = {c: k for k, c in enumerate(b_classes)}
         b_other = b_index.get(OTHER, UNLABELLED)
-        values["brand"] = np.array([b_index.get(b, b_other) if b else UNLABELLED
-                                    for b in folded], dtype=np.int64)
+        values["brand"] = np.array(
+            [b_index.get(b, b_other) if b else UNLABELLED for b in folded], dtype=np.int64
+        )
         names["brand"] = b_classes
     return Labels(values, names)
 

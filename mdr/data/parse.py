@@ -107,7 +107,7 @@ def shown(value: Any, limit: int = MAX_SHOWN) -> str:
     if isinstance(value, str):
         text = repr(value[:limit])  # its quotes, and escapes, may make it longer: cut again
         cut = len(value) > limit or len(text) > limit + 2
-        return text[:limit + 2] + (f"... ({len(value)} characters)" if cut else "")
+        return text[: limit + 2] + (f"... ({len(value)} characters)" if cut else "")
     if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 600:
         return f"<an integer of about {int(value.bit_length() * math.log10(2)) + 1} digits>"
     try:
@@ -139,8 +139,9 @@ class SkipLog:
         self.counts[reason] += 1
         if len(self.examples) < self.max_examples:
             detail = writable(clip(detail))
-            self.examples.append(f"{writable(clip(where))}: {reason}"
-                                 + (f" ({detail})" if detail else ""))
+            self.examples.append(
+                f"{writable(clip(where))}: {reason}" + (f" ({detail})" if detail else "")
+            )
 
     def total(self) -> int:
         return sum(self.counts.values())
@@ -228,7 +229,8 @@ class _Damage:
         raise DataError(
             f"{self.path}: {self.malformed} of {self.examined} non-empty lines are malformed "
             f"(more than half; first {self.first}){hint}: the file is damaged or not in the "
-            "expected format; --lenient (lenient=True) skips such lines and goes on")
+            "expected format; --lenient (lenient=True) skips such lines and goes on"
+        )
 
 
 def _lines(path: Path, skips: SkipLog, strict: bool, lenient: bool) -> Iterator[tuple[int, str]]:
@@ -243,13 +245,15 @@ def _lines(path: Path, skips: SkipLog, strict: bool, lenient: bool) -> Iterator[
     except (OSError, EOFError, zlib.error) as e:  # truncated, corrupt or not gzip
         what = _stream_problem(e, n)
         if strict or not lenient:
-            raise DataError(f"{path}: {what}; --lenient (lenient=True) keeps the lines read "
-                            "before the damage") from e
+            raise DataError(
+                f"{path}: {what}; --lenient (lenient=True) keeps the lines read before the damage"
+            ) from e
         skips.add("file truncated or corrupt", path.name, what)
 
 
-def _fail(strict: bool, skips: SkipLog, reason: str, path: Path, lineno: int, detail: str,
-          damage: _Damage) -> None:
+def _fail(
+    strict: bool, skips: SkipLog, reason: str, path: Path, lineno: int, detail: str, damage: _Damage
+) -> None:
     if strict:
         raise DataError(f"{path}:{lineno}: {reason} ({clip(detail)})")
     skips.add(reason, f"{path.name}:{lineno}", detail)
@@ -326,12 +330,26 @@ def iter_reviews(
         try:
             obj = json.loads(line)
         except _PARSE_ERRORS as e:  # whatever the parser refuses: never a traceback
-            _fail(strict, skips, "malformed review line", path, lineno,
-                  _refused(e, str(e)[:80]), damage)
+            _fail(
+                strict,
+                skips,
+                "malformed review line",
+                path,
+                lineno,
+                _refused(e, str(e)[:80]),
+                damage,
+            )
             continue
         if not isinstance(obj, dict):
-            _fail(strict, skips, "review line is not an object", path, lineno,
-                  type(obj).__name__, damage)
+            _fail(
+                strict,
+                skips,
+                "review line is not an object",
+                path,
+                lineno,
+                type(obj).__name__,
+                damage,
+            )
             continue
         user, asin, raw_t = obj.get("reviewerID"), obj.get("asin"), obj.get("unixReviewTime")
         if not isinstance(user, str) or not user or not isinstance(asin, str) or not asin:
@@ -339,8 +357,11 @@ def iter_reviews(
             continue
         t = parse_time(raw_t)
         if t is None:
-            reason = ("review without unixReviewTime" if raw_t is None
-                      else "review with an invalid unixReviewTime (not a finite integer >= 0)")
+            reason = (
+                "review without unixReviewTime"
+                if raw_t is None
+                else "review with an invalid unixReviewTime (not a finite integer >= 0)"
+            )
             _fail(strict, skips, reason, path, lineno, shown(raw_t, 40), damage)
             continue
         parts = [obj.get("summary"), obj.get("reviewText")]
@@ -422,8 +443,9 @@ def iter_meta(
         try:
             obj = ast.literal_eval(line) if fmt == "amazon2014" else json.loads(line)
         except _PARSE_ERRORS as e:  # whatever the parser refuses: never a traceback
-            detail = _refused(e, type(e).__name__
-                              + (f": {e}"[:80] if isinstance(e, SyntaxError) else ""))
+            detail = _refused(
+                e, type(e).__name__ + (f": {e}"[:80] if isinstance(e, SyntaxError) else "")
+            )
             if _parses_as(line, other):
                 damage.other_release += 1
             _fail(strict, skips, "malformed meta line", path, lineno, detail, damage)
@@ -441,8 +463,10 @@ def iter_meta(
         urls = _repair_all(skips, where, "image URLs", urls)
         yield ItemMeta(asin, fixed["title"], categories, fixed["brand"], urls, lineno)
     syntax = {"amazon2014": "Python literals", "amazon2018": "JSON"}
-    damage.check(f"they are {syntax[other]}: metadata of the {other[-4:]} release? "
-                 f"{fmt[-4:]} metadata is {syntax[fmt]}")
+    damage.check(
+        f"they are {syntax[other]}: metadata of the {other[-4:]} release? "
+        f"{fmt[-4:]} metadata is {syntax[fmt]}"
+    )
 
 
 # --------------------------------------------------------------------------- finding the files
@@ -493,8 +517,12 @@ def _present_reviews(names: Iterable[str]) -> dict[tuple[int, str], str]:
     return found
 
 
-def find_inputs(raw: str | Path, category: str | None = None, year: int | None = None,
-                allow_missing_meta: bool = False) -> RawInputs:
+def find_inputs(
+    raw: str | Path,
+    category: str | None = None,
+    year: int | None = None,
+    allow_missing_meta: bool = False,
+) -> RawInputs:
     """The release, category, review and metadata files of the Amazon-format folder ``raw``.
 
     Release and category come from the files present: 2014
@@ -508,13 +536,18 @@ def find_inputs(raw: str | Path, category: str | None = None, year: int | None =
     """
     raw = Path(raw)
     if not raw.is_dir():
-        raise DataError(f"{raw}: raw data folder not found" if not raw.exists()
-                        else f"{raw}: not a folder (give the folder holding the review files)")
+        raise DataError(
+            f"{raw}: raw data folder not found"
+            if not raw.exists()
+            else f"{raw}: not a folder (give the folder holding the review files)"
+        )
     if year is not None and year not in YEARS:
         raise DataError(f"unknown release year {year!r}: expected 2014 or 2018")
     if category is not None and not SAFE_CATEGORY.match(category):
-        raise DataError(f"category {category!r}: not a valid name (letters, digits, '_' and "
-                        "'-', at most 100 characters)")
+        raise DataError(
+            f"category {category!r}: not a valid name (letters, digits, '_' and "
+            "'-', at most 100 characters)"
+        )
     files = sorted(p.name for p in raw.iterdir() if p.is_file() and not p.name.startswith("."))
     found = _present_reviews(files)
     years = [year] if year is not None else sorted(YEARS)
@@ -525,14 +558,18 @@ def find_inputs(raw: str | Path, category: str | None = None, year: int | None =
             names = dict.fromkeys([category, _alias(category)])  # the alias's target too
             looked = [n for c in names for y in years for n in review_names(c, y)]
             others = sorted({f"{c} ({y})" for y, c in found}) or ["none"]
-            raise DataError(f"{raw}: no review file for category {category!r}: looked for "
-                            f"{', '.join(looked)}; review files present for: {', '.join(others)}")
+            raise DataError(
+                f"{raw}: no review file for category {category!r}: looked for "
+                f"{', '.join(looked)}; review files present for: {', '.join(others)}"
+            )
     if not cands:
         shown = ", ".join(files[:10]) + (", ..." if len(files) > 10 else "") or "no files"
         raise DataError(
             f"{raw}: no Amazon review file: looked for reviews_<Cat>_5.json.gz / .json (2014) "
-            f"and <Cat>_5.json.gz / .json (2018)" + (f" of the {year} release" if year else "")
-            + f"; found: {shown}")
+            f"and <Cat>_5.json.gz / .json (2018)"
+            + (f" of the {year} release" if year else "")
+            + f"; found: {shown}"
+        )
     if len(cands) > 1:
         cats = {c for _, c in cands}
         listed = ", ".join(f"{c} ({y}: {cands[(y, c)]})" for y, c in sorted(cands))
@@ -544,7 +581,8 @@ def find_inputs(raw: str | Path, category: str | None = None, year: int | None =
         raise DataError(
             f"{raw}: found {review_file} but no metadata file: looked for "
             f"{', '.join(meta_names(cat))}; pass --allow-missing-meta (allow_missing_meta=True) "
-            "to prepare without metadata (items then have no title and category <unknown>)")
+            "to prepare without metadata (items then have no title and category <unknown>)"
+        )
     return RawInputs(YEARS[y], y, cat, raw / review_file, meta)
 
 
@@ -553,8 +591,7 @@ def _alias(category: str) -> str:
     return CATEGORY_ALIASES.get(category.lower(), category)
 
 
-def _match_category(cands: dict[tuple[int, str], str], category: str
-                    ) -> dict[tuple[int, str], str]:
+def _match_category(cands: dict[tuple[int, str], str], category: str) -> dict[tuple[int, str], str]:
     """The candidates named ``category``: exactly, else by alias, else ignoring case."""
     for name in (category, _alias(category)):
         hit = {k: v for k, v in cands.items() if k[1] == name}

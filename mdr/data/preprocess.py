@@ -129,15 +129,21 @@ class ReviewTable:
     text: list[str]
 
     def take(self, idx: np.ndarray) -> ReviewTable:
-        return ReviewTable([self.user[i] for i in idx], [self.asin[i] for i in idx],
-                           self.time[idx], self.line[idx], [self.text[i] for i in idx])
+        return ReviewTable(
+            [self.user[i] for i in idx],
+            [self.asin[i] for i in idx],
+            self.time[idx],
+            self.line[idx],
+            [self.text[i] for i in idx],
+        )
 
     def __len__(self) -> int:
         return len(self.user)
 
 
-def read_reviews(path: Path, skips: SkipLog, strict: bool, progress: bool,
-                 lenient: bool = False) -> ReviewTable:
+def read_reviews(
+    path: Path, skips: SkipLog, strict: bool, progress: bool, lenient: bool = False
+) -> ReviewTable:
     """All reviews of ``path``; ids with line breaks are counted skips (they would break .txt files)."""
     user: list[str] = []
     asin: list[str] = []
@@ -191,12 +197,15 @@ def drop_duplicates(reviews: ReviewTable, skips: SkipLog) -> tuple[ReviewTable, 
         skips.counts["duplicate review removed (same user, item, time, text)"] += n_exact
     if n_pair:
         skips.counts["repeated (user, item) review removed (earliest kept)"] += n_pair
-    return reviews.take(keep), {"exact_duplicates_removed": n_exact,
-                                "repeated_pairs_removed": n_pair}
+    return reviews.take(keep), {
+        "exact_duplicates_removed": n_exact,
+        "repeated_pairs_removed": n_pair,
+    }
 
 
-def drop_short_users(reviews: ReviewTable, min_items: int, skips: SkipLog
-                     ) -> tuple[ReviewTable, int]:
+def drop_short_users(
+    reviews: ReviewTable, min_items: int, skips: SkipLog
+) -> tuple[ReviewTable, int]:
     """Remove users with fewer than ``min_items`` distinct items (after
     :func:`drop_duplicates`): they cannot have a training, a validation and a test
     behaviour. Returns the kept reviews and the number of users removed (counted)."""
@@ -209,7 +218,8 @@ def drop_short_users(reviews: ReviewTable, min_items: int, skips: SkipLog
     keep = np.array([i for i, u in enumerate(reviews.user) if u not in short], np.int64)
     removed = len(reviews) - keep.size
     skips.counts[f"behaviour of a user with fewer than {min_items} distinct items removed"] += (
-        removed)
+        removed
+    )
     if not keep.size:
         raise DataError(f"no user has {min_items} distinct items after removing repeated reviews")
     return reviews.take(keep), len(short)
@@ -246,7 +256,11 @@ def assign_splits(user: np.ndarray) -> np.ndarray:
 
 
 def sample_negatives(
-    hist_keys: np.ndarray, n_users: int, n_items: int, n_neg: int, gen: np.random.Generator,
+    hist_keys: np.ndarray,
+    n_users: int,
+    n_items: int,
+    n_neg: int,
+    gen: np.random.Generator,
     chunk: int = 4096,
 ) -> np.ndarray:
     """int32 [U, n_neg]: per user, ``n_neg`` distinct items never in the user's history.
@@ -284,8 +298,14 @@ def sample_negatives(
 
 
 def eval_lists(
-    user: np.ndarray, item: np.ndarray, split: np.ndarray, n_users: int, n_items: int,
-    n_neg: int, seed: int, user_ids: Sequence[str],
+    user: np.ndarray,
+    item: np.ndarray,
+    split: np.ndarray,
+    n_users: int,
+    n_items: int,
+    n_neg: int,
+    seed: int,
+    user_ids: Sequence[str],
 ) -> dict[str, np.ndarray]:
     """``valid``/``test`` int32 [U, 1 + n_neg]: the held-out item, then sampled negatives."""
     hist_keys = np.unique(user.astype(np.int64) * n_items + item)
@@ -312,13 +332,22 @@ def eval_lists(
 
 
 def read_meta(
-    path: Path, fmt: Format, asins: Sequence[str], skips: SkipLog, strict: bool, progress: bool,
+    path: Path,
+    fmt: Format,
+    asins: Sequence[str],
+    skips: SkipLog,
+    strict: bool,
+    progress: bool,
     lenient: bool = False,
 ) -> dict[str, ItemMeta]:
     """Meta of the kept items (first line wins for a repeated asin, counted)."""
     meta: dict[str, ItemMeta] = {}
-    for m in _bar(iter_meta(path, fmt, asins=asins, skips=skips, strict=strict,
-                            lenient=lenient), progress, "meta", "item"):
+    for m in _bar(
+        iter_meta(path, fmt, asins=asins, skips=skips, strict=strict, lenient=lenient),
+        progress,
+        "meta",
+        "item",
+    ):
         if m.asin in meta:
             skips.add("repeated meta line (first kept)", f"{path.name}:{m.line}", m.asin)
             continue
@@ -341,8 +370,14 @@ def item_records(
             skips.add("item without meta (kept: empty title, category <unknown>)", where, a)
         leaf = _one_line(m.leaf_category) if m is not None else ""
         leaves.append(leaf or UNKNOWN_CATEGORY)
-        rows.append({"asin": a, "title": m.title if m else "", "category": leaves[-1],
-                     "brand": m.brand if m else ""})
+        rows.append(
+            {
+                "asin": a,
+                "title": m.title if m else "",
+                "category": leaves[-1],
+                "brand": m.brand if m else "",
+            }
+        )
     names, cat = codes(leaves)
     return rows, names, cat.astype(np.int32)
 
@@ -372,7 +407,11 @@ def w2v_epochs(sentences: Sequence[Sequence[str]], given: int | None) -> int:
 
 
 def build_text(
-    texts: Sequence[str], item: np.ndarray, n_items: int, cfg: PrepareConfig, progress: bool,
+    texts: Sequence[str],
+    item: np.ndarray,
+    n_items: int,
+    cfg: PrepareConfig,
+    progress: bool,
 ) -> TextOutputs:
     """Vocabulary, item tokens and word2vec from the given (training) reviews.
 
@@ -396,11 +435,16 @@ def build_text(
     epochs = w2v_epochs(sentences, cfg.w2v_epochs)
     _say(progress, f"word2vec on {len(sentences)} training reviews, {epochs} passes")
     model = mtext.train_word2vec(
-        sentences, cfg.w2v_dim, cfg.w2v_window, cfg.w2v_min_count, epochs, cfg.seed,
-        cfg.w2v_workers, cfg.w2v_sg,
+        sentences,
+        cfg.w2v_dim,
+        cfg.w2v_window,
+        cfg.w2v_min_count,
+        epochs,
+        cfg.seed,
+        cfg.w2v_workers,
+        cfg.w2v_sg,
     )
-    return TextOutputs(vocab, tokens, lengths, mtext.word_vector_table(model, vocab), model,
-                       epochs)
+    return TextOutputs(vocab, tokens, lengths, mtext.word_vector_table(model, vocab), model, epochs)
 
 
 # --------------------------------------------------------------------------- writing
@@ -422,8 +466,9 @@ def _check_out(out: Path, raw: Path, images: Path, overwrite: bool) -> None:
     """Refuse an output folder that is (or holds) an input, or that is not ours to replace."""
     for what, src in (("raw", raw), ("images", images)):
         if out.resolve() == src.resolve() or out.resolve() in src.resolve().parents:
-            raise DataError(f"{out}: the output folder must not be (or contain) the {what} "
-                            f"folder {src}")
+            raise DataError(
+                f"{out}: the output folder must not be (or contain) the {what} folder {src}"
+            )
     mio.check_output(out, OUTPUT_KIND, overwrite)
 
 
@@ -435,15 +480,18 @@ def _load_factors(path: Path) -> dict[str, Any]:
     except DataError:
         raise
     except (ValueError, TypeError, RecursionError, MemoryError) as e:
-        raise DataError(f"{path}: not a valid factors file ({type(e).__name__}: "
-                        f"{clip(str(e), 120)})") from e
+        raise DataError(
+            f"{path}: not a valid factors file ({type(e).__name__}: {clip(str(e), 120)})"
+        ) from e
 
 
 def _check_name(name: str | None) -> None:
     """A dataset name becomes a results folder name: no separators, no ``..``."""
     if name is not None and (not _SAFE_DATASET_NAME.match(name) or ".." in name):
-        raise DataError(f"dataset name {shown(name)}: use letters, digits, '_', '-' and '.' "
-                        "(at most 100 characters, no '..')")
+        raise DataError(
+            f"dataset name {shown(name)}: use letters, digits, '_', '-' and '.' "
+            "(at most 100 characters, no '..')"
+        )
 
 
 # --------------------------------------------------------------------------- the pipeline
@@ -522,15 +570,15 @@ def prepare(
                     raise DataError(
                         f"{meta_path}: none of the {n_items} items of {reviews_path.name} has "
                         "a metadata line: the metadata of another category? (--lenient goes "
-                        "on without it)")
+                        "on without it)"
+                    )
                 where = meta_path.name
             else:
                 meta, where = {}, "no metadata file"
             item_rows, categories, item_cat = item_records(asins, meta, skips, where)
 
         with _timed(timings, "eval_lists", progress):
-            lists = eval_lists(user, item, split, n_users, n_items, cfg.n_neg, cfg.seed,
-                               user_ids)
+            lists = eval_lists(user, item, split, n_users, n_items, cfg.n_neg, cfg.seed, user_ids)
 
         n_empty = sum(1 for t in b_text if not t)
         if n_empty:
@@ -563,8 +611,10 @@ def prepare(
             "behaviors": n_published,
             "sparsity_percent": 100.0 * n_published / (n_users * n_items),
             "behaviors_distinct": int(user.size),
-            **{k: int((split == code).sum()) for k, code in
-               (("train", TRAIN), ("valid", VALID), ("test", TEST))},
+            **{
+                k: int((split == code).sum())
+                for k, code in (("train", TRAIN), ("valid", VALID), ("test", TEST))
+            },
             "reviews_parsed": n_parsed,
             **dup_counts,
             "users_with_too_few_items_removed": n_short,
@@ -582,11 +632,16 @@ def prepare(
             "format_version": FORMAT_VERSION,
             "name": name or _default_name(factors_doc, fmt, inputs.category),
             "synthetic": synthetic,
-            "source": {"format": fmt, "year": inputs.year, "category": inputs.category,
-                       "raw": str(raw.resolve()), "images": str(img_root.resolve()),
-                       "reviews": reviews_path.name,
-                       "meta": meta_path.name if meta_path is not None else None,
-                       "inputs": {p.name: sha256(p) for p in inputs_used}},
+            "source": {
+                "format": fmt,
+                "year": inputs.year,
+                "category": inputs.category,
+                "raw": str(raw.resolve()),
+                "images": str(img_root.resolve()),
+                "reviews": reviews_path.name,
+                "meta": meta_path.name if meta_path is not None else None,
+                "inputs": {p.name: sha256(p) for p in inputs_used},
+            },
             "counts": counts,
             "skips": _stable(skips.as_dict()),
             "config": dataclasses.asdict(cfg),
@@ -642,7 +697,11 @@ def _write_text(tmp: Path, text: TextOutputs) -> None:
 
 
 def _write_images(
-    tmp: Path, asins: Sequence[str], root: Path, cfg: PrepareConfig, skips: SkipLog,
+    tmp: Path,
+    asins: Sequence[str],
+    root: Path,
+    cfg: PrepareConfig,
+    skips: SkipLog,
     progress: bool,
 ) -> dict[str, int]:
     """images.npy (memory-mapped, filled in place) and image_mask.npy; reasons counted."""
@@ -650,11 +709,14 @@ def _write_images(
     need = len(asins) * s * s * 3
     free = shutil.disk_usage(tmp).free
     if need > free:  # before the memory map: a sparse file would fail half-way, much later
-        raise DataError(f"{tmp / 'images.npy'}: {len(asins)} images at {s}x{s} need "
-                        f"{mio.human_bytes(need)}, only {mio.human_bytes(free)} are free there; "
-                        "use a smaller --image-size or another --out")
-    arr = np.lib.format.open_memmap(tmp / "images.npy", mode="w+", dtype=np.uint8,
-                                    shape=(len(asins), s, s, 3))
+        raise DataError(
+            f"{tmp / 'images.npy'}: {len(asins)} images at {s}x{s} need "
+            f"{mio.human_bytes(need)}, only {mio.human_bytes(free)} are free there; "
+            "use a smaller --image-size or another --out"
+        )
+    arr = np.lib.format.open_memmap(
+        tmp / "images.npy", mode="w+", dtype=np.uint8, shape=(len(asins), s, s, 3)
+    )
     paths = [root / image_filename(a) for a in asins]
     mask, reasons = mimages.load_images(paths, s, arr, cfg.image_workers, progress=progress)
     arr.flush()
@@ -667,8 +729,12 @@ def _write_images(
 
 
 def _labels(
-    tmp: Path, factors_doc: dict[str, Any] | None, asins: Sequence[str],
-    item_rows: Sequence[Mapping[str, str]], cfg: PrepareConfig, skips: SkipLog,
+    tmp: Path,
+    factors_doc: dict[str, Any] | None,
+    asins: Sequence[str],
+    item_rows: Sequence[Mapping[str, str]],
+    cfg: PrepareConfig,
+    skips: SkipLog,
     factors_path: Path,
 ) -> tuple[dict[str, list[str]], dict[str, Any] | None, dict[str, Any]]:
     """labels.npz (and factors.npz on synthetic data); returns class names, factor info, budget."""
@@ -679,8 +745,9 @@ def _labels(
         raw_labels = mlabels.synthetic_labels(factors, info)
     else:
         cats = [r["category"] if r["category"] != UNKNOWN_CATEGORY else "" for r in item_rows]
-        raw_labels = mlabels.real_labels([r["title"] for r in item_rows], cats,
-                                         [r["brand"] for r in item_rows], cfg.shape_top_k)
+        raw_labels = mlabels.real_labels(
+            [r["title"] for r in item_rows], cats, [r["brand"] for r in item_rows], cfg.shape_top_k
+        )
     labels, report = mlabels.apply_budget(raw_labels, cfg.label_fraction, cfg.seed)
     mio.write_npz(tmp / "labels.npz", **labels.values)
     return labels.classes, info, report

@@ -59,8 +59,7 @@ import numpy as np
 PAD_TOKEN, UNK_TOKEN = "<pad>", "<unk>"
 TOKENIZER = "nfkc-lower-unicode-words-v1"  # recorded in dataset.json; change it with the rules
 # CJK Unified Ideographs (+ extensions A-H) and the compatibility ideographs
-_HAN = ("\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002fa1f"
-        "\U00030000-\U000323af")
+_HAN = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002fa1f\U00030000-\U000323af"
 _ASCII_WORD_RE = re.compile(r"[a-z0-9]+(?:'[a-z0-9]+)*")
 _APOSTROPHES = str.maketrans({"\u2019": "'", "\u02bc": "'", "\u2032": "'"})
 
@@ -175,7 +174,12 @@ def train_word2vec(
     from gensim.models import Word2Vec
 
     model = Word2Vec(
-        vector_size=dim, window=window, min_count=min_count, workers=workers, seed=seed, sg=sg,
+        vector_size=dim,
+        window=window,
+        min_count=min_count,
+        workers=workers,
+        seed=seed,
+        sg=sg,
         epochs=epochs,
     )
     model.build_vocab(sentences)

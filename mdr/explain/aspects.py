@@ -93,8 +93,10 @@ def aspect_words(
     ``<pad>``/``<unk>`` and all-zero vectors are skipped.
     """
     if len(vocab) != _as_numpy(word_vectors).shape[0]:
-        raise ValueError(f"vocab has {len(vocab)} tokens but there are "
-                         f"{_as_numpy(word_vectors).shape[0]} word vectors")
+        raise ValueError(
+            f"vocab has {len(vocab)} tokens but there are "
+            f"{_as_numpy(word_vectors).shape[0]} word vectors"
+        )
     if k < 1:
         raise ValueError(f"k must be positive, got {k}")
     sims = aspect_similarities(D, word_vectors)  # (K, V)
@@ -108,8 +110,9 @@ def aspect_words(
     return out
 
 
-def _slot_contributions(W: np.ndarray, r: np.ndarray,
-                        columns: dict[str, Sequence[int]]) -> dict[str, np.ndarray]:
+def _slot_contributions(
+    W: np.ndarray, r: np.ndarray, columns: dict[str, Sequence[int]]
+) -> dict[str, np.ndarray]:
     """c_jS(i) = W~_j[cols_S] . r_i[cols_S] for every slot S: name -> (n, K)."""
     Wc = W - W.mean(axis=0, keepdims=True)  # (K, T), centred over aspects
     return {name: r[:, list(cols)] @ Wc[:, list(cols)].T for name, cols in columns.items()}
@@ -157,8 +160,9 @@ def model_aspect_slots(model: object) -> tuple[list[str], np.ndarray]:
     return aspect_slot_shares(text.aspect_weights(), r_text, {n: columns[n] for n in names})
 
 
-def group_purity(words: Sequence[str], group_of: Mapping[str, str],
-                 order: Sequence[str] = ()) -> tuple[str | None, float, dict[str, int]]:
+def group_purity(
+    words: Sequence[str], group_of: Mapping[str, str], order: Sequence[str] = ()
+) -> tuple[str | None, float, dict[str, int]]:
     """The most frequent group among ``words``, its purity (count / len(words)) and the count
     of every group. Words missing from ``group_of`` belong to no group; ties go to the group
     that comes first in ``order`` (then alphabetically). ``(None, 0.0, {})`` when no word has

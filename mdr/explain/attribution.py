@@ -59,8 +59,10 @@ SPLIT: Split = "test"
 NUISANCE = "nuisance"
 # what explain needs of a run's model, and the reason a run without it is refused
 NEEDS = "attention"
-PURPOSE = ("explain needs a representation model under the DIN head (mdr, its ablations, "
-           "beta_vae, abae, din_pp, din)")
+PURPOSE = (
+    "explain needs a representation model under the DIN head (mdr, its ablations, "
+    "beta_vae, abae, din_pp, din)"
+)
 
 
 # --------------------------------------------------------------------------- results
@@ -142,11 +144,14 @@ class Explanation:
         e.g. "Recommended mostly for colour: blue, like 3 of your last 5 items"."""
         named = [c for c in self.contributions if c.slot != "blackbox" and c.drop > 0]
         if not self.contributions:
-            return self._attention_sentence("No named slots to explain by; the attention "
-                                            "weighed most")
+            return self._attention_sentence(
+                "No named slots to explain by; the attention weighed most"
+            )
         if not named:
-            return ("No named slot raises the score (every slot's drop is <= 0); "
-                    + self._attention_sentence("the attention looked most at").lstrip())
+            return (
+                "No named slot raises the score (every slot's drop is <= 0); "
+                + self._attention_sentence("the attention looked most at").lstrip()
+            )
         parts = [_slot_phrase(c) for c in named[:2]]
         text = "Recommended mostly for " + parts[0]
         if len(parts) > 1:
@@ -174,29 +179,39 @@ class Explanation:
             lines.append(f"The item: {_facts_phrase(self.item_facts)}")
         lines += [f"Note: {n}" for n in self.notes]
         if self.contributions:
-            lines.append("Slot contributions (logit drop when the slot's columns of r are "
-                         "replaced by their mean over all items;")
-            lines.append(f"  for the candidate and the history / the candidate only; every "
-                         f"slot at its mean gives logit {self.all_means_logit:+.3f}):")
+            lines.append(
+                "Slot contributions (logit drop when the slot's columns of r are "
+                "replaced by their mean over all items;"
+            )
+            lines.append(
+                f"  for the candidate and the history / the candidate only; every "
+                f"slot at its mean gives logit {self.all_means_logit:+.3f}):"
+            )
             width = max(len(c.slot) for c in self.contributions)
             for c in self.contributions:
                 extra = f"   {c.fact}: {c.value}" if c.value is not None else ""
                 if c.matches is not None:
                     extra += f" ({c.matches} of the last {c.recent})"
-                lines.append(f"  {c.slot:<{width}}  {c.drop:+.3f}  {c.drop_candidate:+.3f}"
-                             f"{extra}")
+                lines.append(f"  {c.slot:<{width}}  {c.drop:+.3f}  {c.drop_candidate:+.3f}{extra}")
         if self.attention:
-            lines.append("History items the attention weighed most (DIN weight wh_k of Eq. 18, "
-                         "no softmax; share of sum |wh|), largest |wh| first:")
+            lines.append(
+                "History items the attention weighed most (DIN weight wh_k of Eq. 18, "
+                "no softmax; share of sum |wh|), largest |wh| first:"
+            )
             for h in self.attention:
                 when = "the latest item" if h.position == 1 else f"{h.position} items ago"
                 facts = ""
                 if self.item_facts:
                     shared = {k: v for k, v in h.facts.items() if self.item_facts.get(k) == v}
-                    facts = (f", shares {_facts_phrase(shared)} with the item" if shared
-                             else ", shares no fact with the item")
-                lines.append(f"  {_item_name(h.item_id, h.title)} ({when}) weight "
-                             f"{h.weight:+.3f} ({100 * h.share:.0f}%){facts}")
+                    facts = (
+                        f", shares {_facts_phrase(shared)} with the item"
+                        if shared
+                        else ", shares no fact with the item"
+                    )
+                lines.append(
+                    f"  {_item_name(h.item_id, h.title)} ({when}) weight "
+                    f"{h.weight:+.3f} ({100 * h.share:.0f}%){facts}"
+                )
         return "\n".join(lines)
 
     def _rank_phrase(self) -> str:
@@ -214,13 +229,16 @@ def _facts_phrase(facts: dict[str, str]) -> str:
 
 
 def _slot_phrase(c: SlotContribution) -> str:
-    """"colour: blue, like 3 of your last 5 items" (or the bare slot name when unknown)."""
+    """ "colour: blue, like 3 of your last 5 items" (or the bare slot name when unknown)."""
     if c.value is None:
         return f"its {c.slot} (slot {c.slot}, logit drop {c.drop:+.2f})"
     text = f"{c.fact}: {c.value}"
     if c.matches is not None and c.recent:
-        text += (f", like {c.matches} of your last {c.recent} items" if c.matches
-                 else f", new among your last {c.recent} items")
+        text += (
+            f", like {c.matches} of your last {c.recent} items"
+            if c.matches
+            else f", new among your last {c.recent} items"
+        )
     return text
 
 
@@ -273,8 +291,14 @@ def _slot_fact(slot: str, label: str | None, facts: ItemFacts) -> str | None:
 # --------------------------------------------------------------------------- scoring
 
 
-def _score(model: torch.nn.Module, reps: Tensor, hist: Tensor, mask: Tensor,
-           cands: Tensor, user: int | None = None) -> Tensor:
+def _score(
+    model: torch.nn.Module,
+    reps: Tensor,
+    hist: Tensor,
+    mask: Tensor,
+    cands: Tensor,
+    user: int | None = None,
+) -> Tensor:
     """``model.score`` of one user: ``hist``/``mask`` (H,), ``cands`` (C,) -> logits (C,);
     ``user`` for models that read the user id."""
     users = None if user is None else torch.tensor([user], device=reps.device)
@@ -289,8 +313,15 @@ def _at_mean(reps: Tensor, cols: list[int], mean: Tensor) -> Tensor:
     return out
 
 
-def slot_drops(model: torch.nn.Module, reps: Tensor, hist: Tensor, mask: Tensor, item: int,
-               cols: list[int], user: int | None = None) -> tuple[float, float]:
+def slot_drops(
+    model: torch.nn.Module,
+    reps: Tensor,
+    hist: Tensor,
+    mask: Tensor,
+    item: int,
+    cols: list[int],
+    user: int | None = None,
+) -> tuple[float, float]:
     """(drop, drop_candidate): the logit minus the logit with ``cols`` of r at their mean
     over all items, for the candidate and the history / for the candidate only."""
     mean = reps.mean(dim=0)  # (D,)
@@ -301,8 +332,9 @@ def slot_drops(model: torch.nn.Module, reps: Tensor, hist: Tensor, mask: Tensor,
     row = reps[item].clone()
     row[cols] = mean[cols]
     ext = torch.cat([reps, row[None]])  # (I + 1, D)
-    only = _score(model, ext, hist, mask, torch.tensor([reps.shape[0]], device=reps.device),
-                  user)[0]
+    only = _score(model, ext, hist, mask, torch.tensor([reps.shape[0]], device=reps.device), user)[
+        0
+    ]
     return float(base - both), float(base - only)
 
 
@@ -312,8 +344,9 @@ def part_columns(model: HistoryAttention) -> dict[str, list[int]]:
     return model.r_parts()
 
 
-def attention_weights(model: HistoryAttention, reps: Tensor, hist: Tensor, mask: Tensor,
-                      item: int) -> Tensor:
+def attention_weights(
+    model: HistoryAttention, reps: Tensor, hist: Tensor, mask: Tensor, item: int
+) -> Tensor:
     """wh_k of Eq. 18 from ``model.attention_weights``: (H,), zero on padded positions."""
     with torch.no_grad():
         h_hist = reps[hist][None]  # (1, H, D)
@@ -336,30 +369,47 @@ def list_rank(scores: Tensor, cands: Tensor, item: int, logit: float) -> tuple[i
 def _check_index(run: LoadedRun, user: int, item: int) -> None:
     ds = run.ds
     if not 0 <= user < ds.n_users:
-        raise RunError(f"{run.folder.root}: unknown user {user} (dataset {ds.name} has users "
-                       f"0..{ds.n_users - 1})")
+        raise RunError(
+            f"{run.folder.root}: unknown user {user} (dataset {ds.name} has users "
+            f"0..{ds.n_users - 1})"
+        )
     if not 0 <= item < ds.n_items:
-        raise RunError(f"{run.folder.root}: unknown item {item} (dataset {ds.name} has items "
-                       f"0..{ds.n_items - 1})")
+        raise RunError(
+            f"{run.folder.root}: unknown item {item} (dataset {ds.name} has items "
+            f"0..{ds.n_items - 1})"
+        )
 
 
-def _contributions(run: LoadedRun, reps: Tensor, hist: Tensor, mask: Tensor, item: int,
-                   facts: ItemFacts, recent: list[int], user: int) -> list[SlotContribution]:
+def _contributions(
+    run: LoadedRun,
+    reps: Tensor,
+    hist: Tensor,
+    mask: Tensor,
+    item: int,
+    facts: ItemFacts,
+    recent: list[int],
+    user: int,
+) -> list[SlotContribution]:
     labels = {s.name: s.label for s in run.cfg.model.slots}
     out = []
     for slot, cols in part_columns(cast(HistoryAttention, run.model)).items():
         drop, drop_cand = slot_drops(run.model, reps, hist, mask, item, cols, user)
         fact = _slot_fact(slot, labels.get(slot), facts)
         value = facts.values[fact][item] if fact else None
-        matches = (sum(facts.values[fact][j] == value for j in recent)
-                   if fact and value is not None else None)
-        out.append(SlotContribution(slot, len(cols), drop, drop_cand, fact, value, matches,
-                                    len(recent)))
+        matches = (
+            sum(facts.values[fact][j] == value for j in recent)
+            if fact and value is not None
+            else None
+        )
+        out.append(
+            SlotContribution(slot, len(cols), drop, drop_cand, fact, value, matches, len(recent))
+        )
     return sorted(out, key=lambda c: -c.drop)
 
 
-def _attention(run: LoadedRun, reps: Tensor, hist: Tensor, mask: Tensor, item: int,
-               facts: ItemFacts, top: int) -> list[HistoryWeight]:
+def _attention(
+    run: LoadedRun, reps: Tensor, hist: Tensor, mask: Tensor, item: int, facts: ItemFacts, top: int
+) -> list[HistoryWeight]:
     w = attention_weights(cast(HistoryAttention, run.model), reps, hist, mask, item)  # (H,)
     real = torch.nonzero(mask).squeeze(1)
     total = float(w[real].abs().sum())
@@ -370,8 +420,17 @@ def _attention(run: LoadedRun, reps: Tensor, hist: Tensor, mask: Tensor, item: i
         j = int(hist[k])
         meta = run.ds.items[j]
         share = abs(float(w[k])) / total if total > 0 else 1.0 / len(real)
-        out.append(HistoryWeight(j, str(meta.get("asin", j)), meta.get("title"), H - k,
-                                 float(w[k]), share, facts.of(j)))
+        out.append(
+            HistoryWeight(
+                j,
+                str(meta.get("asin", j)),
+                meta.get("title"),
+                H - k,
+                float(w[k]),
+                share,
+                facts.of(j),
+            )
+        )
     return out
 
 
@@ -394,30 +453,55 @@ def explain(run: LoadedRun, user: int, item: int, top_history: int = 5) -> Expla
     logit = float(scores[-1])
     rank, size, in_list = list_rank(scores[:-1], cands, item, logit)
     everything = list(range(reps.shape[1]))
-    all_means = float(_score(model, _at_mean(reps, everything, reps.mean(0)), hist, mask,
-                             cands.new_tensor([item]), user)[0])
+    all_means = float(
+        _score(
+            model,
+            _at_mean(reps, everything, reps.mean(0)),
+            hist,
+            mask,
+            cands.new_tensor([item]),
+            user,
+        )[0]
+    )
     facts = item_facts(ds)
     real = hist[mask].tolist()  # oldest first
     recent = real[::-1][:top_history]  # newest first
     contributions = _contributions(run, reps, hist, mask, item, facts, recent, user)
     notes = []
     if not contributions:
-        notes.append(f"model {run.cfg.model.name!r} represents items by id embeddings only: "
-                     "it has no named slots, so only the attention explains the score")
+        notes.append(
+            f"model {run.cfg.model.name!r} represents items by id embeddings only: "
+            "it has no named slots, so only the attention explains the score"
+        )
     if facts.source == "none":
-        notes.append(f"dataset {ds.name} has no factors or weak labels: items are named by "
-                     "id and title")
+        notes.append(
+            f"dataset {ds.name} has no factors or weak labels: items are named by id and title"
+        )
     meta = ds.items[item]
     return Explanation(
-        run=run.folder.root.name, dataset=ds.name, model=run.cfg.model.name, split=SPLIT,
-        user=user, user_id=ds.user_ids[user], item=item, item_id=str(meta.get("asin", item)),
-        item_title=meta.get("title"), logit=logit, probability=_sigmoid(logit),
-        rank=rank, list_size=size, in_list=in_list, held_out=item == int(cands[0]),
-        history_length=len(real), all_means_logit=all_means,
+        run=run.folder.root.name,
+        dataset=ds.name,
+        model=run.cfg.model.name,
+        split=SPLIT,
+        user=user,
+        user_id=ds.user_ids[user],
+        item=item,
+        item_id=str(meta.get("asin", item)),
+        item_title=meta.get("title"),
+        logit=logit,
+        probability=_sigmoid(logit),
+        rank=rank,
+        list_size=size,
+        in_list=in_list,
+        held_out=item == int(cands[0]),
+        history_length=len(real),
+        all_means_logit=all_means,
         contributions=tuple(contributions),
         attention=tuple(_attention(run, reps, hist, mask, item, facts, top_history)),
-        item_facts=facts.of(item), facts_source=facts.source,
-        recent_facts=tuple(facts.of(j) for j in recent), notes=tuple(notes),
+        item_facts=facts.of(item),
+        facts_source=facts.source,
+        recent_facts=tuple(facts.of(j) for j in recent),
+        notes=tuple(notes),
     )
 
 
@@ -425,6 +509,17 @@ def _sigmoid(x: float) -> float:
     return 1.0 / (1.0 + math.exp(-x)) if x >= 0 else math.exp(x) / (1.0 + math.exp(x))
 
 
-__all__ = ["NEEDS", "PURPOSE", "Explanation", "HistoryWeight", "ItemFacts", "SlotContribution",
-           "attention_weights", "explain", "item_facts", "list_rank", "part_columns",
-           "slot_drops"]
+__all__ = [
+    "NEEDS",
+    "PURPOSE",
+    "Explanation",
+    "HistoryWeight",
+    "ItemFacts",
+    "SlotContribution",
+    "attention_weights",
+    "explain",
+    "item_facts",
+    "list_rank",
+    "part_columns",
+    "slot_drops",
+]

@@ -80,16 +80,19 @@ def _check_codes(codes: Any) -> np.ndarray:
     """``codes`` as float64 (n, d); ValueError for a wrong shape or non-finite values."""
     x = np.asarray(codes)
     if x.ndim != 2 or x.shape[0] == 0 or x.shape[1] == 0:
-        raise ValueError(f"codes must be a non-empty 2-D array (n items, d dims), "
-                         f"got shape {x.shape}")
+        raise ValueError(
+            f"codes must be a non-empty 2-D array (n items, d dims), got shape {x.shape}"
+        )
     if not (np.issubdtype(x.dtype, np.number) or x.dtype == bool):
         raise ValueError(f"codes must be numeric, got dtype {x.dtype}")
     x = x.astype(np.float64)
     bad = ~np.isfinite(x)
     if bad.any():
         rows, cols = np.nonzero(bad)
-        raise ValueError(f"codes hold {int(bad.sum())} NaN/inf value(s), first at item "
-                         f"{int(rows[0])}, dim {int(cols[0])}")
+        raise ValueError(
+            f"codes hold {int(bad.sum())} NaN/inf value(s), first at item "
+            f"{int(rows[0])}, dim {int(cols[0])}"
+        )
     return x
 
 
@@ -103,11 +106,12 @@ def _check_factor(y: Any, name: str, n: int) -> np.ndarray:
     if not np.issubdtype(y.dtype, np.integer):
         raise ValueError(f"factor {name!r} must hold integer class indices, got dtype {y.dtype}")
     if (y < 0).any():
-        raise ValueError(f"factor {name!r} has negative values (unlabelled items?): "
-                         "drop those items before scoring")
+        raise ValueError(
+            f"factor {name!r} has negative values (unlabelled items?): "
+            "drop those items before scoring"
+        )
     if np.unique(y).size < 2:
-        raise ValueError(f"factor {name!r} is constant: there is nothing to predict or "
-                         "disentangle")
+        raise ValueError(f"factor {name!r} is constant: there is nothing to predict or disentangle")
     return y.astype(np.int64)
 
 
@@ -149,8 +153,9 @@ def _standardise(x_train: np.ndarray, x_test: np.ndarray) -> tuple[np.ndarray, n
 class _Fit:
     """A fitted classifier of one factor: accuracies and per-code importance."""
 
-    def __init__(self, acc_train: float, acc_test: float, importance: np.ndarray,
-                 converged: bool) -> None:
+    def __init__(
+        self, acc_train: float, acc_test: float, importance: np.ndarray, converged: bool
+    ) -> None:
         self.acc_train = acc_train
         self.acc_test = acc_test
         self.importance = importance  # (d,)
@@ -162,8 +167,14 @@ def _majority(y_train: np.ndarray) -> int:
     return int(values[np.argmax(counts)])  # ties: the smallest class index
 
 
-def _fit_logistic(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray,
-                  y_test: np.ndarray, l1: bool = False, seed: int = 0) -> _Fit:
+def _fit_logistic(
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_test: np.ndarray,
+    y_test: np.ndarray,
+    l1: bool = False,
+    seed: int = 0,
+) -> _Fit:
     """Multinomial logistic regression on standardised codes; importance mean |coef|.
 
     ``l1``: the L1-penalised DCI importance fit (saga, C=0.1); otherwise the plain L2
@@ -178,8 +189,9 @@ def _fit_logistic(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray,
         return _Fit(1.0, float(np.mean(y_test == c)), np.zeros(d), True)
     xs_train, xs_test = _standardise(x_train, x_test)
     if l1:
-        clf = LogisticRegression(C=0.1, l1_ratio=1.0, solver="saga", tol=1e-3, max_iter=500,
-                                 random_state=seed)
+        clf = LogisticRegression(
+            C=0.1, l1_ratio=1.0, solver="saga", tol=1e-3, max_iter=500, random_state=seed
+        )
     else:
         clf = LogisticRegression(C=1.0, solver="newton-cg", max_iter=200)
     with warnings.catch_warnings(record=True) as caught:
@@ -187,12 +199,17 @@ def _fit_logistic(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray,
         clf.fit(xs_train, y_train)
     converged = not any(issubclass(w.category, ConvergenceWarning) for w in caught)
     importance = np.abs(clf.coef_).mean(axis=0)  # (d,), coef_ (classes or 1, d)
-    return _Fit(float(clf.score(xs_train, y_train)), float(clf.score(xs_test, y_test)),
-                importance, converged)
+    return _Fit(
+        float(clf.score(xs_train, y_train)),
+        float(clf.score(xs_test, y_test)),
+        importance,
+        converged,
+    )
 
 
-def _fit_gbt(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray,
-             y_test: np.ndarray, seed: int) -> _Fit:
+def _fit_gbt(
+    x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray, seed: int
+) -> _Fit:
     """disentanglement_lib's importance: gradient-boosted trees' feature_importances_."""
     from sklearn.ensemble import GradientBoostingClassifier
 
@@ -202,12 +219,22 @@ def _fit_gbt(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray,
         return _Fit(1.0, float(np.mean(y_test == c)), np.zeros(d), True)
     clf = GradientBoostingClassifier(random_state=seed)
     clf.fit(x_train, y_train)
-    return _Fit(float(clf.score(x_train, y_train)), float(clf.score(x_test, y_test)),
-                np.abs(clf.feature_importances_), True)
+    return _Fit(
+        float(clf.score(x_train, y_train)),
+        float(clf.score(x_test, y_test)),
+        np.abs(clf.feature_importances_),
+        True,
+    )
 
 
-def _fit(method: str, x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray,
-         y_test: np.ndarray, seed: int) -> _Fit:
+def _fit(
+    method: str,
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_test: np.ndarray,
+    y_test: np.ndarray,
+    seed: int,
+) -> _Fit:
     if method == "l1_logistic":
         return _fit_logistic(x_train, y_train, x_test, y_test, l1=True, seed=seed)
     return _fit_gbt(x_train, y_train, x_test, y_test, seed)
@@ -240,16 +267,23 @@ def _compute_dci(importance: np.ndarray) -> tuple[float, float]:
     return float(per_code @ code_weight), float(per_factor @ factor_weight)
 
 
-def _importance_matrix(x: np.ndarray, y: np.ndarray, train: np.ndarray, test: np.ndarray,
-                       method: str, seed: int) -> tuple[np.ndarray, list[_Fit]]:
+def _importance_matrix(
+    x: np.ndarray, y: np.ndarray, train: np.ndarray, test: np.ndarray, method: str, seed: int
+) -> tuple[np.ndarray, list[_Fit]]:
     """R (d, k) and the per-factor fits."""
-    fits = [_fit(method, x[train], y[train, j], x[test], y[test, j], seed)
-            for j in range(y.shape[1])]
+    fits = [
+        _fit(method, x[train], y[train, j], x[test], y[test, j], seed) for j in range(y.shape[1])
+    ]
     return np.stack([f.importance for f in fits], axis=1), fits
 
 
-def dci(codes: np.ndarray, factors: np.ndarray, seed: int = 0, train_frac: float = 0.8,
-        importance: str = "l1_logistic") -> dict[str, Any]:
+def dci(
+    codes: np.ndarray,
+    factors: np.ndarray,
+    seed: int = 0,
+    train_frac: float = 0.8,
+    importance: str = "l1_logistic",
+) -> dict[str, Any]:
     """DCI disentanglement, completeness and informativeness of ``codes`` (n, d) against
     integer ``factors`` (n, k).
 
@@ -265,8 +299,9 @@ def dci(codes: np.ndarray, factors: np.ndarray, seed: int = 0, train_frac: float
     x = _check_codes(codes)
     y = _check_factor_matrix(factors, x.shape[0])
     if x.shape[1] < 2 or y.shape[1] < 2:
-        raise ValueError(f"DCI needs at least 2 code dims and 2 factors, got d={x.shape[1]}, "
-                         f"k={y.shape[1]}")
+        raise ValueError(
+            f"DCI needs at least 2 code dims and 2 factors, got d={x.shape[1]}, k={y.shape[1]}"
+        )
     train, test = _split(x.shape[0], seed, train_frac)
     r, fits = _importance_matrix(x, y, train, test, importance, seed)
     dis, comp = _compute_dci(r)
@@ -313,13 +348,18 @@ def _mutual_info(a: np.ndarray, b: np.ndarray) -> float:
 def _compute_mig(codes_discrete: np.ndarray, factors: np.ndarray) -> dict[str, Any]:
     """MIG of discretised codes (n, d) against factors (n, k)."""
     d, k = codes_discrete.shape[1], factors.shape[1]
-    m = np.array([[_mutual_info(codes_discrete[:, i], factors[:, j]) for j in range(k)]
-                  for i in range(d)])  # (d, k) nats
+    m = np.array(
+        [[_mutual_info(codes_discrete[:, i], factors[:, j]) for j in range(k)] for i in range(d)]
+    )  # (d, k) nats
     h = np.array([_mutual_info(factors[:, j], factors[:, j]) for j in range(k)])  # (k,) H(v_j)
     top = np.sort(m, axis=0)[::-1]  # (d, k), descending per factor
     gap = (top[0] - top[1]) / h  # (k,)
-    return {"mig": float(gap.mean()), "mig_per_factor": gap.tolist(),
-            "mutual_info": m.tolist(), "entropy": h.tolist()}
+    return {
+        "mig": float(gap.mean()),
+        "mig_per_factor": gap.tolist(),
+        "mutual_info": m.tolist(),
+        "entropy": h.tolist(),
+    }
 
 
 def mig(codes: np.ndarray, factors: np.ndarray, n_bins: int = 20) -> dict[str, Any]:
@@ -341,9 +381,12 @@ def mig(codes: np.ndarray, factors: np.ndarray, n_bins: int = 20) -> dict[str, A
 # --------------------------------------------------------------------------- slot probe
 
 
-def _check_slots(d: int, factors: Mapping[str, np.ndarray],
-                 slot_columns: Mapping[str, Sequence[int]],
-                 slot_factor: Mapping[str, str]) -> dict[str, np.ndarray]:
+def _check_slots(
+    d: int,
+    factors: Mapping[str, np.ndarray],
+    slot_columns: Mapping[str, Sequence[int]],
+    slot_factor: Mapping[str, str],
+) -> dict[str, np.ndarray]:
     """Slot name -> int64 column indices, checked against d and the factor names."""
     if not slot_columns:
         raise ValueError("slot_columns is empty")
@@ -353,22 +396,29 @@ def _check_slots(d: int, factors: Mapping[str, np.ndarray],
         if arr.size == 0 or not np.issubdtype(arr.dtype, np.integer):
             raise ValueError(f"slot {slot!r}: columns must be a non-empty list of ints, got {c!r}")
         if arr.min() < 0 or arr.max() >= d:
-            raise ValueError(f"slot {slot!r}: columns {arr.tolist()} outside the code's "
-                             f"{d} dims")
+            raise ValueError(f"slot {slot!r}: columns {arr.tolist()} outside the code's {d} dims")
         cols[slot] = arr.astype(np.int64)
     for slot, factor in slot_factor.items():
         if slot not in cols:
-            raise ValueError(f"slot_factor names slot {slot!r}, which slot_columns lacks "
-                             f"(slots: {sorted(cols)})")
+            raise ValueError(
+                f"slot_factor names slot {slot!r}, which slot_columns lacks (slots: {sorted(cols)})"
+            )
         if factor not in factors:
-            raise ValueError(f"slot {slot!r} stands for factor {factor!r}, which factors lacks "
-                             f"(factors: {sorted(factors)})")
+            raise ValueError(
+                f"slot {slot!r} stands for factor {factor!r}, which factors lacks "
+                f"(factors: {sorted(factors)})"
+            )
     return cols
 
 
-def _compute_slot_probe(x: np.ndarray, factors: Mapping[str, np.ndarray],
-                        cols: Mapping[str, np.ndarray], slot_factor: Mapping[str, str],
-                        train: np.ndarray, test: np.ndarray) -> list[dict[str, Any]]:
+def _compute_slot_probe(
+    x: np.ndarray,
+    factors: Mapping[str, np.ndarray],
+    cols: Mapping[str, np.ndarray],
+    slot_factor: Mapping[str, str],
+    train: np.ndarray,
+    test: np.ndarray,
+) -> list[dict[str, Any]]:
     """One row per slot with a factor (in ``cols`` order)."""
     acc: dict[tuple[str, str], float] = {}
 
@@ -388,19 +438,29 @@ def _compute_slot_probe(x: np.ndarray, factors: Mapping[str, np.ndarray],
         others = {s: accuracy(s, factor) for s in cols if s != slot}
         best = max(others, key=lambda s: others[s]) if others else None
         best_acc = others[best] if best is not None else None
-        rows.append({
-            "slot": slot, "factor": factor, "accuracy": own,
-            "best_other_slot": best, "best_other_accuracy": best_acc,
-            "chance": float(np.mean(y[test] == _majority(y[train]))),
-            "margin": own - best_acc if best_acc is not None else None,
-            "wins": bool(best_acc is None or own > best_acc),
-        })
+        rows.append(
+            {
+                "slot": slot,
+                "factor": factor,
+                "accuracy": own,
+                "best_other_slot": best,
+                "best_other_accuracy": best_acc,
+                "chance": float(np.mean(y[test] == _majority(y[train]))),
+                "margin": own - best_acc if best_acc is not None else None,
+                "wins": bool(best_acc is None or own > best_acc),
+            }
+        )
     return rows
 
 
-def slot_probe(codes: np.ndarray, factors: Mapping[str, np.ndarray],
-               slot_columns: Mapping[str, Sequence[int]], slot_factor: Mapping[str, str],
-               seed: int = 0, train_frac: float = 0.8) -> list[dict[str, Any]]:
+def slot_probe(
+    codes: np.ndarray,
+    factors: Mapping[str, np.ndarray],
+    slot_columns: Mapping[str, Sequence[int]],
+    slot_factor: Mapping[str, str],
+    seed: int = 0,
+    train_frac: float = 0.8,
+) -> list[dict[str, Any]]:
     """For each slot of ``slot_columns`` that ``slot_factor`` maps to a factor: how well
     its own columns predict that factor, against every other single slot.
 
@@ -421,8 +481,12 @@ def slot_probe(codes: np.ndarray, factors: Mapping[str, np.ndarray],
     return _compute_slot_probe(x, ys, cols, slot_factor, train, test)
 
 
-def input_probe(inputs: Mapping[str, np.ndarray], factors: Mapping[str, np.ndarray],
-                seed: int = 0, train_frac: float = 0.8) -> list[dict[str, Any]]:
+def input_probe(
+    inputs: Mapping[str, np.ndarray],
+    factors: Mapping[str, np.ndarray],
+    seed: int = 0,
+    train_frac: float = 0.8,
+) -> list[dict[str, Any]]:
     """The ceiling of the slot probe: how well each factor can be read from the items' raw
     inputs (``inputs`` name -> (n, d) features, e.g. pixels, TF-IDF of the item text), by
     the same L2 logistic probe on the same seeded split. A slot at chance on a factor
@@ -435,18 +499,31 @@ def input_probe(inputs: Mapping[str, np.ndarray], factors: Mapping[str, np.ndarr
         train, test = _split(xs.shape[0], seed, train_frac)
         for f, y in ys.items():
             fit = _fit_logistic(xs[train], y[train], xs[test], y[test])
-            rows.append({"input": name, "factor": f, "accuracy": fit.acc_test,
-                         "chance": float(np.mean(y[test] == _majority(y[train])))})
+            rows.append(
+                {
+                    "input": name,
+                    "factor": f,
+                    "accuracy": fit.acc_test,
+                    "chance": float(np.mean(y[test] == _majority(y[train]))),
+                }
+            )
     return rows
 
 
 # --------------------------------------------------------------------------- all three
 
 
-def score_codes(codes: np.ndarray, factors: Mapping[str, np.ndarray],
-                slot_columns: Mapping[str, Sequence[int]], slot_factor: Mapping[str, str],
-                seed: int = 0, *, train_frac: float = 0.8, importance: str = "l1_logistic",
-                n_bins: int = 20) -> dict[str, Any]:
+def score_codes(
+    codes: np.ndarray,
+    factors: Mapping[str, np.ndarray],
+    slot_columns: Mapping[str, Sequence[int]],
+    slot_factor: Mapping[str, str],
+    seed: int = 0,
+    *,
+    train_frac: float = 0.8,
+    importance: str = "l1_logistic",
+    n_bins: int = 20,
+) -> dict[str, Any]:
     """DCI, MIG and the slot probe of ``codes`` (n, d) against named ``factors``
     (name -> non-negative int (n,), at least 2 factors, none constant).
 
@@ -467,8 +544,9 @@ def score_codes(codes: np.ndarray, factors: Mapping[str, np.ndarray],
         "dims": int(x.shape[1]),
         "dci": dci(x, y, seed=seed, train_frac=train_frac, importance=importance),
         "mig": mig(x, y, n_bins=n_bins),
-        "slot_probe": slot_probe(x, ys, slot_columns, slot_factor, seed=seed,
-                                 train_frac=train_frac),
+        "slot_probe": slot_probe(
+            x, ys, slot_columns, slot_factor, seed=seed, train_frac=train_frac
+        ),
     }
 
 

@@ -16,7 +16,6 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 
-
 def traversal_figure(
     grid: Tensor,
     title: str = "",
@@ -41,10 +40,19 @@ def traversal_figure(
     width = label_w + tile_inches * (steps + extra)
     height = tile_inches * rows + title_h + (0.2 if extra else 0.0)
     fig = Figure(figsize=(width, height), dpi=dpi)
-    axes = fig.subplots(rows, steps + extra, squeeze=False,
-                        gridspec_kw={"left": label_w / width, "right": 1.0, "bottom": 0.0,
-                                     "top": 1.0 - (height - tile_inches * rows) / height,
-                                     "wspace": 0.04, "hspace": 0.04})  # fmt: skip
+    axes = fig.subplots(
+        rows,
+        steps + extra,
+        squeeze=False,
+        gridspec_kw={
+            "left": label_w / width,
+            "right": 1.0,
+            "bottom": 0.0,
+            "top": 1.0 - (height - tile_inches * rows) / height,
+            "wspace": 0.04,
+            "hspace": 0.04,
+        },
+    )
     for r in range(rows):
         for c in range(steps + extra):
             ax = axes[r][c]
@@ -57,8 +65,15 @@ def traversal_figure(
             ax.imshow(_to_hwc(grid[r, c - extra]))
             _frame(ax)
         if row_labels is not None:
-            axes[r][0].text(-0.08, 0.5, row_labels[r], transform=axes[r][0].transAxes,
-                            ha="right", va="center", fontsize=7)  # fmt: skip
+            axes[r][0].text(
+                -0.08,
+                0.5,
+                row_labels[r],
+                transform=axes[r][0].transAxes,
+                ha="right",
+                va="center",
+                fontsize=7,
+            )
     if title:
         fig.suptitle(title, fontsize=8, y=1.0 - 0.04 / height, va="top")
     return fig

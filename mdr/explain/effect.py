@@ -113,11 +113,17 @@ def traversal_effect(
             flip[i, j], tv[i, j] = _flip_rate(p), _total_variation(p)
     recon_acc, baseline = _recon_accuracy(decode, codes[idx], probe, labels, idx, batch_size)
     return TraversalEffect(
-        slots=tuple(slots), factors=factors, flip=flip, tv=tv, pixel_change=pixel,
-        recon_accuracy=recon_acc, recon_baseline=baseline,
+        slots=tuple(slots),
+        factors=factors,
+        flip=flip,
+        tv=tv,
+        pixel_change=pixel,
+        recon_accuracy=recon_acc,
+        recon_baseline=baseline,
         probe_accuracy=dict(probe.holdout_accuracy),
-        n_items=len(idx), n_steps=n_steps,
-    )  # fmt: skip
+        n_items=len(idx),
+        n_steps=n_steps,
+    )
 
 
 def _flip_rate(p: np.ndarray) -> float:
@@ -137,8 +143,12 @@ def _pixel_change(x: Tensor) -> float:
 
 
 def _recon_accuracy(
-    decode: Decoder, codes: Tensor, probe: Probe,
-    labels: Mapping[str, np.ndarray | Tensor] | None, idx: list[int], batch_size: int,
+    decode: Decoder,
+    codes: Tensor,
+    probe: Probe,
+    labels: Mapping[str, np.ndarray | Tensor] | None,
+    idx: list[int],
+    batch_size: int,
 ) -> tuple[dict[str, float], dict[str, float]]:
     """Probe accuracy on the decoded (not traversed) items, and the majority-class rate."""
     nan = float("nan")
@@ -165,8 +175,10 @@ def describe_effect(effect: TraversalEffect) -> str:
             f"the {f} at {100 * effect.flip[i, j]:.0f} % of steps"
             for j, f in enumerate(effect.factors)
         )
-        parts.append(f"Traversing the {s} slot changes {changes} "
-                     f"(mean pixel change {effect.pixel_change[i]:.3f}).")  # fmt: skip
+        parts.append(
+            f"Traversing the {s} slot changes {changes} "
+            f"(mean pixel change {effect.pixel_change[i]:.3f})."
+        )
     trust = ", ".join(
         f"{f} {_pct(effect.recon_accuracy.get(f))} (majority class "
         f"{_pct(effect.recon_baseline.get(f))}, real images {_pct(effect.probe_accuracy.get(f))})"
@@ -174,12 +186,16 @@ def describe_effect(effect: TraversalEffect) -> str:
     )
     parts.append(f"Probe accuracy on the reconstructions: {trust}.")
     if all(v < 1e-3 for v in effect.pixel_change):
-        parts.append("The decoded images do not change along any traversal: the decoder "
-                     "ignores these dimensions, so the matrix cannot show control.")  # fmt: skip
+        parts.append(
+            "The decoded images do not change along any traversal: the decoder "
+            "ignores these dimensions, so the matrix cannot show control."
+        )
     elif any(_near_baseline(effect, f) for f in effect.factors):
-        parts.append("Where the reconstruction accuracy is near the majority-class rate the "
-                     "probe cannot read that factor off the decoded images; treat its "
-                     "column as uninformative.")  # fmt: skip
+        parts.append(
+            "Where the reconstruction accuracy is near the majority-class rate the "
+            "probe cannot read that factor off the decoded images; treat its "
+            "column as uninformative."
+        )
     return " ".join(parts)
 
 

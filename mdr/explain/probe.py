@@ -57,11 +57,17 @@ class CNNProbe(nn.Module):
         super().__init__()
         a, b, c = width
         self.trunk = nn.Sequential(
-            nn.Conv2d(3, a, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(a, b, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(b, c, 3, padding=1), nn.ReLU(),
-            nn.AdaptiveMaxPool2d(1), nn.Flatten(),
-        )  # fmt: skip
+            nn.Conv2d(3, a, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(a, b, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(b, c, 3, padding=1),
+            nn.ReLU(),
+            nn.AdaptiveMaxPool2d(1),
+            nn.Flatten(),
+        )
         self.heads = nn.ModuleDict({f: nn.Linear(c, k) for f, k in n_classes.items()})
         self.factors = tuple(n_classes)
         self.holdout_accuracy: dict[str, float] = {}
@@ -82,8 +88,10 @@ class CNNProbe(nn.Module):
                 for f in self.factors:
                     out[f].append(torch.softmax(logits[f], dim=-1).numpy())
         self.train(was)
-        return {f: np.concatenate(v) if v else np.zeros((0, self.heads[f].out_features))
-                for f, v in out.items()}  # fmt: skip
+        return {
+            f: np.concatenate(v) if v else np.zeros((0, self.heads[f].out_features))
+            for f, v in out.items()
+        }
 
 
 def fit_probe(
@@ -121,19 +129,25 @@ def fit_probe(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         probe = CNNProbe(n_classes, width)
-        _train_probe(probe, x[train], {f: y[train] for f, y in ys.items()}, epochs,
-                     batch_size, lr, seed)  # fmt: skip
+        _train_probe(
+            probe, x[train], {f: y[train] for f, y in ys.items()}, epochs, batch_size, lr, seed
+        )
     probe.eval()
     if n_test:
         probs = probe.predict_proba(x[test])
-        probe.holdout_accuracy = {
-            f: accuracy(probs[f], ys[f][test].numpy()) for f in probe.factors
-        }
+        probe.holdout_accuracy = {f: accuracy(probs[f], ys[f][test].numpy()) for f in probe.factors}
     return probe
 
 
-def _train_probe(probe: CNNProbe, x: Tensor, ys: Mapping[str, Tensor], epochs: int,
-                 batch_size: int, lr: float, seed: int) -> None:
+def _train_probe(
+    probe: CNNProbe,
+    x: Tensor,
+    ys: Mapping[str, Tensor],
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    seed: int,
+) -> None:
     """Adam on the summed cross-entropies of the labelled (factor, image) pairs."""
     opt = torch.optim.Adam(probe.parameters(), lr=lr)
     probe.train()

@@ -53,7 +53,9 @@ def traversal_values(
     cols = list(columns)
     if reference is not None:
         if reference.dim() != 2 or reference.shape[0] == 0:
-            raise ValueError(f"reference codes must be (n, d) with n > 0, got {tuple(reference.shape)}")
+            raise ValueError(
+                f"reference codes must be (n, d) with n > 0, got {tuple(reference.shape)}"
+            )
         _check_columns(cols, reference.shape[1])
         lo_q, hi_q = quantiles
         if not 0.0 <= lo_q < hi_q <= 1.0:

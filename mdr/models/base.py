@@ -59,8 +59,14 @@ class RecModel(Protocol):
         """Deterministic item representations [n, D] (posterior means), for caching."""
         ...
 
-    def score(self, reps: Tensor, hist: Tensor, hist_mask: Tensor, cands: Tensor,
-              user: Tensor | None = None) -> Tensor:
+    def score(
+        self,
+        reps: Tensor,
+        hist: Tensor,
+        hist_mask: Tensor,
+        cands: Tensor,
+        user: Tensor | None = None,
+    ) -> Tensor:
         """Logits [B, C] of candidates ``cands`` [B, C] given ``hist`` [B, H], using
         precomputed item representations ``reps`` [I, D] (from :meth:`encode_items`)."""
         ...

@@ -163,13 +163,20 @@ class Capabilities:
 
 # capability -> the protocol that implements it; and what a missing one is called
 _PROTOCOLS: dict[str, type] = {
-    "codes": ItemCodes, "slots": SlotCodes, "image_decoder": ImageDecoding,
-    "attention": HistoryAttention, "text_aspects": TextAspects, "item_losses": ItemLosses,
+    "codes": ItemCodes,
+    "slots": SlotCodes,
+    "image_decoder": ImageDecoding,
+    "attention": HistoryAttention,
+    "text_aspects": TextAspects,
+    "item_losses": ItemLosses,
 }
 _WORDS = {
-    "codes": "item representation", "slots": "named slots in its item representation",
-    "image_decoder": "image decoder", "attention": "DIN attention over the history",
-    "text_aspects": "text aspects", "item_losses": "item losses",
+    "codes": "item representation",
+    "slots": "named slots in its item representation",
+    "image_decoder": "image decoder",
+    "attention": "DIN attention over the history",
+    "text_aspects": "text aspects",
+    "item_losses": "item losses",
 }
 
 
@@ -193,13 +200,24 @@ def model_capabilities(model: object) -> Capabilities:
     caps = model.capabilities
     for name, offered in asdict(caps).items():
         if offered and not isinstance(model, _PROTOCOLS[name]):
-            raise TypeError(f"{type(model).__name__} declares {name!r} but does not implement "
-                            f"{_PROTOCOLS[name].__name__}")
+            raise TypeError(
+                f"{type(model).__name__} declares {name!r} but does not implement "
+                f"{_PROTOCOLS[name].__name__}"
+            )
     if caps.item_losses != bool(isinstance(model, ItemLosses) and model.trains_items):
-        raise TypeError(f"{type(model).__name__}: capabilities.item_losses disagrees with its "
-                        "trains_items")
+        raise TypeError(
+            f"{type(model).__name__}: capabilities.item_losses disagrees with its trains_items"
+        )
     return caps
 
 
-__all__ = ["Capabilities", "DeclaresCapabilities", "HistoryAttention", "ImageDecoding",
-           "ItemCodes", "SlotCodes", "TextAspects", "model_capabilities"]
+__all__ = [
+    "Capabilities",
+    "DeclaresCapabilities",
+    "HistoryAttention",
+    "ImageDecoding",
+    "ItemCodes",
+    "SlotCodes",
+    "TextAspects",
+    "model_capabilities",
+]

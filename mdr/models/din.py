@@ -34,8 +34,7 @@ class PReLU(nn.Module):
         return F.prelu(x.reshape(-1, x.shape[-1]), self.weight.to(x.dtype)).view(x.shape)
 
 
-def _mlp(in_dim: int, hidden: tuple[int, ...],
-         dropout: float = 0.0) -> tuple[nn.Sequential, int]:
+def _mlp(in_dim: int, hidden: tuple[int, ...], dropout: float = 0.0) -> tuple[nn.Sequential, int]:
     """Linear + PReLU blocks (+ dropout after each when ``dropout`` > 0, so that no
     dropout draws no random numbers); returns the stack and its output width."""
     layers: list[nn.Module] = []
@@ -100,8 +99,12 @@ class DINHead(nn.Module):
     """
 
     def __init__(
-        self, dim: int, att_hidden: tuple[int, ...] = (36,),
-        mlp_hidden: tuple[int, ...] = (80, 40), dropout: float = 0.0, user_dim: int = 0,
+        self,
+        dim: int,
+        att_hidden: tuple[int, ...] = (36,),
+        mlp_hidden: tuple[int, ...] = (80, 40),
+        dropout: float = 0.0,
+        user_dim: int = 0,
     ) -> None:
         super().__init__()
         self.attention = DINAttention(dim, att_hidden)
@@ -114,8 +117,9 @@ class DINHead(nn.Module):
         w = self.attention(h_hist, hist_mask, h_cand)  # (B, C, H)
         return torch.bmm(w.to(h_hist.dtype), h_hist)  # (B, C, D)
 
-    def forward(self, h_hist: Tensor, hist_mask: Tensor, h_cand: Tensor,
-                e_user: Tensor | None = None) -> Tensor:
+    def forward(
+        self, h_hist: Tensor, hist_mask: Tensor, h_cand: Tensor, e_user: Tensor | None = None
+    ) -> Tensor:
         """``h_hist`` (B, H, D), ``hist_mask`` bool (B, H), ``h_cand`` (B, C, D), with
         ``user_dim``: ``e_user`` (B, user_dim) -> (B, C)."""
         u = self.interest(h_hist, hist_mask, h_cand)  # (B, C, D)

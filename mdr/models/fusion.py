@@ -185,8 +185,7 @@ class DisentangledFusion(nn.Module):
             return out
         z = lay.z_slices()
         offset = lay.s_dim  # r = [s, z]
-        return {name: [pos[offset + c] for c in range(sl.start, sl.stop)]
-                for name, sl in z.items()}
+        return {name: [pos[offset + c] for c in range(sl.start, sl.stop)] for name, sl in z.items()}
 
     # ------------------------------------------------------------------ forward
     def forward(self, s: Tensor | None, z: Tensor | None) -> Tensor:

@@ -51,15 +51,17 @@ class ImageFactorModel(nn.Module):
     def __init__(self, cfg: RunConfig, features: ItemFeatures) -> None:
         super().__init__()
         m, self.loss_cfg = cfg.model, cfg.loss
-        if (features.images is None or features.image_mask is None
-                or not bool(features.image_mask.any())):
+        if (
+            features.images is None
+            or features.image_mask is None
+            or not bool(features.image_mask.any())
+        ):
             raise ValueError("the image side needs images; no item of this data has one")
         slots = tuple(s for s in m.slots if s.kind in IMAGE_KINDS)
         _validate(slots, features, m.image_blackbox_dim, m.weak_supervision)
         self.slots = slots
         self.n_items = features.n_items
-        self.layout = FactorLayout(slots, m.image_blackbox_dim, 0, use_image=True,
-                                   use_text=False)
+        self.layout = FactorLayout(slots, m.image_blackbox_dim, 0, use_image=True, use_text=False)
         self.slot_labels = {s.name: s.label for s in slots if s.label is not None}
         self.register_buffer("images", features.images, persistent=False)  # uint8 (I,S,S,3)
         self.register_buffer("image_mask", features.image_mask.bool(), persistent=False)
@@ -73,9 +75,12 @@ class ImageFactorModel(nn.Module):
             if m.weak_supervision and self.slot_labels:
                 s_sl = self.layout.s_slices()
                 self.weak = WeakSupervision(  # Eq. 12-13
-                    {name: (s_sl[name], features.label_classes[label])
-                     for name, label in self.slot_labels.items()},
-                    {name: features.labels[label] for name, label in self.slot_labels.items()})
+                    {
+                        name: (s_sl[name], features.label_classes[label])
+                        for name, label in self.slot_labels.items()
+                    },
+                    {name: features.labels[label] for name, label in self.slot_labels.items()},
+                )
 
     # ------------------------------------------------------------------ layout
     @property
@@ -85,8 +90,11 @@ class ImageFactorModel(nn.Module):
 
     def r_columns(self) -> dict[str, list[int]]:
         """Slot name -> its columns of s (``"blackbox"`` last, when it has any)."""
-        return {name: list(range(sl.start, sl.stop))
-                for name, sl in self.layout.s_slices().items() if sl.stop > sl.start}
+        return {
+            name: list(range(sl.start, sl.stop))
+            for name, sl in self.layout.s_slices().items()
+            if sl.stop > sl.start
+        }
 
     @property
     def image_columns(self) -> Tensor:
@@ -96,10 +104,15 @@ class ImageFactorModel(nn.Module):
     # ------------------------------------------------------------------ inference
     def encode_items(self, items: Tensor, chunk: int = 1024) -> Tensor:
         """Posterior means f (n, N) of the items' images (no sampling)."""
-        out = [self.image(images_to_float(self.images[items[i:i + chunk]]))[0]
-               for i in range(0, items.shape[0], chunk)]
-        return torch.cat(out) if out else self.images.new_zeros((0, self.latent_dim),
-                                                                dtype=torch.float32)
+        out = [
+            self.image(images_to_float(self.images[items[i : i + chunk]]))[0]
+            for i in range(0, items.shape[0], chunk)
+        ]
+        return (
+            torch.cat(out)
+            if out
+            else self.images.new_zeros((0, self.latent_dim), dtype=torch.float32)
+        )
 
     def decode_images(self, codes: Tensor) -> Tensor:
         """Images (n, 3, S, S) in pixel units decoded from codes s (n, N) (Eq. 9)."""
@@ -110,8 +123,9 @@ class ImageFactorModel(nn.Module):
     def capabilities(self) -> Capabilities:
         """An image side without a recommender (:mod:`mdr.models.capabilities`): slot codes,
         the image decoder and item losses; no attention, no text."""
-        return Capabilities(codes=True, slots=True, image_decoder=True,
-                            item_losses=self.trains_items)
+        return Capabilities(
+            codes=True, slots=True, image_decoder=True, item_losses=self.trains_items
+        )
 
     @property
     def decoder_network(self) -> nn.Module:
@@ -168,20 +182,25 @@ class ImageFactorModel(nn.Module):
         return out
 
 
-def _validate(slots: tuple[SlotConfig, ...], feats: ItemFeatures, blackbox_dim: int,
-              weak_supervision: bool) -> None:
+def _validate(
+    slots: tuple[SlotConfig, ...], feats: ItemFeatures, blackbox_dim: int, weak_supervision: bool
+) -> None:
     names = [s.name for s in slots]
     if not slots or len(set(names)) != len(names) or "blackbox" in names:
-        raise ValueError("model.slots: the image side needs at least one slot of an image kind "
-                         f"({sorted(IMAGE_KINDS)}), names unique and not 'blackbox': {names}")
+        raise ValueError(
+            "model.slots: the image side needs at least one slot of an image kind "
+            f"({sorted(IMAGE_KINDS)}), names unique and not 'blackbox': {names}"
+        )
     if blackbox_dim < 0:
         raise ValueError(f"model.image_blackbox_dim must be >= 0, got {blackbox_dim}")
     for s in slots:
         if s.dim < 1:
             raise ValueError(f"model.slots[{s.name}]: dim must be positive, got {s.dim}")
         if weak_supervision and s.label is not None and feats.label_classes.get(s.label, 0) < 2:
-            raise ValueError(f"model.slots[{s.name}]: weak label {s.label!r} not in the data's "
-                             f"labels {sorted(feats.label_classes)} (or fewer than 2 classes)")
+            raise ValueError(
+                f"model.slots[{s.name}]: weak label {s.label!r} not in the data's "
+                f"labels {sorted(feats.label_classes)} (or fewer than 2 classes)"
+            )
 
 
 __all__ = ["LOSS_TERMS", "ImageFactorModel"]

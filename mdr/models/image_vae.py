@@ -26,7 +26,8 @@ With these, loss_visual = rec + beta * kl (Eq. 11) is the negative ELBO of a bet
 per pixel value: beta = 1 is a plain VAE and beta > 1 a beta-VAE exactly as in Higgins
 et al. It is the paper's derivation made concrete: Eq. 5 (maximise the reconstruction
 likelihood of x from r) under the KL budget of Eq. 6 gives the Lagrangian Eq. 7, whose
-KL term Eq. 8 splits into I(s; x) and KL(q(s) || p(s)); Eq. 9-11 are its terms. The models form Eq. 11 themselves (``combine``) from :meth:`ImageVAE.rec` and
+KL term Eq. 8 splits into I(s; x) and KL(q(s) || p(s)); Eq. 9-11 are its terms. The
+models form Eq. 11 themselves (``combine``) from :meth:`ImageVAE.rec` and
 :meth:`ImageVAE.kl`, one value per image ([n]); :func:`reconstruction_loss` and
 :func:`kl_divergence` are their pure cores.
 """
@@ -97,7 +98,11 @@ class ImageEncoder(nn.Module):
     """
 
     def __init__(
-        self, image_size: int, latent_dim: int, channels: tuple[int, ...], hidden: int = 256,
+        self,
+        image_size: int,
+        latent_dim: int,
+        channels: tuple[int, ...],
+        hidden: int = 256,
         pixel_stats: tuple[Tensor, Tensor] | None = None,
     ) -> None:
         super().__init__()
@@ -144,7 +149,11 @@ class ImageDecoder(nn.Module):
     """
 
     def __init__(
-        self, image_size: int, in_dim: int, channels: tuple[int, ...], hidden: int = 256,
+        self,
+        image_size: int,
+        in_dim: int,
+        channels: tuple[int, ...],
+        hidden: int = 256,
         pixel_stats: tuple[Tensor, Tensor] | None = None,
     ) -> None:
         super().__init__()
@@ -185,8 +194,14 @@ class ImageVAE(nn.Module):
     modality), the visual-related columns of ``r`` after Algorithm 1 otherwise.
     """
 
-    def __init__(self, images: Tensor, latent_dim: int, decoder_in: int,
-                 channels: tuple[int, ...], hidden: int = 256) -> None:
+    def __init__(
+        self,
+        images: Tensor,
+        latent_dim: int,
+        decoder_in: int,
+        channels: tuple[int, ...],
+        hidden: int = 256,
+    ) -> None:
         super().__init__()
         size = images.shape[1]
         stats = pixel_statistics(images)
@@ -224,9 +239,12 @@ class WeakSupervision(nn.Module):
     def __init__(self, slots: dict[str, tuple[slice, int]], labels: dict[str, Tensor]) -> None:
         super().__init__()
         self.columns = {name: cols for name, (cols, _) in slots.items()}
-        self.classifiers = nn.ModuleDict({  # Eq. 12
-            name: nn.Linear(cols.stop - cols.start, n_classes)
-            for name, (cols, n_classes) in slots.items()})
+        self.classifiers = nn.ModuleDict(
+            {  # Eq. 12
+                name: nn.Linear(cols.stop - cols.start, n_classes)
+                for name, (cols, n_classes) in slots.items()
+            }
+        )
         for name in slots:
             self.register_buffer(f"label_{name}", labels[name].long(), persistent=False)
 
@@ -247,8 +265,9 @@ class WeakSupervision(nn.Module):
             y = self.labels(name)[items]  # (n,), -1 unlabelled
             keep = counted & (y >= 0)
             if bool(keep.any()):
-                total = total + F.cross_entropy(self.logits(name, f[keep]), y[keep],
-                                                reduction="sum")
+                total = total + F.cross_entropy(
+                    self.logits(name, f[keep]), y[keep], reduction="sum"
+                )
         return total / counted.float().sum().clamp_min(1.0)
 
     @torch.no_grad()

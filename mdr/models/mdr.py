@@ -100,8 +100,10 @@ class MDRRecommender(nn.Module):
         if cfg.use_image and (feats.images is None or feats.image_mask is None):
             raise ValueError("model.use_image is true but the features carry no images")
         if cfg.use_image and not bool(feats.image_mask.any()):
-            raise ValueError("no item of this dataset has an image: train without the image "
-                             "side (--set model.use_image=false)")
+            raise ValueError(
+                "no item of this dataset has an image: train without the image "
+                "side (--set model.use_image=false)"
+            )
         if cfg.use_text and (feats.tokens is None or feats.word_vectors is None):
             raise ValueError("model.use_text is true but the features carry no text")
         names = [s.name for s in cfg.slots]
@@ -111,13 +113,17 @@ class MDRRecommender(nn.Module):
             if s.dim < 1:
                 raise ValueError(f"model.slots[{s.name}]: dim must be positive, got {s.dim}")
         if cfg.image_grad_items is not None and (
-                cfg.image_grad_items < 1 or not cfg.unique_item_encoding):
-            raise ValueError("model.image_grad_items: a positive count, with "
-                             "unique_item_encoding (the cache holds one code per item)")
+            cfg.image_grad_items < 1 or not cfg.unique_item_encoding
+        ):
+            raise ValueError(
+                "model.image_grad_items: a positive count, with "
+                "unique_item_encoding (the cache holds one code per item)"
+            )
         if cfg.weak_supervision:
             for s in cfg.slots:
-                if s.label is not None and (s.label not in feats.labels
-                                            or s.label not in feats.label_classes):
+                if s.label is not None and (
+                    s.label not in feats.labels or s.label not in feats.label_classes
+                ):
                     raise ValueError(
                         f"model.slots[{s.name}]: weak label {s.label!r} not in "
                         f"the dataset's labels {sorted(feats.labels)}"
@@ -137,14 +143,13 @@ class MDRRecommender(nn.Module):
             assert feats.images is not None and feats.image_mask is not None
             self.register_buffer("images", feats.images, persistent=False)  # uint8 (I,S,S,3)
             self.register_buffer("image_mask", feats.image_mask.bool(), persistent=False)
-            self.image = ImageVAE(feats.images, self.layout.s_dim,
-                                  len(self.fusion.visual_index), cfg.image_channels)
+            self.image = ImageVAE(
+                feats.images, self.layout.s_dim, len(self.fusion.visual_index), cfg.image_channels
+            )
             if cfg.image_grad_items is not None:  # the training cache of _encode_images
                 # persistent: a resumed run continues from the same cache
-                self.register_buffer("image_cache", torch.zeros(feats.n_items,
-                                                                self.layout.s_dim))
-                self.register_buffer("image_cached", torch.zeros(feats.n_items,
-                                                                 dtype=torch.bool))
+                self.register_buffer("image_cache", torch.zeros(feats.n_items, self.layout.s_dim))
+                self.register_buffer("image_cached", torch.zeros(feats.n_items, dtype=torch.bool))
             self.weak = self._weak_supervision("image", feats)
         self.text: TextAspectModel | None = None
         self.weak_text: WeakSupervision | None = None
@@ -165,8 +170,13 @@ class MDRRecommender(nn.Module):
         self.rep_dim = (self.fusion.r_dim if has_content else 0) + (
             2 * cfg.id_dim if cfg.use_id_embedding else 0
         )
-        self.din = DINHead(self.rep_dim, cfg.att_hidden, cfg.mlp_hidden, cfg.dropout,
-                           user_dim=cfg.id_dim if cfg.use_id_embedding else 0)
+        self.din = DINHead(
+            self.rep_dim,
+            cfg.att_hidden,
+            cfg.mlp_hidden,
+            cfg.dropout,
+            user_dim=cfg.id_dim if cfg.use_id_embedding else 0,
+        )
 
     def _weak_supervision(self, modality: str, feats: ItemFeatures) -> WeakSupervision | None:
         """The classifiers of the labelled slots on their ``modality`` ("image": columns of
@@ -184,7 +194,8 @@ class MDRRecommender(nn.Module):
         cols = self.layout.s_slices() if image else self.layout.z_slices()
         return WeakSupervision(
             {sl.name: (cols[sl.name], feats.label_classes[sl.label]) for sl in labelled},
-            {sl.name: feats.labels[sl.label] for sl in labelled})
+            {sl.name: feats.labels[sl.label] for sl in labelled},
+        )
 
     def _build_text(self, cfg: ModelConfig, feats: ItemFeatures, seed: int) -> None:
         assert feats.tokens is not None and feats.word_vectors is not None
@@ -192,8 +203,14 @@ class MDRRecommender(nn.Module):
         wv = feats.word_vectors.float()
         out_dims = [s.dim for s in self.layout.text_slots] + [self.layout.z_bb]
         self.text = TextAspectModel(
-            wv, out_dims, cfg.text_hidden, cfg.n_aspects, self.fusion.text_columns(),
-            cfg.aspect_decoder, seed, words=tokens[tokens != PAD],
+            wv,
+            out_dims,
+            cfg.text_hidden,
+            cfg.n_aspects,
+            self.fusion.text_columns(),
+            cfg.aspect_decoder,
+            seed,
+            words=tokens[tokens != PAD],
         )
         self.register_buffer("tokens", tokens, persistent=False)  # (I, L)
         has_text = (tokens != PAD).any(dim=1)
@@ -240,8 +257,9 @@ class MDRRecommender(nn.Module):
         out["r"] = torch.cat(parts, dim=-1) if len(parts) > 1 else parts[0]
         return out
 
-    def _encode_images(self, items: Tensor, sample: bool,
-                       out: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+    def _encode_images(
+        self, items: Tensor, sample: bool, out: dict[str, Tensor]
+    ) -> tuple[Tensor, Tensor]:
         """Image factors of ``items`` (n,): s for the decoders (a sample in training) and
         the posterior means f the recommender reads, each (n, N) (Eq. 1); x, f, logvar and
         ``fresh`` go into ``out``.
@@ -271,8 +289,7 @@ class MDRRecommender(nn.Module):
         if bool(stale.any()):  # first sight of these items: their means, without gradients
             with torch.no_grad():
                 first = items[stale]
-                self.image_cache[first] = self.image(
-                    images_to_float(self.images[first]))[0].float()
+                self.image_cache[first] = self.image(images_to_float(self.images[first]))[0].float()
                 self.image_cached[first] = True
         f = self.image_cache[items].clone()  # (n, N), no gradient
         scale = n / k
@@ -318,9 +335,14 @@ class MDRRecommender(nn.Module):
         slots, image decoder and text aspects as its config has them, the DIN attention
         always."""
         content = self.image is not None or self.text is not None
-        return Capabilities(codes=True, slots=content, image_decoder=self.image is not None,
-                            attention=True, text_aspects=self.text is not None,
-                            item_losses=self.trains_items)
+        return Capabilities(
+            codes=True,
+            slots=content,
+            image_decoder=self.image is not None,
+            attention=True,
+            text_aspects=self.text is not None,
+            item_losses=self.trains_items,
+        )
 
     def _image_side(self) -> ImageVAE:
         if self.image is None:
@@ -427,8 +449,7 @@ class MDRRecommender(nn.Module):
             rec_idx = self._recon_subset(img)  # items whose image is decoded this step
             r_vis = r[fresh[rec_idx]][:, self.fusion.visual_index]
             x_rec = self.image.decode(r_vis)  # Eq. 9
-            out["rec"] = self.image.rec(enc["x"][rec_idx], x_rec).mean() if len(
-                rec_idx) else zero
+            out["rec"] = self.image.rec(enc["x"][rec_idx], x_rec).mean() if len(rec_idx) else zero
             out["kl"] = _masked_mean(self.image.kl(enc["f"], enc["logvar"]), img)  # Eq. 10
             if self.weak is not None:
                 out["ws"] = self.weak(items[fresh], enc["f"], img)  # Eq. 12-13
@@ -486,8 +507,9 @@ class MDRRecommender(nn.Module):
     def loss_terms(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         """Every term of Eq. 22, undetached (fp32 scalars), plus the logits."""
         h_hist, h_cand, items, enc, valid = self._batch_reps(batch)
-        logits = self.din(h_hist, batch["hist_mask"].bool(), h_cand.unsqueeze(1),
-                          self._user(batch["user"]))[:, 0]
+        logits = self.din(
+            h_hist, batch["hist_mask"].bool(), h_cand.unsqueeze(1), self._user(batch["user"])
+        )[:, 0]
         terms = {"pred": prediction_loss(logits, batch["label"])}  # Eq. 21
         terms.update(self._item_losses(items, enc, valid))
         terms["logits"] = logits
@@ -520,8 +542,11 @@ class MDRRecommender(nn.Module):
     def calculate_loss(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         """``{"loss": Eq. 22}`` plus each term detached: pred rec kl text ortho reg ws. A
         batch of items alone (``{"item"}``, no users) gives the item losses only."""
-        terms = self.item_loss_terms(batch["item"]) if "label" not in batch else (
-            self.loss_terms(batch))
+        terms = (
+            self.item_loss_terms(batch["item"])
+            if "label" not in batch
+            else (self.loss_terms(batch))
+        )
         out = {"loss": self.combine(terms)}
         out.update({k: terms[k].detach() for k in LOSS_TERMS})
         return out
@@ -529,8 +554,9 @@ class MDRRecommender(nn.Module):
     def predict(self, batch: dict[str, Tensor]) -> Tensor:
         """Logits (B,) of the batch's (history, candidate) pairs."""
         h_hist, h_cand, _, _, _ = self._batch_reps(batch)
-        return self.din(h_hist, batch["hist_mask"].bool(), h_cand.unsqueeze(1),
-                        self._user(batch["user"]))[:, 0]
+        return self.din(
+            h_hist, batch["hist_mask"].bool(), h_cand.unsqueeze(1), self._user(batch["user"])
+        )[:, 0]
 
     def score(
         self,

@@ -34,8 +34,13 @@ from torch import Tensor, nn
 PAD = 0  # token id of padding (vocab.txt line 0)
 
 
-def kmeans_aspects(word_vectors: Tensor, n_aspects: int, seed: int = 0, n_init: int = 3,
-                   words: Tensor | None = None) -> Tensor:
+def kmeans_aspects(
+    word_vectors: Tensor,
+    n_aspects: int,
+    seed: int = 0,
+    n_init: int = 3,
+    words: Tensor | None = None,
+) -> Tensor:
     """Aspect matrix D (n_aspects, d): k-means centroids of the word vectors (of the token
     ids ``words`` only, when given), rows L2-normalised (ABAE's initialisation). All-zero
     rows (padding) are left out."""
@@ -103,7 +108,8 @@ class AttentionEncoder(nn.Module):
         maskf = mask.to(w.dtype)  # (n, L)
         # the masked sum as one batched product (no (n, L, d) temporary)
         mean = torch.bmm(maskf.unsqueeze(1), w).squeeze(1) / maskf.sum(1, keepdim=True).clamp_min(
-            1.0)  # (n, d)
+            1.0
+        )  # (n, d)
         # a_j = w_j^T (M mean): M mean first, (n, d), then one dot per token (n, L); the
         # other order builds w M, (n, L, d) x d multiply-adds more
         m_mean = mean @ self.M.to(w.dtype).T  # (n, d)
@@ -166,11 +172,16 @@ class TextAspectModel(nn.Module):
             width = sum(len(c) for c in slot_columns.values())
             self.p_fc = nn.Linear(width, n_aspects)  # p = fc(r_text): the dense ablation
         else:  # fc_j(r_j): one scalar per named slot, the black box's rows from r_blackbox
-            self.fc = nn.ModuleDict({
-                name: nn.Linear(len(cols), self.aspect_slots.count(name))
-                for name, cols in slot_columns.items() if name in self.aspect_slots})
-        self._columns = {name: torch.tensor(cols, dtype=torch.long)
-                         for name, cols in slot_columns.items()}
+            self.fc = nn.ModuleDict(
+                {
+                    name: nn.Linear(len(cols), self.aspect_slots.count(name))
+                    for name, cols in slot_columns.items()
+                    if name in self.aspect_slots
+                }
+            )
+        self._columns = {
+            name: torch.tensor(cols, dtype=torch.long) for name, cols in slot_columns.items()
+        }
         for name, cols in self._columns.items():
             self.register_buffer(f"cols_{name}", cols, persistent=False)
 
@@ -187,8 +198,9 @@ class TextAspectModel(nn.Module):
         order."""
         if self.decoder == "dense":
             return self.p_fc(r_text).float()
-        parts = [self.fc[name](r_text[:, getattr(self, f"cols_{name}")])
-                 for name in self.fc]  # in slot order, the black box last
+        parts = [
+            self.fc[name](r_text[:, getattr(self, f"cols_{name}")]) for name in self.fc
+        ]  # in slot order, the black box last
         return torch.cat(parts, dim=-1).float()  # (n, K)
 
     def reconstruct(self, r_text: Tensor) -> Tensor:
@@ -200,8 +212,7 @@ class TextAspectModel(nn.Module):
         return orthogonality_loss(self.D)
 
 
-def _aspect_rows(slot_columns: dict[str, list[int]], n_aspects: int,
-                 decoder: str) -> list[str]:
+def _aspect_rows(slot_columns: dict[str, list[int]], n_aspects: int, decoder: str) -> list[str]:
     """The slot each row of D belongs to: one per named text slot (in order), the rest to
     the black box; for the dense decoder every row reads every slot ("any")."""
     if decoder not in ("per_slot", "dense"):
@@ -215,7 +226,8 @@ def _aspect_rows(slot_columns: dict[str, list[int]], n_aspects: int,
         raise ValueError(
             f"model.n_aspects = {n_aspects}: Eq. 14 needs one aspect per named text slot "
             f"({len(named)}: {named}) and the rest for the text black box "
-            f"({'present' if has_bb else 'absent: text_blackbox_dim 0'})")
+            f"({'present' if has_bb else 'absent: text_blackbox_dim 0'})"
+        )
     return named + ["blackbox"] * extra
 
 

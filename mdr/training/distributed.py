@@ -88,11 +88,14 @@ def env_ranks(env: Mapping[str, str] | None = None) -> tuple[int, int, int]:
     try:
         rank, world, local = (int(env[k]) for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK"))
     except (KeyError, ValueError) as e:
-        raise RunError("torchrun environment: RANK, WORLD_SIZE and LOCAL_RANK must be integers "
-                       f"({e})") from e
+        raise RunError(
+            f"torchrun environment: RANK, WORLD_SIZE and LOCAL_RANK must be integers ({e})"
+        ) from e
     if world < 1 or not 0 <= rank < world or local < 0:
-        raise RunError(f"torchrun environment: RANK={rank}, WORLD_SIZE={world}, "
-                       f"LOCAL_RANK={local} are inconsistent")
+        raise RunError(
+            f"torchrun environment: RANK={rank}, WORLD_SIZE={world}, "
+            f"LOCAL_RANK={local} are inconsistent"
+        )
     return rank, world, local
 
 
@@ -119,12 +122,16 @@ def local_device(device: torch.device, ctx: DistContext) -> torch.device:
     if not ctx.enabled or device.type != "cuda":
         return device
     if device.index is not None and device.index != ctx.local_rank:
-        raise RunError(f"device {str(device)!r} under torchrun: each rank uses "
-                       f"cuda:LOCAL_RANK (here cuda:{ctx.local_rank}); pass --device cuda and "
-                       "choose GPUs with CUDA_VISIBLE_DEVICES")
+        raise RunError(
+            f"device {str(device)!r} under torchrun: each rank uses "
+            f"cuda:LOCAL_RANK (here cuda:{ctx.local_rank}); pass --device cuda and "
+            "choose GPUs with CUDA_VISIBLE_DEVICES"
+        )
     if ctx.local_rank >= torch.cuda.device_count():
-        raise RunError(f"LOCAL_RANK {ctx.local_rank} but only {torch.cuda.device_count()} CUDA "
-                       "device(s) visible; lower --nproc_per_node")
+        raise RunError(
+            f"LOCAL_RANK {ctx.local_rank} but only {torch.cuda.device_count()} CUDA "
+            "device(s) visible; lower --nproc_per_node"
+        )
     return torch.device("cuda", ctx.local_rank)
 
 
@@ -151,8 +158,10 @@ def init(device: torch.device) -> DistContext:
             torch.cuda.set_device(device_id)
         dist.init_process_group(backend, timeout=limit, device_id=device_id)  # env:// rendezvous
     elif (dist.get_rank(), dist.get_world_size()) != (rank, world):
-        raise RunError(f"process group already initialised as rank {dist.get_rank()} of "
-                       f"{dist.get_world_size()}, but the environment says {rank} of {world}")
+        raise RunError(
+            f"process group already initialised as rank {dist.get_rank()} of "
+            f"{dist.get_world_size()}, but the environment says {rank} of {world}"
+        )
     backend = str(dist.get_backend())
     ctrl = None if backend == "gloo" else dist.new_group(backend="gloo", timeout=limit)
     return DistContext(rank, world, local, backend, owns, ctrl)
@@ -175,8 +184,12 @@ def report_failure(ctx: DistContext, error: BaseException) -> None:
     """One line on stderr naming the failing rank (torchrun then stops the other ranks)."""
     if ctx.enabled:
         msg = str(error).splitlines()[0] if str(error) else ""
-        print(f"mdr: rank {ctx.rank} of {ctx.world_size} failed ({type(error).__name__}: {msg}); "
-              "torchrun stops the other ranks", file=sys.stderr, flush=True)
+        print(
+            f"mdr: rank {ctx.rank} of {ctx.world_size} failed ({type(error).__name__}: {msg}); "
+            "torchrun stops the other ranks",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 def barrier(ctx: DistContext) -> None:
@@ -248,8 +261,9 @@ def split_sizes(n: int, world_size: int) -> np.ndarray:
     return n // world_size + (r < n % world_size).astype(np.int64)
 
 
-def shard_rows(order: np.ndarray, batch_size: int, rank: int,
-               world_size: int) -> tuple[np.ndarray, int]:
+def shard_rows(
+    order: np.ndarray, batch_size: int, rank: int, world_size: int
+) -> tuple[np.ndarray, int]:
     """Rank ``rank``'s rows of every global batch of ``order`` (int64 [N], the epoch's
     shuffled row indices), in step order, and its local batch size.
 
@@ -262,18 +276,20 @@ def shard_rows(order: np.ndarray, batch_size: int, rank: int,
     if not 0 <= rank < world_size:
         raise ValueError(f"rank {rank} outside 0..{world_size - 1}")
     if batch_size < world_size:
-        raise RunError(f"train.batch_size {batch_size} is smaller than the {world_size} ranks: "
-                       "the global batch is split across ranks")
+        raise RunError(
+            f"train.batch_size {batch_size} is smaller than the {world_size} ranks: "
+            "the global batch is split across ranks"
+        )
     order = np.asarray(order, dtype=np.int64)
     sizes = split_sizes(batch_size, world_size)
     lo = int(sizes[:rank].sum())
     local = int(sizes[rank])
     full, tail = divmod(order.size, batch_size)
-    parts = [order[:full * batch_size].reshape(full, batch_size)[:, lo:lo + local].reshape(-1)]
+    parts = [order[: full * batch_size].reshape(full, batch_size)[:, lo : lo + local].reshape(-1)]
     if tail >= world_size:  # the final partial batch, split the same way
         t_sizes = split_sizes(tail, world_size)
         t_lo = full * batch_size + int(t_sizes[:rank].sum())
-        parts.append(order[t_lo:t_lo + int(t_sizes[rank])])
+        parts.append(order[t_lo : t_lo + int(t_sizes[rank])])
     return np.concatenate(parts), local
 
 
@@ -315,14 +331,39 @@ def wrap_ddp(model: nn.Module, ctx: DistContext, device: torch.device) -> nn.Mod
     """
     net = LossForward(model)
     nn.parallel.DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(
-        net, constant_buffers(net))
+        net, constant_buffers(net)
+    )
     return nn.parallel.DistributedDataParallel(
-        net, device_ids=[device.index] if device.type == "cuda" else None,
-        find_unused_parameters=True)
+        net,
+        device_ids=[device.index] if device.type == "cuda" else None,
+        find_unused_parameters=True,
+    )
 
 
-__all__ = ["DEFAULT_TIMEOUT_MIN", "ENV_BACKEND", "ENV_TIMEOUT", "DistContext", "LossForward",
-           "all_gather_object", "backend_for", "barrier", "broadcast_object", "cleanup",
-           "constant_buffers", "env_ranks", "init", "is_main",
-           "launched_by_torchrun", "local_device", "rank", "rank_seed", "report_failure",
-           "seed_rank", "shard_rows", "split_sizes", "timeout", "world_size", "wrap_ddp"]
+__all__ = [
+    "DEFAULT_TIMEOUT_MIN",
+    "ENV_BACKEND",
+    "ENV_TIMEOUT",
+    "DistContext",
+    "LossForward",
+    "all_gather_object",
+    "backend_for",
+    "barrier",
+    "broadcast_object",
+    "cleanup",
+    "constant_buffers",
+    "env_ranks",
+    "init",
+    "is_main",
+    "launched_by_torchrun",
+    "local_device",
+    "rank",
+    "rank_seed",
+    "report_failure",
+    "seed_rank",
+    "shard_rows",
+    "split_sizes",
+    "timeout",
+    "world_size",
+    "wrap_ddp",
+]

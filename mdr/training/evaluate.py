@@ -83,8 +83,9 @@ def autocast(device: torch.device, amp: bool) -> contextlib.AbstractContextManag
     return contextlib.nullcontext()
 
 
-def item_representations(model: nn.Module, n_items: int, batch_size: int,
-                         device: torch.device | str, amp: bool = False) -> Tensor:
+def item_representations(
+    model: nn.Module, n_items: int, batch_size: int, device: torch.device | str, amp: bool = False
+) -> Tensor:
     """``model.encode_items`` over all item ids in chunks: float [I, D] on ``device``."""
     device = torch.device(device)
     chunks = []
@@ -95,9 +96,15 @@ def item_representations(model: nn.Module, n_items: int, batch_size: int,
     return torch.cat(chunks)  # (I, D)
 
 
-def sampled_scores(model: nn.Module, reps: Tensor, samples: dict[str, np.ndarray],
-                   batch_size: int, device: torch.device, amp: bool = False,
-                   progress: bool = False) -> np.ndarray:
+def sampled_scores(
+    model: nn.Module,
+    reps: Tensor,
+    samples: dict[str, np.ndarray],
+    batch_size: int,
+    device: torch.device,
+    amp: bool = False,
+    progress: bool = False,
+) -> np.ndarray:
     """Scores float64 [U, C] of each user's candidate list ``samples["cands"]``.
 
     Users are scored in blocks of at most ``batch_size`` (fewer on the CPU, see
@@ -115,9 +122,16 @@ def sampled_scores(model: nn.Module, reps: Tensor, samples: dict[str, np.ndarray
     return np.concatenate(out).astype(np.float64) if out else np.zeros((0, 0))
 
 
-def full_ranking_ranks(model: nn.Module, reps: Tensor, samples: dict[str, np.ndarray],
-                       seen: Any, batch_size: int, device: torch.device, amp: bool = False,
-                       progress: bool = False) -> np.ndarray:
+def full_ranking_ranks(
+    model: nn.Module,
+    reps: Tensor,
+    samples: dict[str, np.ndarray],
+    seen: Any,
+    batch_size: int,
+    device: torch.device,
+    amp: bool = False,
+    progress: bool = False,
+) -> np.ndarray:
     """0-based rank int64 [U] of each user's positive (``cands[:, 0]``) among all items
     not in ``seen`` (CSR bool [U, I]); ties rank above the positive."""
     n_items = seen.shape[1]
@@ -130,14 +144,27 @@ def full_ranking_ranks(model: nn.Module, reps: Tensor, samples: dict[str, np.nda
         for batch in tqdm(batches, desc="full ranking", disable=not progress, leave=False):
             b = to_device(batch, device)
             n = b["user"].shape[0]
-            scores = torch.cat([
-                model.score(reps, b["hist"], b["hist_mask"],
-                            all_items[lo:lo + items_per_call].expand(n, -1), b["user"]).float()
-                for lo in range(0, n_items, items_per_call)
-            ], dim=1).cpu().numpy()  # (n, I)
+            scores = (
+                torch.cat(
+                    [
+                        model.score(
+                            reps,
+                            b["hist"],
+                            b["hist_mask"],
+                            all_items[lo : lo + items_per_call].expand(n, -1),
+                            b["user"],
+                        ).float()
+                        for lo in range(0, n_items, items_per_call)
+                    ],
+                    dim=1,
+                )
+                .cpu()
+                .numpy()
+            )  # (n, I)
             u = batch["user"].numpy()
-            ranks.append(metrics.full_ranks(scores, batch["cands"][:, 0].numpy(),
-                                            seen[u].toarray()))
+            ranks.append(
+                metrics.full_ranks(scores, batch["cands"][:, 0].numpy(), seen[u].toarray())
+            )
     return np.concatenate(ranks) if ranks else np.zeros(0, np.int64)
 
 
@@ -153,11 +180,19 @@ class Evaluation:
     full_ranks: np.ndarray  # int64 [U']: their positive's 0-based rank
 
 
-def evaluate_split(model: nn.Module, ds: ProcessedDataset, split: Split = "valid",
-                   max_hist: int = 20, batch_size: int = 512,
-                   device: torch.device | str = "cpu", full_ranking: bool = False,
-                   amp: bool = False, progress: bool = False, k: int = K,
-                   full_rank_users: int | None = None) -> Evaluation:
+def evaluate_split(
+    model: nn.Module,
+    ds: ProcessedDataset,
+    split: Split = "valid",
+    max_hist: int = 20,
+    batch_size: int = 512,
+    device: torch.device | str = "cpu",
+    full_ranking: bool = False,
+    amp: bool = False,
+    progress: bool = False,
+    k: int = K,
+    full_rank_users: int | None = None,
+) -> Evaluation:
     """Sampled-list metrics (``gauc``, ``auc``, ``ndcg@k``, ``hr@k``) of ``split``, plus
     ``full_ndcg@k`` and ``full_hr@k`` when ``full_ranking`` (over all users, or the fixed
     subset of ``full_rank_users`` users, see :func:`full_rank_user_subset`), with the
@@ -168,31 +203,53 @@ def evaluate_split(model: nn.Module, ds: ProcessedDataset, split: Split = "valid
     scores = sampled_scores(model, reps, samples, batch_size, device, amp, progress)
     if not np.all(np.isfinite(scores)):
         bad = int(np.sum(~np.isfinite(scores)))
-        raise DivergedError(f"{bad} of the {split} scores are NaN or infinite: the model "
-                            "diverged; lower train.lr or the loss weights, or set "
-                            "train.grad_clip")
+        raise DivergedError(
+            f"{bad} of the {split} scores are NaN or infinite: the model "
+            "diverged; lower train.lr or the loss weights, or set "
+            "train.grad_clip"
+        )
     result = metrics.sampled_list_metrics(scores, k=k)
     per_user = metrics.per_user_list_metrics(scores, k) if len(scores) else {}
     full_users = np.zeros(0, np.int64)
     ranks = np.zeros(0, np.int64)
     if full_ranking:
         ranked = subset_rows(samples, full_rank_user_subset(ds.n_users, full_rank_users))
-        ranks = full_ranking_ranks(model, reps, ranked, user_seen(ds, split), batch_size,
-                                   device, amp, progress)
+        ranks = full_ranking_ranks(
+            model, reps, ranked, user_seen(ds, split), batch_size, device, amp, progress
+        )
         full_users = ranked["user"].astype(np.int64)
         result["full_rank_users"] = len(ranks)
         result |= {f"full_{key}": v for key, v in metrics.full_rank_metrics(ranks, k).items()}
     return Evaluation(result, samples["user"].astype(np.int64), per_user, full_users, ranks)
 
 
-def evaluate_model(model: nn.Module, ds: ProcessedDataset, split: Split = "valid",
-                   max_hist: int = 20, batch_size: int = 512,
-                   device: torch.device | str = "cpu", full_ranking: bool = False,
-                   amp: bool = False, progress: bool = False, k: int = K,
-                   full_rank_users: int | None = None) -> dict[str, float]:
+def evaluate_model(
+    model: nn.Module,
+    ds: ProcessedDataset,
+    split: Split = "valid",
+    max_hist: int = 20,
+    batch_size: int = 512,
+    device: torch.device | str = "cpu",
+    full_ranking: bool = False,
+    amp: bool = False,
+    progress: bool = False,
+    k: int = K,
+    full_rank_users: int | None = None,
+) -> dict[str, float]:
     """The metrics of :func:`evaluate_split` alone."""
-    return evaluate_split(model, ds, split, max_hist, batch_size, device, full_ranking, amp,
-                          progress, k, full_rank_users).metrics
+    return evaluate_split(
+        model,
+        ds,
+        split,
+        max_hist,
+        batch_size,
+        device,
+        full_ranking,
+        amp,
+        progress,
+        k,
+        full_rank_users,
+    ).metrics
 
 
 __all__ = [

@@ -54,8 +54,9 @@ class UnknownModelError(ConfigError):
     """A model name that nothing is registered under (a config error: exit status 2)."""
 
 
-def register(name: str, builder: Builder, *, task: Task = "recommendation",
-             replace: bool = False) -> None:
+def register(
+    name: str, builder: Builder, *, task: Task = "recommendation", replace: bool = False
+) -> None:
     """Register ``builder`` under ``name``; re-registering needs ``replace=True``."""
     from mdr.argtypes import name_problem
 
@@ -82,7 +83,8 @@ def entry(name: str) -> Entry:
         ep = _entry_points().get(name)
         if ep is None:
             raise UnknownModelError(
-                f"unknown model {name!r}; known models: {', '.join(known_models())}")
+                f"unknown model {name!r}; known models: {', '.join(known_models())}"
+            )
         builder = ep.load()
         register(name, builder, task=getattr(builder, "task", "recommendation"))
     return _REGISTRY[name]
@@ -118,5 +120,16 @@ for _name in ("mdr", "beta_vae", "abae", "din_pp", "din"):
     register(_name, _build_mdr)
 register("image_factors", _build_image_factors, task="images")
 
-__all__ = ["ENTRY_POINTS", "Builder", "Entry", "Task", "UnknownModelError", "build_model",
-           "entry", "get_builder", "known_models", "register", "task_of"]
+__all__ = [
+    "ENTRY_POINTS",
+    "Builder",
+    "Entry",
+    "Task",
+    "UnknownModelError",
+    "build_model",
+    "entry",
+    "get_builder",
+    "known_models",
+    "register",
+    "task_of",
+]

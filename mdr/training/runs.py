@@ -109,14 +109,18 @@ def load_torch_file(path: Path, fmt: str) -> dict[str, Any]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many types for corrupt/unsafe files
-        raise RunError(f"{path}: not a readable checkpoint ({type(e).__name__}: "
-                       f"{str(e).splitlines()[0] if str(e) else ''})") from e
+        raise RunError(
+            f"{path}: not a readable checkpoint ({type(e).__name__}: "
+            f"{str(e).splitlines()[0] if str(e) else ''})"
+        ) from e
     if not isinstance(obj, dict) or obj.get("format") != fmt:
         found = obj.get("format") if isinstance(obj, dict) else type(obj).__name__
         raise RunError(f"{path}: not an MDR {fmt!r} file (found {found!r})")
     if obj.get("version") != FORMAT_VERSION:
-        raise RunError(f"{path}: {fmt} version {obj.get('version')!r}, expected "
-                       f"{FORMAT_VERSION}; train the run again with this version")
+        raise RunError(
+            f"{path}: {fmt} version {obj.get('version')!r}, expected "
+            f"{FORMAT_VERSION}; train the run again with this version"
+        )
     return obj
 
 
@@ -125,8 +129,7 @@ def load_model_state(model: nn.Module, state: dict[str, Tensor], path: Path) -> 
     try:
         model.load_state_dict(state)
     except RuntimeError as e:
-        raise RunError(f"{path}: weights do not fit the model "
-                       f"({str(e).splitlines()[0]})") from e
+        raise RunError(f"{path}: weights do not fit the model ({str(e).splitlines()[0]})") from e
 
 
 def resolve_device(name: str) -> torch.device:
@@ -136,13 +139,13 @@ def resolve_device(name: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise RunError(f"device {name!r} asked for, but CUDA is not available here "
-                       "(use --device cpu or auto)")
+        raise RunError(
+            f"device {name!r} asked for, but CUDA is not available here (use --device cpu or auto)"
+        )
     return device
 
 
-def build(cfg: RunConfig, task: RecommendationTask | ImageTask,
-          device: torch.device) -> nn.Module:
+def build(cfg: RunConfig, task: RecommendationTask | ImageTask, device: torch.device) -> nn.Module:
     """The registered model of ``cfg.model.name`` on ``device`` (its init draws from
     ``cfg.seed`` only). A model that lacks what the task calls is a :class:`RunError`."""
     try:
@@ -155,8 +158,9 @@ def build(cfg: RunConfig, task: RecommendationTask | ImageTask,
         raise RunError(f"model {cfg.model.name!r} on {task.root}: {e}") from e
     missing = [m for m in task.required if not callable(getattr(model, m, None))]
     if missing:
-        raise RunError(f"model {cfg.model.name!r} lacks method(s) {missing} that a "
-                       f"{task.kind} task calls")
+        raise RunError(
+            f"model {cfg.model.name!r} lacks method(s) {missing} that a {task.kind} task calls"
+        )
     return model.to(device)
 
 
@@ -170,8 +174,13 @@ def rng_states(device: torch.device | None = None) -> dict[str, Any]:
     name, keys, pos, has_gauss, cached = np.random.get_state()  # noqa: NPY002
     out: dict[str, Any] = {
         "python": [version, list(mt), gauss],
-        "numpy": {"name": name, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
-                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
+        "numpy": {
+            "name": name,
+            "keys": torch.from_numpy(keys.astype(np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached_gaussian": float(cached),
+        },
         "torch": torch.get_rng_state(),
     }
     if device is not None and device.type == "cuda":
@@ -184,8 +193,14 @@ def set_rng_states(states: dict[str, Any], device: torch.device | None = None) -
     version, mt, gauss = states["python"]
     random.setstate((version, tuple(mt), gauss))
     n = states["numpy"]
-    np.random.set_state((n["name"], n["keys"].numpy().astype(np.uint32), n["pos"],  # noqa: NPY002
-                         n["has_gauss"], n["cached_gaussian"]))
+    legacy = (
+        n["name"],
+        n["keys"].numpy().astype(np.uint32),
+        n["pos"],
+        n["has_gauss"],
+        n["cached_gaussian"],
+    )
+    np.random.set_state(legacy)  # noqa: NPY002
     torch.set_rng_state(states["torch"])
     cuda = states.get("cuda")
     if cuda is not None and device is not None and device.type == "cuda":
@@ -247,8 +262,15 @@ class RunFolder:
         return self.root / "DONE"
 
     def files(self) -> list[Path]:
-        return [self.config, self.metrics, self.checkpoint, self.best, self.test,
-                self.test_users, self.done]
+        return [
+            self.config,
+            self.metrics,
+            self.checkpoint,
+            self.best,
+            self.test,
+            self.test_users,
+            self.done,
+        ]
 
     def is_finished(self) -> bool:
         return self.done.is_file() and self.test.is_file()
@@ -277,8 +299,10 @@ class RunFolder:
             raise RunError(f"{root}: exists and is not a folder; give a run folder to train into")
         present = sorted(p.name for p in root.iterdir()) if root.is_dir() else []
         if [n for n in present if n != self.lock_file.name] and not self.is_run_folder():
-            raise RunError(f"{root}: not empty and not a run folder (holds "
-                           f"{', '.join(present[:5])}...); choose a new or empty folder")
+            raise RunError(
+                f"{root}: not empty and not a run folder (holds "
+                f"{', '.join(present[:5])}...); choose a new or empty folder"
+            )
 
     def lock(self) -> contextlib.AbstractContextManager[None]:
         """The run folder's lock, held by the command that trains into it
@@ -304,16 +328,25 @@ class RunFolder:
         if resume and self.checkpoint.is_file():
             return
         if self.is_finished():
-            raise RunError(f"{root}: holds a finished run (test.json, DONE); choose another "
-                           "output folder, resume it to train more epochs, or overwrite it")
+            raise RunError(
+                f"{root}: holds a finished run (test.json, DONE); choose another "
+                "output folder, resume it to train more epochs, or overwrite it"
+            )
         started = [p.name for p in self.files() if p.exists()]
         if started and not resume:
-            raise RunError(f"{root}: holds a started run ({', '.join(started)}); "
-                           "pass resume to continue it or overwrite to start again")
+            raise RunError(
+                f"{root}: holds a started run ({', '.join(started)}); "
+                "pass resume to continue it or overwrite to start again"
+            )
 
-    def open_for_training(self, cfg: RunConfig, task: RecommendationTask | ImageTask,
-                          resume: bool, overwrite: bool, allow_other_data: bool,
-                          ) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    def open_for_training(
+        self,
+        cfg: RunConfig,
+        task: RecommendationTask | ImageTask,
+        resume: bool,
+        overwrite: bool,
+        allow_other_data: bool,
+    ) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
         """Check the folder (:meth:`check_writable`) and read the checkpoint to resume;
         returns ``(checkpoint or None, the finished run's result or None)``. An unfinished
         resumption loses its stale ``test.json``/``DONE``."""
@@ -324,8 +357,7 @@ class RunFolder:
             _, provenance = self.read_config()
             check_data(self.root, provenance, task, allow_other_data)
             ckpt = self.read_checkpoint(cfg)
-        if (ckpt and TrainState(**ckpt["state"]).complete(cfg.train.epochs)
-                and self.is_finished()):
+        if ckpt and TrainState(**ckpt["state"]).complete(cfg.train.epochs) and self.is_finished():
             try:
                 return ckpt, self.read_result()
             except RunError:  # a damaged test.json: score best.pt again below
@@ -338,13 +370,25 @@ class RunFolder:
         self._remove(self.metrics, self.best, self.checkpoint)
 
     # ------------------------------------------------------------------ writing
-    def write_config(self, cfg: RunConfig, task: RecommendationTask | ImageTask,
-                     device: torch.device, **extra: Any) -> None:
+    def write_config(
+        self,
+        cfg: RunConfig,
+        task: RecommendationTask | ImageTask,
+        device: torch.device,
+        **extra: Any,
+    ) -> None:
         """config.yaml: the resolved config at top level plus a ``provenance:`` block."""
-        prov = manifest(seed=cfg.seed, model=cfg.model.name, config_hash=config_hash(cfg),
-                        dataset=task.name, data=str(task.root.resolve()),
-                        data_fingerprint=task.fingerprint, task=task.kind,
-                        device=device_name(str(device)), **extra)
+        prov = manifest(
+            seed=cfg.seed,
+            model=cfg.model.name,
+            config_hash=config_hash(cfg),
+            dataset=task.name,
+            data=str(task.root.resolve()),
+            data_fingerprint=task.fingerprint,
+            task=task.kind,
+            device=device_name(str(device)),
+            **extra,
+        )
         write_text(self.config, dump_yaml({**to_dict(cfg), "provenance": prov}))
 
     def append_metrics(self, line: dict[str, Any]) -> None:
@@ -354,16 +398,24 @@ class RunFolder:
         """Drop metrics lines after ``last_epoch`` (written after the checkpoint resumed)."""
         truncate_jsonl_epochs(self.metrics, last_epoch)
 
-    def save_checkpoint(self, cfg: RunConfig, model: nn.Module,
-                        optimizer: torch.optim.Optimizer, state: TrainState,
-                        device: torch.device | None = None,
-                        rng_ranks: list[dict[str, Any]] | None = None) -> None:
+    def save_checkpoint(
+        self,
+        cfg: RunConfig,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        state: TrainState,
+        device: torch.device | None = None,
+        rng_ranks: list[dict[str, Any]] | None = None,
+    ) -> None:
         """checkpoint.pt; under torchrun ``rng_ranks`` (every rank's RNG states, rank 0's
         replaced by its current ones) is stored too, so a resumed run restores every rank."""
         ckpt = {
-            "format": CHECKPOINT_FORMAT, "version": FORMAT_VERSION,
-            "model": _cpu_state(model), "optimizer": optimizer.state_dict(),
-            "rng": rng_states(device), "state": dataclasses.asdict(state),
+            "format": CHECKPOINT_FORMAT,
+            "version": FORMAT_VERSION,
+            "model": _cpu_state(model),
+            "optimizer": optimizer.state_dict(),
+            "rng": rng_states(device),
+            "state": dataclasses.asdict(state),
             "config": to_dict(cfg),
         }
         if rng_ranks is not None:
@@ -371,9 +423,17 @@ class RunFolder:
         write_torch(self.checkpoint, ckpt)
 
     def save_best(self, model: nn.Module, epoch: int, monitor: str, value: float) -> None:
-        write_torch(self.best, {"format": WEIGHTS_FORMAT, "version": FORMAT_VERSION,
-                                "epoch": epoch, "monitor": monitor, "value": value,
-                                "model": _cpu_state(model)})
+        write_torch(
+            self.best,
+            {
+                "format": WEIGHTS_FORMAT,
+                "version": FORMAT_VERSION,
+                "epoch": epoch,
+                "monitor": monitor,
+                "value": value,
+                "model": _cpu_state(model),
+            },
+        )
 
     def finish(self, result: dict[str, Any], per_user: dict[str, np.ndarray]) -> None:
         """test.json (and the per-user test values behind it, test_users.npz), then DONE:
@@ -381,8 +441,10 @@ class RunFolder:
         if per_user:
             write_npz(self.test_users, **per_user)
         write_json(self.test, result)
-        write_text(self.done, json.dumps({"finished": time.strftime("%Y-%m-%dT%H:%M:%SZ",
-                                                                   time.gmtime())}) + "\n")
+        write_text(
+            self.done,
+            json.dumps({"finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}) + "\n",
+        )
 
     # ------------------------------------------------------------------ reading
     def read_config(self) -> tuple[RunConfig, dict[str, Any]]:
@@ -403,12 +465,15 @@ class RunFolder:
         """Load ``checkpoint.pt`` and check that it belongs to ``cfg`` (up to
         :data:`RESUMABLE_CHANGES`)."""
         ckpt = load_torch_file(self.checkpoint, CHECKPOINT_FORMAT)
-        changed = [k for k in _config_changes(ckpt["config"], to_dict(cfg))
-                   if k not in RESUMABLE_CHANGES]
+        changed = [
+            k for k in _config_changes(ckpt["config"], to_dict(cfg)) if k not in RESUMABLE_CHANGES
+        ]
         if changed:
-            raise RunError(f"{self.checkpoint}: written with a different config "
-                           f"({', '.join(changed)} differ); resume with the same config or "
-                           "start a new run folder")
+            raise RunError(
+                f"{self.checkpoint}: written with a different config "
+                f"({', '.join(changed)} differ); resume with the same config or "
+                "start a new run folder"
+            )
         return ckpt
 
     def read_result(self) -> dict[str, Any]:
@@ -416,11 +481,13 @@ class RunFolder:
         try:
             doc = json.loads(self.test.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, ValueError, RecursionError) as e:
-            raise RunError(f"{self.test}: damaged ({type(e).__name__}); resume the run to "
-                           "score it again") from None
+            raise RunError(
+                f"{self.test}: damaged ({type(e).__name__}); resume the run to score it again"
+            ) from None
         if not isinstance(doc, dict):
-            raise RunError(f"{self.test}: damaged (not a JSON object); resume the run to "
-                           "score it again")
+            raise RunError(
+                f"{self.test}: damaged (not a JSON object); resume the run to score it again"
+            )
         return doc
 
     def load_best(self, model: nn.Module) -> dict[str, Any]:
@@ -430,8 +497,12 @@ class RunFolder:
         return {k: v for k, v in obj.items() if k != "model"}
 
 
-def check_data(where: Path, provenance: dict[str, Any], task: RecommendationTask | ImageTask,
-               allow_other_data: bool) -> None:
+def check_data(
+    where: Path,
+    provenance: dict[str, Any],
+    task: RecommendationTask | ImageTask,
+    allow_other_data: bool,
+) -> None:
     """Refuse a prepared folder other than the one the run at ``where`` was trained on."""
     recorded = provenance.get("data_fingerprint")
     if allow_other_data or recorded == task.fingerprint:
@@ -439,7 +510,8 @@ def check_data(where: Path, provenance: dict[str, Any], task: RecommendationTask
     raise RunError(
         f"{where} was trained on {provenance.get('data')} (data fingerprint {recorded}); "
         f"{task.root} has fingerprint {task.fingerprint}: other data. Pass "
-        "--allow-other-data (allow_other_data=True) to use it anyway")
+        "--allow-other-data (allow_other_data=True) to use it anyway"
+    )
 
 
 # --------------------------------------------------------------------------- finished runs
@@ -474,13 +546,20 @@ class LoadedRun:
         ``RUN: model 'deepfm' has no image decoder; Figure 4 traverses the image decoder``."""
         missing = self.capabilities.missing(*needs)
         if missing:
-            raise RunError(f"{self.folder.root}: model {self.cfg.model.name!r} has no "
-                           f"{' and no '.join(missing)}; {purpose}")
+            raise RunError(
+                f"{self.folder.root}: model {self.cfg.model.name!r} has no "
+                f"{' and no '.join(missing)}; {purpose}"
+            )
         return self
 
 
-def load_run(run_dir: str | Path, data: str | Path | None = None, device: str = "cpu",
-             allow_other_data: bool = False, allow_unfinished: bool = False) -> LoadedRun:
+def load_run(
+    run_dir: str | Path,
+    data: str | Path | None = None,
+    device: str = "cpu",
+    allow_other_data: bool = False,
+    allow_unfinished: bool = False,
+) -> LoadedRun:
     """Rebuild a run's model from ``RUN/config.yaml`` and load ``RUN/best.pt`` into it.
 
     ``data`` defaults to the prepared folder recorded in the run's config.yaml; another
@@ -491,9 +570,11 @@ def load_run(run_dir: str | Path, data: str | Path | None = None, device: str = 
     run = RunFolder(Path(run_dir))
     cfg, provenance = run.read_config()
     if not run.is_finished() and not allow_unfinished:
-        raise RunError(f"{run.root}: an unfinished run (no DONE/test.json: interrupted or still "
-                       "training); resume it with `mdr train --resume`, or pass "
-                       "--allow-unfinished to use its best epoch so far")
+        raise RunError(
+            f"{run.root}: an unfinished run (no DONE/test.json: interrupted or still "
+            "training); resume it with `mdr train --resume`, or pass "
+            "--allow-unfinished to use its best epoch so far"
+        )
     task = open_task(cfg, data if data is not None else provenance["data"])
     check_data(run.root, provenance, task, allow_other_data)
     dev = resolve_device(device)
@@ -503,26 +584,63 @@ def load_run(run_dir: str | Path, data: str | Path | None = None, device: str = 
     return LoadedRun(run, cfg, task, model, best, dev)
 
 
-def evaluate_run(run_dir: str | Path, data: str | Path | None = None, split: Split = "test",
-                 full_ranking: bool = False, device: str = "cpu", progress: bool = True,
-                 allow_other_data: bool = False,
-                 allow_unfinished: bool = False) -> dict[str, Any]:
+def evaluate_run(
+    run_dir: str | Path,
+    data: str | Path | None = None,
+    split: Split = "test",
+    full_ranking: bool = False,
+    device: str = "cpu",
+    progress: bool = True,
+    allow_other_data: bool = False,
+    allow_unfinished: bool = False,
+) -> dict[str, Any]:
     """Re-score a run's ``best.pt`` on ``split`` of its data (see :func:`load_run`)."""
     lr = load_run(run_dir, data, device, allow_other_data, allow_unfinished)
     if not isinstance(lr.task, RecommendationTask):
-        raise RunError(f"{lr.folder.root}: an image-side run has no recommendation lists to "
-                       f"score; its held-out metrics are in {lr.folder.test.name}")
+        raise RunError(
+            f"{lr.folder.root}: an image-side run has no recommendation lists to "
+            f"score; its held-out metrics are in {lr.folder.test.name}"
+        )
     cfg, ds = lr.cfg, lr.task.ds
-    result = evaluate_model(lr.model, ds, split, cfg.train.max_hist, cfg.train.eval_batch_size,
-                            lr.device, full_ranking, amp=cfg.train.amp, progress=progress,
-                            full_rank_users=cfg.train.full_rank_users if full_ranking else None)
+    result = evaluate_model(
+        lr.model,
+        ds,
+        split,
+        cfg.train.max_hist,
+        cfg.train.eval_batch_size,
+        lr.device,
+        full_ranking,
+        amp=cfg.train.amp,
+        progress=progress,
+        full_rank_users=cfg.train.full_rank_users if full_ranking else None,
+    )
     finished = lr.folder.is_finished()
-    return {"split": split, "dataset": ds.name, "n_users": ds.n_users,
-            "best_epoch": lr.best["epoch"], **({} if finished else {"unfinished": True}),
-            **result}
+    return {
+        "split": split,
+        "dataset": ds.name,
+        "n_users": ds.n_users,
+        "best_epoch": lr.best["epoch"],
+        **({} if finished else {"unfinished": True}),
+        **result,
+    }
 
 
-__all__ = ["CHECKPOINT_FORMAT", "FORMAT_VERSION", "RESUMABLE_CHANGES", "WEIGHTS_FORMAT",
-           "LoadedRun", "RunError", "RunFolder", "TrainState", "build", "check_data",
-           "evaluate_run", "load_model_state", "load_run", "load_torch_file", "resolve_device",
-           "rng_states", "set_rng_states"]
+__all__ = [
+    "CHECKPOINT_FORMAT",
+    "FORMAT_VERSION",
+    "RESUMABLE_CHANGES",
+    "WEIGHTS_FORMAT",
+    "LoadedRun",
+    "RunError",
+    "RunFolder",
+    "TrainState",
+    "build",
+    "check_data",
+    "evaluate_run",
+    "load_model_state",
+    "load_run",
+    "load_torch_file",
+    "resolve_device",
+    "rng_states",
+    "set_rng_states",
+]

@@ -24,9 +24,14 @@ def make_optimizer(parameters: Iterable[nn.Parameter], t: TrainConfig) -> torch.
     return torch.optim.Adam(parameters, lr=t.lr, weight_decay=t.weight_decay)
 
 
-def train_step(forward: Callable[[], dict[str, Tensor]], parameters: list[nn.Parameter],
-               optimizer: torch.optim.Optimizer, device: torch.device, t: TrainConfig,
-               where: str = "") -> dict[str, Tensor]:
+def train_step(
+    forward: Callable[[], dict[str, Tensor]],
+    parameters: list[nn.Parameter],
+    optimizer: torch.optim.Optimizer,
+    device: torch.device,
+    t: TrainConfig,
+    where: str = "",
+) -> dict[str, Tensor]:
     """One step on the loss ``forward()["loss"]``; returns ``forward()``'s dict.
 
     ``parameters`` are the ones clipped (the whole model's); ``where`` names the step in
@@ -37,9 +42,11 @@ def train_step(forward: Callable[[], dict[str, Tensor]], parameters: list[nn.Par
     loss = out["loss"]
     if not bool(torch.isfinite(loss.detach())):
         value = float(loss.detach())
-        raise DivergedError(f"non-finite loss ({value}){' at ' + where if where else ''}; "
-                            f"lower train.lr (now {t.lr:g}) or loss weights, or set "
-                            f"train.grad_clip (now {t.grad_clip})")
+        raise DivergedError(
+            f"non-finite loss ({value}){' at ' + where if where else ''}; "
+            f"lower train.lr (now {t.lr:g}) or loss weights, or set "
+            f"train.grad_clip (now {t.grad_clip})"
+        )
     optimizer.zero_grad(set_to_none=True)
     loss.backward()  # under DDP: gradients averaged over ranks here
     if t.grad_clip is not None:

@@ -53,10 +53,12 @@ def data_fingerprint(manifest: dict[str, Any]) -> str:
     """A short hash of a prepared folder's manifest: its inputs' checksums, config, counts,
     labels and skips, without the provenance block and the absolute paths (the same inputs
     prepared in another folder or on another day have the same fingerprint)."""
-    source = {k: v for k, v in (manifest.get("source") or {}).items()
-              if k not in ("raw", "images", "dir")}
-    return config_hash({**{k: v for k, v in manifest.items() if k != "provenance"},
-                        "source": source}, length=16)
+    source = {
+        k: v for k, v in (manifest.get("source") or {}).items() if k not in ("raw", "images", "dir")
+    }
+    return config_hash(
+        {**{k: v for k, v in manifest.items() if k != "provenance"}, "source": source}, length=16
+    )
 
 
 class Task(Protocol):
@@ -80,11 +82,13 @@ class Task(Protocol):
         """The epoch's training rows in a fixed order (the trainer shuffles and batches)."""
         ...
 
-    def validate(self, model: nn.Module, device: torch.device, amp: bool,
-                 progress: bool) -> dict[str, float]: ...
+    def validate(
+        self, model: nn.Module, device: torch.device, amp: bool, progress: bool
+    ) -> dict[str, float]: ...
 
-    def test(self, model: nn.Module, device: torch.device, amp: bool,
-             progress: bool) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    def test(
+        self, model: nn.Module, device: torch.device, amp: bool, progress: bool
+    ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         """The test metrics and, per test unit (user), the values they average."""
         ...
 
@@ -153,22 +157,41 @@ class RecommendationTask:
         t = self.cfg.train
         return training_samples(self.ds, epoch, self.cfg.seed, t.n_train_neg, t.max_hist)
 
-    def validate(self, model: nn.Module, device: torch.device, amp: bool,
-                 progress: bool) -> dict[str, float]:
+    def validate(
+        self, model: nn.Module, device: torch.device, amp: bool, progress: bool
+    ) -> dict[str, float]:
         t = self.cfg.train
-        return evaluate_model(model, self.ds, "valid", t.max_hist, t.eval_batch_size, device,
-                              amp=amp, progress=progress)
+        return evaluate_model(
+            model,
+            self.ds,
+            "valid",
+            t.max_hist,
+            t.eval_batch_size,
+            device,
+            amp=amp,
+            progress=progress,
+        )
 
     @property
     def has_test(self) -> bool:
         return self.ds.has_test
 
-    def test(self, model: nn.Module, device: torch.device, amp: bool,
-             progress: bool) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    def test(
+        self, model: nn.Module, device: torch.device, amp: bool, progress: bool
+    ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         t = self.cfg.train
-        ev = evaluate_split(model, self.ds, "test", t.max_hist, t.eval_batch_size, device,
-                            full_ranking=t.full_ranking, amp=amp, progress=progress,
-                            full_rank_users=t.full_rank_users)
+        ev = evaluate_split(
+            model,
+            self.ds,
+            "test",
+            t.max_hist,
+            t.eval_batch_size,
+            device,
+            full_ranking=t.full_ranking,
+            amp=amp,
+            progress=progress,
+            full_rank_users=t.full_rank_users,
+        )
         per_user = {"user": ev.users, **ev.per_user}
         if len(ev.full_users):
             per_user |= {"full_user": ev.full_users, "full_rank": ev.full_ranks}
@@ -197,15 +220,21 @@ class ImageTask:
     kind: str = "images"
     monitor: str = "loss"
     maximize: bool = False
-    required: tuple[str, ...] = ("calculate_loss", "loss_terms", "combine", "encode_items",
-                                 "decode_images", "predict_labels")
+    required: tuple[str, ...] = (
+        "calculate_loss",
+        "loss_terms",
+        "combine",
+        "encode_items",
+        "decode_images",
+        "predict_labels",
+    )
     train_items: np.ndarray = field(init=False)
     valid_items: np.ndarray = field(init=False)
 
     def __post_init__(self) -> None:
-        self.train_items, self.valid_items = split_items(self._with_image(),
-                                                         self.cfg.train.valid_fraction,
-                                                         self.cfg.seed)
+        self.train_items, self.valid_items = split_items(
+            self._with_image(), self.cfg.train.valid_fraction, self.cfg.seed
+        )
 
     @property
     def root(self) -> Path:
@@ -227,10 +256,12 @@ class ImageTask:
         return np.flatnonzero(self._mask())
 
     def features(self) -> ItemFeatures:
-        labels = {k: torch.from_numpy(np.asarray(v).astype(np.int64))
-                  for k, v in self.data.labels.items()}
+        labels = {
+            k: torch.from_numpy(np.asarray(v).astype(np.int64)) for k, v in self.data.labels.items()
+        }
         return ItemFeatures(
-            n_items=self.data.n_items, n_users=0,
+            n_items=self.data.n_items,
+            n_users=0,
             images=torch.from_numpy(np.array(self.data.images)),  # uint8 (I, S, S, 3)
             image_mask=torch.from_numpy(self._mask()),
             labels=labels,
@@ -241,8 +272,9 @@ class ImageTask:
         del epoch  # the same items every epoch; the trainer shuffles them per epoch
         return {"item": self.train_items.astype(np.int64)}
 
-    def validate(self, model: nn.Module, device: torch.device, amp: bool,
-                 progress: bool) -> dict[str, float]:
+    def validate(
+        self, model: nn.Module, device: torch.device, amp: bool, progress: bool
+    ) -> dict[str, float]:
         del amp, progress
         return self._held_out(model, device)
 
@@ -250,11 +282,16 @@ class ImageTask:
     def has_test(self) -> bool:
         return True
 
-    def test(self, model: nn.Module, device: torch.device, amp: bool,
-             progress: bool) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    def test(
+        self, model: nn.Module, device: torch.device, amp: bool, progress: bool
+    ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         del amp, progress
-        return {"n_items": self.data.n_items, "n_train": len(self.train_items),
-                "n_valid": len(self.valid_items), **self._held_out(model, device)}, {}
+        return {
+            "n_items": self.data.n_items,
+            "n_train": len(self.train_items),
+            "n_valid": len(self.valid_items),
+            **self._held_out(model, device),
+        }, {}
 
     @torch.no_grad()
     def _held_out(self, model: Any, device: torch.device) -> dict[str, float]:
@@ -267,7 +304,7 @@ class ImageTask:
         codes = []
         with eval_mode(model):
             for lo in range(0, len(items), batch):
-                idx = torch.from_numpy(items[lo:lo + batch]).to(device)
+                idx = torch.from_numpy(items[lo : lo + batch]).to(device)
                 terms = model.loss_terms(idx, sample=False)
                 for k, v in terms.items():
                     sums[k] = sums.get(k, 0.0) + float(v) * len(idx)
@@ -300,8 +337,9 @@ def split_items(items: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarr
 # --------------------------------------------------------------------------- opening
 
 
-def open_task(cfg: RunConfig, data: str | Path,
-              validation_only: bool = False) -> RecommendationTask | ImageTask:
+def open_task(
+    cfg: RunConfig, data: str | Path, validation_only: bool = False
+) -> RecommendationTask | ImageTask:
     """The task that ``cfg.model.name`` trains on, over the prepared folder ``data``; with
     ``validation_only`` (tuning) over its validation-only view
     (:meth:`~mdr.data.dataset.ProcessedDataset.validation_only`): no test to score."""
@@ -309,8 +347,10 @@ def open_task(cfg: RunConfig, data: str | Path,
     kind = task_of(cfg.model.name)
     if kind == "images":
         if validation_only:
-            raise ConfigError(f"model {cfg.model.name!r}: the image side alone has no "
-                              "validation-only view to tune on")
+            raise ConfigError(
+                f"model {cfg.model.name!r}: the image side alone has no "
+                "validation-only view to tune on"
+            )
         return ImageTask(_open_images(root), cfg)
     try:
         ds = ProcessedDataset.open(root)
@@ -320,11 +360,20 @@ def open_task(cfg: RunConfig, data: str | Path,
         from mdr.data.fashion import KIND
 
         if (root / "dataset.json").is_file() and read_manifest(root).get("kind") == KIND:
-            raise ConfigError(f"{root}: an image corpus without users; model "
-                              f"{cfg.model.name!r} needs recommendation data (the image side "
-                              "alone is model.name: image_factors)") from None
+            raise ConfigError(
+                f"{root}: an image corpus without users; model "
+                f"{cfg.model.name!r} needs recommendation data (the image side "
+                "alone is model.name: image_factors)"
+            ) from None
         raise
 
 
-__all__ = ["ImageTask", "RecommendationTask", "Task", "data_fingerprint", "item_features",
-           "open_task", "split_items"]
+__all__ = [
+    "ImageTask",
+    "RecommendationTask",
+    "Task",
+    "data_fingerprint",
+    "item_features",
+    "open_task",
+    "split_items",
+]

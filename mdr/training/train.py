@@ -114,22 +114,28 @@ class _Job:
         return self.model.calculate_loss(batch)
 
 
-def _epoch_batches(samples: dict[str, np.ndarray], job: _Job, epoch: int, batch_size: int,
-                   stream: str = "shuffle") -> BatchIterator:
+def _epoch_batches(
+    samples: dict[str, np.ndarray], job: _Job, epoch: int, batch_size: int, stream: str = "shuffle"
+) -> BatchIterator:
     """This process's batches of the epoch: all of them in one process; under torchrun the
     rank's part of every global batch (:func:`mdr.training.distributed.shard_rows`)."""
     t, ctx = job.cfg.train, job.ctx
     pin = job.device.type == "cuda"  # pinned pages let the copy to the GPU run asynchronously
     shuffled = {"shuffle": True, "seed": job.cfg.seed, "epoch": epoch, "stream": stream}
     if not ctx.enabled:
-        return BatchIterator(samples, batch_size, pin_memory=pin,
-                             max_batches=t.max_steps_per_epoch, **shuffled)
+        return BatchIterator(
+            samples, batch_size, pin_memory=pin, max_batches=t.max_steps_per_epoch, **shuffled
+        )
     order = BatchIterator(samples, batch_size, **shuffled).order()
     rows, local = distributed.shard_rows(order, batch_size, ctx.rank, ctx.world_size)
     if t.max_steps_per_epoch is not None:
-        rows = rows[:t.max_steps_per_epoch * local]
-    return BatchIterator({k: v[rows] for k, v in samples.items()}, local, pin_memory=pin,
-                         max_batches=t.max_steps_per_epoch)
+        rows = rows[: t.max_steps_per_epoch * local]
+    return BatchIterator(
+        {k: v[rows] for k, v in samples.items()},
+        local,
+        pin_memory=pin,
+        max_batches=t.max_steps_per_epoch,
+    )
 
 
 def _train_epoch(job: _Job, epoch: int, state: TrainState) -> tuple[dict[str, float], int]:
@@ -140,8 +146,9 @@ def _train_epoch(job: _Job, epoch: int, state: TrainState) -> tuple[dict[str, fl
     return _steps(job, batches, epoch, state, f"epoch {epoch}/{job.cfg.train.epochs}")
 
 
-def _steps(job: _Job, batches: BatchIterator, epoch: int, state: TrainState,
-           desc: str) -> tuple[dict[str, float], int]:
+def _steps(
+    job: _Job, batches: BatchIterator, epoch: int, state: TrainState, desc: str
+) -> tuple[dict[str, float], int]:
     """One optimiser step per batch; per-term loss means and the sample count."""
     t = job.cfg.train
     (job.net or job.model).train()
@@ -151,8 +158,14 @@ def _steps(job: _Job, batches: BatchIterator, epoch: int, state: TrainState,
     bar = tqdm(batches, desc=desc, disable=not job.progress, leave=False)
     for i, batch in enumerate(bar):
         b = to_device(batch, job.device)
-        out = train_step(lambda b=b: job.loss(b), params, job.optimizer, job.device, t,
-                         where=f"epoch {epoch}, step {state.step + 1}")
+        out = train_step(
+            lambda b=b: job.loss(b),
+            params,
+            job.optimizer,
+            job.device,
+            t,
+            where=f"epoch {epoch}, step {state.step + 1}",
+        )
         state.step += 1
         n_samples += len(next(iter(batch.values())))
         for k, v in out.items():
@@ -173,8 +186,11 @@ def _pretrain(job: _Job, state: TrainState) -> dict[str, Any] | None:
     is nothing to pretrain)."""
     t, ctx = job.cfg.train, job.ctx
     state.pretrained = True
-    if (t.pretrain_epochs == 0 or job.task.kind != "recommendation"
-            or not model_capabilities(job.model).item_losses):
+    if (
+        t.pretrain_epochs == 0
+        or job.task.kind != "recommendation"
+        or not model_capabilities(job.model).item_losses
+    ):
         return None
     t0 = time.perf_counter()
     rows = {"item": np.arange(job.task.data.n_items, dtype=np.int64)}
@@ -184,31 +200,41 @@ def _pretrain(job: _Job, state: TrainState) -> dict[str, Any] | None:
         batches = _epoch_batches(rows, job, pe, t.pretrain_batch_size, stream="pretrain")
         losses, n = _steps(job, batches, 0, state, f"pretrain {pe}/{t.pretrain_epochs}")
         n_samples += n
-    rng_ranks = (distributed.all_gather_object(rng_states(job.device), ctx) if ctx.enabled
-                 else None)
+    rng_ranks = distributed.all_gather_object(rng_states(job.device), ctx) if ctx.enabled else None
     t1 = time.perf_counter()
     line = None
     if ctx.is_main:
         valid = job.task.validate(job.model, job.device, t.amp, job.progress)
         t2 = time.perf_counter()
         state.elapsed_s += t2 - t0
-        line = {"epoch": 0, "stage": "pretrain", "pretrain_epochs": t.pretrain_epochs,
-                "step": state.step, **{f"train/{k}": v for k, v in losses.items()},
-                **{f"valid/{k}": v for k, v in valid.items()}, "best_epoch": 0,
-                "improved": False, "stopped": False, "train_samples": n_samples,
-                "train_s": t1 - t0, "valid_s": t2 - t1, "epoch_s": t2 - t0,
-                "elapsed_s": state.elapsed_s, "samples_per_s": n_samples / max(t1 - t0, 1e-9)}
+        line = {
+            "epoch": 0,
+            "stage": "pretrain",
+            "pretrain_epochs": t.pretrain_epochs,
+            "step": state.step,
+            **{f"train/{k}": v for k, v in losses.items()},
+            **{f"valid/{k}": v for k, v in valid.items()},
+            "best_epoch": 0,
+            "improved": False,
+            "stopped": False,
+            "train_samples": n_samples,
+            "train_s": t1 - t0,
+            "valid_s": t2 - t1,
+            "epoch_s": t2 - t0,
+            "elapsed_s": state.elapsed_s,
+            "samples_per_s": n_samples / max(t1 - t0, 1e-9),
+        }
         job.run.append_metrics(line)
-        job.run.save_checkpoint(job.cfg, job.model, job.optimizer, state, job.device,
-                                rng_ranks)
+        job.run.save_checkpoint(job.cfg, job.model, job.optimizer, state, job.device, rng_ranks)
     if ctx.enabled:
         for k, v in distributed.broadcast_object(dataclasses.asdict(state), ctx).items():
             setattr(state, k, v)
     return line
 
 
-def _epoch_means(sums: dict[str, Tensor], steps: int, n_samples: int,
-                 ctx: distributed.DistContext) -> tuple[dict[str, float], int]:
+def _epoch_means(
+    sums: dict[str, Tensor], steps: int, n_samples: int, ctx: distributed.DistContext
+) -> tuple[dict[str, float], int]:
     """Mean of each loss term over the epoch's steps (of every rank) and the sample count."""
     if not ctx.enabled:
         return {k: float(v) / max(steps, 1) for k, v in sums.items()}, n_samples
@@ -226,8 +252,7 @@ def _run_epoch(job: _Job, state: TrainState) -> dict[str, Any] | None:
     t0 = time.perf_counter()
     losses, n_samples = _train_epoch(job, epoch, state)
     ctx = job.ctx
-    rng_ranks = (distributed.all_gather_object(rng_states(job.device), ctx) if ctx.enabled
-                 else None)
+    rng_ranks = distributed.all_gather_object(rng_states(job.device), ctx) if ctx.enabled else None
     t1 = time.perf_counter()
     line = None
     if ctx.is_main:
@@ -238,9 +263,15 @@ def _run_epoch(job: _Job, state: TrainState) -> dict[str, Any] | None:
     return line
 
 
-def _validate_and_log(job: _Job, state: TrainState, epoch: int, losses: dict[str, float],
-                      n_samples: int, times: tuple[float, float],
-                      rng_ranks: list[dict[str, Any]] | None) -> dict[str, Any]:
+def _validate_and_log(
+    job: _Job,
+    state: TrainState,
+    epoch: int,
+    losses: dict[str, float],
+    n_samples: int,
+    times: tuple[float, float],
+    rng_ranks: list[dict[str, Any]] | None,
+) -> dict[str, Any]:
     """Validate, update early stopping, append the metrics line and checkpoint one epoch."""
     t, run, model, task = job.cfg.train, job.run, job.model, job.task
     t0, t1 = times
@@ -262,12 +293,18 @@ def _validate_and_log(job: _Job, state: TrainState, epoch: int, losses: dict[str
     state.stopped = t.patience > 0 and state.bad_epochs >= t.patience
     state.elapsed_s += t2 - t0
     line = {
-        "epoch": epoch, "step": state.step,
+        "epoch": epoch,
+        "step": state.step,
         **{f"train/{k}": v for k, v in losses.items()},
         **{f"valid/{k}": v for k, v in valid.items()},
-        "best_epoch": state.best_epoch, "improved": improved, "stopped": state.stopped,
-        "train_samples": n_samples, "train_s": t1 - t0, "valid_s": t2 - t1,
-        "epoch_s": t2 - t0, "elapsed_s": state.elapsed_s,
+        "best_epoch": state.best_epoch,
+        "improved": improved,
+        "stopped": state.stopped,
+        "train_samples": n_samples,
+        "train_s": t1 - t0,
+        "valid_s": t2 - t1,
+        "epoch_s": t2 - t0,
+        "elapsed_s": state.elapsed_s,
         "samples_per_s": n_samples / max(t1 - t0, 1e-9),
     }
     run.append_metrics(line)
@@ -280,14 +317,22 @@ def _finish(job: _Job, state: TrainState) -> dict[str, Any]:
     model, run, task, t = job.model, job.run, job.task, job.cfg.train
     best = run.load_best(model)
     model.to(job.device)
-    test, per_user = task.test(model, job.device, t.amp, job.progress) if task.has_test else (
-        {"test": "none: validation-only data"}, {})
+    test, per_user = (
+        task.test(model, job.device, t.amp, job.progress)
+        if task.has_test
+        else ({"test": "none: validation-only data"}, {})
+    )
     result = {
-        "dataset": task.name, "model": job.cfg.model.name, "seed": job.cfg.seed,
-        "best_epoch": best["epoch"], f"best_valid_{best['monitor']}": best["value"],
-        "epochs_run": state.epoch, "stopped_early": state.stopped,
+        "dataset": task.name,
+        "model": job.cfg.model.name,
+        "seed": job.cfg.seed,
+        "best_epoch": best["epoch"],
+        f"best_valid_{best['monitor']}": best["value"],
+        "epochs_run": state.epoch,
+        "stopped_early": state.stopped,
         # the epoch cap, not early stopping, ended the run: a table marks it
-        "hit_epoch_cap": not state.stopped and state.epoch >= t.epochs, "step": state.step,
+        "hit_epoch_cap": not state.stopped and state.epoch >= t.epochs,
+        "step": state.step,
         **test,
     }
     run.finish(result, per_user)
@@ -297,10 +342,18 @@ def _finish(job: _Job, state: TrainState) -> dict[str, Any]:
 # --------------------------------------------------------------------------- entry point
 
 
-def train(cfg: RunConfig, data: str | Path, out: str | Path, resume: bool = False,
-          progress: bool = True, overwrite: bool = False, allow_other_data: bool = False,
-          on_step: StepHook | None = None, on_epoch: EpochHook | None = None,
-          validation_only: bool = False) -> dict[str, Any]:
+def train(
+    cfg: RunConfig,
+    data: str | Path,
+    out: str | Path,
+    resume: bool = False,
+    progress: bool = True,
+    overwrite: bool = False,
+    allow_other_data: bool = False,
+    on_step: StepHook | None = None,
+    on_epoch: EpochHook | None = None,
+    validation_only: bool = False,
+) -> dict[str, Any]:
     """Train ``cfg.model.name`` on the prepared folder ``data`` into the run folder ``out``.
 
     Returns the final test metrics (the content of ``RUN/test.json``). With
@@ -323,11 +376,20 @@ def train(cfg: RunConfig, data: str | Path, out: str | Path, resume: bool = Fals
     ctx = distributed.init(device)
     failed = True
     try:
-        result = _train(cfg, Path(data), RunFolder(Path(out)), ctx,
-                        distributed.local_device(device, ctx), resume=resume,
-                        overwrite=overwrite, allow_other_data=allow_other_data,
-                        progress=progress and ctx.is_main, on_step=on_step,
-                        on_epoch=on_epoch, validation_only=validation_only)
+        result = _train(
+            cfg,
+            Path(data),
+            RunFolder(Path(out)),
+            ctx,
+            distributed.local_device(device, ctx),
+            resume=resume,
+            overwrite=overwrite,
+            allow_other_data=allow_other_data,
+            progress=progress and ctx.is_main,
+            on_step=on_step,
+            on_epoch=on_epoch,
+            validation_only=validation_only,
+        )
         failed = False
         return result
     except BaseException as e:
@@ -339,10 +401,15 @@ def train(cfg: RunConfig, data: str | Path, out: str | Path, resume: bool = Fals
 
 def _check_amp(cfg: RunConfig, device: torch.device) -> None:
     """bf16 autocast needs a GPU with native bf16 (Ampere or newer)."""
-    if (cfg.train.amp and device.type == "cuda"
-            and not torch.cuda.is_bf16_supported(including_emulation=False)):
-        raise RunError(f"train.amp: {torch.cuda.get_device_name(device)} has no native bf16; "
-                       "set train.amp=false")
+    if (
+        cfg.train.amp
+        and device.type == "cuda"
+        and not torch.cuda.is_bf16_supported(including_emulation=False)
+    ):
+        raise RunError(
+            f"train.amp: {torch.cuda.get_device_name(device)} has no native bf16; "
+            "set train.amp=false"
+        )
 
 
 def _restore(job: _Job, ckpt: dict[str, Any], state: TrainState) -> None:
@@ -358,23 +425,54 @@ def _restore(job: _Job, ckpt: dict[str, Any], state: TrainState) -> None:
         distributed.seed_rank(job.cfg.seed, ctx.rank, state.epoch)
 
 
-def _train(cfg: RunConfig, data: Path, run: RunFolder, ctx: distributed.DistContext,
-           device: torch.device, *, resume: bool, overwrite: bool, allow_other_data: bool,
-           progress: bool, on_step: StepHook | None, on_epoch: EpochHook | None,
-           validation_only: bool) -> dict[str, Any]:
+def _train(
+    cfg: RunConfig,
+    data: Path,
+    run: RunFolder,
+    ctx: distributed.DistContext,
+    device: torch.device,
+    *,
+    resume: bool,
+    overwrite: bool,
+    allow_other_data: bool,
+    progress: bool,
+    on_step: StepHook | None,
+    on_epoch: EpochHook | None,
+    validation_only: bool,
+) -> dict[str, Any]:
     """:func:`train` inside the process group (a no-op group in one process); rank 0 holds
     the run folder's lock throughout."""
     task = open_task(cfg, data, validation_only)  # bad data: refused before any folder is made
     with run.lock() if ctx.is_main else contextlib.nullcontext():
-        return _train_locked(cfg, task, run, ctx, device, resume=resume, overwrite=overwrite,
-                             allow_other_data=allow_other_data, progress=progress,
-                             on_step=on_step, on_epoch=on_epoch)
+        return _train_locked(
+            cfg,
+            task,
+            run,
+            ctx,
+            device,
+            resume=resume,
+            overwrite=overwrite,
+            allow_other_data=allow_other_data,
+            progress=progress,
+            on_step=on_step,
+            on_epoch=on_epoch,
+        )
 
 
-def _train_locked(cfg: RunConfig, task: RecommendationTask | ImageTask, run: RunFolder,
-                  ctx: distributed.DistContext, device: torch.device, *, resume: bool,
-                  overwrite: bool, allow_other_data: bool, progress: bool,
-                  on_step: StepHook | None, on_epoch: EpochHook | None) -> dict[str, Any]:
+def _train_locked(
+    cfg: RunConfig,
+    task: RecommendationTask | ImageTask,
+    run: RunFolder,
+    ctx: distributed.DistContext,
+    device: torch.device,
+    *,
+    resume: bool,
+    overwrite: bool,
+    allow_other_data: bool,
+    progress: bool,
+    on_step: StepHook | None,
+    on_epoch: EpochHook | None,
+) -> dict[str, Any]:
     ckpt, finished = _open_run(run, cfg, task, resume, overwrite, allow_other_data, ctx)
     if finished is not None:
         return finished
@@ -386,8 +484,18 @@ def _train_locked(cfg: RunConfig, task: RecommendationTask | ImageTask, run: Run
         torch.set_num_threads(cfg.train.num_threads)
     model = build(cfg, task, device)  # the same initial weights on every rank
     optimizer = make_optimizer(model.parameters(), cfg.train)
-    job = _Job(cfg, task, run, model, optimizer, device, ctx, progress=progress,
-               on_step=on_step, on_epoch=on_epoch)
+    job = _Job(
+        cfg,
+        task,
+        run,
+        model,
+        optimizer,
+        device,
+        ctx,
+        progress=progress,
+        on_step=on_step,
+        on_epoch=on_epoch,
+    )
     if ckpt:
         _restore(job, ckpt, state)
         if ctx.is_main:
@@ -399,41 +507,60 @@ def _train_locked(cfg: RunConfig, task: RecommendationTask | ImageTask, run: Run
             distributed.seed_rank(cfg.seed, ctx.rank)
     if ctx.is_main:
         extra = {"world_size": ctx.world_size, "backend": ctx.backend} if ctx.enabled else {}
-        run.write_config(cfg, task, device, resumed_from_epoch=state.epoch if ckpt else None,
-                         **extra)
+        run.write_config(
+            cfg, task, device, resumed_from_epoch=state.epoch if ckpt else None, **extra
+        )
         if progress:
             how = " (train.device: auto)" if cfg.train.device == "auto" else ""
-            tqdm.write(f"training {cfg.model.name} on {task.name} ({task.kind}) on "
-                       f"{device_name(str(device))}{how} -> {run.root}")
+            tqdm.write(
+                f"training {cfg.model.name} on {task.name} ({task.kind}) on "
+                f"{device_name(str(device))}{how} -> {run.root}"
+            )
     if ctx.enabled:
         job.net = distributed.wrap_ddp(model, ctx, device)
 
     if not state.pretrained:
         line = _pretrain(job, state)
         if progress and line is not None:
-            tqdm.write(f"pretrained the items for {cfg.train.pretrain_epochs} epochs: valid "
-                       f"{task.monitor} {line[f'valid/{task.monitor}']:.4f}")
+            tqdm.write(
+                f"pretrained the items for {cfg.train.pretrain_epochs} epochs: valid "
+                f"{task.monitor} {line[f'valid/{task.monitor}']:.4f}"
+            )
     while not state.complete(cfg.train.epochs):
         line = _run_epoch(job, state)
         if on_epoch is not None and line is not None:
             on_epoch(line)
         if progress and line is not None:
-            shown = "  ".join(f"{k[6:]} {v:.4f}" for k, v in line.items()
-                              if k.startswith("valid/") and isinstance(v, float))[:120]
-            tqdm.write(f"epoch {line['epoch']}: loss {line.get('train/loss', float('nan')):.4f}"
-                       f"  valid {shown}  ({line['samples_per_s']:.0f} samples/s)")
+            shown = "  ".join(
+                f"{k[6:]} {v:.4f}"
+                for k, v in line.items()
+                if k.startswith("valid/") and isinstance(v, float)
+            )[:120]
+            tqdm.write(
+                f"epoch {line['epoch']}: loss {line.get('train/loss', float('nan')):.4f}"
+                f"  valid {shown}  ({line['samples_per_s']:.0f} samples/s)"
+            )
     result = _finish(job, state) if ctx.is_main else None
     return distributed.broadcast_object(result, ctx)  # the other ranks wait for test.json
 
 
-def _open_run(run: RunFolder, cfg: RunConfig, task: RecommendationTask | ImageTask,
-              resume: bool, overwrite: bool, allow_other_data: bool,
-              ctx: distributed.DistContext) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+def _open_run(
+    run: RunFolder,
+    cfg: RunConfig,
+    task: RecommendationTask | ImageTask,
+    resume: bool,
+    overwrite: bool,
+    allow_other_data: bool,
+    ctx: distributed.DistContext,
+) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
     """Rank 0 opens the run folder (:meth:`RunFolder.open_for_training`); every rank gets
     its ``(checkpoint or None, the finished run's result or None)``. Only rank 0 touches
     the folder, so under torchrun it need not be visible from the other nodes."""
-    opened = (run.open_for_training(cfg, task, resume, overwrite, allow_other_data)
-              if ctx.is_main else None)
+    opened = (
+        run.open_for_training(cfg, task, resume, overwrite, allow_other_data)
+        if ctx.is_main
+        else None
+    )
     return distributed.broadcast_object(opened, ctx)
 
 

@@ -80,10 +80,15 @@ def open_study(spec: StudySpec) -> Any:
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     return optuna.create_study(
-        study_name=spec.study, storage=storage_of(spec.storage), direction="maximize",
-        load_if_exists=True, sampler=_sampler(spec, 0),
-        pruner=optuna.pruners.MedianPruner(n_startup_trials=PRUNE_STARTUP,
-                                           n_warmup_steps=PRUNE_WARMUP))
+        study_name=spec.study,
+        storage=storage_of(spec.storage),
+        direction="maximize",
+        load_if_exists=True,
+        sampler=_sampler(spec, 0),
+        pruner=optuna.pruners.MedianPruner(
+            n_startup_trials=PRUNE_STARTUP, n_warmup_steps=PRUNE_WARMUP
+        ),
+    )
 
 
 def _sampler(spec: StudySpec, counted: int) -> Any:
@@ -110,10 +115,16 @@ def counted_trials(study: Any) -> list[Any]:
     import optuna
 
     redone = set(study.user_attrs.get(INTERRUPTED, []))
-    ok = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED,
-          optuna.trial.TrialState.FAIL)
-    return [t for t in sorted(study.get_trials(deepcopy=False), key=lambda t: t.number)
-            if t.state in ok and t.number not in redone]
+    ok = (
+        optuna.trial.TrialState.COMPLETE,
+        optuna.trial.TrialState.PRUNED,
+        optuna.trial.TrialState.FAIL,
+    )
+    return [
+        t
+        for t in sorted(study.get_trials(deepcopy=False), key=lambda t: t.number)
+        if t.state in ok and t.number not in redone
+    ]
 
 
 def sample(trial: Any, space: Mapping[str, SearchParam]) -> dict[str, Any]:
@@ -132,13 +143,20 @@ def sample(trial: Any, space: Mapping[str, SearchParam]) -> dict[str, Any]:
 def trial_config(spec: StudySpec, params: Mapping[str, Any]) -> RunConfig:
     """The run config of a trial: the model's config, the study's fixed overrides, then the
     sampled parameters, on the tuning seed."""
-    return load_run_config(spec.config, {**spec.overrides, **params, "seed": spec.seed},
-                           model=spec.model)
+    return load_run_config(
+        spec.config, {**spec.overrides, **params, "seed": spec.seed}, model=spec.model
+    )
 
 
 def trial_run_dir(spec: StudySpec, cfg: RunConfig) -> Path:
-    key = config_hash({"model": spec.model, "config": to_dict(cfg), "dataset": spec.dataset,
-                       "view": "validation-only"})
+    key = config_hash(
+        {
+            "model": spec.model,
+            "config": to_dict(cfg),
+            "dataset": spec.dataset,
+            "view": "validation-only",
+        }
+    )
     return spec.runs / f"{spec.model}-{key}-s{cfg.seed}"
 
 
@@ -148,8 +166,9 @@ def _read_lines(path: Path) -> list[dict[str, Any]]:
     return [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines() if x.strip()]
 
 
-def run_trial(spec: StudySpec, trial: Any, space: Mapping[str, SearchParam],
-              progress: bool = False) -> float:
+def run_trial(
+    spec: StudySpec, trial: Any, space: Mapping[str, SearchParam], progress: bool = False
+) -> float:
     """Train one trial; returns its best validation GAUC (raises ``optuna.TrialPruned``)."""
     import optuna
 
@@ -185,16 +204,16 @@ def run_trial(spec: StudySpec, trial: Any, space: Mapping[str, SearchParam],
 
     for line in _read_lines(run / "metrics.jsonl"):  # a resumed trial reports its past
         seen(line)
-    result = train(cfg, spec.data, run, resume=True, progress=progress, on_epoch=on_epoch,
-                   validation_only=True)
+    result = train(
+        cfg, spec.data, run, resume=True, progress=progress, on_epoch=on_epoch, validation_only=True
+    )
     for line in _read_lines(run / "metrics.jsonl"):  # a run that was already finished
         seen(line)
     _record(trial, best, cpu0, wall0, hit_cap=bool(result.get("hit_epoch_cap")))
     return float(result["best_valid_gauc"])
 
 
-def _record(trial: Any, best: dict[str, Any], cpu0: float, wall0: float,
-            hit_cap: bool) -> None:
+def _record(trial: Any, best: dict[str, Any], cpu0: float, wall0: float, hit_cap: bool) -> None:
     trial.set_user_attr("best_valid_gauc", best["value"])
     trial.set_user_attr("best_epoch", best["epoch"])
     trial.set_user_attr("epochs_run", best["epochs"])
@@ -240,8 +259,12 @@ def _redo(study: Any, number: int, params: dict[str, Any]) -> None:
     study.enqueue_trial(params, skip_if_exists=False)
 
 
-def run_worker(spec: StudySpec, space: Mapping[str, SearchParam], progress: bool = False,
-               on_trial: Callable[[int, str], None] | None = None) -> int:
+def run_worker(
+    spec: StudySpec,
+    space: Mapping[str, SearchParam],
+    progress: bool = False,
+    on_trial: Callable[[int, str], None] | None = None,
+) -> int:
     """Run trials of ``spec``'s study until it holds ``spec.trials`` counted trials;
     returns how many this worker ran. ``on_trial(index, state)`` after each."""
     import optuna
@@ -270,8 +293,7 @@ def run_worker(spec: StudySpec, space: Mapping[str, SearchParam], progress: bool
             state = "failed"
         except ConfigError as e:  # a search space that builds no valid config: stop here
             trial.set_user_attr("error", str(e)[:500])
-            study.set_user_attr(INTERRUPTED, [*study.user_attrs.get(INTERRUPTED, []),
-                                              trial.number])
+            study.set_user_attr(INTERRUPTED, [*study.user_attrs.get(INTERRUPTED, []), trial.number])
             study.tell(trial, state=optuna.trial.TrialState.FAIL)
             raise
         except BaseException:  # interrupted: redone by the next worker, not counted
@@ -285,6 +307,17 @@ def run_worker(spec: StudySpec, space: Mapping[str, SearchParam], progress: bool
             on_trial(len(done), state)
 
 
-__all__ = ["INTERRUPTED", "MONITOR", "StudySpec", "counted_trials", "open_study",
-           "requeue_dead", "run_trial", "run_worker", "sample", "storage_of", "trial_config",
-           "trial_run_dir"]
+__all__ = [
+    "INTERRUPTED",
+    "MONITOR",
+    "StudySpec",
+    "counted_trials",
+    "open_study",
+    "requeue_dead",
+    "run_trial",
+    "run_worker",
+    "sample",
+    "storage_of",
+    "trial_config",
+    "trial_run_dir",
+]

@@ -102,29 +102,54 @@ POSITION_DIR = {
     "down-right": (1.0, 1.0),
 }
 BRANDS = (
-    "Northwind", "Larkspur", "Quillon", "Halcyon", "Brambleton", "Corvina",
-    "Ostrander", "Pellucid", "Marlowe", "Tessaly", "Vantor", "Wrenfield",
-)  # fmt: skip
+    "Northwind",
+    "Larkspur",
+    "Quillon",
+    "Halcyon",
+    "Brambleton",
+    "Corvina",
+    "Ostrander",
+    "Pellucid",
+    "Marlowe",
+    "Tessaly",
+    "Vantor",
+    "Wrenfield",
+)
 
 FACTORS: tuple[Factor, ...] = (
-    Factor("colour", "visual_dominant", tuple(COLOUR_RGB),
-           (0.10, 0.05, 0.04, 0.08, 0.16, 0.06, 0.09, 0.10, 0.20, 0.12)),
+    Factor(
+        "colour",
+        "visual_dominant",
+        tuple(COLOUR_RGB),
+        (0.10, 0.05, 0.04, 0.08, 0.16, 0.06, 0.09, 0.10, 0.20, 0.12),
+    ),
     Factor("size", "text_dominant", tuple(SIZE_SCALE), (0.22, 0.34, 0.29, 0.15)),
-    Factor("shape", "visual_only",
-           ("T-Shirts", "Dresses", "Trousers", "Shoes", "Handbags", "Hats", "Watches", "Mugs"),
-           (0.18, 0.16, 0.12, 0.16, 0.12, 0.08, 0.09, 0.09)),
-    Factor("pattern", "visual_only", ("plain", "stripes", "dots", "checks"),
-           (0.55, 0.17, 0.12, 0.16)),
-    Factor("material", "text_only",
-           ("cotton", "synthetic", "leather", "denim", "wool", "canvas", "silk", "metal"),
-           (0.24, 0.18, 0.13, 0.10, 0.10, 0.08, 0.07, 0.10)),
-    Factor("occasion", "text_only", ("everyday", "work", "sport", "party", "travel", "outdoor"),
-           (0.30, 0.17, 0.15, 0.14, 0.12, 0.12)),
+    Factor(
+        "shape",
+        "visual_only",
+        ("T-Shirts", "Dresses", "Trousers", "Shoes", "Handbags", "Hats", "Watches", "Mugs"),
+        (0.18, 0.16, 0.12, 0.16, 0.12, 0.08, 0.09, 0.09),
+    ),
+    Factor(
+        "pattern", "visual_only", ("plain", "stripes", "dots", "checks"), (0.55, 0.17, 0.12, 0.16)
+    ),
+    Factor(
+        "material",
+        "text_only",
+        ("cotton", "synthetic", "leather", "denim", "wool", "canvas", "silk", "metal"),
+        (0.24, 0.18, 0.13, 0.10, 0.10, 0.08, 0.07, 0.10),
+    ),
+    Factor(
+        "occasion",
+        "text_only",
+        ("everyday", "work", "sport", "party", "travel", "outdoor"),
+        (0.30, 0.17, 0.15, 0.14, 0.12, 0.12),
+    ),
     Factor("brand", "text_only", BRANDS, tuple(1.0 / (r + 1) ** 0.8 for r in range(12))),
     Factor("quality", "text_only", ("low", "average", "high"), (0.2, 0.5, 0.3)),
     Factor("background", "nuisance", tuple(BACKGROUND_RGB), (0.55, 0.2, 0.15, 0.1), ("image",)),
     Factor("position", "nuisance", tuple(POSITION_DIR), (0.4, 0.15, 0.15, 0.15, 0.15), ("image",)),
-)  # fmt: skip
+)
 FACTOR_BY_NAME = {f.name: f for f in FACTORS}
 
 # Quality by brand tier (brands 0-3 premium, 4-7 mid, 8-11 budget).
@@ -173,8 +198,7 @@ class Catalogue:
         return [f for f in self.factors if f.name in self.recorded]
 
 
-DRAWN = Catalogue("synthetic", FACTORS, _SHAPE_PRICE, _COMPLEMENTS,
-                  tuple(f.name for f in FACTORS))  # fmt: skip
+DRAWN = Catalogue("synthetic", FACTORS, _SHAPE_PRICE, _COMPLEMENTS, tuple(f.name for f in FACTORS))
 
 
 # --------------------------------------------------------------------------- items
@@ -216,9 +240,13 @@ def _draw_values(gen: np.random.Generator, n: int, weights: Sequence[float]) -> 
     return v.astype(np.int64)
 
 
-def _make_items(n: int, seed: int, catalogue: Catalogue = DRAWN,
-                given: Mapping[str, np.ndarray] | None = None,
-                names: Sequence[str] | None = None) -> _Items:  # fmt: skip
+def _make_items(
+    n: int,
+    seed: int,
+    catalogue: Catalogue = DRAWN,
+    given: Mapping[str, np.ndarray] | None = None,
+    names: Sequence[str] | None = None,
+) -> _Items:
     """Draw ``n`` items of ``catalogue``.
 
     ``given`` fixes some factors' values (int64 [n]; the photo shop's colour and
@@ -248,11 +276,16 @@ def _make_items(n: int, seed: int, catalogue: Catalogue = DRAWN,
             for b, ln, s, m in zip(values["brand"], lines, values["shape"], models)
         ]
     else:
-        titles = [f"{name} by {BRANDS[b]} {BRANDS[b][:2].upper()}-{m}"
-                  for name, b, m in zip(names, values["brand"], models)]  # fmt: skip
-    base = (np.asarray(catalogue.shape_price)[values["shape"]]
-            * np.asarray(_MATERIAL_PRICE)[values["material"]]
-            * np.asarray(_BRAND_PRICE)[tier] * np.exp(gen.normal(0.0, 0.25, n)))  # fmt: skip
+        titles = [
+            f"{name} by {BRANDS[b]} {BRANDS[b][:2].upper()}-{m}"
+            for name, b, m in zip(names, values["brand"], models)
+        ]
+    base = (
+        np.asarray(catalogue.shape_price)[values["shape"]]
+        * np.asarray(_MATERIAL_PRICE)[values["material"]]
+        * np.asarray(_BRAND_PRICE)[tier]
+        * np.exp(gen.normal(0.0, 0.25, n))
+    )
     prices = np.maximum(np.ceil(base) - 0.01, 4.99).round(2)
     quality_mult = np.array([0.6, 1.0, 1.5])[values["quality"]]
     exposure = _MIN_CORE + gen.lognormal(0.0, 1.1, n) * quality_mult
@@ -299,8 +332,10 @@ def _validate_factors(doc: Any, path: Path) -> None:
         if not isinstance(mods, list) or not mods or not set(mods) <= {"image", "text"}:
             raise bad(f"factor {name!r}: modalities must be a non-empty subset of image/text")
         if f["kind"] in _MODALITIES and sorted(mods) != sorted(_MODALITIES[f["kind"]]):
-            raise bad(f"factor {name!r}: kind {f['kind']} needs modalities "
-                      f"{_MODALITIES[f['kind']]}, not {mods}")  # fmt: skip
+            raise bad(
+                f"factor {name!r}: kind {f['kind']} needs modalities "
+                f"{_MODALITIES[f['kind']]}, not {mods}"
+            )
         vals = f.get("values")
         if not isinstance(vals, list) or not vals or not all(isinstance(x, str) for x in vals):
             raise bad(f"factor {name!r}: values must be a non-empty list of names")

@@ -147,9 +147,12 @@ def _photo_factor(f: Factor) -> Factor:
 
 
 PHOTO = Catalogue(
-    "photo", tuple(_photo_factor(f) for f in FACTORS), SHAPE_PRICE, COMPLEMENTS,
+    "photo",
+    tuple(_photo_factor(f) for f in FACTORS),
+    SHAPE_PRICE,
+    COMPLEMENTS,
     recorded=("colour", "size", "shape", "material", "occasion", "brand", "quality"),
-)  # fmt: skip
+)
 
 
 # --------------------------------------------------------------------------- the corpus
@@ -185,8 +188,10 @@ def corpus_photos(src: str | Path) -> tuple[list[Photo], dict[str, int]]:
 
     src = Path(src)
     if not src.is_dir():
-        raise DataError(f"{src}: photo corpus folder not found (set ${ENV_DIR} to the "
-                        f"{CORPUS} folder, or pass --photos DIR)")
+        raise DataError(
+            f"{src}: photo corpus folder not found (set ${ENV_DIR} to the "
+            f"{CORPUS} folder, or pass --photos DIR)"
+        )
     _check_src(src)
     skips = SkipLog()
     rows, _ = read_styles(src, skips)
@@ -199,11 +204,23 @@ def corpus_photos(src: str | Path) -> tuple[list[Photo], dict[str, int]]:
         shape = SHAPE_OF.get(r.values["articleType"])
         if colour is None or shape is None:
             continue
-        out.append(Photo(r.id, images[r.id], r.name or r.values["articleType"],
-                         r.values["baseColour"], r.values["articleType"], colour, shape))
-    counts = {"photographed_rows": len(photographed),
-              "without_label": len(photographed) - len(usable),
-              "outside_the_classes": len(usable) - len(out), "candidates": len(out)}
+        out.append(
+            Photo(
+                r.id,
+                images[r.id],
+                r.name or r.values["articleType"],
+                r.values["baseColour"],
+                r.values["articleType"],
+                colour,
+                shape,
+            )
+        )
+    counts = {
+        "photographed_rows": len(photographed),
+        "without_label": len(photographed) - len(usable),
+        "outside_the_classes": len(usable) - len(out),
+        "candidates": len(out),
+    }
     return out, counts
 
 
@@ -211,8 +228,10 @@ def choose_photos(photos: Sequence[Photo], n: int, seed: int) -> tuple[list[Phot
     """``n`` photos by the module's rule (quotas, then seeded order), in id order, and the
     number passed over as undecodable. :class:`DataError` when too few are usable."""
     if n > len(photos):
-        raise DataError(f"a photo shop of {n:,} items needs {n:,} photos; the corpus has "
-                        f"{len(photos):,} in the colour and shape classes")
+        raise DataError(
+            f"a photo shop of {n:,} items needs {n:,} photos; the corpus has "
+            f"{len(photos):,} in the colour and shape classes"
+        )
     q_colour = max(1, n // (4 * len(PHOTO_COLOURS)))
     q_shape = max(1, n // (4 * len(PHOTO_SHAPES)))
     n_colour = np.zeros(len(PHOTO_COLOURS), np.int64)
@@ -242,8 +261,10 @@ def choose_photos(photos: Sequence[Photo], n: int, seed: int) -> tuple[list[Phot
         if state[i] == 0:
             take(int(i))
     if len(chosen) < n:
-        raise DataError(f"a photo shop of {n:,} items needs {n:,} photos; only {len(chosen):,} "
-                        f"of the corpus decode")
+        raise DataError(
+            f"a photo shop of {n:,} items needs {n:,} photos; only {len(chosen):,} "
+            f"of the corpus decode"
+        )
     return sorted((photos[i] for i in chosen), key=lambda p: p.id), int((state == 2).sum())
 
 
@@ -261,8 +282,10 @@ class PhotoPicks:
 
     def given(self) -> dict[str, np.ndarray]:
         """The factors the photos fix (int64 [I]): colour and shape."""
-        return {"colour": np.array([p.colour for p in self.photos], np.int64),
-                "shape": np.array([p.shape for p in self.photos], np.int64)}
+        return {
+            "colour": np.array([p.colour for p in self.photos], np.int64),
+            "shape": np.array([p.shape for p in self.photos], np.int64),
+        }
 
     def names(self) -> list[str]:
         return [p.name for p in self.photos]
@@ -272,16 +295,21 @@ class PhotoPicks:
         by_asin = dict(zip(asins, self.photos))
         return {
             "photo_source": {"corpus": CORPUS, "inputs": self.inputs},
-            "photos": {a: {"id": p.id, "baseColour": p.base_colour, "articleType": p.article_type}
-                       for a, p in sorted(by_asin.items())},
+            "photos": {
+                a: {"id": p.id, "baseColour": p.base_colour, "articleType": p.article_type}
+                for a, p in sorted(by_asin.items())
+            },
         }
 
     def summary(self) -> dict[str, Any]:
         colour = np.bincount([p.colour for p in self.photos], minlength=len(PHOTO_COLOURS))
         shape = np.bincount([p.shape for p in self.photos], minlength=len(PHOTO_SHAPES))
-        return {"dir": str(self.src), **self.counts,
-                "colour": dict(zip(PHOTO_COLOURS, colour.tolist())),
-                "shape": dict(zip(PHOTO_SHAPES, shape.tolist()))}
+        return {
+            "dir": str(self.src),
+            **self.counts,
+            "colour": dict(zip(PHOTO_COLOURS, colour.tolist())),
+            "shape": dict(zip(PHOTO_SHAPES, shape.tolist())),
+        }
 
 
 def pick_photos(src: str | Path, n: int, seed: int) -> PhotoPicks:
@@ -308,5 +336,7 @@ def image_tasks(picks: PhotoPicks, asins: Sequence[str], folder: Path) -> list[t
     """The work that writes ``folder/<asin>.jpg`` for every item: its photo, unchanged."""
     paths = [str(p.path) for p in picks.photos]
     asins = list(asins)
-    return [(_copy_range, (paths[lo:lo + _IMAGE_CHUNK], asins[lo:lo + _IMAGE_CHUNK], str(folder)))
-            for lo in range(0, len(paths), _IMAGE_CHUNK)]
+    return [
+        (_copy_range, (paths[lo : lo + _IMAGE_CHUNK], asins[lo : lo + _IMAGE_CHUNK], str(folder)))
+        for lo in range(0, len(paths), _IMAGE_CHUNK)
+    ]

@@ -32,27 +32,100 @@ _IMAGE_CHUNK = 1_000  # items per image task
 # Silhouettes in unit coordinates (x right, y down, item centred at 0, extent ~[-0.5, 0.5]).
 # Each is a list of primitives: ("poly", points), ("ellipse", box), ("ring", box, width).
 _SILHOUETTES: dict[str, list[tuple]] = {
-    "T-Shirts": [("poly", [(-0.18, -0.45), (-0.07, -0.45), (0.0, -0.38), (0.07, -0.45),
-                           (0.18, -0.45), (0.46, -0.24), (0.36, -0.08), (0.25, -0.16),
-                           (0.25, 0.45), (-0.25, 0.45), (-0.25, -0.16), (-0.36, -0.08),
-                           (-0.46, -0.24)])],
-    "Dresses": [("poly", [(-0.12, -0.47), (-0.06, -0.47), (0.0, -0.4), (0.06, -0.47),
-                          (0.12, -0.47), (0.16, -0.22), (0.13, -0.05), (0.42, 0.47),
-                          (-0.42, 0.47), (-0.13, -0.05), (-0.16, -0.22)])],
-    "Trousers": [("poly", [(-0.26, -0.47), (0.26, -0.47), (0.32, 0.47), (0.07, 0.47),
-                           (0.0, 0.15), (-0.07, 0.47), (-0.32, 0.47)])],
-    "Shoes": [("poly", [(-0.46, 0.3), (-0.46, -0.15), (-0.4, -0.3), (-0.12, -0.3), (0.0, -0.15),
-                        (0.3, 0.0), (0.46, 0.12), (0.46, 0.3)])],
-    "Handbags": [("ring", (-0.22, -0.45, 0.22, 0.05), 0.06),
-                 ("poly", [(-0.38, -0.15), (0.38, -0.15), (0.46, 0.42), (-0.46, 0.42)])],
-    "Hats": [("ellipse", (-0.48, 0.08, 0.48, 0.3)),
-             ("poly", [(-0.26, 0.2), (-0.24, -0.22), (-0.12, -0.32), (0.12, -0.32),
-                       (0.24, -0.22), (0.26, 0.2)])],
-    "Watches": [("poly", [(-0.12, -0.5), (0.12, -0.5), (0.12, 0.5), (-0.12, 0.5)]),
-                ("ellipse", (-0.26, -0.26, 0.26, 0.26))],
-    "Mugs": [("ring", (0.05, -0.2, 0.45, 0.22), 0.07),
-             ("poly", [(-0.34, -0.36), (0.2, -0.36), (0.2, 0.4), (-0.34, 0.4)])],
-}  # fmt: skip
+    "T-Shirts": [
+        (
+            "poly",
+            [
+                (-0.18, -0.45),
+                (-0.07, -0.45),
+                (0.0, -0.38),
+                (0.07, -0.45),
+                (0.18, -0.45),
+                (0.46, -0.24),
+                (0.36, -0.08),
+                (0.25, -0.16),
+                (0.25, 0.45),
+                (-0.25, 0.45),
+                (-0.25, -0.16),
+                (-0.36, -0.08),
+                (-0.46, -0.24),
+            ],
+        )
+    ],
+    "Dresses": [
+        (
+            "poly",
+            [
+                (-0.12, -0.47),
+                (-0.06, -0.47),
+                (0.0, -0.4),
+                (0.06, -0.47),
+                (0.12, -0.47),
+                (0.16, -0.22),
+                (0.13, -0.05),
+                (0.42, 0.47),
+                (-0.42, 0.47),
+                (-0.13, -0.05),
+                (-0.16, -0.22),
+            ],
+        )
+    ],
+    "Trousers": [
+        (
+            "poly",
+            [
+                (-0.26, -0.47),
+                (0.26, -0.47),
+                (0.32, 0.47),
+                (0.07, 0.47),
+                (0.0, 0.15),
+                (-0.07, 0.47),
+                (-0.32, 0.47),
+            ],
+        )
+    ],
+    "Shoes": [
+        (
+            "poly",
+            [
+                (-0.46, 0.3),
+                (-0.46, -0.15),
+                (-0.4, -0.3),
+                (-0.12, -0.3),
+                (0.0, -0.15),
+                (0.3, 0.0),
+                (0.46, 0.12),
+                (0.46, 0.3),
+            ],
+        )
+    ],
+    "Handbags": [
+        ("ring", (-0.22, -0.45, 0.22, 0.05), 0.06),
+        ("poly", [(-0.38, -0.15), (0.38, -0.15), (0.46, 0.42), (-0.46, 0.42)]),
+    ],
+    "Hats": [
+        ("ellipse", (-0.48, 0.08, 0.48, 0.3)),
+        (
+            "poly",
+            [
+                (-0.26, 0.2),
+                (-0.24, -0.22),
+                (-0.12, -0.32),
+                (0.12, -0.32),
+                (0.24, -0.22),
+                (0.26, 0.2),
+            ],
+        ),
+    ],
+    "Watches": [
+        ("poly", [(-0.12, -0.5), (0.12, -0.5), (0.12, 0.5), (-0.12, 0.5)]),
+        ("ellipse", (-0.26, -0.26, 0.26, 0.26)),
+    ],
+    "Mugs": [
+        ("ring", (0.05, -0.2, 0.45, 0.22), 0.07),
+        ("poly", [(-0.34, -0.36), (0.2, -0.36), (0.2, 0.4), (-0.34, 0.4)]),
+    ],
+}
 _GRID = np.mgrid[0:IMAGE_SIZE, 0:IMAGE_SIZE].astype(np.float32)  # (2, H, W): y, x
 _IGRID = np.mgrid[0:IMAGE_SIZE, 0:IMAGE_SIZE].astype(np.int32)  # (2, H, W)
 _SHADE = 1.0 - 0.06 * (_GRID[0] + _GRID[1]) / (2 * IMAGE_SIZE)  # (H, W)
@@ -76,11 +149,16 @@ def _image_params(items: _Items, seed: int) -> dict[str, np.ndarray]:
     bgs = np.array(list(BACKGROUND_RGB.values()), float)
     bg = np.clip(bgs[v["background"]] + gen.uniform(-4, 4, (n, 1)), 0, 255)
     return {
-        "shape": v["shape"], "pattern": v["pattern"], "fill": fill, "size_px": s_px,
-        "centre": IMAGE_SIZE / 2 + offset, "background": bg,
-        "period": gen.integers(8, 14, n), "phase": gen.integers(0, 14, (n, 2)),
+        "shape": v["shape"],
+        "pattern": v["pattern"],
+        "fill": fill,
+        "size_px": s_px,
+        "centre": IMAGE_SIZE / 2 + offset,
+        "background": bg,
+        "period": gen.integers(8, 14, n),
+        "phase": gen.integers(0, 14, (n, 2)),
         "noise_offset": gen.integers(0, IMAGE_SIZE, (n, 2)),
-    }  # fmt: skip
+    }
 
 
 def _silhouette_mask(shape: str, cx: float, cy: float, s: float) -> np.ndarray:
@@ -153,8 +231,9 @@ def _jpeg(pixels: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def _render_range(params: dict[str, np.ndarray], asins: list[str], lo: int, hi: int,
-                  folder: str) -> int:  # fmt: skip
+def _render_range(
+    params: dict[str, np.ndarray], asins: list[str], lo: int, hi: int, folder: str
+) -> int:
     """Write images lo..hi-1 into ``folder`` (runs in a worker process too)."""
     for i in range(lo, hi):
         (Path(folder) / image_filename(asins[i])).write_bytes(_jpeg(render_image(params, i)))

@@ -25,8 +25,19 @@ _TOKEN = re.compile(r"[a-z]+")
 # How often each factor is mentioned in a review body (one sentence when it is).
 MENTION_P = {"colour": 0.30, "size": 0.70, "material": 0.45, "occasion": 0.35, "brand": 0.15}
 _COLOUR_NOISE = 0.05  # a colour mention names another colour (perception, ordering mix-ups)
-_FILLER_TOPICS = ("shipping", "gift", "fit", "comparison", "price", "care", "craft", "looks",
-                  "service", "story", "persona")  # fmt: skip
+_FILLER_TOPICS = (
+    "shipping",
+    "gift",
+    "fit",
+    "comparison",
+    "price",
+    "care",
+    "craft",
+    "looks",
+    "service",
+    "story",
+    "persona",
+)
 _FILLER_WEIGHTS = (0.18, 0.11, 0.13, 0.08, 0.11, 0.08, 0.07, 0.08, 0.04, 0.07, 0.05)
 _LEAD_P = 0.08  # a sentence opens with "Honestly, ..." etc.
 
@@ -65,9 +76,12 @@ class ReviewWriter:
     in order, are the factors a review may name (one draw each, in that order).
     """
 
-    def __init__(self, value_words: ValueWords = VALUE_WORDS,
-                 mention_p: Mapping[str, float] = MENTION_P,
-                 templates: Templates = TEMPLATES) -> None:  # fmt: skip
+    def __init__(
+        self,
+        value_words: ValueWords = VALUE_WORDS,
+        mention_p: Mapping[str, float] = MENTION_P,
+        templates: Templates = TEMPLATES,
+    ) -> None:
         self.mention_p = dict(mention_p)
         self.banks = {k: _Bank(v) for k, v in BANKS.items()}
         self.people = _Bank(PEOPLE, s=0.6)

@@ -17,10 +17,24 @@ from mdr.data.shop.words import FIRST_NAMES, LAST_NAMES
 from mdr.seeding import rng
 
 # How users choose (see :mod:`mdr.data.shop`).
-_PREF_CONCENTRATION = {"colour": 0.35, "shape": 0.5, "size": 0.25, "material": 0.5,
-                       "brand": 0.6, "pattern": 0.8, "occasion": 0.5}  # fmt: skip
-_PREF_WEIGHT = {"colour": 1.0, "shape": 1.2, "size": 0.8, "material": 0.6,
-                "brand": 0.4, "pattern": 0.3, "occasion": 0.5}  # fmt: skip
+_PREF_CONCENTRATION = {
+    "colour": 0.35,
+    "shape": 0.5,
+    "size": 0.25,
+    "material": 0.5,
+    "brand": 0.6,
+    "pattern": 0.8,
+    "occasion": 0.5,
+}
+_PREF_WEIGHT = {
+    "colour": 1.0,
+    "shape": 1.2,
+    "size": 0.8,
+    "material": 0.6,
+    "brand": 0.4,
+    "pattern": 0.3,
+    "occasion": 0.5,
+}
 _STYLE_WEIGHT = {"colour": 0.6, "material": 0.4, "brand": 0.5, "pattern": 0.3, "occasion": 0.4}
 _STYLE_DECAY = (1.0, 0.5, 0.25)
 _INTENT_BONUS = 1.5
@@ -85,11 +99,15 @@ def _make_users(cfg: ShopSize, items: _Items, seed: int) -> _Users:
     last = gen.integers(0, len(LAST_NAMES), n)
     style = gen.random(n)
     names = [
-        "Amazon Customer" if s < 0.05
-        else (f"{FIRST_NAMES[a]} {LAST_NAMES[b][0]}." if s < 0.35
-              else f"{FIRST_NAMES[a]} {LAST_NAMES[b]}")
+        "Amazon Customer"
+        if s < 0.05
+        else (
+            f"{FIRST_NAMES[a]} {LAST_NAMES[b][0]}."
+            if s < 0.35
+            else f"{FIRST_NAMES[a]} {LAST_NAMES[b]}"
+        )
         for a, b, s in zip(first, last, style)
-    ]  # fmt: skip
+    ]
     return _Users(
         ids=ids,
         names=names,
@@ -174,10 +192,14 @@ def _simulate(items: _Items, users: _Users, seed: int, progress: bool) -> tuple[
         if t == 0:
             intent = _categorical_rows(gen, theta_shape[a])
         else:
-            p = _INTENT_FOLLOW * trans[v["shape"][seq[a, t - 1]]] + (1 - _INTENT_FOLLOW) * theta_shape[a]
+            p = (
+                _INTENT_FOLLOW * trans[v["shape"][seq[a, t - 1]]]
+                + (1 - _INTENT_FOLLOW) * theta_shape[a]
+            )
             intent = _categorical_rows(gen, p)
-        cand = np.concatenate([sampler.popular(gen, len(a), _N_POP),
-                               sampler.of_shape(gen, intent, _N_INTENT)], axis=1)  # (A, C)
+        cand = np.concatenate(
+            [sampler.popular(gen, len(a), _N_POP), sampler.of_shape(gen, intent, _N_INTENT)], axis=1
+        )  # (A, C)
         taste = np.zeros(cand.shape)
         for f, lt in users.log_theta.items():
             taste += users.weight[f][a, None] * lt[a[:, None], v[f][cand]]
@@ -200,8 +222,9 @@ def _simulate(items: _Items, users: _Users, seed: int, progress: bool) -> tuple[
     return seq, match
 
 
-def _fill_and_repair(seq: np.ndarray, lengths: np.ndarray, items: _Items,
-                     seed: int) -> tuple[np.ndarray, int]:  # fmt: skip
+def _fill_and_repair(
+    seq: np.ndarray, lengths: np.ndarray, items: _Items, seed: int
+) -> tuple[np.ndarray, int]:
     """Fill rare empty picks, then top every item up to five buyers. Returns (seq, repairs)."""
     gen = rng(seed, "synthetic", "repair")
     n_items = len(items.asins)
@@ -216,8 +239,10 @@ def _fill_and_repair(seq: np.ndarray, lengths: np.ndarray, items: _Items,
     count = np.bincount(seq[seq >= 0], minlength=n_items)
     shape = items.values["shape"]
     users_idx, steps = np.nonzero(seq >= 0)
-    by_shape = {s: gen.permutation(np.flatnonzero(shape[seq[users_idx, steps]] == s))
-                for s in range(int(shape.max()) + 1)}  # fmt: skip
+    by_shape = {
+        s: gen.permutation(np.flatnonzero(shape[seq[users_idx, steps]] == s))
+        for s in range(int(shape.max()) + 1)
+    }
     pointer = dict.fromkeys(by_shape, 0)
     repairs = 0
     for i in np.flatnonzero(count < _MIN_CORE):
@@ -225,7 +250,7 @@ def _fill_and_repair(seq: np.ndarray, lengths: np.ndarray, items: _Items,
         for pool in (s, None):  # same product type first, then anything
             if count[i] >= _MIN_CORE:
                 break
-            cands = by_shape[s][pointer[s]:] if pool is not None else gen.permutation(len(steps))
+            cands = by_shape[s][pointer[s] :] if pool is not None else gen.permutation(len(steps))
             for j, b in enumerate(cands):
                 u, t = users_idx[b], steps[b]
                 old = seq[u, t]
@@ -281,10 +306,10 @@ def _review_days(lengths: np.ndarray, seed: int) -> list[np.ndarray]:
     return out
 
 
-def _ratings(quality: np.ndarray, match: np.ndarray, leniency: np.ndarray,
-             seed: int) -> np.ndarray:  # fmt: skip
+def _ratings(quality: np.ndarray, match: np.ndarray, leniency: np.ndarray, seed: int) -> np.ndarray:
     """Stars 1-5: quality, taste match and leniency plus noise, cut at fixed thresholds."""
     gen = rng(seed, "synthetic", "ratings")
-    latent = (4.0 + 0.45 * (quality - 1.0) + 0.35 * match + leniency
-              + gen.normal(0.0, 0.8, len(quality)))  # fmt: skip
+    latent = (
+        4.0 + 0.45 * (quality - 1.0) + 0.35 * match + leniency + gen.normal(0.0, 0.8, len(quality))
+    )
     return (1 + np.searchsorted(np.array([3.1, 3.55, 4.0, 4.55]), latent)).astype(np.int64)

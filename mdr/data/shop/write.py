@@ -69,24 +69,35 @@ def _meta_lines(items: _Items) -> Iterator[str]:
     shapes = items.catalogue.by_name["shape"].values
     for i in sorted(range(len(items.asins)), key=items.asins.__getitem__):
         asin = items.asins[i]
-        yield repr({
-            "asin": asin,
-            "imUrl": f"http://synthetic.invalid/images/{image_filename(asin)}",
-            "title": items.titles[i],
-            "categories": [[CATEGORY, shapes[items.values["shape"][i]]]],
-            "brand": BRANDS[items.values["brand"][i]],
-            "price": float(items.prices[i]),
-        })  # fmt: skip
+        yield repr(
+            {
+                "asin": asin,
+                "imUrl": f"http://synthetic.invalid/images/{image_filename(asin)}",
+                "title": items.titles[i],
+                "categories": [[CATEGORY, shapes[items.values["shape"][i]]]],
+                "brand": BRANDS[items.values["brand"][i]],
+                "price": float(items.prices[i]),
+            }
+        )
 
 
 _TEXT_FACTORS = ("colour", "size", "material", "occasion", "brand")
 _TEXT_CHUNK = 20_000  # behaviours per review task (fixed: output independent of workers)
 
 
-def _review_chunk(seed: int, chunk: int, item_text: np.ndarray, item: np.ndarray,
-                  stars: np.ndarray, verbosity: np.ndarray, asin: list[str], uid: list[str],
-                  name: list[str], day: np.ndarray,
-                  photo: bool = False) -> tuple[list[str], set[str]]:  # fmt: skip
+def _review_chunk(
+    seed: int,
+    chunk: int,
+    item_text: np.ndarray,
+    item: np.ndarray,
+    stars: np.ndarray,
+    verbosity: np.ndarray,
+    asin: list[str],
+    uid: list[str],
+    name: list[str],
+    day: np.ndarray,
+    photo: bool = False,
+) -> tuple[list[str], set[str]]:
     """JSON lines of one chunk of behaviours (its own text stream) and the words they use.
 
     ``photo``: the photo shop's writer (its value words, mention probabilities and
@@ -102,22 +113,34 @@ def _review_chunk(seed: int, chunk: int, item_text: np.ndarray, item: np.ndarray
     words: set[str] = set()
     for b in range(len(item)):
         row = item_text[item[b]]
-        summary, text = writer.write(rnd, dict(zip(keys, row.tolist())), int(stars[b]),
-                                     float(verbosity[b]))  # fmt: skip
+        summary, text = writer.write(
+            rnd, dict(zip(keys, row.tolist())), int(stars[b]), float(verbosity[b])
+        )
         words.update(_tokens(summary + " " + text))
-        lines.append(json.dumps({
-            "reviewerID": uid[b], "asin": asin[b], "reviewerName": name[b],
-            "helpful": [0, 0], "reviewText": text, "overall": float(stars[b]), "summary": summary,
-            "unixReviewTime": int(day[b]) * 86400, "reviewTime": _review_time(day[b]),
-        }))  # fmt: skip
+        lines.append(
+            json.dumps(
+                {
+                    "reviewerID": uid[b],
+                    "asin": asin[b],
+                    "reviewerName": name[b],
+                    "helpful": [0, 0],
+                    "reviewText": text,
+                    "overall": float(stars[b]),
+                    "summary": summary,
+                    "unixReviewTime": int(day[b]) * 86400,
+                    "reviewTime": _review_time(day[b]),
+                }
+            )
+        )
     return lines, words
 
 
 # --------------------------------------------------------------------------- factors.json
 
 
-def _factors_doc(name: str, seed: int, items: _Items,
-                 extra: dict[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
+def _factors_doc(
+    name: str, seed: int, items: _Items, extra: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """The ground truth of the catalogue's recorded factors; ``extra`` sections after the
     header (the photo shop's ``photo_source``; ``photos`` goes last, one line per item)."""
     order = sorted(range(len(items.asins)), key=items.asins.__getitem__)
@@ -127,11 +150,14 @@ def _factors_doc(name: str, seed: int, items: _Items,
     doc = {
         "name": name,
         "seed": seed,
-        "factors": {f.name: {"kind": f.kind, "modalities": f.shown_in(), "values": list(f.values)}
-                    for f in factors},
+        "factors": {
+            f.name: {"kind": f.kind, "modalities": f.shown_in(), "values": list(f.values)}
+            for f in factors
+        },
         **extra,
-        "items": {items.asins[i]: {f.name: int(items.values[f.name][i]) for f in factors}
-                  for i in order},
+        "items": {
+            items.asins[i]: {f.name: int(items.values[f.name][i]) for f in factors} for i in order
+        },
     }
     if per_photo is not None:
         doc["photos"] = per_photo
@@ -145,10 +171,12 @@ def _factors_json(doc: dict[str, Any]) -> str:
     """Readable and compact: the header indented, then one line per item."""
     head = json.dumps({k: v for k, v in doc.items() if k not in _PER_ITEM}, indent=1)
     sections = [
-        f' "{key}": {{\n' + ",\n".join(f"  {json.dumps(a)}: {json.dumps(v)}"
-                                       for a, v in doc[key].items()) + "\n }"
-        for key in _PER_ITEM if key in doc
-    ]  # fmt: skip
+        f' "{key}": {{\n'
+        + ",\n".join(f"  {json.dumps(a)}: {json.dumps(v)}" for a, v in doc[key].items())
+        + "\n }"
+        for key in _PER_ITEM
+        if key in doc
+    ]
     return head[:-2] + ",\n" + ",\n".join(sections) + "\n}\n"
 
 
@@ -164,8 +192,13 @@ def _run_tasks(tasks: list[tuple[Any, tuple]], workers: int, progress: bool) -> 
     """Run ``fn(*args)`` for each task, in ``workers`` spawned processes when > 1; results in order."""
     from tqdm import tqdm
 
-    bar = tqdm(total=len(tasks), desc="synth: reviews+images", disable=not progress,
-               leave=False, unit="chunk")  # fmt: skip
+    bar = tqdm(
+        total=len(tasks),
+        desc="synth: reviews+images",
+        disable=not progress,
+        leave=False,
+        unit="chunk",
+    )
     results: list[Any] = []
     if workers <= 1:
         for fn, args in tasks:
@@ -181,9 +214,15 @@ def _run_tasks(tasks: list[tuple[Any, tuple]], workers: int, progress: bool) -> 
     return results
 
 
-def generate(size: str, seed: int, out: str | Path, progress: bool = True,
-             workers: int | None = None, overwrite: bool = False,
-             photos: str | Path | None = None) -> dict[str, Any]:  # fmt: skip
+def generate(
+    size: str,
+    seed: int,
+    out: str | Path,
+    progress: bool = True,
+    workers: int | None = None,
+    overwrite: bool = False,
+    photos: str | Path | None = None,
+) -> dict[str, Any]:
     """Write the synthetic shop of ``size`` ("tiny", "small", "cloth") into ``out``.
 
     Returns a summary: counts, repairs, realised vocabulary and wall time per stage.
@@ -234,8 +273,9 @@ def generate(size: str, seed: int, out: str | Path, progress: bool = True,
             raise RuntimeError("synthetic shop: counts differ from the size's targets")
         t = lap("choices", t)
         days = np.concatenate(_review_days(users.lengths, seed))
-        stars = _ratings(items.values["quality"][b_item], match[b_user, b_step],
-                         users.leniency[b_user], seed)  # fmt: skip
+        stars = _ratings(
+            items.values["quality"][b_item], match[b_user, b_step], users.leniency[b_user], seed
+        )
         text_factors = _TEXT_FACTORS if picks is None else tuple(_photos.MENTION_P_PHOTO)
         item_text = np.stack([items.values[f] for f in text_factors], axis=1)  # (I, F)
         asin_b = [items.asins[i] for i in b_item]
@@ -246,11 +286,24 @@ def generate(size: str, seed: int, out: str | Path, progress: bool = True,
         (tmp / "images").mkdir()
         spans = [(lo, lo + _TEXT_CHUNK) for lo in range(0, len(b_item), _TEXT_CHUNK)]
         tasks: list[tuple[Any, tuple]] = [
-            (_review_chunk, (seed, c, item_text, b_item[lo:hi], stars[lo:hi], verb_b[lo:hi],
-                             asin_b[lo:hi], uid_b[lo:hi], name_b[lo:hi], days[lo:hi],
-                             picks is not None))
+            (
+                _review_chunk,
+                (
+                    seed,
+                    c,
+                    item_text,
+                    b_item[lo:hi],
+                    stars[lo:hi],
+                    verb_b[lo:hi],
+                    asin_b[lo:hi],
+                    uid_b[lo:hi],
+                    name_b[lo:hi],
+                    days[lo:hi],
+                    picks is not None,
+                ),
+            )
             for c, (lo, hi) in enumerate(spans)
-        ]  # fmt: skip
+        ]
         n_text = len(tasks)
         if picks is None:
             tasks += image_tasks(items, seed, tmp / "images")
@@ -266,8 +319,9 @@ def generate(size: str, seed: int, out: str | Path, progress: bool = True,
         _write_gzip_lines(tmp / f"reviews_{CATEGORY}_5.json.gz", (lines[b] for b in order))
         _write_gzip_lines(tmp / f"meta_{CATEGORY}.json.gz", _meta_lines(items))
         extra = None if picks is None else picks.doc(items.asins)
-        (tmp / "factors.json").write_text(_factors_json(_factors_doc(name, seed, items, extra)),
-                                          encoding="utf-8")  # fmt: skip
+        (tmp / "factors.json").write_text(
+            _factors_json(_factors_doc(name, seed, items, extra)), encoding="utf-8"
+        )
         t = lap("write", t)
     wall = time.perf_counter() - t0
     summary = {
