@@ -46,7 +46,7 @@ class Task:
     argv: tuple[str, ...]  # the command
     log: Path  # its stdout and stderr
     cpus: int = 1
-    gpus: float = 0.0
+    device: str = "cpu"  # the runs' train.device: with Ray, cuda asks for a GPU
     env: dict[str, str] = field(default_factory=dict)  # set on top of the driver's
 
 
@@ -150,13 +150,24 @@ class RayExecutor:
                     f"({str(e).splitlines()[0][:200]})"
                 ) from None
 
+    def gpus(self, device: str) -> int:
+        """GPUs a task of runs on ``device`` asks for: one on ``cuda``/``cuda:N``, one on
+        ``auto`` when the cluster has GPUs (``auto`` trains on CUDA where there is one),
+        none on the CPU. Ray then places the task on a node with a GPU free and sets its
+        ``CUDA_VISIBLE_DEVICES``."""
+        if device.startswith("cuda"):
+            return 1
+        if device == "auto":
+            return int(self.ray.cluster_resources().get("GPU", 0) > 0)
+        return 0
+
     def run(self, tasks: Sequence[Task]) -> None:
         ray = self.ray
         remote = ray.remote(run_command)
         pending = {}
         for task in tasks:
             ref = remote.options(
-                num_cpus=task.cpus, num_gpus=task.gpus, max_retries=self.max_retries
+                num_cpus=task.cpus, num_gpus=self.gpus(task.device), max_retries=self.max_retries
             ).remote(task.argv, str(task.log), task_env(task.env))
             pending[ref] = (task, time.perf_counter())
         failed: list[tuple[Task, int]] = []

@@ -4,8 +4,10 @@ A run is identified by its resolved config: ``results/<dataset>/runs/<model>-<ha
 (the hash covers the config and the dataset's name). A run folder with
 ``test.json`` is finished and reused (``--force`` reruns it); one with a
 checkpoint is resumed; an interrupted table resumes where it stopped. Runs
-execute as ``mdr train`` subprocesses, ``--jobs N`` of them at a time, each
-with ``cores / N`` torch threads.
+execute as ``mdr train`` commands on the executor of ``--executor``
+(:mod:`benchmarks.executor`: ``--jobs N`` local subprocesses at a time, or Ray tasks), each
+with ``--threads`` torch threads (default 1, so that a run's numbers do not depend on the
+machine's cores).
 
 The paper's "AUC" is DIN's weighted AUC, i.e. our GAUC: the tables put our
 GAUC beside it; global AUC, HR@10 and full-ranking NDCG@10 are in the CSV.
@@ -38,7 +40,7 @@ from benchmarks.common import (
 )
 from benchmarks.executor import Task, add_executor_options, make_executor
 from mdr.argtypes import Parser, int_range, safe_name
-from mdr.config import config_hash, load_run_config, to_dict
+from mdr.config import RunConfig, config_hash, load_run_config, to_dict
 from mdr.data.catalog import DEFAULT_DATASET, dataset_name, resolve
 from mdr.training.registry import get_builder
 
@@ -233,13 +235,17 @@ def _command(job: Job, proc: Path, threads: int, force: bool) -> list[str]:
     return cmd
 
 
-def _expected_cost(job: Job) -> int:
+def expected_cost(cfg: RunConfig) -> int:
     """A rough rank of a run's cost on the CPU: image models, then text, then id models.
     Only the order the runs start in depends on it, never a number they produce."""
-    model = load_run_config(job.config, job.overrides, model=job.model).model
+    model = cfg.model
     if get_builder(model.name).__module__ != "mdr.training.registry":  # the CTR baselines: small
         return 0
     return 2 * model.use_image + model.use_text
+
+
+def _job_config(job: Job) -> RunConfig:
+    return load_run_config(job.config, job.overrides, model=job.model)
 
 
 def run_jobs(jobs: list[Job], proc: Path, opts: Options) -> None:
@@ -250,13 +256,15 @@ def run_jobs(jobs: list[Job], proc: Path, opts: Options) -> None:
         f"{len(jobs) - len(todo)} run(s) reused, {len(todo)} to run on the "
         f"{opts.executor} executor ({opts.jobs} job(s))"
     )
-    todo.sort(key=lambda j: -_expected_cost(j))  # longest first: the jobs end together
+    configs = {j.run_dir: _job_config(j) for j in todo}
+    todo.sort(key=lambda j: -expected_cost(configs[j.run_dir]))  # longest first: end together
     tasks = [
         Task(
             f"{j.model} seed {j.seed}",
             tuple(_command(j, proc, opts.threads, opts.force)),
             j.run_dir.parent / f"{j.run_dir.name}.log",
             cpus=opts.threads,
+            device=configs[j.run_dir].train.device,
         )
         for j in todo
     ]

@@ -36,13 +36,12 @@ import yaml
 from benchmarks.common import RESULTS, BenchmarkError, run_script, to_csv, to_markdown
 from benchmarks.executor import Task, add_executor_options, make_executor
 from benchmarks.paper.table2 import MODELS
-from benchmarks.paper.tables import config_for, without_images
+from benchmarks.paper.tables import config_for, expected_cost, without_images
 from mdr import io as mio
 from mdr.argtypes import Parser, int_range, safe_name
 from mdr.config import load_run_config, load_tuning, search_space
 from mdr.data.catalog import DEFAULT_DATASET, dataset_name, resolve
 from mdr.provenance import manifest
-from mdr.training.registry import get_builder
 
 QUICK = {"train.epochs": 2, "train.max_steps_per_epoch": 4, "train.patience": 2}
 QUICK_TRIALS = 2
@@ -149,13 +148,6 @@ def plan(opts: Options, proc: Path, short: str) -> tuple[Path, dict[str, dict[st
     return cfg_path, {m: {**ov, **extra} for m, ov in kept.items()}, trials
 
 
-def _cost(cfg_path: Path, model: str, overrides: dict[str, Any]) -> int:
-    m = load_run_config(cfg_path, overrides, model=model).model
-    if get_builder(m.name).__module__ != "mdr.training.registry":
-        return 0
-    return 2 * m.use_image + m.use_text
-
-
 def worker_task(
     opts: Options,
     cfg_path: Path,
@@ -194,7 +186,14 @@ def worker_task(
     ]
     for k, v in overrides.items():
         argv += ["--set", f"{k}={json.dumps(v)}"]
-    return Task(f"tune {model}", tuple(argv), out / "logs" / f"{model}.log", cpus=opts.threads)
+    device = load_run_config(cfg_path, overrides, model=model).train.device
+    return Task(
+        f"tune {model}",
+        tuple(argv),
+        out / "logs" / f"{model}.log",
+        cpus=opts.threads,
+        device=device,
+    )
 
 
 # --------------------------------------------------------------------------- reporting
@@ -308,7 +307,9 @@ def main(argv: list[str] | None = None) -> int:
     out = folder(opts, short)
     storage = opts.storage or str(out / "studies.journal")
     runs = out / "runs"
-    order = sorted(models, key=lambda m: -_cost(cfg_path, m, models[m]))
+    order = sorted(
+        models, key=lambda m: -expected_cost(load_run_config(cfg_path, models[m], model=m))
+    )
     tasks = [
         worker_task(opts, cfg_path, proc, m, models[m], storage, runs, trials, out) for m in order
     ]
