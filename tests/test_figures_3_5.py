@@ -209,6 +209,19 @@ def test_figure3_end_to_end(results: Path) -> None:
     assert float(tests["mdr"]["gauc_mean"]) == pytest.approx(np.mean(mdr_test))
     assert [r["epoch"] for r in rows if r["model"] == "deepfm"] == ["1", "2", "3", ""]
     assert json.loads((out / "figure3.manifest.json").read_text())["dataset"] == DATASET
+    # another table's runs (the tuned ones) get their own figure beside the default one
+    default = (out / "figure3.csv").read_bytes()
+    manifest = results / DATASET / "table2.manifest.json"
+    (results / DATASET / "table2_tuned.manifest.json").write_bytes(manifest.read_bytes())
+    assert fig3.main(["--results", str(results), "--manifest", "table2_tuned"]) == 0
+    assert_png(out / "figure3_tuned.png")
+    assert (out / "figure3_tuned.csv").read_bytes() == default
+    assert (out / "figure3.csv").read_bytes() == default
+    source = json.loads((out / "figure3_tuned.manifest.json").read_text())["source"]
+    assert source == "table2_tuned.manifest.json"
+    assert fig3.figure_stem("table2") == "figure3" and fig3.figure_stem("table2_p3") == "figure3_p3"
+    for path in [results / DATASET / "table2_tuned.manifest.json", *out.glob("figure3_tuned.*")]:
+        path.unlink()  # the module's other tests see the results as they were
 
 
 def test_figure3_errors_clearly_without_runs(tmp_path: Path) -> None:

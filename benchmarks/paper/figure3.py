@@ -15,7 +15,8 @@ never retrained:
 AUC is DIN's user-weighted AUC, our GAUC (the paper's "AUC"). The paper draws
 Cloth and Toys; by default every dataset under ``results/`` whose Table 2 runs
 exist gets its figure. Output per dataset: ``results/<dataset>/figures/figure3.png``,
-``figure3.csv`` (the plotted numbers) and ``figure3.manifest.json``.
+``figure3.csv`` (the plotted numbers) and ``figure3.manifest.json``; with ``--manifest
+table2_tuned`` (the tuned runs) ``figure3_tuned.*`` beside them.
 """
 
 from __future__ import annotations
@@ -249,15 +250,24 @@ def draw(rows: Sequence[dict], dataset: str, path: Path) -> Path:
 # --------------------------------------------------------------------------- main
 
 
+def figure_stem(manifest_name: str) -> str:
+    """``figure3`` for Table 2's runs, ``figure3_<tag>`` for ``table2_<tag>``'s (the tuned
+    runs: ``figure3_tuned``), so that another table's figure never replaces the default."""
+    tag = manifest_name.removeprefix("table2").lstrip("_")
+    return f"figure3_{tag}" if tag else "figure3"
+
+
 def figure3(results: Path, dataset: str, manifest_name: str = "table2") -> Path:
-    """Write ``results/<dataset>/figures/figure3.{png,csv,manifest.json}``; returns the PNG."""
+    """Write ``results/<dataset>/figures/<stem>.{png,csv,manifest.json}`` (stem:
+    :func:`figure_stem`); returns the PNG."""
     curves = load_curves(results, dataset, manifest_name)
     rows = summarise(curves, dataset)
     out = results / dataset / "figures"
-    mio.write_text(out / "figure3.csv", to_csv(rows, CSV_COLUMNS))
-    png = draw(rows, dataset, out / "figure3.png")
+    stem = figure_stem(manifest_name)
+    mio.write_text(out / f"{stem}.csv", to_csv(rows, CSV_COLUMNS))
+    png = draw(rows, dataset, out / f"{stem}.png")
     mio.write_json(
-        out / "figure3.manifest.json",
+        out / f"{stem}.manifest.json",
         manifest(
             dataset=dataset,
             source=f"{manifest_name}.manifest.json",
