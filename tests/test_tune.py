@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import yaml
 
+from benchmarks.common import BenchmarkError
 from mdr.data.dataset import TEST, ProcessedDataset
 from mdr.data.parse import DataError
 from tests.helpers import CONFIG
@@ -75,6 +76,23 @@ def test_quick_tuning_writes_every_table_and_a_best_yaml(
     before = (out / "mdr.csv").read_bytes()
     _tune(tmp_path, "--models", "deepfm", "mdr")
     assert (out / "mdr.csv").read_bytes() == before
+    # the tuned table trains each model's chosen settings on the tuned protocol's seeds
+    from benchmarks.paper import table2
+
+    tuned = ["--dataset", "synthetic-tiny", "--quick", "--tuned", "-q", "--results", str(tmp_path)]
+    assert table2.main([*tuned, "--models", "deepfm", "mdr"]) == 0
+    table = tmp_path / "synthetic-tiny" / "table2_quick_tuned.csv"
+    assert {r["model"] for r in _rows(table)} == {"deepfm", "mdr"}
+    runs = sorted((tmp_path / "synthetic-tiny" / "runs").glob("mdr-*-s*"))
+    runs = [r for r in runs if r.is_dir()]
+    assert [r.name.rsplit("-", 1)[1] for r in runs] == ["s1"]  # never the tuning seed 0
+    cfg = yaml.safe_load((runs[0] / "config.yaml").read_text())
+    assert cfg["train"]["lr"] == best["mdr"]["overrides"]["train.lr"]
+    assert cfg["train"]["patience"] == 10  # the tuned protocol's fixed patience
+    # a dataset that was never tuned is one line naming the missing file
+    (out / "best.yaml").rename(out / "best.yaml.moved")
+    with pytest.raises(BenchmarkError, match=r"best\.yaml: not found - run"):
+        table2.main([*tuned, "--models", "deepfm"])
 
 
 def test_other_test_lists_give_the_same_trials(
