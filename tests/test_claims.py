@@ -43,6 +43,9 @@ def test_a_claim_needs_every_comparison() -> None:
     against = [*good, row("din", -0.02, 0.01, -0.03, -0.01)]
     assert claims.combine(against, "x").word == "contradicted"
     assert claims.combine([], "x").word == "not testable"
+    # an ablation that changes nothing in this data (w/o IC without images) tests nothing
+    same = claims.combine([{**row("mdr_wo_ic", 0.0, 1.0, 0.0, 0.0), "detectable_80": "0.0"}], "x")
+    assert same.word == "not testable" and "MDR and w/o IC are the same model" in same.evidence
 
 
 def test_the_page_is_generated_from_the_results_folders(tmp_path: Path) -> None:

@@ -87,10 +87,24 @@ def describe(row: dict[str, str]) -> str:
     )
 
 
+def identical(row: dict[str, str]) -> bool:
+    """The two arms gave the same numbers on every seed and user: the change has nothing
+    to act on in this data (the information constraint and the fusion act between the
+    modalities, so without images they change nothing)."""
+    return all(_f(row, k) == 0.0 for k in ("mean_diff", "ci_low", "ci_high", "detectable_80"))
+
+
 def combine(rows: Sequence[dict[str, str]], what: str) -> Verdict:
     """One verdict from comparisons that must all decide for MDR."""
     if not rows:
         return Verdict("not testable", f"no {what} comparison on this dataset")
+    same = [LABELS.get(r["b"], r["b"]) for r in rows if identical(r)]
+    if same:
+        return Verdict(
+            "not testable",
+            f"MDR and {', '.join(same)} are the same model on this dataset (identical on "
+            "every seed: the change has nothing to act on, e.g. without images)",
+        )
     decided = [decision(r) for r in rows]
     word = (
         "contradicted"
