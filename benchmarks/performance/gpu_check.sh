@@ -6,7 +6,8 @@
 #
 # Steps: 1. synth + prepare the Cloth-sized shop at 64x64 (benchmarks.speed_data: wall time
 # and peak memory, data-<size>.json); 2. one MDR epoch with bf16
-# autocast on CUDA (timed, checkpointed); 3. full-ranking evaluation of all its users (timed);
+# autocast on CUDA (timed, checkpointed), then the same epoch and seed in fp32 (their test
+# GAUC compared); 3. full-ranking evaluation of all its users (timed);
 # 4. a few steps under torchrun with DistributedDataParallel (nccl; MDR_GPU_NPROC processes,
 # default 1), then --resume for one more epoch. A summary lands in
 # RESULTS_DIR/gpu-check-<gpu>.json before 5. the speed suite (python -m benchmarks.speed --device cuda
@@ -55,7 +56,13 @@ $PY -m mdr.cli train -q --config "$CFG" --data "$SHOP/proc" --out "$WORK/run" --
     --device "$DEVICE" --set train.amp=true --set train.full_ranking=false > "$WORK/train.json"
 t1=$(now)
 
+echo "== 2b. the same epoch and seed in fp32 (bf16 against fp32: test GAUC)"
+rm -rf "$WORK/run32"
+$PY -m mdr.cli train -q --config "$CFG" --data "$SHOP/proc" --out "$WORK/run32" --epochs 1 \
+    --device "$DEVICE" --set train.amp=false --set train.full_ranking=false > "$WORK/train32.json"
+
 echo "== 3. full-ranking evaluation of all users on $DEVICE"
+t1e=$(now)
 $PY -m mdr.cli evaluate "$WORK/run" --split test --full-ranking --device "$DEVICE" --json \
     > "$WORK/eval.json"
 t2=$(now)
@@ -70,13 +77,14 @@ $PY -m torch.distributed.run --standalone --nproc_per_node="$NPROC" -m mdr.cli t
     "${DDP[@]}" --epochs 2 --resume > "$WORK/ddp2.log"
 t3=$(now)
 
-$PY - "$WORK" "$RESULTS" "$DEVICE" "$NPROC" "$t_data0" "$t_data1" "$t0" "$t1" "$t2" "$t3" <<'PY'
+$PY - "$WORK" "$RESULTS" "$DEVICE" "$NPROC" "$t_data0" "$t_data1" "$t0" "$t1" "$t1e" "$t2" \
+    "$t3" <<'PY'
 import json, re, sys
 from pathlib import Path
 from mdr import io as mio
 from mdr.provenance import device_name, manifest
 work, results, device, nproc = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3], int(sys.argv[4])
-td0, td1, t0, t1, t2, t3 = map(float, sys.argv[5:11])
+td0, td1, t0, t1, t1e, t2, t3 = map(float, sys.argv[5:12])
 def rows(run):
     return [json.loads(x) for x in (work / run / "metrics.jsonl").read_text().splitlines()]
 timing = ("train_samples", "train_s", "valid_s", "epoch_s", "samples_per_s")
@@ -84,17 +92,24 @@ epoch, ddp = rows("run")[0], rows("ddp")
 ddp_cfg = (work / "ddp" / "config.yaml").read_text()
 assert [r["epoch"] for r in ddp] == [1, 2], "torchrun --resume did not add epoch 2"
 assert f"world_size: {nproc}" in ddp_cfg and (work / "ddp" / "DONE").is_file()
+# the same seed and epoch under bf16 autocast and in fp32: their test GAUC on the lists
+gauc = {k: json.loads((work / run / "test.json").read_text())["gauc"]
+        for k, run in (("bf16", "run"), ("fp32", "run32"))}
+precision = {"bf16_test_gauc": gauc["bf16"], "fp32_test_gauc": gauc["fp32"],
+             "abs_diff": abs(gauc["bf16"] - gauc["fp32"]),
+             "fp32_epoch": {k: rows("run32")[0][k] for k in timing}}
 name = device_name(device)
 summary = manifest(
     benchmark="gpu_check", device=name,
     data_prepare_s=round(td1 - td0, 1),
     train_command_s=round(t1 - t0, 1),
     epoch={k: epoch[k] for k in timing},
-    full_ranking_eval_command_s=round(t2 - t1, 1),
+    full_ranking_eval_command_s=round(t2 - t1e, 1),
+    bf16_vs_fp32=precision,
     test=json.loads((work / "eval.json").read_text()),
     ddp={"nproc": nproc, "backend": re.search(r"backend: (\w+)", ddp_cfg).group(1),
          "commands_s": round(t3 - t2, 1), "epochs": [{k: r[k] for k in timing} for r in ddp]},
-    targets={"epoch_s": 60, "full_ranking_all_users_s": 30},
+    targets={"epoch_s": 60, "full_ranking_all_users_s": 30, "bf16_vs_fp32_gauc": 0.005},
 )
 slug = re.sub(r"[^A-Za-z0-9]+", "-", name).strip("-").lower()[:40]
 mio.write_json(results / f"gpu-check-{slug}.json", summary)
