@@ -18,7 +18,7 @@
 # Dry run anywhere (CPU, gloo, the tiny shop, a few minutes on 2 cores):
 #   MDR_GPU_SIZE=tiny MDR_DEVICE=cpu bash benchmarks/performance/gpu_check.sh /tmp/gpu-dry
 # Knobs: MDR_GPU_WORK (scratch, default /tmp/mdr-gpu-check), MDR_GPU_NPROC (torchrun
-# processes), MDR_SPEED_ARGS (extra arguments for speed.py), MDR_SKIP_SPEED=1 (no step 5).
+# processes), MDR_GPU_REPEATS (bf16 and fp32 epochs of the same seed, default 1), MDR_SPEED_ARGS (extra arguments for speed.py), MDR_SKIP_SPEED=1 (no step 5).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 RESULTS=${1:-results/speed}
@@ -26,6 +26,8 @@ SIZE=${MDR_GPU_SIZE:-cloth}
 DEVICE=${MDR_DEVICE:-cuda}
 WORK=${MDR_GPU_WORK:-/tmp/mdr-gpu-check}
 NPROC=${MDR_GPU_NPROC:-1}
+REPEATS=${MDR_GPU_REPEATS:-1}  # bf16 and fp32 epochs of the same seed: GPU kernels are not
+                               # bitwise deterministic, so repeats give each precision's spread
 PY=${PYTHON:-python3}
 export PYTHONUNBUFFERED=1 MDR_DATA="$WORK/data"
 if ! $PY -c "import gensim" 2>/dev/null && [ -d .whl ]; then
@@ -56,10 +58,15 @@ $PY -m mdr.cli train -q --config "$CFG" --data "$SHOP/proc" --out "$WORK/run" --
     --device "$DEVICE" --set train.amp=true --set train.full_ranking=false > "$WORK/train.json"
 t1=$(now)
 
-echo "== 2b. the same epoch and seed in fp32 (bf16 against fp32: test GAUC)"
-rm -rf "$WORK/run32"
-$PY -m mdr.cli train -q --config "$CFG" --data "$SHOP/proc" --out "$WORK/run32" --epochs 1 \
-    --device "$DEVICE" --set train.amp=false --set train.full_ranking=false > "$WORK/train32.json"
+echo "== 2b. the same epoch and seed in fp32 (bf16 against fp32: test GAUC), $REPEATS time(s)"
+for i in $(seq 1 "$REPEATS"); do
+  for amp in false true; do
+    [ "$amp" = true ] && [ "$i" = 1 ] && continue  # the first bf16 run is step 2's
+    out="$WORK/run-$amp-$i"; rm -rf "$out"
+    $PY -m mdr.cli train -q --config "$CFG" --data "$SHOP/proc" --out "$out" --epochs 1 \
+        --device "$DEVICE" --set train.amp=$amp --set train.full_ranking=false > /dev/null
+  done
+done
 
 echo "== 3. full-ranking evaluation of all users on $DEVICE"
 t1e=$(now)
@@ -78,13 +85,14 @@ $PY -m torch.distributed.run --standalone --nproc_per_node="$NPROC" -m mdr.cli t
 t3=$(now)
 
 $PY - "$WORK" "$RESULTS" "$DEVICE" "$NPROC" "$t_data0" "$t_data1" "$t0" "$t1" "$t1e" "$t2" \
-    "$t3" <<'PY'
+    "$t3" "$REPEATS" <<'PY'
 import json, re, sys
 from pathlib import Path
 from mdr import io as mio
 from mdr.provenance import device_name, manifest
 work, results, device, nproc = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3], int(sys.argv[4])
 td0, td1, t0, t1, t1e, t2, t3 = map(float, sys.argv[5:12])
+repeats = int(sys.argv[12])
 def rows(run):
     return [json.loads(x) for x in (work / run / "metrics.jsonl").read_text().splitlines()]
 timing = ("train_samples", "train_s", "valid_s", "epoch_s", "samples_per_s")
@@ -92,12 +100,18 @@ epoch, ddp = rows("run")[0], rows("ddp")
 ddp_cfg = (work / "ddp" / "config.yaml").read_text()
 assert [r["epoch"] for r in ddp] == [1, 2], "torchrun --resume did not add epoch 2"
 assert f"world_size: {nproc}" in ddp_cfg and (work / "ddp" / "DONE").is_file()
-# the same seed and epoch under bf16 autocast and in fp32: their test GAUC on the lists
-gauc = {k: json.loads((work / run / "test.json").read_text())["gauc"]
-        for k, run in (("bf16", "run"), ("fp32", "run32"))}
-precision = {"bf16_test_gauc": gauc["bf16"], "fp32_test_gauc": gauc["fp32"],
-             "abs_diff": abs(gauc["bf16"] - gauc["fp32"]),
-             "fp32_epoch": {k: rows("run32")[0][k] for k in timing}}
+# the same seed and epoch under bf16 autocast and in fp32: their test GAUC on the lists,
+# each precision `repeats` times (the spread within a precision is the GPU's own noise)
+def test_gauc(run):
+    return json.loads((work / run / "test.json").read_text())["gauc"]
+runs = {"bf16": ["run"] + [f"run-true-{i}" for i in range(2, repeats + 1)],
+        "fp32": [f"run-false-{i}" for i in range(1, repeats + 1)]}
+gauc = {k: [test_gauc(r) for r in v] for k, v in runs.items()}
+mean = {k: sum(v) / len(v) for k, v in gauc.items()}
+precision = {"repeats": repeats, "bf16_test_gauc": gauc["bf16"], "fp32_test_gauc": gauc["fp32"],
+             "abs_diff_of_means": abs(mean["bf16"] - mean["fp32"]),
+             "spread_within": {k: max(v) - min(v) for k, v in gauc.items()},
+             "fp32_epoch": {k: rows("run-false-1")[0][k] for k in timing}}
 name = device_name(device)
 summary = manifest(
     benchmark="gpu_check", device=name,
