@@ -474,6 +474,26 @@ def _move_into_place(tmp: Path, path: Path) -> None:
         os.replace(tmp, path)  # onto nothing, or onto an empty folder
 
 
+def sha256(path: str | Path) -> str:
+    """The hex SHA-256 of a file, read in 1 MiB blocks."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with Path(path).open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def shared_folder(relative: Path, env: str) -> Path:
+    """``$env``, else ``relative`` from the current folder, else from the checkout this
+    package was imported from (the first that exists; the first candidate when none)."""
+    if os.environ.get(env):
+        return Path(os.environ[env])
+    candidates = [Path.cwd() / relative, Path(__file__).resolve().parents[1] / relative]
+    return next((c.resolve() for c in candidates if c.is_dir()), candidates[0].resolve())
+
+
 def human_bytes(n: float) -> str:
     """``1536`` -> ``"1.5 KiB"``: sizes in messages."""
     for unit in ("B", "KiB", "MiB", "GiB"):

@@ -31,6 +31,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from mdr import io as mio
 from mdr.config import PrepareConfig
 from mdr.data.parse import CATEGORY_ALIASES, DataError
 
@@ -58,15 +59,6 @@ def data_root() -> Path:
 
 def known_names() -> list[str]:
     return [*SYNTHETIC, *AMAZON, *LOCAL]
-
-
-def shared_folder(relative: Path, env: str) -> Path:
-    """``$env``, else ``relative`` from the current folder, else from the checkout this
-    package was imported from (the first that exists; the first candidate when none)."""
-    if os.environ.get(env):
-        return Path(os.environ[env])
-    candidates = [Path.cwd() / relative, Path(__file__).resolve().parents[2] / relative]
-    return next((c.resolve() for c in candidates if c.is_dir()), candidates[0].resolve())
 
 
 def real_prepare_config() -> PrepareConfig:
@@ -151,7 +143,7 @@ def _ensure_local(name: str, root: Path, progress: bool) -> Path:
     proc = root / "proc" / name
     if (proc / "dataset.json").is_file():
         return proc
-    raw = shared_folder(SHARED_AMAZON2018, ENV_AMAZON2018)
+    raw = mio.shared_folder(SHARED_AMAZON2018, ENV_AMAZON2018)
     if not raw.is_dir():
         raise DataError(
             f"{name}: the Amazon 2018 files are not at {raw}; set "

@@ -72,7 +72,6 @@ from mdr.config import PhotoCorpusConfig
 from mdr.data.dataset import check_prepared, load_npy, load_npz, read_jsonl, read_manifest
 from mdr.data.images import load_images
 from mdr.data.parse import DataError, SkipLog, clip, shown
-from mdr.data.preprocess import sha256
 from mdr.seeding import rng
 
 KIND = "images-only"
@@ -116,9 +115,7 @@ def default_fashion_dir(repo_root: str | Path | None = None) -> Path:
     ``repo_root`` (default: the current folder, then the checkout)."""
     if repo_root is not None and not os.environ.get(ENV_DIR):
         return (Path(repo_root) / DEFAULT_DIR).resolve()
-    from mdr.data.catalog import shared_folder
-
-    return shared_folder(DEFAULT_DIR, ENV_DIR)
+    return mio.shared_folder(DEFAULT_DIR, ENV_DIR)
 
 
 def _check_src(src: Path) -> None:
@@ -403,7 +400,10 @@ def prepare_fashion(
         "source": {
             "format": "fashion-product-images",
             "dir": str(src.resolve()),
-            "inputs": {STYLES: sha256(src / STYLES), STYLES_TEXT: sha256(src / STYLES_TEXT)},
+            "inputs": {
+                STYLES: mio.sha256(src / STYLES),
+                STYLES_TEXT: mio.sha256(src / STYLES_TEXT),
+            },
         },
         "counts": {
             "items": len(chosen),

@@ -71,7 +71,6 @@ of ``dataset.json`` and the pickled ``word2vec.model`` (gensim records dates).
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import re
 import shutil
@@ -454,14 +453,6 @@ def _write_lines(path: Path, lines: Sequence[str]) -> None:
     path.write_text("".join(f"{s}\n" for s in lines), encoding="utf-8")
 
 
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _check_out(out: Path, raw: Path, images: Path, overwrite: bool) -> None:
     """Refuse an output folder that is (or holds) an input, or that is not ours to replace."""
     for what, src in (("raw", raw), ("images", images)):
@@ -640,7 +631,7 @@ def prepare(
                 "images": str(img_root.resolve()),
                 "reviews": reviews_path.name,
                 "meta": meta_path.name if meta_path is not None else None,
-                "inputs": {p.name: sha256(p) for p in inputs_used},
+                "inputs": {p.name: mio.sha256(p) for p in inputs_used},
             },
             "counts": counts,
             "skips": _stable(skips.as_dict()),

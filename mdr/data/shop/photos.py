@@ -91,6 +91,7 @@ from typing import Any
 
 import numpy as np
 
+from mdr import io as mio
 from mdr.data.images import load_image_reason
 from mdr.data.parse import DataError, image_filename
 from mdr.data.shop.factors import FACTORS, Catalogue, Factor
@@ -315,13 +316,12 @@ class PhotoPicks:
 def pick_photos(src: str | Path, n: int, seed: int) -> PhotoPicks:
     """Read the corpus at ``src`` and choose ``n`` photos for a shop of ``seed``."""
     from mdr.data.fashion import STYLES, STYLES_TEXT
-    from mdr.data.preprocess import sha256
 
     src = Path(src)
     candidates, counts = corpus_photos(src)
     chosen, undecodable = choose_photos(candidates, n, seed)
     counts = {**counts, "undecodable": undecodable}
-    inputs = {name: sha256(src / name) for name in (STYLES, STYLES_TEXT)}
+    inputs = {name: mio.sha256(src / name) for name in (STYLES, STYLES_TEXT)}
     return PhotoPicks(src.resolve(), chosen, counts, inputs)
 
 
