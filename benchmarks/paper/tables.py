@@ -40,7 +40,7 @@ from benchmarks.common import (
 )
 from benchmarks.executor import Task, add_executor_options, make_executor
 from mdr.argtypes import Parser, int_range, safe_name
-from mdr.config import RunConfig, config_hash, load_run_config, to_dict
+from mdr.config import ModelConfig, RunConfig, config_hash, load_run_config, to_dict
 from mdr.data.catalog import DEFAULT_DATASET, dataset_name, resolve
 from mdr.training.registry import get_builder
 
@@ -235,17 +235,19 @@ def _command(job: Job, proc: Path, threads: int, force: bool) -> list[str]:
     return cmd
 
 
+def is_ctr_baseline(model: ModelConfig) -> bool:
+    """A model registered from outside the project (the deepctr-torch CTR baselines): it
+    reads the sparse id features only."""
+    return get_builder(model.name).__module__ != "mdr.training.registry"
+
+
 def expected_cost(cfg: RunConfig) -> int:
     """A rough rank of a run's cost on the CPU: image models, then text, then id models.
     Only the order the runs start in depends on it, never a number they produce."""
     model = cfg.model
-    if get_builder(model.name).__module__ != "mdr.training.registry":  # the CTR baselines: small
+    if is_ctr_baseline(model):  # small
         return 0
     return 2 * model.use_image + model.use_text
-
-
-def _job_config(job: Job) -> RunConfig:
-    return load_run_config(job.config, job.overrides, model=job.model)
 
 
 def run_jobs(jobs: list[Job], proc: Path, opts: Options) -> None:
@@ -256,7 +258,7 @@ def run_jobs(jobs: list[Job], proc: Path, opts: Options) -> None:
         f"{len(jobs) - len(todo)} run(s) reused, {len(todo)} to run on the "
         f"{opts.executor} executor ({opts.jobs} job(s))"
     )
-    configs = {j.run_dir: _job_config(j) for j in todo}
+    configs = {j.run_dir: load_run_config(j.config, j.overrides, model=j.model) for j in todo}
     todo.sort(key=lambda j: -expected_cost(configs[j.run_dir]))  # longest first: end together
     tasks = [
         Task(
@@ -311,7 +313,7 @@ def inputs_of(cfg_path: Path, model: str, overrides: dict[str, Any]) -> str:
     """What a model reads: ids (user, item and category embeddings), image, text, weak
     labels; the CTR baselines read the sparse id features only."""
     m = load_run_config(cfg_path, overrides, model=model).model
-    if get_builder(m.name).__module__ != "mdr.training.registry":
+    if is_ctr_baseline(m):
         return "ids, category"
     parts = ["ids, category"] if m.use_id_embedding else []
     parts += [name for name, on in (("image", m.use_image), ("text", m.use_text)) if on]

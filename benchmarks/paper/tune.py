@@ -158,7 +158,10 @@ def worker_task(
     runs: Path,
     trials: int,
     out: Path,
+    device: str = "cpu",
 ) -> Task:
+    """The study worker of ``model`` as an executor task (``device``: its runs'
+    ``train.device``, so that Ray gives a CUDA study a GPU)."""
     import json
 
     argv = [
@@ -186,7 +189,6 @@ def worker_task(
     ]
     for k, v in overrides.items():
         argv += ["--set", f"{k}={json.dumps(v)}"]
-    device = load_run_config(cfg_path, overrides, model=model).train.device
     return Task(
         f"tune {model}",
         tuple(argv),
@@ -307,11 +309,13 @@ def main(argv: list[str] | None = None) -> int:
     out = folder(opts, short)
     storage = opts.storage or str(out / "studies.journal")
     runs = out / "runs"
-    order = sorted(
-        models, key=lambda m: -expected_cost(load_run_config(cfg_path, models[m], model=m))
-    )
+    configs = {m: load_run_config(cfg_path, models[m], model=m) for m in models}
+    order = sorted(models, key=lambda m: -expected_cost(configs[m]))
     tasks = [
-        worker_task(opts, cfg_path, proc, m, models[m], storage, runs, trials, out) for m in order
+        worker_task(
+            opts, cfg_path, proc, m, models[m], storage, runs, trials, out, configs[m].train.device
+        )
+        for m in order
     ]
     print(
         f"tuning {len(tasks)} model(s) x {trials} trials on {short} "
