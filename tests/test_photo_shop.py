@@ -306,3 +306,104 @@ def test_photo_tiny_prepares_from_the_catalog(
     assert m["counts"]["items_with_image"] == syn.SIZES["tiny"].n_items
     assert set(m["factors"]) >= {"colour", "shape", "size", "brand"}
     assert catalog.resolve("photo-tiny", root=tmp_path, progress=False) == proc  # reused
+
+
+# --------------------------------------------------------------------------- the pipeline, --quick
+
+
+@pytest.fixture(scope="module")
+def photo_pipeline(corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Tables 2 and 3, Figure 4 and the image sweep on the tiny photo shop, each as its quick
+    pipeline check: what `--dataset photo-small` runs, on a shop that trains in seconds."""
+    import os
+
+    from tests.helpers import run_benchmark
+
+    root = tmp_path_factory.mktemp("photo-pipeline")
+    results = root / "results"
+    env = {
+        **os.environ,
+        "MDR_DATA": str(root / "data"),
+        "MDR_FASHION_DIR": str(corpus),
+        "PYTHONHASHSEED": "0",
+        "MPLBACKEND": "Agg",
+    }
+    quick = ["--dataset", "photo-tiny", "--quick", "--max-steps", "2", "--jobs", "2", "-q"]
+
+    def script(name: str, *args: str) -> None:
+        res = run_benchmark(name, *args, "--results", str(results), env=env)
+        assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+
+    script("table2", *quick)
+    script("table3", *quick)
+    runs = json.loads((results / "photo-tiny" / "table2_quick.manifest.json").read_text())["runs"]
+    folder = results / "photo-tiny" / "runs"
+    mdr_run, vae_run = (
+        folder / next(r for r in runs if r.startswith(m)) for m in ("mdr-", "beta_")
+    )
+    script("figure4", "--run", str(mdr_run), "--compare", str(vae_run), "--effect-items", "20",
+           "--probe-epochs", "1", "--dataset", "photo-tiny")  # fmt: skip
+    script("image_sweep", "--dataset", "photo-tiny", "--quick", "--variants", "base,size64")
+    return results / "photo-tiny"
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_the_tables_run_on_the_photo_shop(photo_pipeline: Path) -> None:
+    table2 = {r["model"]: r for r in _rows(photo_pipeline / "table2_quick.csv")}
+    assert set(table2) == {"wide_deep", "pnn", "deepfm", "beta_vae", "abae", "din_pp", "din", "mdr"}
+    assert all(0.0 <= float(r["gauc_mean"]) <= 1.0 for r in table2.values())
+    assert table2["mdr"]["inputs"] == "image, text, weak labels"
+    table3 = {r["model"] for r in _rows(photo_pipeline / "table3_quick.csv")}
+    assert table3 == {"mdr", "mdr_wo_ic"}
+    ablations = {r["model"] for r in _rows(photo_pipeline / "ablations_quick.csv")}
+    assert {"mdr_wo_ws", "mdr_no_fusion", "mdr_image_only", "mdr_text_only"} <= ablations
+
+
+def test_figure4_reads_the_photos_with_a_probe_trained_on_them(photo_pipeline: Path) -> None:
+    rows = _rows(photo_pipeline / "figure4.csv")
+    assert [(r["model"], r["slot"]) for r in rows] == [
+        ("mdr", "colour"),
+        ("mdr", "shape"),
+        ("beta_vae", "colour"),
+        ("beta_vae", "shape"),
+    ]
+    for r in rows:
+        for f in ("colour", "shape"):
+            assert 0.0 <= float(r[f"probe_acc_{f}"]) <= 1.0  # on held-out real photos
+            assert 0.0 <= float(r[f"{f}_flip"]) <= 1.0
+    md = (photo_pipeline / "figure4.md").read_text()
+    assert "real product photo" in md and "Synthetic shop:" not in md
+    assert sorted(p.name for p in (photo_pipeline / "figures").glob("figure4-*.png"))
+
+
+def test_the_image_sweep_prepares_each_variant_and_selects_on_validation(
+    photo_pipeline: Path,
+) -> None:
+    rows = {r["variant"]: r for r in _rows(photo_pipeline / "image_sweep_quick.csv")}
+    assert set(rows) == {"base", "size64"}
+    assert (rows["base"]["image_size"], rows["size64"]["image_size"]) == ("32", "64")
+    assert rows["base"]["label_fraction"] == rows["size64"]["label_fraction"] == "0.1"
+    for r in rows.values():
+        assert 0.0 <= float(r["valid_gauc"]) <= 1.0 and r["epochs_run"] == "1"
+        assert float(r["gap_colour"]) == pytest.approx(
+            float(r["real_colour"]) - float(r["recon_colour"])
+        )
+    manifest = json.loads((photo_pipeline / "image_sweep_quick.manifest.json").read_text())
+    assert manifest["chosen"] in rows and manifest["quick"] is True
+    assert Path(manifest["runs"]["size64"]).parent == photo_pipeline / "runs"
+    assert not (photo_pipeline / "image_sweep.csv").exists()  # quick never overwrites
+
+
+def test_the_sweep_keeps_the_base_unless_validation_clearly_prefers_another() -> None:
+    from benchmarks.diagnostics.image_sweep import MARGIN, chosen
+
+    base = {"variant": "base", "valid_gauc": 0.70}
+    near = {"variant": "wide", "valid_gauc": 0.70 + MARGIN / 2}
+    far = {"variant": "size64", "valid_gauc": 0.70 + 2 * MARGIN}
+    assert chosen([base, near])[0] == "base"
+    assert chosen([base, near, far])[0] == "size64"
+    assert chosen([near, far])[0] == ""  # nothing to choose against

@@ -50,7 +50,7 @@ from benchmarks.common import (
 from benchmarks.plotting import save_figure, style
 from mdr.argtypes import Parser
 from mdr.config import ConfigError
-from mdr.data.catalog import DEFAULT_DATASET, resolve
+from mdr.data.catalog import DEFAULT_DATASET, PHOTO, resolve
 from mdr.data.dataset import ProcessedDataset
 from mdr.explain.drawing import traversal_figure
 from mdr.explain.effect import TraversalEffect, describe_effect, traversal_effect
@@ -282,7 +282,15 @@ def markdown(
         out += ["No ground-truth factors in this dataset: pictures only.", ""]
     out += ["## Figures", ""]
     out += [f"- `figures/{p.name}`" for p in figures]
-    out += ["", "Synthetic shop: an illustration of the method, not evidence about real shops."]
+    if dataset in PHOTO:
+        out += [
+            "",
+            "Photo shop: every item is a real product photo with its real colour and article "
+            "type (the probe is trained on these photos); the users and their behaviour are "
+            "synthetic.",
+        ]
+    else:
+        out += ["", "Synthetic shop: an illustration of the method, not evidence about real shops."]
     return "\n".join(out) + "\n"
 
 

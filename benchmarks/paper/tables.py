@@ -150,10 +150,18 @@ def plan(models: Sequence[str], opts: Options, proc: Path, short: str) -> list[J
         overrides = {**tuned.get(model, {}), **extra, **kept[model]}
         for seed in seeds_of(opts):
             resolved = load_run_config(cfg_path, {**overrides, "seed": seed}, model=model)
-            key = config_hash({"model": model, "config": to_dict(resolved), "dataset": short})
-            run_dir = opts.results / short / "runs" / f"{model}-{key}-s{seed}"
+            run_dir = run_dir_for(opts.results, short, model, resolved)
             jobs.append(Job(model, seed, cfg_path, overrides, run_dir))
     return jobs
+
+
+def run_dir_for(
+    results: Path, short: str, model: str, resolved: RunConfig, data: str | None = None
+) -> Path:
+    """``results/<short>/runs/<model>-<hash>-s<seed>``: the hash covers the resolved config
+    and the name of the data it trains on (``data``, default ``short``)."""
+    key = config_hash({"model": model, "config": to_dict(resolved), "dataset": data or short})
+    return results / short / "runs" / f"{model}-{key}-s{resolved.seed}"
 
 
 def without_images(
@@ -260,18 +268,23 @@ def run_jobs(jobs: list[Job], proc: Path, opts: Options) -> None:
     )
     configs = {j.run_dir: load_run_config(j.config, j.overrides, model=j.model) for j in todo}
     todo.sort(key=lambda j: -expected_cost(configs[j.run_dir]))  # longest first: end together
-    tasks = [
-        Task(
-            f"{j.model} seed {j.seed}",
-            tuple(_command(j, proc, opts.threads, opts.force)),
-            j.run_dir.parent / f"{j.run_dir.name}.log",
-            cpus=opts.threads,
-            device=configs[j.run_dir].train.device,
-        )
-        for j in todo
-    ]
+    tasks = [train_task(j, proc, opts.threads, opts.force, configs[j.run_dir]) for j in todo]
     if tasks:
         make_executor(opts.executor, opts.jobs, opts.ray_address).run(tasks)
+
+
+def train_task(
+    job: Job, proc: Path, threads: int, force: bool = False, cfg: RunConfig | None = None
+) -> Task:
+    """The executor's task of a job: its ``mdr train`` command and log beside its run."""
+    cfg = cfg or load_run_config(job.config, job.overrides, model=job.model)
+    return Task(
+        f"{job.model} seed {job.seed}",
+        tuple(_command(job, proc, threads, force)),
+        job.run_dir.parent / f"{job.run_dir.name}.log",
+        cpus=threads,
+        device=cfg.train.device,
+    )
 
 
 # --------------------------------------------------------------------------- aggregation
