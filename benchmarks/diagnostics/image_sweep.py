@@ -9,11 +9,12 @@ Each variant changes ONE thing of Table 2's MDR (:data:`VARIANTS`): the prepared
 (image size, the labelled fraction of items) or the config (``model.image_channels``). A
 variant of the data is prepared from the shop's raw files beside the catalog's folder
 (``$MDR_DATA/proc/<dataset>-<variant>``, once); every variant trains MDR on ``--seed`` by
-the one trainer, under Table 2's protocol. ``base`` is Table 2's own seed-0 run (same
-config, same hash: reused). Per variant the sweep reports the validation GAUC at the
+the one trainer, under Table 2's protocol. ``base`` is Table 2's own run of the seed
+(same config, same hash: reused, and with ``--quick`` the quick table's). Per variant the sweep reports the validation GAUC at the
 best epoch (what selects) and the seconds per epoch, and, on the trained run, Figure 4's
 measures (:mod:`benchmarks.paper.figure4`): a probe trained on the variant's real photos
-reads colour and shape off decoded traversals and reconstructions of 100 seeded items.
+reads colour and shape off decoded traversals and reconstructions of 100 seeded items
+that it never trained on.
 
 The goals of Figure 4 on real photos are checked per variant: the probe on
 reconstructions within 0.15 of the probe on real photos, for colour and for shape; the
@@ -34,7 +35,7 @@ import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 import torch
@@ -42,23 +43,22 @@ import torch
 from benchmarks.common import RESULTS, BenchmarkError, run_script, to_csv, write_result
 from benchmarks.executor import make_executor
 from benchmarks.paper import figure4
+from benchmarks.paper.figure3 import read_valid_curve
 from benchmarks.paper.tables import Job, config_for, run_dir_for, train_task
 from mdr.argtypes import Parser, int_range
 from mdr.config import PrepareConfig, load_run_config
-from mdr.data.catalog import resolve
+from mdr.data.catalog import SYNTHETIC, dataset_name, resolve
 from mdr.data.dataset import ProcessedDataset
-from mdr.explain.effect import traversal_effect
-from mdr.explain.probe import fit_probe
-from mdr.explain.traversal import image_decoder, item_codes, slot_columns
-from mdr.models.capabilities import ImageDecoding
+from mdr.data.parse import DataError
 
 FACTORS = ("colour", "shape")
 RECON_GAP = 0.15  # Figure 4's goal: reconstructions read within this of the real photos
 FLIP_RATIO = 2.0  # Figure 4's goal: a slot changes its own factor this much more often
 # a variant replaces Table 2's setting only when its validation GAUC beats the base's by
-# more than MDR's seed-to-seed spread of validation GAUC in Table 2 (0.004 on photo-small):
-# one seed cannot tell smaller differences from noise
-MARGIN = 0.005
+# more than twice the spread of a one-seed difference: MDR's validation GAUC varies by
+# 0.004 between seeds in Table 2 (photo-small), so a difference of two single runs by
+# 0.006; smaller margins would follow the seed
+MARGIN = 0.012
 QUICK = {"train.epochs": 1, "train.max_steps_per_epoch": 8, "train.full_ranking": False}
 
 
@@ -71,7 +71,7 @@ class Variant:
 
 VARIANTS = {
     "base": Variant("Table 2's MDR: 32x32, channels 16-32-32-64, 10 % of items labelled"),
-    "size64": Variant("64x64 photos (the corpus's 60x80 at full size)", {"image_size": 64}),
+    "size64": Variant("64x64 photos (the corpus's 224x224, downscaled)", {"image_size": 64}),
     "wide": Variant(
         "channels 32-32-64-64 (the real-data width)",
         overrides={"model.image_channels": [32, 32, 64, 64]},
@@ -95,9 +95,10 @@ class Options:
 # --------------------------------------------------------------------------- data
 
 
-def variant_data(base: Path, name: str, variant: Variant) -> Path:
+def variant_data(base: Path, short: str, name: str, variant: Variant) -> Path:
     """The prepared folder of a variant: the base itself, or the shop's raw files prepared
-    once with the variant's fields changed, beside the base."""
+    once with the variant's fields changed, beside the base, as dataset ``<short>-<name>``
+    (its own results folder and run hashes, never the base's)."""
     if not variant.prepare:
         return base
     from mdr.data.preprocess import prepare
@@ -106,11 +107,14 @@ def variant_data(base: Path, name: str, variant: Variant) -> Path:
     cfg = PrepareConfig(**{**manifest["config"], **variant.prepare})
     out = base.parent / f"{base.name}-{name}"
     if (out / "dataset.json").is_file():
-        have = ProcessedDataset.open(out).manifest["config"]
-        if have != asdict(cfg):
+        have = ProcessedDataset.open(out).manifest
+        if have["config"] != asdict(cfg) or have["source"].get("inputs") != manifest["source"].get(
+            "inputs"
+        ):
             raise BenchmarkError(
-                f"{out}: prepared with other settings than variant {name!r} "
-                f"({json.dumps(variant.prepare)}); move it away to prepare it again"
+                f"{out}: prepared from other files or with other settings than variant "
+                f"{name!r} of {base} ({json.dumps(variant.prepare)}); move it away to "
+                "prepare it again"
             )
         return out
     raw = Path(manifest["source"]["raw"])
@@ -120,41 +124,51 @@ def variant_data(base: Path, name: str, variant: Variant) -> Path:
             f"remove {base} and run a table on {base.name} to generate them"
         )
     print(f"image_sweep: preparing {out} ({json.dumps(variant.prepare)})")
-    prepare(raw, out, category=manifest["source"]["category"], cfg=cfg, progress=False)
+    prepare(
+        raw,
+        out,
+        category=manifest["source"]["category"],
+        cfg=cfg,
+        name=f"{short}-{name}",
+        progress=False,
+    )
     return out
 
 
 # --------------------------------------------------------------------------- runs
 
 
-def plan(opts: Options, base: Path) -> list[tuple[str, Job, Path]]:
+def plan(opts: Options, base: Path, short: str) -> list[tuple[str, Job, Path]]:
     """(variant, job, prepared folder) per variant: Table 2's MDR with the one change."""
     cfg_path = config_for(base)
     out = []
     for name in opts.variants:
         variant = VARIANTS[name]
-        proc = variant_data(base, name, variant)
+        proc = variant_data(base, short, name, variant)
         overrides = {**variant.overrides, **(QUICK if opts.quick else {})}
         resolved = load_run_config(cfg_path, {**overrides, "seed": opts.seed}, model="mdr")
         # the base keeps Table 2's name and hash (its run is reused); other data, its own
-        data_name = opts.dataset if proc == base else f"{opts.dataset}-{name}"
-        run_dir = run_dir_for(opts.results, opts.dataset, "mdr", resolved, data_name)
+        data_name = short if proc == base else f"{short}-{name}"
+        run_dir = run_dir_for(opts.results, short, "mdr", resolved, data_name)
         out.append((name, Job("mdr", opts.seed, cfg_path, overrides, run_dir), proc))
     return out
 
 
 def validation(run_dir: Path) -> dict[str, Any]:
-    """The best validation GAUC, its epoch, the epochs run and seconds per epoch, from the
-    run's ``metrics.jsonl`` alone (never its test results)."""
-    lines = [json.loads(s) for s in (run_dir / "metrics.jsonl").read_text().splitlines() if s]
-    if not lines:
-        raise BenchmarkError(f"{run_dir}: no epoch in metrics.jsonl")
-    best = max(lines, key=lambda d: d["valid/gauc"])  # the first of ties: the trainer's rule
+    """The best validation GAUC and its epoch (the trainer's choice), the epochs run and
+    the median seconds per epoch, from the run's ``metrics.jsonl`` alone (never its test
+    results)."""
+    path = run_dir / "metrics.jsonl"
+    epochs, gauc = read_valid_curve(path)  # every line checked: one line naming a bad one
+    lines = [json.loads(t) for t in path.read_text(encoding="utf-8").splitlines() if t.strip()]
+    best = int(lines[-1].get("best_epoch", epochs[int(np.argmax(gauc))]))
+    if best not in epochs:
+        raise DataError(f"{path}: best_epoch {best} has no validation line")
     return {
-        "valid_gauc": best["valid/gauc"],
-        "best_epoch": best["epoch"],
-        "epochs_run": lines[-1]["epoch"],
-        "epoch_s": float(np.median([d["epoch_s"] for d in lines])),
+        "valid_gauc": gauc[epochs.index(best)],
+        "best_epoch": best,
+        "epochs_run": epochs[-1],
+        "epoch_s": float(np.median([d["epoch_s"] for d in lines if "epoch_s" in d] or [math.nan])),
     }
 
 
@@ -164,28 +178,13 @@ def validation(run_dir: Path) -> dict[str, Any]:
 def figure4_measures(run_dir: Path, proc: Path, opts: Options) -> dict[str, Any]:
     """Figure 4's measures of one run: probe on real photos and on reconstructions, and the
     flip rates of traversing the colour and the shape slot."""
-    lr = figure4.open_run(run_dir, _figure4_options(opts, proc))
-    model = cast(ImageDecoding, lr.model)
+    fopts = _figure4_options(opts, proc)
+    lr = figure4.open_run(run_dir, fopts)
     labels = figure4.ground_truth(lr.ds, list(FACTORS))
     if labels is None:
         raise BenchmarkError(f"{proc}: no ground-truth factors (the sweep needs a shop)")
-    keep = np.flatnonzero(lr.ds.image_mask)
-    probe = fit_probe(
-        np.asarray(lr.ds.images)[keep],
-        {f: y[keep] for f, y in labels.items()},
-        epochs=opts.probe_epochs,
-        seed=opts.seed,
-    )
-    items = figure4.pick_items(lr.ds, 100, opts.seed, "effect")
-    effect = traversal_effect(
-        image_decoder(model),
-        item_codes(model),
-        items,
-        slot_columns(model, list(FACTORS)),
-        probe,
-        labels,
-        n_steps=10,
-    )
+    probe = figure4.train_probe(lr.ds, labels, fopts)
+    effect, _ = figure4.measure(lr, probe, labels, figure4.effect_items(lr.ds, probe, fopts), fopts)
     flip = {(s, f): float(effect.flip[i, j]) for i, s in enumerate(effect.slots)
             for j, f in enumerate(effect.factors)}  # fmt: skip
     row: dict[str, Any] = {}
@@ -271,6 +270,11 @@ def chosen(rows: list[dict[str, Any]]) -> tuple[str, str]:
     )
 
 
+def _ratio(x: float) -> str:
+    """A flip ratio for the table: no change of either factor has no ratio."""
+    return "no change" if math.isnan(x) else "only own" if math.isinf(x) else f"{x:.1f}x"
+
+
 def markdown(
     dataset: str, rows: list[dict[str, Any]], pick: tuple[str, str], seed: int, quick: bool
 ) -> str:
@@ -301,9 +305,9 @@ def markdown(
             f"{r['real_colour']:.2f} / {r['recon_colour']:.2f} | "
             f"{r['real_shape']:.2f} / {r['recon_shape']:.2f} | "
             f"{r['colour_slot_colour_flip']:.2f} / {r['colour_slot_shape_flip']:.2f} "
-            f"({r['colour_ratio']:.1f}x) | "
+            f"({_ratio(r['colour_ratio'])}) | "
             f"{r['shape_slot_shape_flip']:.2f} / {r['shape_slot_colour_flip']:.2f} "
-            f"({r['shape_ratio']:.1f}x) | {r['goals_met'] or '-'} |"
+            f"({_ratio(r['shape_ratio'])}) | {r['goals_met'] or '-'} |"
         )
     out += ["", f"**Chosen for the tables: {pick[0] or '-'}**: {pick[1]}."]
     if quick:
@@ -351,14 +355,20 @@ def main(argv: list[str] | None = None) -> int:
     opts = parse_args(argv)
     torch.set_num_threads(opts.threads)
     start = time.time()
+    if opts.dataset not in SYNTHETIC and not Path(opts.dataset).is_dir():
+        raise BenchmarkError(
+            f"--dataset {opts.dataset}: the sweep needs a shop with ground-truth factors: "
+            f"one of {', '.join(SYNTHETIC)} or a prepared shop's folder"
+        )
     base = resolve(opts.dataset)
-    if ProcessedDataset.open(base).factors is None:
-        raise BenchmarkError(f"{opts.dataset}: no ground-truth factors; the sweep needs a shop")
-    planned = plan(opts, base)
-    todo = [(j, proc) for _, j, proc in planned if not (j.run_dir / "test.json").is_file()]
+    short = dataset_name(opts.dataset)
+    if not ProcessedDataset.open(base).factors:
+        raise BenchmarkError(f"{base}: no ground-truth factors; the sweep needs a shop")
+    planned = plan(opts, base, short)
+    todo = [(v, j, p) for v, j, p in planned if not (j.run_dir / "test.json").is_file()]
     print(f"image_sweep: {len(planned) - len(todo)} run(s) reused, {len(todo)} to train")
     if todo:
-        tasks = [train_task(j, proc, opts.threads) for j, proc in todo]
+        tasks = [train_task(j, p, opts.threads, label=f"mdr {v} seed {j.seed}") for v, j, p in todo]
         make_executor("local", opts.jobs).run(tasks)
     rows = []
     for name, job, proc in planned:
@@ -379,10 +389,10 @@ def main(argv: list[str] | None = None) -> int:
     pick = chosen(rows)
     name = "image_sweep_quick" if opts.quick else "image_sweep"
     write_result(
-        opts.dataset,
+        short,
         name,
         to_csv(rows, COLUMNS),
-        markdown(opts.dataset, rows, pick, opts.seed, opts.quick),
+        markdown(short, rows, pick, opts.seed, opts.quick),
         results_dir=opts.results,
         seed=opts.seed,
         variants={n: asdict(VARIANTS[n]) for n in opts.variants},
@@ -394,7 +404,7 @@ def main(argv: list[str] | None = None) -> int:
         wall_s=round(time.time() - start, 1),
     )
     print(f"image_sweep: chosen {pick[0]}: {pick[1]}")
-    print(f"image_sweep: wrote {opts.results / opts.dataset}/{name}.csv/.md")
+    print(f"image_sweep: wrote {opts.results / short}/{name}.csv/.md")
     return 0
 
 

@@ -18,8 +18,9 @@ a CNN probe trained on the shop's real images with their ground-truth factors re
 each decoded traversal image; per (slot traversed, factor) the fraction of steps at
 which its predicted class differs from the first step's (``flip``) and the total
 variation of its predicted distribution (``tv``), averaged over ``--effect-items``
-seeded items and the slot's dimensions. The probe's accuracy on held-out real images
-and on the items' plain reconstructions says how far to trust it. The comparison runs
+seeded items (drawn among the probe's held-out images) and the slot's dimensions. The
+probe's accuracy on held-out real images and on the same items' plain reconstructions
+says how far to trust it. The comparison runs
 (default: the seed-0 ``beta_vae`` run of the same manifest, whose slots are unsupervised
 column groups) add rows on the same items with the same probe.
 
@@ -113,9 +114,12 @@ def open_run(run_dir: Path, opts: Options) -> LoadedRun:
 # --------------------------------------------------------------------------- items and probe
 
 
-def pick_items(ds: ProcessedDataset, n: int, seed: int, stream: str) -> list[int]:
-    """``n`` seeded items with an image (sorted), the same for every run on ``ds``."""
-    candidates = np.flatnonzero(ds.image_mask)
+def pick_items(
+    ds: ProcessedDataset, n: int, seed: int, stream: str, among: np.ndarray | None = None
+) -> list[int]:
+    """``n`` seeded items with an image (sorted; of ``among`` when given), the same for every
+    run on ``ds``."""
+    candidates = np.flatnonzero(ds.image_mask) if among is None else np.asarray(among)
     if len(candidates) == 0:
         raise BenchmarkError(f"{ds.root}: no item has an image")
     chosen = rng(seed, "figure4", stream).choice(candidates, min(n, len(candidates)), replace=False)
@@ -142,6 +146,26 @@ def train_probe(ds: ProcessedDataset, labels: dict[str, np.ndarray], opts: Optio
     return fit_probe(
         images, {f: y[keep] for f, y in labels.items()}, epochs=opts.probe_epochs, seed=opts.seed
     )
+
+
+def effect_items(ds: ProcessedDataset, probe: CNNProbe, opts: Options) -> list[int]:
+    """The items the effect is measured on: seeded, among the probe's held-out images, so
+    that its accuracy on their reconstructions compares with its accuracy on real images
+    it never saw (not with what it memorised of its training images)."""
+    held_out = np.flatnonzero(ds.image_mask)[probe.holdout_index]
+    return pick_items(ds, opts.effect_items, opts.seed, "effect", among=held_out)
+
+
+def measure(
+    lr: LoadedRun, probe: CNNProbe, labels: dict[str, np.ndarray], items: list[int], opts: Options
+) -> tuple[TraversalEffect, dict[str, list[int]]]:
+    """Figure 4's measured effect of one run on ``items``, and the slots' columns."""
+    model = cast(ImageDecoding, lr.model)
+    slots = _slot_columns(model, opts.slots)
+    effect = traversal_effect(
+        image_decoder(model), item_codes(model), items, slots, probe, labels, n_steps=opts.steps
+    )
+    return effect, slots
 
 
 # --------------------------------------------------------------------------- figures
@@ -220,6 +244,7 @@ def markdown(
     factors: list[str],
     figures: list[Path],
     opts: Options,
+    ds_name: str = "",
 ) -> str:
     """The effect matrix per run, the probe's trust, the reading and the figures."""
     fl = [f"{f}_flip" for f in factors]
@@ -238,7 +263,8 @@ def markdown(
         "trained on the real images with their ground-truth factors predicts a different "
         "class than at the first step (flip), and the total variation of its predicted "
         "distribution (TV), averaged over the slot's dimensions and "
-        f"{rows[0]['n_items'] if rows else 0} seeded items. A slot that controls its own "
+        f"{rows[0]['n_items'] if rows else 0} seeded items among the probe's held-out "
+        "images. A slot that controls its own "
         "factor shows a large diagonal and a small off-diagonal.",
         "",
     ]
@@ -246,7 +272,8 @@ def markdown(
         out.append(to_markdown(rows, ["model", "slot", *fl, *tv, "pixel_change"], heads))
         out += [
             "Probe accuracy (how far to trust the matrix): on held-out real images, on "
-            "the items' plain reconstructions, and the majority-class rate of those items.",
+            "the plain reconstructions of the held-out items above, and the majority-class "
+            "rate of those items.",
             "",
         ]
         trust = []
@@ -282,7 +309,7 @@ def markdown(
         out += ["No ground-truth factors in this dataset: pictures only.", ""]
     out += ["## Figures", ""]
     out += [f"- `figures/{p.name}`" for p in figures]
-    if dataset in PHOTO:
+    if dataset in PHOTO or ds_name in PHOTO:
         out += [
             "",
             "Photo shop: every item is a real product photo with its real colour and article "
@@ -410,25 +437,14 @@ def main(argv: list[str] | None = None) -> int:
     probe = None
     if labels is not None:
         probe = train_probe(lr.ds, labels, opts)
-        items = pick_items(lr.ds, opts.effect_items, opts.seed, "effect")
+        items = effect_items(lr.ds, probe, opts)
         for role, run in [("main", lr), *(("compare", open_run(r, opts)) for r in compare)]:
             if run.ds.root.resolve() != lr.ds.root.resolve():
                 raise BenchmarkError(
                     f"{run.folder.root}: trained on {run.ds.root}, not on "
                     f"{lr.ds.root}; compare runs of one dataset"
                 )
-            run_model = cast(ImageDecoding, run.model)
-            run_slots = _slot_columns(run_model, opts.slots)
-            run_codes = codes if run is lr else item_codes(run_model)
-            effect = traversal_effect(
-                image_decoder(run.model),
-                run_codes,
-                items,
-                run_slots,
-                probe,
-                labels,
-                n_steps=opts.steps,
-            )
+            effect, run_slots = measure(run, probe, labels, items, opts)
             rows += effect_rows(run, effect, run_slots, role)
             sentences[f"{run.cfg.model.name} ({run.folder.root.name})"] = describe_effect(effect)
     cols = columns(opts.factors)
@@ -436,7 +452,7 @@ def main(argv: list[str] | None = None) -> int:
         dataset,
         "figure4",
         to_csv(rows, cols),
-        markdown(dataset, rows, sentences, opts.factors, figures, opts),
+        markdown(dataset, rows, sentences, opts.factors, figures, opts, lr.ds.name),
         results_dir=opts.results,
         runs=[str(main_run), *map(str, compare)],
         slots=opts.slots,

@@ -274,12 +274,17 @@ def run_jobs(jobs: list[Job], proc: Path, opts: Options) -> None:
 
 
 def train_task(
-    job: Job, proc: Path, threads: int, force: bool = False, cfg: RunConfig | None = None
+    job: Job,
+    proc: Path,
+    threads: int,
+    force: bool = False,
+    cfg: RunConfig | None = None,
+    label: str | None = None,
 ) -> Task:
     """The executor's task of a job: its ``mdr train`` command and log beside its run."""
     cfg = cfg or load_run_config(job.config, job.overrides, model=job.model)
     return Task(
-        f"{job.model} seed {job.seed}",
+        label or f"{job.model} seed {job.seed}",
         tuple(_command(job, proc, threads, force)),
         job.run_dir.parent / f"{job.run_dir.name}.log",
         cpus=threads,

@@ -71,6 +71,7 @@ class CNNProbe(nn.Module):
         self.heads = nn.ModuleDict({f: nn.Linear(c, k) for f, k in n_classes.items()})
         self.factors = tuple(n_classes)
         self.holdout_accuracy: dict[str, float] = {}
+        self.holdout_index = np.zeros(0, dtype=np.int64)  # rows of the fitted images held out
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:
         """x (n, 3, S, S) in [0, 1] -> factor -> logits (n, n_classes)."""
@@ -108,7 +109,9 @@ def fit_probe(
 
     A seeded ``holdout`` fraction of the images is kept out of training; the probe's
     accuracy on it is stored in ``probe.holdout_accuracy`` (factor -> accuracy). Same
-    inputs and seed give the same probe on the CPU. On the small synthetic shop the
+    inputs and seed give the same probe on the CPU. ``probe.holdout_index`` says which
+    rows of ``images`` it never trained on (a measure on decoded images of the same items
+    is then free of what the probe memorised of their real images). On the small synthetic shop the
     defaults reach about 100 % (colour) and 94-96 % (shape) held-out accuracy in under a
     minute of one CPU core.
     """
@@ -133,6 +136,7 @@ def fit_probe(
             probe, x[train], {f: y[train] for f, y in ys.items()}, epochs, batch_size, lr, seed
         )
     probe.eval()
+    probe.holdout_index = np.sort(test.numpy())
     if n_test:
         probs = probe.predict_proba(x[test])
         probe.holdout_accuracy = {f: accuracy(probs[f], ys[f][test].numpy()) for f in probe.factors}
