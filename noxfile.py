@@ -159,6 +159,11 @@ for _name, _script, _doc in [
         "Diagnose a run's image decoder (error vs the mean image, dead units) vs a VAE alone.",
     ),
     (
+        "image-sweep",
+        "image_sweep",
+        "On a shop of real photos: image size, encoder width, weak labels on validation (MDR).",
+    ),
+    (
         "fashion",
         "fashion",
         "Real product photos: prepare, train the image side with weak labels, Figure 4 + scores.",

@@ -260,8 +260,8 @@ def chosen(rows: list[dict[str, Any]]) -> tuple[str, str]:
     if not better:
         return "base", (
             f"no variant beats the base's validation GAUC ({by['base']['valid_gauc']:.4f}) by "
-            f"more than {MARGIN}, the seed-to-seed spread one seed cannot resolve: "
-            "the tables keep the base"
+            f"more than {MARGIN} (twice the spread of a difference between two one-seed "
+            "runs): the tables keep the base"
         )
     best = max(better, key=lambda r: r["valid_gauc"])
     return best["variant"], (
@@ -287,8 +287,8 @@ def markdown(
         "each run: a CNN probe trained on the variant's real photos reads colour and shape "
         "off the plain reconstructions (real / recon / gap = real - recon) and off "
         "traversals of the colour and shape slots (flip: the fraction of steps whose "
-        "predicted class changes; ratio: own factor over the other), 100 seeded items, "
-        "10 steps. Goals: gap <= "
+        "predicted class changes; ratio: own factor over the other), 100 seeded items "
+        "that the probe never trained on, 10 steps. Goals: gap <= "
         f"{RECON_GAP} for both factors (`recon`), ratio >= {FLIP_RATIO} for the colour "
         "slot (`colour`) and for the shape slot (`shape`).",
         "",
