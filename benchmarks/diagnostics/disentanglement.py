@@ -42,7 +42,7 @@ from benchmarks.common import (
     write_result,
 )
 from mdr.argtypes import Parser
-from mdr.data.catalog import DEFAULT_DATASET, dataset_name
+from mdr.data.catalog import DEFAULT_DATASET, PHOTO, dataset_name
 from mdr.seeding import rng
 
 TABLES = ("table2", "table3")
@@ -223,9 +223,15 @@ def render(rows: list[dict[str, Any]], metrics: list[str], info: dict[str, Any])
     md = [
         f"# Disentanglement against ground truth ({info['dataset']})",
         "",
-        "**Synthetic ground truth**: the factors are the synthetic shop's generating factors "
-        "(`factors.npz` of the prepared dataset), known exactly only because the data is "
-        "synthetic; these are illustrations, not claims about real products.",
+        (
+            "**Ground truth of a photo shop**: colour and shape are each photo's own labels "
+            "(baseColour and articleType, grouped; `factors.npz` of the prepared dataset), "
+            "the other factors the shop's generating factors; the users are synthetic."
+            if info["dataset"] in PHOTO
+            else "**Synthetic ground truth**: the factors are the synthetic shop's generating "
+            "factors (`factors.npz` of the prepared dataset), known exactly only because the "
+            "data is synthetic; these are illustrations, not claims about real products."
+        ),
         "",
         f"Codes: each run's deterministic item representation r (posterior means) of "
         f"{info['n_items']} item(s); factors: {', '.join(info['factors'])}. Mean ± std over "
