@@ -272,7 +272,7 @@ def chosen(rows: list[dict[str, Any]]) -> tuple[str, str]:
 
 def _ratio(x: float) -> str:
     """A flip ratio for the table: no change of either factor has no ratio."""
-    return "no change" if math.isnan(x) else "only own" if math.isinf(x) else f"{x:.1f}x"
+    return "no change" if math.isnan(x) else "only own" if math.isinf(x) else f"{x:.2f}x"
 
 
 def markdown(
