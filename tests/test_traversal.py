@@ -13,7 +13,7 @@ import torch
 
 from mdr.explain.drawing import draw_traversal
 from mdr.explain.effect import traversal_effect
-from mdr.explain.probe import fit_probe
+from mdr.explain.probe import as_images, fit_probe
 from mdr.explain.traversal import (
     NoImageDecoderError,
     image_decoder,
@@ -177,6 +177,10 @@ def test_fitted_probe_recovers_the_effect_and_is_deterministic() -> None:
     kw = {"epochs": 10, "lr": 5e-3, "seed": 0, "width": (8, 16, 16)}
     probe = fit_probe(images, labels, **kw)
     assert probe.holdout_accuracy["colour"] >= 0.95 and probe.holdout_accuracy["shape"] >= 0.95
+    held = probe.holdout_index  # the rows it never trained on: 20 % of 160, each once
+    assert len(held) == 32 and len(set(held.tolist())) == 32 and list(held) == sorted(held)
+    preds = probe.predict_proba(as_images(images[held]))["colour"].argmax(1)
+    assert np.mean(preds == labels["colour"][held]) == probe.holdout_accuracy["colour"]
     again = fit_probe(images, labels, **kw)
     for p, q in zip(probe.parameters(), again.parameters()):
         assert torch.equal(p, q)
