@@ -197,6 +197,34 @@ def test_a_missing_corpus_is_one_clear_line(
     assert str(nowhere) in capsys.readouterr().err
 
 
+def test_a_damaged_corpus_reports_every_skipped_row(tmp_path: Path) -> None:
+    src = tmp_path / "corpus"
+    (src / "images").mkdir(parents=True)
+    head = "id,gender,masterCategory,subCategory,articleType,baseColour,season,year,usage"
+    rows = [
+        "1,Men,Apparel,Topwear,Shirts,Navy Blue,Fall,2011,Casual",
+        "2,Men,Apparel,Bottomwear,Jeans,Blue,Summer,2012",  # a field short
+        "3,Men,Apparel,Bottomwear,Jeans,Blue,Summer,2012,Casual",
+        "x4,Men,Apparel,Bottomwear,Jeans,Blue,Summer,2012,Casual",  # not an id
+        "5,Men,Apparel,Bottomwear,Jeans,,Summer,2012,Casual",  # no colour
+    ]
+    (src / "styles.csv").write_text("\n".join([head, *rows]) + "\n", encoding="utf-8")
+    names = ["productDisplayName", *(f"item {i}" for i in range(1, 6))]
+    (src / "styles_text.csv").write_text("\n".join(names) + "\n", encoding="utf-8")
+    for i in (1, 2, 3, 5):
+        Image.new("RGB", (8, 8), (20, 20, 120)).save(src / "images" / f"{i}.jpg")
+    photos, counts = ph.corpus_photos(src)
+    assert [p.id for p in photos] == [1, 3]
+    skipped = counts["skipped"]
+    assert skipped["counts"] == {
+        "malformed styles.csv row": 1,
+        "no baseColour": 1,
+        "styles.csv row with a non-integer id": 1,
+    }
+    assert any(e.startswith("styles.csv:3: malformed") for e in skipped["examples"])
+    assert counts["without_label"] == 1  # photographed, well formed, no colour
+
+
 def test_sizes_beyond_the_corpus_are_refused(corpus: Path, tmp_path: Path) -> None:
     with pytest.raises(DataError, match="needs 23,033 photos"):
         syn.generate("cloth", seed=0, out=tmp_path / "c", progress=False, photos=corpus)

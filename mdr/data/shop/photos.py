@@ -179,8 +179,9 @@ def default_photos_dir() -> Path:
     return default_fashion_dir()
 
 
-def corpus_photos(src: str | Path) -> tuple[list[Photo], dict[str, int]]:
-    """The candidate photos of the corpus at ``src`` (ascending id) and what was left out.
+def corpus_photos(src: str | Path) -> tuple[list[Photo], dict[str, Any]]:
+    """The candidate photos of the corpus at ``src`` (ascending id) and what was left out,
+    the corpus's skipped records included (by reason, with ``file:line`` examples).
 
     A missing folder is one :class:`DataError` naming it and ``$MDR_FASHION_DIR``.
     """
@@ -221,6 +222,7 @@ def corpus_photos(src: str | Path) -> tuple[list[Photo], dict[str, int]]:
         "without_label": len(photographed) - len(usable),
         "outside_the_classes": len(usable) - len(out),
         "candidates": len(out),
+        "skipped": skips.as_dict(),
     }
     return out, counts
 
@@ -278,7 +280,7 @@ class PhotoPicks:
 
     src: Path
     photos: list[Photo]
-    counts: dict[str, int]
+    counts: dict[str, Any]
     inputs: dict[str, str]  # corpus file -> sha256
 
     def given(self) -> dict[str, np.ndarray]:
