@@ -67,7 +67,7 @@ def test_quick_tuning_writes_every_table_and_a_best_yaml(
         float(r["valid_gauc"]) for r in _rows(out / "deepfm.csv")
     )
     md = (out / "tuning.md").read_text()
-    assert "| mdr | 2 |" in md and "cpu_min" in md
+    assert "| mdr | yes | 2 |" in md and "cpu_min" in md
     # every trial trained on the validation-only view: its run scored no test
     for run in (out / "runs").iterdir():
         if (run / "test.json").is_file():
@@ -93,6 +93,42 @@ def test_quick_tuning_writes_every_table_and_a_best_yaml(
     (out / "best.yaml").rename(out / "best.yaml.moved")
     with pytest.raises(BenchmarkError, match=r"best\.yaml: not found - run"):
         table2.main([*tuned, "--models", "deepfm"])
+
+
+def test_every_study_is_reported_and_one_under_way_is_not_chosen(
+    tmp_path: Path, data_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Tuning a second model keeps the first one's choice; a study short of its trials is
+    reported as under way and kept out of best.yaml; --report runs no trial; an
+    interrupted tuning still writes the outputs."""
+    from benchmarks.paper import table2, tune
+
+    monkeypatch.setenv("MDR_DATA", str(data_root))
+    out = tmp_path / "synthetic-tiny" / "tuning_quick"
+    with pytest.raises(BenchmarkError, match=r"studies\.journal: no studies yet"):
+        _tune(tmp_path, "--report")
+    _tune(tmp_path, "--models", "pnn")
+    _tune(tmp_path, "--models", "abae", "--trials", "1")  # stopped after one of two
+    journal = (out / "studies.journal").read_bytes()
+    _tune(tmp_path, "--report")
+    assert (out / "studies.journal").read_bytes() == journal  # no trial ran
+    assert set(yaml.safe_load((out / "best.yaml").read_text())) == {"pnn"}
+    assert len(_rows(out / "abae.csv")) == 1 and len(_rows(out / "pnn.csv")) == 2
+    md = (out / "tuning.md").read_text()
+    assert "| pnn | yes | 2 |" in md and "| abae | no: 1 of 2 | 1 |" in md
+    tuned = ["--dataset", "synthetic-tiny", "--quick", "--tuned", "-q", "--results", str(tmp_path)]
+    with pytest.raises(BenchmarkError, match="no tuned settings for 'abae'"):
+        table2.main([*tuned, "--models", "abae"])
+
+    class Interrupted:
+        def run(self, tasks) -> None:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(tune, "make_executor", lambda *a: Interrupted())
+    (out / "tuning.md").unlink()
+    with pytest.raises(KeyboardInterrupt):
+        _tune(tmp_path, "--models", "abae")
+    assert "| abae | no: 1 of 2 | 1 |" in (out / "tuning.md").read_text()
 
 
 def test_other_test_lists_give_the_same_trials(

@@ -19,6 +19,12 @@ overrides: its best complete trial by validation GAUC; the tuned tables read it)
 ``tuning.md`` and a manifest (trials by state, the CPU time of each study, runs that
 reached the epoch cap, and what a shorter patience would have lost on the trials'
 validation curves). The trials' run folders go to ``tuning/runs/`` (not committed).
+
+The outputs cover every model with a study in the storage, not only ``--models``: tuning
+one model never drops another's choice. A study short of its trials is reported as
+under way and kept out of ``best.yaml``, so no tuned table reads a choice made on fewer
+trials than the others had. An interrupted tuning (Ctrl-C, a failed worker) still writes
+the outputs as the studies stand; ``--report`` writes them without running a trial.
 """
 
 from __future__ import annotations
@@ -62,6 +68,7 @@ class Options:
     results: Path
     threads: int
     quiet: bool
+    report: bool = False
 
 
 def parse(argv: list[str] | None) -> Options:
@@ -87,7 +94,8 @@ def parse(argv: list[str] | None) -> Options:
     p.add_argument(
         "--quick",
         action="store_true",
-        help=f"{QUICK_TRIALS} trials of 2 short epochs per model, into tuning_quick/: "
+        help=f"{QUICK_TRIALS} trials (unless --trials) of 2 short epochs per model, into "
+        "tuning_quick/: "
         "a pipeline check (numbers not meaningful)",
     )
     p.add_argument(
@@ -105,6 +113,12 @@ def parse(argv: list[str] | None) -> Options:
     )
     p.add_argument("--threads", type=int_range(1, 1024), default=1, help="torch threads per trial")
     p.add_argument("--results", type=Path, default=RESULTS)
+    p.add_argument(
+        "--report",
+        action="store_true",
+        help="run no trial: write the outputs from the studies as they stand (e.g. while "
+        "workers elsewhere tune)",
+    )
     p.add_argument("-q", "--quiet", action="store_true")
     a = p.parse_args(argv)
     return Options(
@@ -119,6 +133,7 @@ def parse(argv: list[str] | None) -> Options:
         a.results,
         a.threads,
         a.quiet,
+        a.report,
     )
 
 
@@ -144,7 +159,7 @@ def plan(opts: Options, proc: Path, short: str) -> tuple[Path, dict[str, dict[st
     for m in kept:
         search_space(cfg_path, m)  # a broken search space is refused before any work
     tuning = load_tuning(cfg_path)
-    trials = QUICK_TRIALS if opts.quick else (opts.trials or tuning.trials)
+    trials = opts.trials or (QUICK_TRIALS if opts.quick else tuning.trials)
     return cfg_path, {m: {**ov, **extra} for m, ov in kept.items()}, trials
 
 
@@ -257,8 +272,8 @@ def patience_losses(study: Any, patience: int) -> tuple[float, int, int]:
     return sum(losses) / len(losses), sum(x > 0 for x in losses), len(losses)
 
 
-def summary(studies: dict[str, Any], rows: dict[str, list[dict]]) -> tuple[str, dict]:
-    """tuning.md and the manifest's per-model figures."""
+def summary(studies: dict[str, Any], rows: dict[str, list[dict]], budget: int) -> tuple[str, dict]:
+    """tuning.md and the manifest's per-model figures (``budget``: the trials per model)."""
     table, info = [], {}
     for model, study in studies.items():
         from mdr.training.tuning import counted_trials
@@ -270,6 +285,7 @@ def summary(studies: dict[str, Any], rows: dict[str, list[dict]]) -> tuple[str, 
         best = chosen(rows[model], [])
         rec: dict[str, Any] = {
             "model": model,
+            "finished": "yes" if len(trials) >= budget else f"no: {len(trials)} of {budget}",
             "trials": len(trials),
             "complete": states.count("complete"),
             "pruned": states.count("pruned"),
@@ -289,7 +305,8 @@ def summary(studies: dict[str, Any], rows: dict[str, list[dict]]) -> tuple[str, 
     md = [
         "# Tuning on validation only",
         "",
-        "Each model's study: trials counted (complete, pruned by the median rule, failed "
+        "Each model's study: whether it has its trials (a study under way is not in "
+        "best.yaml), trials counted (complete, pruned by the median rule, failed "
         "by the run itself), its best validation GAUC and trial, the CPU time of all its "
         "trials (from the study file), the trials that reached the epoch cap (must be 0), "
         "and, on the complete trials' validation curves, the mean validation GAUC a "
@@ -309,6 +326,8 @@ def main(argv: list[str] | None = None) -> int:
     out = folder(opts, short)
     storage = opts.storage or str(out / "studies.journal")
     runs = out / "runs"
+    if opts.report:
+        return report(opts, cfg_path, proc, short, storage, trials, t0)
     configs = {m: load_run_config(cfg_path, models[m], model=m) for m in models}
     order = sorted(models, key=lambda m: -expected_cost(configs[m]))
     tasks = [
@@ -321,26 +340,53 @@ def main(argv: list[str] | None = None) -> int:
         f"tuning {len(tasks)} model(s) x {trials} trials on {short} "
         f"({opts.executor} executor, {opts.jobs} job(s)); studies in {storage}"
     )
-    make_executor(opts.executor, opts.jobs, opts.ray_address).run(tasks)
+    try:
+        make_executor(opts.executor, opts.jobs, opts.ray_address).run(tasks)
+    except (KeyboardInterrupt, BenchmarkError):
+        # the finished trials are in the storage: show them, and how to go on
+        report(opts, cfg_path, proc, short, storage, trials, t0)
+        print(
+            "tuning stopped before every study had its trials; the same command resumes it",
+            file=sys.stderr,
+        )
+        raise
+    return report(opts, cfg_path, proc, short, storage, trials, t0)
 
-    from mdr.training.tuning import StudySpec, open_study
 
+def report(
+    opts: Options, cfg_path: Path, proc: Path, short: str, storage: str, trials: int, t0: float
+) -> int:
+    """Write every output from the studies in ``storage`` of the dataset's models."""
+    import optuna
+
+    from mdr.training.tuning import counted_trials, storage_of
+
+    out = folder(opts, short)
+    if "://" not in storage and not Path(storage).is_file():
+        raise BenchmarkError(f"{storage}: no studies yet - run python -m benchmarks.tune first")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    store = storage_of(storage)
+    names = set(optuna.get_all_study_names(storage=store))
+    every, _ = without_images(list(MODELS), cfg_path, proc)
     studies, rows, best = {}, {}, {}
-    for m in models:  # Table 2's order
-        spec = StudySpec(cfg_path, m, proc, storage, m, trials, 0, runs, short)
-        study = studies[m] = open_study(spec)
+    for m in every:  # Table 2's order
+        if m not in names:
+            continue
+        # loaded, not opened: a report appends nothing to the storage
+        study = studies[m] = optuna.load_study(study_name=m, storage=store)
         keys = list(search_space(cfg_path, m))
         rows[m] = study_rows(study, keys)
         mio.write_text(out / f"{m}.csv", to_csv(rows[m], ["trial", *keys, *CSV_TAIL]))
         pick = chosen(rows[m], keys)
-        if pick is not None:
+        if pick is not None and len(counted_trials(study)) >= trials:
             best[m] = pick
     mio.write_text(
         out / "best.yaml",
         "# the chosen overrides per model (python -m benchmarks.tune): its best "
-        "complete trial by validation GAUC\n" + yaml.safe_dump(best, sort_keys=False),
+        "complete trial by validation GAUC, for the models whose study has its "
+        f"{trials} trials\n" + yaml.safe_dump(best, sort_keys=False),
     )
-    md, info = summary(studies, rows)
+    md, info = summary(studies, rows, trials)
     mio.write_text(out / "tuning.md", md)
     mio.write_json(
         out / "tuning.manifest.json",
@@ -352,6 +398,7 @@ def main(argv: list[str] | None = None) -> int:
             trials_per_model=trials,
             models=info,
             tuning=dict(load_tuning(cfg_path).fixed),
+            ran_trials=not opts.report,  # --report: wall_time_s is the report's alone
             wall_time_s=round(time.perf_counter() - t0, 1),
         ),
     )
