@@ -343,8 +343,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         make_executor(opts.executor, opts.jobs, opts.ray_address).run(tasks)
     except (KeyboardInterrupt, BenchmarkError):
-        # the finished trials are in the storage: show them, and how to go on
-        report(opts, cfg_path, proc, short, storage, trials, t0)
+        # the finished trials are in the storage: show them (if any), and how to go on
+        if "://" in storage or Path(storage).is_file():
+            report(opts, cfg_path, proc, short, storage, trials, t0)
         print(
             "tuning stopped before every study had its trials; the same command resumes it",
             file=sys.stderr,
@@ -359,7 +360,7 @@ def report(
     """Write every output from the studies in ``storage`` of the dataset's models."""
     import optuna
 
-    from mdr.training.tuning import counted_trials, storage_of
+    from mdr.training.tuning import storage_of
 
     out = folder(opts, short)
     if "://" not in storage and not Path(storage).is_file():
@@ -378,7 +379,7 @@ def report(
         rows[m] = study_rows(study, keys)
         mio.write_text(out / f"{m}.csv", to_csv(rows[m], ["trial", *keys, *CSV_TAIL]))
         pick = chosen(rows[m], keys)
-        if pick is not None and len(counted_trials(study)) >= trials:
+        if pick is not None and len(rows[m]) >= trials:  # a row per counted trial
             best[m] = pick
     mio.write_text(
         out / "best.yaml",
