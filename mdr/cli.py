@@ -214,6 +214,10 @@ def _cmd_train(a: argparse.Namespace) -> int:
     # the config (and every override) is checked before any data or folder is touched
     cfg = load_run_config(a.config, _train_overrides(a), model=a.model)
     data = _resolve_data(a.data, a.quiet)
+    if a.flush_denormals:
+        from mdr.seeding import flush_denormals
+
+        flush_denormals()
     result = train(
         cfg,
         data,
@@ -590,6 +594,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-steps", type=int_range(1, 10**9), default=None, help="cap steps per epoch (smoke)"
     )
     t.add_argument("--threads", type=int_range(1, 1024), default=None, help="torch CPU threads")
+    t.add_argument(
+        "--flush-denormals",
+        action="store_true",
+        help="flush subnormal floats to zero: several times faster on a CPU once weights "
+        "decay towards zero; changes values below 1.2e-38 only, recorded in the run's "
+        "provenance (a run resumes only in the mode it started with)",
+    )
     t.add_argument(
         "--set",
         action="append",

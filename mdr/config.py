@@ -425,12 +425,14 @@ class SearchParam:
 class TuningConfig:
     """The tuned protocol of a config file (its ``tuning:`` section): how many trials
     every model gets, the one seed the trials train with, the seeds of the tuned tables
-    (never the tuning seed), and the settings fixed for every trial and tuned run."""
+    (never the tuning seed), the settings fixed for every trial and tuned run, and whether
+    the tuned tables' runs flush subnormal floats (``mdr train --flush-denormals``)."""
 
     trials: int = 16
     seed: int = 0
     table_seeds: tuple[int, ...] = (1, 2, 3, 4, 5)
     fixed: dict[str, Any] = field(default_factory=dict)
+    flush_denormals: bool = False
 
     def __post_init__(self) -> None:
         _check(

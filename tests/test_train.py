@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mdr import metrics
-from mdr.config import ConfigError, RunConfig, apply_overrides
+from mdr.config import ConfigError, RunConfig, apply_overrides, load_yaml
 from mdr.data.batches import eval_samples, user_seen
 from mdr.data.dataset import ProcessedDataset
 from mdr.models.base import ItemFeatures, RecModel
@@ -525,6 +525,30 @@ def test_a_run_is_tied_to_its_data(data: Path, tmp_path: Path) -> None:
         evaluate_run(run, data=tmp_path / "copy", progress=False)["gauc"]
         == evaluate_run(run, progress=False)["gauc"]
     )
+
+
+def test_flushing_denormals_is_recorded_and_a_run_resumes_only_in_its_mode(
+    data: Path, tmp_path: Path
+) -> None:
+    from mdr.seeding import denormals_flushed, flush_denormals
+
+    subnormal = torch.tensor([1e-39])
+    cfg = make_cfg(**{"train.epochs": 1})
+    try:
+        flush_denormals()
+        assert denormals_flushed() and (subnormal * 1.0).item() == 0.0
+        train(cfg, data, tmp_path / "run", progress=False)
+        assert load_yaml(tmp_path / "run" / "config.yaml")["provenance"]["flush_denormal"]
+        flush_denormals(False)
+        assert not denormals_flushed() and (subnormal * 1.0).item() > 0.0
+        more = apply_overrides(cfg, {"train.epochs": 2})
+        with pytest.raises(RunError, match=r"trained with --flush-denormals; resume it with"):
+            train(more, data, tmp_path / "run", resume=True, progress=False)
+        assert (tmp_path / "run" / "DONE").is_file()  # refused before anything was touched
+        flush_denormals()
+        assert train(more, data, tmp_path / "run", resume=True, progress=False)["epochs_run"] == 2
+    finally:
+        flush_denormals(False)  # the mode is the process's: leave it as every other test has it
 
 
 def test_an_unfinished_run_is_refused_unless_asked(data: Path, tmp_path: Path) -> None:

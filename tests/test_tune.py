@@ -89,6 +89,7 @@ def test_quick_tuning_writes_every_table_and_a_best_yaml(
     cfg = yaml.safe_load((runs[0] / "config.yaml").read_text())
     assert cfg["train"]["lr"] == best["mdr"]["overrides"]["train.lr"]
     assert cfg["train"]["patience"] == 10  # the tuned protocol's fixed patience
+    assert cfg["provenance"]["flush_denormal"] is True  # and its subnormal-float mode
     # a dataset that was never tuned is one line naming the missing file
     (out / "best.yaml").rename(out / "best.yaml.moved")
     with pytest.raises(BenchmarkError, match=r"best\.yaml: not found - run"):

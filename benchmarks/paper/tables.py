@@ -40,7 +40,7 @@ from benchmarks.common import (
 )
 from benchmarks.executor import Task, add_executor_options, make_executor
 from mdr.argtypes import Parser, int_range, safe_name
-from mdr.config import ModelConfig, RunConfig, config_hash, load_run_config, to_dict
+from mdr.config import ModelConfig, RunConfig, config_hash, load_run_config, load_tuning, to_dict
 from mdr.data.catalog import DEFAULT_DATASET, dataset_name, resolve
 from mdr.training.registry import get_builder
 
@@ -55,6 +55,7 @@ class Job:
     config: Path
     overrides: dict[str, Any]
     run_dir: Path
+    flush_denormals: bool = False  # mdr train --flush-denormals (the tuned protocol's choice)
 
 
 @dataclass
@@ -100,7 +101,7 @@ def tuned_overrides(
     its one change applied last (nothing retuned)."""
     import yaml
 
-    from mdr.config import load_tuning, variant_names, variant_overrides
+    from mdr.config import variant_names, variant_overrides
 
     path = opts.results / short / ("tuning_quick" if opts.quick else "tuning") / "best.yaml"
     if not path.is_file():
@@ -144,23 +145,37 @@ def plan(models: Sequence[str], opts: Options, proc: Path, short: str) -> list[J
     extra.update(opts.extra)
     kept, _ = without_images(models, cfg_path, proc)
     tuned = tuned_overrides(opts, short, cfg_path, list(kept)) if opts.tuned else {}
+    flush = opts.tuned and load_tuning(cfg_path).flush_denormals
     for model in models:
         if model not in kept:
             continue
         overrides = {**tuned.get(model, {}), **extra, **kept[model]}
         for seed in seeds_of(opts):
             resolved = load_run_config(cfg_path, {**overrides, "seed": seed}, model=model)
-            run_dir = run_dir_for(opts.results, short, model, resolved)
-            jobs.append(Job(model, seed, cfg_path, overrides, run_dir))
+            run_dir = run_dir_for(opts.results, short, model, resolved, flush_denormals=flush)
+            jobs.append(Job(model, seed, cfg_path, overrides, run_dir, flush))
     return jobs
 
 
 def run_dir_for(
-    results: Path, short: str, model: str, resolved: RunConfig, data: str | None = None
+    results: Path,
+    short: str,
+    model: str,
+    resolved: RunConfig,
+    data: str | None = None,
+    flush_denormals: bool = False,
 ) -> Path:
-    """``results/<short>/runs/<model>-<hash>-s<seed>``: the hash covers the resolved config
-    and the name of the data it trains on (``data``, default ``short``)."""
-    key = config_hash({"model": model, "config": to_dict(resolved), "dataset": data or short})
+    """``results/<short>/runs/<model>-<hash>-s<seed>``: the hash covers the resolved config,
+    the name of the data it trains on (``data``, default ``short``) and, when on, the
+    flushing of subnormal floats (so a flushed run never reuses an unflushed one's folder)."""
+    identity: dict[str, Any] = {
+        "model": model,
+        "config": to_dict(resolved),
+        "dataset": data or short,
+    }
+    if flush_denormals:
+        identity["flush_denormals"] = True
+    key = config_hash(identity)
     return results / short / "runs" / f"{model}-{key}-s{resolved.seed}"
 
 
@@ -238,6 +253,8 @@ def _command(job: Job, proc: Path, threads: int, force: bool) -> list[str]:
     ]
     for k, v in job.overrides.items():
         cmd += ["--set", f"{k}={json.dumps(v)}"]
+    if job.flush_denormals:
+        cmd.append("--flush-denormals")
     if force:
         cmd.append("--overwrite")
     return cmd
@@ -661,8 +678,6 @@ def run_models(
     proc = resolve(opts.dataset, progress=not opts.quiet)
     short = dataset_name(opts.dataset)
     if opts.tuned:  # the tuned protocol's seeds: never the tuning seed
-        from mdr.config import load_tuning
-
         table_seeds = load_tuning(config_for(proc)).table_seeds
         opts.seed_list = table_seeds[: opts.seeds] if opts.seeds else table_seeds
     jobs = plan(models, opts, proc, short)

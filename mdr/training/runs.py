@@ -67,6 +67,7 @@ from mdr.io import (
 )
 from mdr.models.capabilities import Capabilities, model_capabilities
 from mdr.provenance import device_name, manifest
+from mdr.seeding import denormals_flushed
 from mdr.training.errors import RunError
 from mdr.training.evaluate import evaluate_model
 from mdr.training.registry import build_model
@@ -356,6 +357,7 @@ class RunFolder:
         if resume and self.checkpoint.is_file():
             _, provenance = self.read_config()
             check_data(self.root, provenance, task, allow_other_data)
+            check_denormals(self.root, provenance)
             ckpt = self.read_checkpoint(cfg)
         if ckpt and TrainState(**ckpt["state"]).complete(cfg.train.epochs) and self.is_finished():
             try:
@@ -387,6 +389,7 @@ class RunFolder:
             data_fingerprint=task.fingerprint,
             task=task.kind,
             device=device_name(str(device)),
+            flush_denormal=denormals_flushed(),
             **extra,
         )
         write_text(self.config, dump_yaml({**to_dict(cfg), "provenance": prov}))
@@ -511,6 +514,19 @@ def check_data(
         f"{where} was trained on {provenance.get('data')} (data fingerprint {recorded}); "
         f"{task.root} has fingerprint {task.fingerprint}: other data. Pass "
         "--allow-other-data (allow_other_data=True) to use it anyway"
+    )
+
+
+def check_denormals(where: Path, provenance: dict[str, Any]) -> None:
+    """Refuse to resume a run under the other subnormal-float mode than it started with
+    (:func:`mdr.seeding.flush_denormals`): its epochs would mix two numerics."""
+    started = bool(provenance.get("flush_denormal", False))
+    if started == denormals_flushed():
+        return
+    how = "with" if started else "without"
+    raise RunError(
+        f"{where} was trained {how} --flush-denormals; resume it {how} the flag "
+        "(or train into a new folder)"
     )
 
 
