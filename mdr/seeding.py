@@ -37,11 +37,13 @@ def flush_denormals(on: bool = True) -> None:
     """
     import torch
 
+    from mdr.config import ConfigError
+
     global _FLUSHING
-    if on and not torch.set_flush_denormal(True):
-        raise RuntimeError("this CPU cannot flush subnormal floats (no SSE3)")
-    if not on:
-        torch.set_flush_denormal(False)
+    if not torch.set_flush_denormal(on) and on:
+        raise ConfigError(
+            "--flush-denormals: this CPU cannot flush subnormal floats; train without it"
+        )
     _FLUSHING = on
 
 
